@@ -1,0 +1,38 @@
+// Regenerates packages/proto/src/gen from proto/ with buf and protoc-gen-es.
+//   npm run generate          lint the contract and regenerate
+//   npm run generate:check    the same, then fail if the committed code differs
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { printProto } from "./print-proto.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const genDir = "packages/proto/src/gen";
+
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, {
+    cwd: root,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+}
+
+// buf resolves `import "buf/validate/validate.proto"` from this module (see buf.yaml).
+const depFile = join(root, ".gen/protodeps/buf/validate/validate.proto");
+mkdirSync(dirname(depFile), { recursive: true });
+writeFileSync(depFile, printProto(file_buf_validate_validate.proto));
+
+run("npx", ["buf", "lint"]);
+run("npx", ["buf", "generate"]);
+
+if (process.argv.includes("--check")) {
+  const status = run("git", ["status", "--porcelain", "--", genDir, "proto"]);
+  if (status.trim() !== "") {
+    process.stderr.write(`generated code differs from a fresh generation:\n${status}\n`);
+    process.stderr.write(run("git", ["diff", "--", genDir]));
+    process.stderr.write("run `npm run generate` and commit the result\n");
+    process.exit(1);
+  }
+}
