@@ -1,0 +1,42 @@
+import { readFileSync } from "node:fs";
+import { isPkiError } from "@isthmus/pki";
+import { Command, CommanderError } from "commander";
+import { registerCertsCommand } from "./commands/certs.js";
+
+/** Exit codes: 0 success, 1 an error while doing the work, 2 bad usage (flags, arguments). */
+export const EXIT_ERROR = 1;
+export const EXIT_USAGE = 2;
+
+const { version } = JSON.parse(
+  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+) as { version: string };
+
+/** The `isthmus` program; every command registers itself here. */
+export function createProgram(): Command {
+  const program = new Command("isthmus")
+    .description("multi-cluster policy layer for Istio")
+    .version(version)
+    .exitOverride()
+    .configureOutput({
+      outputError: (message, write) => write(`isthmus: ${message.replace(/^error: /, "")}`),
+    });
+  registerCertsCommand(program);
+  return program;
+}
+
+/** Runs the CLI and returns its exit code (the launcher sets process.exitCode). */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (reason) {
+    if (reason instanceof CommanderError) {
+      // Commander has already printed its message (help, version, or a usage error).
+      return reason.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    const message = isPkiError(reason) || reason instanceof Error ? reason.message : String(reason);
+    process.stderr.write(`isthmus: ${message}\n`);
+    return EXIT_ERROR;
+  }
+}
