@@ -1,0 +1,13 @@
+export type { FailOptions, FaultState, Faults, RequestMatch } from "./faults.js";
+export type { ApplyOptions, KubeSim, KubeSimOptions, ListFilter } from "./kubesim.js";
+export { createKubeSim, startKubeSim } from "./kubesim.js";
+export type { KubeObject, ObjectMeta } from "./object.js";
+export type { PrinterColumn, ResourceType } from "./resources.js";
+export type { IstioSceneOptions, SampleAppOptions } from "./scenes.js";
+export { istioScene, sampleApp } from "./scenes.js";
+export { parseObjects } from "./server.js";
+export type { Status, StatusCause } from "./status.js";
+export { isKubeSimError, KubeSimError } from "./status.js";
+export type { PatchType } from "./store.js";
+export type { ServingCertificate } from "./tls.js";
+export { generateServingCertificate } from "./tls.js";

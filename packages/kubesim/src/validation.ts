@@ -1,0 +1,329 @@
+import { DestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
+import { Gateway } from "@kubernetes-models/istio/networking.istio.io/v1/Gateway";
+import { ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1/ServiceEntry";
+import { Sidecar } from "@kubernetes-models/istio/networking.istio.io/v1/Sidecar";
+import { VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1/VirtualService";
+import { WorkloadEntry } from "@kubernetes-models/istio/networking.istio.io/v1/WorkloadEntry";
+import { DestinationRule as DestinationRuleV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/DestinationRule";
+import { Gateway as GatewayV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/Gateway";
+import { ServiceEntry as ServiceEntryV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/ServiceEntry";
+import { Sidecar as SidecarV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/Sidecar";
+import { VirtualService as VirtualServiceV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/VirtualService";
+import { WorkloadEntry as WorkloadEntryV1alpha3 } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/WorkloadEntry";
+import { DestinationRule as DestinationRuleV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/DestinationRule";
+import { Gateway as GatewayV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/Gateway";
+import { ServiceEntry as ServiceEntryV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/ServiceEntry";
+import { Sidecar as SidecarV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/Sidecar";
+import { VirtualService as VirtualServiceV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/VirtualService";
+import { WorkloadEntry as WorkloadEntryV1beta1 } from "@kubernetes-models/istio/networking.istio.io/v1beta1/WorkloadEntry";
+import { AuthorizationPolicy } from "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy";
+import { PeerAuthentication } from "@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication";
+import { AuthorizationPolicy as AuthorizationPolicyV1beta1 } from "@kubernetes-models/istio/security.istio.io/v1beta1/AuthorizationPolicy";
+import { PeerAuthentication as PeerAuthenticationV1beta1 } from "@kubernetes-models/istio/security.istio.io/v1beta1/PeerAuthentication";
+import type { KubeObject } from "./object.js";
+import { isPlainObject } from "./object.js";
+import type { ResourceType } from "./resources.js";
+import type { StatusCause } from "./status.js";
+
+interface Validatable {
+  validate(): void;
+}
+type ModelCtor = new (data: never) => Validatable;
+
+/** Istio's CRD schemas (as compiled by @kubernetes-models/istio), by apiVersion and kind. */
+const istioModels: Record<string, ModelCtor> = {
+  "networking.istio.io/v1/ServiceEntry": ServiceEntry,
+  "networking.istio.io/v1/DestinationRule": DestinationRule,
+  "networking.istio.io/v1/Gateway": Gateway,
+  "networking.istio.io/v1/VirtualService": VirtualService,
+  "networking.istio.io/v1/WorkloadEntry": WorkloadEntry,
+  "networking.istio.io/v1/Sidecar": Sidecar,
+  "networking.istio.io/v1beta1/ServiceEntry": ServiceEntryV1beta1,
+  "networking.istio.io/v1beta1/DestinationRule": DestinationRuleV1beta1,
+  "networking.istio.io/v1beta1/Gateway": GatewayV1beta1,
+  "networking.istio.io/v1beta1/VirtualService": VirtualServiceV1beta1,
+  "networking.istio.io/v1beta1/WorkloadEntry": WorkloadEntryV1beta1,
+  "networking.istio.io/v1beta1/Sidecar": SidecarV1beta1,
+  "networking.istio.io/v1alpha3/ServiceEntry": ServiceEntryV1alpha3,
+  "networking.istio.io/v1alpha3/DestinationRule": DestinationRuleV1alpha3,
+  "networking.istio.io/v1alpha3/Gateway": GatewayV1alpha3,
+  "networking.istio.io/v1alpha3/VirtualService": VirtualServiceV1alpha3,
+  "networking.istio.io/v1alpha3/WorkloadEntry": WorkloadEntryV1alpha3,
+  "networking.istio.io/v1alpha3/Sidecar": SidecarV1alpha3,
+  "security.istio.io/v1/AuthorizationPolicy": AuthorizationPolicy,
+  "security.istio.io/v1/PeerAuthentication": PeerAuthentication,
+  "security.istio.io/v1beta1/AuthorizationPolicy": AuthorizationPolicyV1beta1,
+  "security.istio.io/v1beta1/PeerAuthentication": PeerAuthenticationV1beta1,
+};
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+function fieldPath(instancePath: string): string {
+  return instancePath
+    .split("/")
+    .slice(1)
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .reduce((acc, s) => (/^\d+$/.test(s) ? `${acc}[${s}]` : acc === "" ? s : `${acc}.${s}`), "");
+}
+
+function valueAtPointer(obj: unknown, instancePath: string): unknown {
+  let cur = obj;
+  for (const s of instancePath.split("/").slice(1)) {
+    const k = s.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (Array.isArray(cur)) cur = cur[Number(k)];
+    else if (isPlainObject(cur)) cur = cur[k];
+    else return undefined;
+  }
+  return cur;
+}
+
+function show(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return `"array"`;
+  if (isPlainObject(v)) return `"object"`;
+  return String(v);
+}
+
+/** Turns schema errors into causes worded like the apiserver's CRD validation. */
+function toCause(obj: unknown, e: AjvError): StatusCause {
+  let field = fieldPath(e.instancePath);
+  const value = valueAtPointer(obj, e.instancePath);
+  switch (e.keyword) {
+    case "required": {
+      const missing = String(e.params.missingProperty);
+      field = field === "" ? missing : `${field}.${missing}`;
+      return { reason: "FieldValueRequired", message: "Required value", field };
+    }
+    case "enum": {
+      const allowed = (e.params.allowedValues as unknown[])
+        .map((v) => JSON.stringify(v))
+        .join(", ");
+      return {
+        reason: "FieldValueNotSupported",
+        message: `Unsupported value: ${show(value)}: supported values: ${allowed}`,
+        field,
+      };
+    }
+    case "type":
+      return {
+        reason: "FieldValueTypeInvalid",
+        message: `Invalid value: ${show(value)}: ${field} in body must be of type ${String(e.params.type)}: ${show(value)}`,
+        field,
+      };
+    default:
+      return {
+        reason: "FieldValueInvalid",
+        message: `Invalid value: ${show(value)}: ${field} in body ${e.message ?? "is invalid"}`,
+        field,
+      };
+  }
+}
+
+/** Validates an Istio object against Istio's CRD schema; returns the causes (empty if valid). */
+export function validateIstio(obj: KubeObject): StatusCause[] {
+  const ctor = istioModels[`${obj.apiVersion}/${obj.kind}`];
+  if (ctor === undefined) return [];
+  try {
+    new ctor(obj as never).validate();
+    return [];
+  } catch (err: unknown) {
+    const errors = (err as { errors?: AjvError[] }).errors;
+    if (!Array.isArray(errors)) throw err;
+    return errors.map((e) => toCause(obj, e));
+  }
+}
+
+const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const dns1123Subdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const dns1035Label = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const labelValue = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const qualifiedName = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+
+function nameCauses(kind: string, name: string, field: string): StatusCause[] {
+  const invalidName = (msg: string): StatusCause[] => [
+    { reason: "FieldValueInvalid", message: `Invalid value: "${name}": ${msg}`, field },
+  ];
+  if (kind === "Namespace") {
+    if (name.length > 63 || !dns1123Label.test(name)) {
+      return invalidName(
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+      );
+    }
+    return [];
+  }
+  if (kind === "Service") {
+    if (name.length > 63 || !dns1035Label.test(name)) {
+      return invalidName(
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+      );
+    }
+    return [];
+  }
+  if (name.length > 253 || !dns1123Subdomain.test(name)) {
+    return invalidName(
+      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+    );
+  }
+  return [];
+}
+
+function labelCauses(labels: unknown): StatusCause[] {
+  if (labels === undefined) return [];
+  if (!isPlainObject(labels)) {
+    return [
+      {
+        reason: "FieldValueInvalid",
+        message: "Invalid value: must be a map of strings",
+        field: "metadata.labels",
+      },
+    ];
+  }
+  const causes: StatusCause[] = [];
+  for (const [k, v] of Object.entries(labels)) {
+    const slash = k.lastIndexOf("/");
+    const prefix = slash >= 0 ? k.slice(0, slash) : "";
+    const nm = slash >= 0 ? k.slice(slash + 1) : k;
+    if (
+      nm.length > 63 ||
+      !qualifiedName.test(nm) ||
+      (slash >= 0 && !dns1123Subdomain.test(prefix))
+    ) {
+      causes.push({
+        reason: "FieldValueInvalid",
+        message: `Invalid value: "${k}": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+        field: "metadata.labels",
+      });
+    }
+    if (typeof v !== "string" || v.length > 63 || !labelValue.test(v)) {
+      causes.push({
+        reason: "FieldValueInvalid",
+        message: `Invalid value: "${String(v)}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+        field: "metadata.labels",
+      });
+    }
+  }
+  return causes;
+}
+
+function required(cond: boolean, field: string): StatusCause[] {
+  return cond ? [] : [{ reason: "FieldValueRequired", message: "Required value", field }];
+}
+
+function portCauses(ports: unknown, field: string, key: string): StatusCause[] {
+  if (!Array.isArray(ports)) return [];
+  const causes: StatusCause[] = [];
+  ports.forEach((p: unknown, i) => {
+    const n = isPlainObject(p) ? p[key] : undefined;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 65535) {
+      causes.push({
+        reason: "FieldValueInvalid",
+        message: `Invalid value: ${show(n)}: must be between 1 and 65535, inclusive`,
+        field: `${field}[${i}].${key}`,
+      });
+    }
+  });
+  if (ports.length > 1) {
+    ports.forEach((p: unknown, i) => {
+      if (!isPlainObject(p) || typeof p.name !== "string" || p.name === "") {
+        causes.push({
+          reason: "FieldValueRequired",
+          message: "Required value",
+          field: `${field}[${i}].name`,
+        });
+      }
+    });
+  }
+  return causes;
+}
+
+/** The checks the real apiserver makes on core objects that matter to clients of this repo. */
+function coreCauses(obj: KubeObject): StatusCause[] {
+  const spec = isPlainObject(obj.spec) ? obj.spec : undefined;
+  switch (obj.kind) {
+    case "Pod": {
+      const containers = spec?.containers;
+      if (!Array.isArray(containers) || containers.length === 0)
+        return required(false, "spec.containers");
+      return containers.flatMap((c: unknown, i) => [
+        ...required(
+          isPlainObject(c) && typeof c.name === "string" && c.name !== "",
+          `spec.containers[${i}].name`,
+        ),
+        ...required(
+          isPlainObject(c) && typeof c.image === "string" && c.image !== "",
+          `spec.containers[${i}].image`,
+        ),
+        ...portCauses(
+          isPlainObject(c) ? c.ports : undefined,
+          `spec.containers[${i}].ports`,
+          "containerPort",
+        ),
+      ]);
+    }
+    case "Service": {
+      const type = spec?.type ?? "ClusterIP";
+      const headless = spec?.clusterIP === "None";
+      const ports = spec?.ports;
+      const needsPorts = type !== "ExternalName" && !headless;
+      return [
+        ...required(!needsPorts || (Array.isArray(ports) && ports.length > 0), "spec.ports"),
+        ...portCauses(ports, "spec.ports", "port"),
+        ...(["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].includes(String(type))
+          ? []
+          : [
+              {
+                reason: "FieldValueNotSupported",
+                message: `Unsupported value: ${show(type)}: supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"`,
+                field: "spec.type",
+              },
+            ]),
+      ];
+    }
+    case "EndpointSlice":
+      return [
+        ...required(typeof obj.addressType === "string", "addressType"),
+        ...required(Array.isArray(obj.endpoints), "endpoints"),
+      ];
+    case "ConfigMap":
+    case "Secret": {
+      const causes: StatusCause[] = [];
+      for (const section of ["data", "binaryData", "stringData"]) {
+        const data = obj[section];
+        if (data !== undefined && !isPlainObject(data)) {
+          causes.push({
+            reason: "FieldValueInvalid",
+            message: "Invalid value: must be a map",
+            field: section,
+          });
+        }
+      }
+      return causes;
+    }
+    default:
+      return [];
+  }
+}
+
+/** All validation causes for an object about to be stored (empty if valid). */
+export function validateObject(type: ResourceType, obj: KubeObject, istio: boolean): StatusCause[] {
+  const name = obj.metadata.name;
+  const causes: StatusCause[] = [
+    ...(typeof name === "string" && name !== ""
+      ? nameCauses(obj.kind, name, "metadata.name")
+      : required(false, "metadata.name")),
+    ...labelCauses(obj.metadata.labels),
+  ];
+  if (type.namespaced && obj.metadata.namespace !== undefined) {
+    causes.push(...nameCauses("Namespace", obj.metadata.namespace, "metadata.namespace"));
+  }
+  causes.push(...coreCauses(obj));
+  if (istio && (type.group === "networking.istio.io" || type.group === "security.istio.io")) {
+    causes.push(...validateIstio(obj));
+  }
+  return causes;
+}
