@@ -1,0 +1,91 @@
+import type { ImportIntent } from "@isthmus/proto";
+import { clusterHost, clustersetHost, finish, objectName } from "./meta.js";
+import { renderPorts } from "./ports.js";
+import { gatewayEndpoints, localEndpoints, seSpec } from "./service-entry.js";
+import type { KubeObject, LocalFacts } from "./types.js";
+
+export interface IntentHeader {
+  name: string;
+  version: string;
+  /** Extra annotations for the intent's primary (first) object: the intent source of
+   * Import and Export intents, read back when a restarted agent adopts its objects. */
+  primaryAnnotations: Record<string, string>;
+}
+
+/** Outlier detection that ejects failing endpoints so that locality failover kicks in. */
+export const OUTLIER_DETECTION = {
+  consecutive5xxErrors: 5,
+  consecutiveGatewayErrors: 5,
+  interval: "10s",
+  baseEjectionTime: "30s",
+  maxEjectionPercent: 100,
+};
+
+/**
+ * ImportIntent -> a ServiceEntry for `<svc>.<ns>.svc.clusterset.local` whose endpoints are
+ * the local ready pods (when the cluster backs the service itself) and one endpoint per
+ * remote east-west gateway; one ServiceEntry per remote backing cluster for
+ * `<cluster>.<svc>.<ns>.svc.clusterset.local`; and a DestinationRule for the clusterset
+ * host (Istio mTLS, locality load balancing with outlier detection).
+ */
+export function renderImport(
+  header: IntentHeader,
+  intent: ImportIntent,
+  facts: LocalFacts,
+): KubeObject[] {
+  const { namespace, service } = intent;
+  const ports = renderPorts(intent.ports);
+  const backends = [...intent.backends]
+    .filter((b) => b.clusterId !== facts.clusterId)
+    .sort((a, b) => a.clusterId.localeCompare(b.clusterId));
+  const local = intent.localBackend
+    ? localEndpoints(facts, facts.endpoints(namespace, service), ports)
+    : [];
+  const remote = backends.flatMap((b) => gatewayEndpoints(b, ports));
+  const host = clustersetHost(namespace, service);
+  const done = (o: KubeObject & { metadata: { name: string; namespace: string } }) =>
+    finish(o, header.name, header.version);
+  const objects: KubeObject[] = [
+    finish(
+      {
+        apiVersion: "networking.istio.io/v1",
+        kind: "ServiceEntry",
+        metadata: { name: objectName("import", service), namespace },
+        spec: seSpec([host], ports, [...local, ...remote]),
+      },
+      header.name,
+      header.version,
+      header.primaryAnnotations,
+    ),
+  ];
+  for (const b of backends) {
+    objects.push(
+      done({
+        apiVersion: "networking.istio.io/v1",
+        kind: "ServiceEntry",
+        metadata: { name: objectName("import", service, b.clusterId), namespace },
+        spec: seSpec(
+          [clusterHost(b.clusterId, namespace, service)],
+          ports,
+          gatewayEndpoints(b, ports),
+        ),
+      }),
+    );
+  }
+  objects.push(
+    done({
+      apiVersion: "networking.istio.io/v1",
+      kind: "DestinationRule",
+      metadata: { name: objectName("import", service), namespace },
+      spec: {
+        host,
+        trafficPolicy: {
+          tls: { mode: "ISTIO_MUTUAL" },
+          loadBalancer: { localityLbSetting: { enabled: true } },
+          outlierDetection: OUTLIER_DETECTION,
+        },
+      },
+    }),
+  );
+  return objects;
+}

@@ -1,0 +1,65 @@
+import { toJsonString } from "@bufbuild/protobuf";
+import { type Intent, IntentSchema } from "@isthmus/proto";
+import { renderAccess } from "./access.js";
+import { renderExport } from "./export.js";
+import { type IntentHeader, renderImport } from "./import.js";
+import { INTENT_SOURCE_ANNOTATION, isDns1123Label } from "./meta.js";
+import type { LocalFacts, RenderResult } from "./types.js";
+
+export * from "./meta.js";
+export { istioProtocol, renderPorts } from "./ports.js";
+export * from "./types.js";
+
+/**
+ * Renders one intent into Istio objects. Pure: the same intent and facts give the same
+ * objects, byte for byte. Problems are returned per object, never thrown.
+ */
+export function renderIntent(intent: Intent, facts: LocalFacts): RenderResult {
+  const result: RenderResult = {
+    intentName: intent.name,
+    intentVersion: intent.version,
+    objects: [],
+    errors: [],
+  };
+  const fail = (message: string) => {
+    result.errors.push({ intentName: intent.name, object: `Intent ${intent.name}`, message });
+    return result;
+  };
+  const kind = intent.kind;
+  if (kind.case === undefined) return fail(`intent "${intent.name}" has no kind`);
+  const { namespace, service } = kind.value;
+  if (!isDns1123Label(namespace))
+    return fail(`intent "${intent.name}": namespace "${namespace}" is not a DNS-1123 label`);
+  if (!isDns1123Label(service))
+    return fail(`intent "${intent.name}": service "${service}" is not a DNS-1123 label`);
+  const header: IntentHeader = {
+    name: intent.name,
+    version: intent.version,
+    primaryAnnotations: {},
+  };
+  switch (kind.case) {
+    case "importIntent":
+      header.primaryAnnotations[INTENT_SOURCE_ANNOTATION] = toJsonString(IntentSchema, intent);
+      result.objects = renderImport(header, kind.value, facts);
+      break;
+    case "exportIntent":
+      header.primaryAnnotations[INTENT_SOURCE_ANNOTATION] = toJsonString(IntentSchema, intent);
+      result.objects = renderExport(header, kind.value, facts);
+      break;
+    case "accessIntent": {
+      const r = renderAccess(header, kind.value, facts);
+      result.objects = r.objects;
+      result.errors = r.errors;
+      break;
+    }
+  }
+  return result;
+}
+
+/** Whether an intent's objects depend on the local endpoints of its service. */
+export function dependsOnLocalEndpoints(intent: Intent): boolean {
+  return (
+    (intent.kind.case === "importIntent" && intent.kind.value.localBackend) ||
+    intent.kind.case === "exportIntent"
+  );
+}

@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import type { KubeObject } from "./types.js";
+
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+export const MANAGED_BY_VALUE = "isthmus";
+export const INTENT_LABEL = "isthmus.dev/intent";
+export const INTENT_NAME_ANNOTATION = "isthmus.dev/intent-name";
+export const INTENT_VERSION_ANNOTATION = "isthmus.dev/intent-version";
+export const CONTENT_HASH_ANNOTATION = "isthmus.dev/content-hash";
+/** JSON of the intent an Import or Export object was rendered from, so that a restarted
+ * agent can re-render it when local endpoints change without asking the hub. */
+export const INTENT_SOURCE_ANNOTATION = "isthmus.dev/intent-source";
+
+export const CLUSTERSET_DOMAIN = "svc.clusterset.local";
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+export function isDns1123Label(s: string): boolean {
+  return s.length <= 63 && DNS1123_LABEL.test(s);
+}
+
+function sha256Hex(s: string): string {
+  return createHash("sha256").update(s).digest("hex");
+}
+
+/** `<name>.<ns>.svc.clusterset.local` */
+export function clustersetHost(namespace: string, service: string): string {
+  return `${service}.${namespace}.${CLUSTERSET_DOMAIN}`;
+}
+
+/** `<cluster>.<name>.<ns>.svc.clusterset.local` */
+export function clusterHost(cluster: string, namespace: string, service: string): string {
+  return `${cluster}.${service}.${namespace}.${CLUSTERSET_DOMAIN}`;
+}
+
+/**
+ * A deterministic DNS-1123 label `isthmus-<prefix>-<parts…>`. Names with more than one part,
+ * or longer than 63 characters, end in a hash of the parts, so that two different part
+ * lists never give the same readable name (`a` + `b-c` vs `a-b` + `c`).
+ */
+export function objectName(prefix: string, ...parts: string[]): string {
+  const readable = `isthmus-${prefix}-${parts.join("-")}`;
+  if (parts.length === 1 && readable.length <= 63) return readable;
+  const hash = sha256Hex(JSON.stringify([prefix, ...parts])).slice(0, 8);
+  return `${readable.slice(0, 63 - 9).replace(/-+$/, "")}-${hash}`;
+}
+
+/**
+ * The intent name as a label value: `/` becomes `.`; other characters a label value cannot
+ * hold become `_`; names longer than 63 characters are cut and end in a hash. The exact name
+ * is kept in the `isthmus.dev/intent-name` annotation.
+ */
+export function escapeIntentName(name: string): string {
+  let v = name.replaceAll("/", ".").replace(/[^-A-Za-z0-9_.]/g, "_");
+  if (v.length > 63 || !LABEL_VALUE.test(v)) {
+    const hash = sha256Hex(name).slice(0, 8);
+    v = `${v
+      .slice(0, 54)
+      .replace(/^[^A-Za-z0-9]+/, "")
+      .replace(/[^A-Za-z0-9]+$/, "")}-${hash}`;
+    if (!/^[A-Za-z0-9]/.test(v)) v = `i${v}`;
+  }
+  return v;
+}
+
+/** JSON with object keys sorted, so that equal content gives equal text. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The content hash of a rendered object: everything the agent writes (spec, labels,
+ * annotations) except the hash annotation itself. Equal hashes mean a write would be a no-op.
+ */
+export function contentHash(obj: KubeObject): string {
+  const annotations = { ...obj.metadata.annotations };
+  delete annotations[CONTENT_HASH_ANNOTATION];
+  const { metadata: _m, apiVersion, kind, ...rest } = obj;
+  const content = {
+    apiVersion,
+    kind,
+    name: obj.metadata.name,
+    namespace: obj.metadata.namespace,
+    labels: obj.metadata.labels,
+    annotations,
+    ...rest,
+  };
+  return sha256Hex(canonicalJson(content)).slice(0, 32);
+}
+
+/** Completes an object with the ownership labels, version and content hash. */
+export function finish(
+  obj: KubeObject & { metadata: { name: string; namespace: string } },
+  intentName: string,
+  intentVersion: string,
+  extraAnnotations: Record<string, string> = {},
+): KubeObject {
+  const out: KubeObject = {
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      labels: {
+        [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
+        [INTENT_LABEL]: escapeIntentName(intentName),
+      },
+      annotations: {
+        [INTENT_NAME_ANNOTATION]: intentName,
+        [INTENT_VERSION_ANNOTATION]: intentVersion,
+        ...extraAnnotations,
+      },
+    },
+  };
+  out.metadata.annotations![CONTENT_HASH_ANNOTATION] = contentHash(out);
+  return out;
+}
+
+/** Whether a live object carries the Isthmus ownership label. */
+export function isOwned(obj: { metadata?: { labels?: Record<string, string> } }): boolean {
+  return obj.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE;
+}
