@@ -153,11 +153,12 @@ describe("cli: isthmus certs", () => {
       ],
       [["certs", "-c", folder, "--bogus"], "isthmus: unknown option '--bogus'\n"],
     ];
-    for (const [args, stderr] of cases) {
-      const run = await isthmus(...args);
+    const runs = await Promise.all(cases.map(([args]) => isthmus(...args)));
+    runs.forEach((run, index) => {
+      const [args, stderr] = cases[index]!;
       assert.equal(run.stderr, stderr, args.join(" "));
       assert.equal(run.code, 2, args.join(" "));
       assert.equal(run.stdout, "");
-    }
+    });
   });
 });
