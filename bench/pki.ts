@@ -15,21 +15,13 @@ import {
   signAgentCsr,
   validateMeshCa,
 } from "@isthmus/pki";
+import type { BenchOptions, Figure } from "./harness.js";
 
-/** One measured figure (the shape bench/harness.ts reads). */
-export interface Figure {
-  name: string;
-  unit: string;
-  samples: number[];
-  /** Another figure of this module: the table shows the ratio of the medians. */
-  reference?: string;
-}
-
-const FOLDER = "pki fresh folder (RSA 4096 root + CA)";
-const NATIVE = "pki RSA 4096 key, crypto.generateKeyPair";
-const WEBCRYPTO = "pki RSA 4096 key, webcrypto generateKey";
-const VALIDATE = "pki validate complete folder";
-const SIGN_CSR = "pki sign agent CSR (P-256)";
+const FOLDER = "fresh folder (RSA 4096 root + CA)";
+const NATIVE = "RSA 4096 key, crypto.generateKeyPair";
+const WEBCRYPTO = "RSA 4096 key, webcrypto generateKey";
+const VALIDATE = "validate complete folder";
+const SIGN_CSR = "sign agent CSR (P-256)";
 
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
@@ -37,7 +29,7 @@ async function timed(action: () => Promise<unknown>): Promise<number> {
   return performance.now() - started;
 }
 
-export default async function run({ smoke }: { smoke: boolean }): Promise<Figure[]> {
+export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const folders = smoke ? 1 : 7;
   const keys = smoke ? 1 : 12;
   const small = smoke ? 3 : 50;

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { connect, createServer, type TLSSocket } from "node:tls";
 import {
   type CertifiedKey,
@@ -62,6 +63,15 @@ describe("pki: control-plane certificates", () => {
     const now = new Date("2026-03-01T12:00:00Z");
     const agent = await createAgentCsr("prod-eu");
     assert.match(agent.csrPem, /^-----BEGIN CERTIFICATE REQUEST-----\n/);
+    const dir = await tempFolder("agent-csr");
+    try {
+      await writeFile(join(dir, "agent.csr"), agent.csrPem);
+      const checked = await openssl(["req", "-in", "agent.csr", "-noout", "-verify", "-text"], dir);
+      assert.match(checked, /verify OK/);
+      assert.match(checked, /URI:spiffe:\/\/isthmus\/cluster\/prod-eu/);
+    } finally {
+      await cleanup(dir);
+    }
     const issued = await signAgentCsr(hubCa, agent.csrPem, { clusterId: "prod-eu", now });
     const cert = new X509Certificate(issued.certPem);
     const ca = new X509Certificate(hubCa.certPem);
