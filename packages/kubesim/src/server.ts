@@ -293,6 +293,7 @@ export function createHandler(ctx: ServerContext): {
       "Cache-Control": "no-cache",
     });
     res.socket?.setNoDelay(true);
+    res.flushHeaders();
     if (expired !== undefined) {
       res.end(`${JSON.stringify({ type: "ERROR", object: expired.status })}\n`);
       return;

@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { sampleApp } from "@isthmus/kubesim";
+import { parse, parseAllDocuments } from "yaml";
+import type { Harness } from "./helpers.js";
+import { kubectl, startHarness } from "./helpers.js";
+
+const manifests = `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels: {app: shop}
+data:
+  color: blue
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: payments
+  namespace: shop
+spec:
+  hosts: ["payments.example.com"]
+  location: MESH_EXTERNAL
+  ports:
+  - number: 443
+    name: tls
+    protocol: TLS
+  resolution: DNS
+`;
+
+for (const secure of [false, true]) {
+  describe(`kubesim with the real kubectl (${secure ? "HTTPS and bearer token" : "HTTP"})`, function () {
+    this.timeout(60000);
+    let h: Harness;
+    let file: string;
+    beforeEach(async () => {
+      h = await startHarness(secure ? { tls: true, token: "kubectl-token" } : {});
+      file = join(h.dir, "shop.yaml");
+      await writeFile(file, manifests);
+    });
+    afterEach(() => h.close());
+
+    it("applies server-side with validation, gets tables and YAML, and deletes", async () => {
+      const applied = await kubectl(h, ["apply", "--server-side", "-f", file]);
+      assert.equal(applied.stderr, "");
+      assert.equal(applied.code, 0);
+      assert.deepEqual(applied.stdout.trim().split("\n"), [
+        "namespace/shop serverside-applied",
+        "configmap/settings serverside-applied",
+        "serviceentry.networking.istio.io/payments serverside-applied",
+      ]);
+      const again = await kubectl(h, ["apply", "--server-side", "-f", file]);
+      assert.equal(again.code, 0, again.stderr);
+
+      const table = await kubectl(h, ["get", "configmaps", "-n", "shop"]);
+      assert.equal(table.code, 0, table.stderr);
+      const [header, row] = table.stdout.trim().split("\n");
+      assert.deepEqual(header?.split(/\s+/), ["NAME", "AGE"]);
+      assert.equal(row?.split(/\s+/)[0], "settings");
+
+      const yaml = await kubectl(h, [
+        "get",
+        "serviceentry",
+        "payments",
+        "-n",
+        "shop",
+        "-o",
+        "yaml",
+      ]);
+      assert.equal(yaml.code, 0, yaml.stderr);
+      const se = parse(yaml.stdout) as {
+        kind: string;
+        spec: unknown;
+        metadata: Record<string, unknown>;
+      };
+      assert.equal(se.kind, "ServiceEntry");
+      assert.deepEqual(se.spec, parse(manifests.split("---")[2]!).spec);
+      assert.equal(se.metadata.generation, 1);
+
+      const byLabel = await kubectl(h, ["get", "cm", "-A", "-l", "app=shop", "-o", "name"]);
+      assert.equal(byLabel.stdout.trim(), "configmap/settings");
+
+      const deleted = await kubectl(h, ["delete", "configmap", "settings", "-n", "shop"]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      assert.equal(deleted.stdout.trim(), 'configmap "settings" deleted');
+      const gone = await kubectl(h, ["get", "configmap", "settings", "-n", "shop"]);
+      assert.equal(gone.code, 1);
+      assert.equal(
+        gone.stderr.trim(),
+        'Error from server (NotFound): configmaps "settings" not found',
+      );
+    });
+
+    it("refuses an invalid Istio object with the field path, as Istio's schema does", async () => {
+      const bad = join(h.dir, "bad.yaml");
+      await writeFile(
+        bad,
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad, namespace: default}\nspec:\n  hosts: [a.example.com]\n  resolution: SOMETIMES\n",
+      );
+      const res = await kubectl(h, ["apply", "--server-side", "-f", bad]);
+      assert.equal(res.code, 1);
+      assert.match(
+        res.stderr,
+        /The ServiceEntry "bad" is invalid: spec.resolution: Unsupported value: "SOMETIMES"/,
+      );
+    });
+
+    it("prints pods with status columns and lists all namespaces", async () => {
+      h.sim.load(sampleApp({ name: "web", namespace: "shop", replicas: 2 }));
+      const res = await kubectl(h, ["get", "pods", "-A"]);
+      assert.equal(res.code, 0, res.stderr);
+      const lines = res.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/));
+      assert.deepEqual(lines[0], ["NAMESPACE", "NAME", "STATUS", "IP", "AGE"]);
+      assert.deepEqual(
+        lines.slice(1).map((l) => l.slice(0, 4)),
+        [
+          ["shop", "web-0", "Running", "10.244.0.10"],
+          ["shop", "web-1", "Running", "10.244.0.11"],
+        ],
+      );
+    });
+
+    it("watches with kubectl get -w across a change", async () => {
+      h.sim.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "first" } });
+      const child = spawn(
+        "kubectl",
+        [
+          "--kubeconfig",
+          h.kubeconfigPath,
+          "--cache-dir",
+          join(h.dir, "cache"),
+          "get",
+          "configmaps",
+          "-w",
+        ],
+        { env: { ...process.env, HOME: h.dir, KUBECONFIG: "" } },
+      );
+      let out = "";
+      let notify = () => {};
+      child.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+        notify();
+      });
+      const waitFor = async (re: RegExp) => {
+        while (!re.test(out)) await new Promise<void>((r) => (notify = r));
+      };
+      try {
+        await waitFor(/^first\s+\S+\n/m);
+        h.sim.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "second" } });
+        await waitFor(/^second\s+\S+\n/m);
+        h.sim.delete("v1", "ConfigMap", "first", "default");
+        await waitFor(/^first[^\n]*\n[\s\S]*^first\s+\S+\n/m);
+      } finally {
+        child.kill();
+      }
+      const names = out
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/)[0]);
+      assert.deepEqual(names, ["NAME", "first", "second", "first"]);
+    });
+
+    it("shows watch events with --output-watch-events and YAML output", async () => {
+      h.sim.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "seen" } });
+      const res = await kubectl(h, [
+        "get",
+        "configmaps",
+        "-o",
+        "yaml",
+        "--watch",
+        "--output-watch-events",
+        "--request-timeout=2s",
+      ]);
+      const docs = parseAllDocuments(res.stdout).map(
+        (d) => d.toJS() as { type: string; object: { metadata: { name: string } } },
+      );
+      assert.deepEqual(
+        docs.map((d) => `${d.type} ${d.object.metadata.name}`),
+        ["ADDED seen"],
+      );
+    });
+  });
+}
