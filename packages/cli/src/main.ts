@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { isPkiError } from "@isthmus/pki";
 import { Command, CommanderError } from "commander";
 import { registerCertsCommand } from "./commands/certs.js";
 
@@ -35,8 +34,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Commander has already printed its message (help, version, or a usage error).
       return reason.exitCode === 0 ? 0 : EXIT_USAGE;
     }
-    const message = isPkiError(reason) || reason instanceof Error ? reason.message : String(reason);
-    process.stderr.write(`isthmus: ${message}\n`);
+    // Library errors (PkiError…) carry a message that names the file or object and the problem.
+    process.stderr.write(`isthmus: ${reason instanceof Error ? reason.message : String(reason)}\n`);
     return EXIT_ERROR;
   }
 }

@@ -25,7 +25,7 @@ interface CertsFlags {
   rootYears: number;
   caYears: number;
   org: string;
-  perClusterCa: string[];
+  perClusterCa?: string[];
   output: "text" | "json";
   quiet?: boolean;
 }
@@ -65,9 +65,7 @@ export function registerCertsCommand(program: Command): void {
       new Option(
         "--per-cluster-ca <cluster>",
         "also issue (or reuse) an intermediate CA for this cluster under clusters/<cluster>/; repeatable",
-      )
-        .argParser(collectCluster)
-        .default([]),
+      ).argParser(collectCluster),
     )
     .addOption(
       new Option("-o, --output <format>", "result format on stdout")
@@ -93,7 +91,7 @@ async function runCerts(flags: CertsFlags): Promise<void> {
   }
   const mesh = await ensureMeshCa(flags.certs, options);
   const clusters: ClusterCaResult[] = [];
-  for (const cluster of flags.perClusterCa) {
+  for (const cluster of flags.perClusterCa ?? []) {
     clusters.push(await ensureClusterCa(flags.certs, cluster, options));
   }
   process.stdout.write(
@@ -175,11 +173,12 @@ function parseYears(value: string): number {
   return years;
 }
 
-function collectCluster(value: string, previous: string[]): string[] {
+function collectCluster(value: string, previous: string[] | undefined): string[] {
   try {
     assertClusterName(value);
   } catch (reason) {
     throw new InvalidArgumentError(isPkiError(reason) ? `${reason.message}.` : String(reason));
   }
-  return previous.includes(value) ? previous : [...previous, value];
+  const clusters = previous ?? [];
+  return clusters.includes(value) ? clusters : [...clusters, value];
 }
