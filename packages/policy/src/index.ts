@@ -1,0 +1,36 @@
+export type {
+  Catalog,
+  CatalogChange,
+  ClusterFacts,
+  GatewayAddressInit,
+  IdentityRecord,
+  ServiceRecord,
+} from "@isthmus/model";
+export { canonicalJson, contentVersion, hash64 } from "./content-hash.js";
+export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
+export { accessName, exportName, importName } from "./intent-builder.js";
+export {
+  type ClusterDelta,
+  createPolicyEngine,
+  type Deltas,
+  type DestinationRefLike,
+  type PolicyDefaults,
+  type PolicyEngine,
+  type SourceRefLike,
+} from "./policy-engine.js";
+export {
+  comparePolicies,
+  formatPath,
+  normalizePolicy,
+  policyViolations,
+  sortPolicies,
+  type Violation,
+  validatePolicies,
+  validatePolicy,
+} from "./policy-validate.js";
+export {
+  POLICY_API_VERSION,
+  POLICY_KIND,
+  parsePolicyYaml,
+  policyToYaml,
+} from "./policy-yaml.js";

@@ -1,0 +1,156 @@
+import type { ClusterFacts, ServiceRecord } from "@isthmus/model";
+import type {
+  AccessIntent,
+  AccessRule,
+  ExportIntent,
+  ImportBackend,
+  ImportIntent,
+  Intent,
+  ServicePort,
+} from "@isthmus/proto";
+import { contentVersion } from "./content-hash.js";
+
+/** Stable intent names. */
+export const importName = (ns: string, svc: string) => `import/${ns}/${svc}`;
+export const exportName = (ns: string, svc: string) => `export/${ns}/${svc}`;
+export const accessName = (ns: string, svc: string) => `access/${ns}/${svc}`;
+
+function copyPort(p: ServicePort): ServicePort {
+  return {
+    $typeName: "isthmus.v1.ServicePort",
+    name: p.name,
+    port: p.port,
+    protocol: p.protocol,
+    targetPort: p.targetPort,
+    appProtocol: p.appProtocol,
+  };
+}
+
+/** Ports of services, by number; the first service (in the given order) names a port. */
+export function unionPorts(services: readonly ServiceRecord[]): ServicePort[] {
+  const byPort = new Map<number, ServicePort>();
+  for (const s of services) {
+    for (const p of s.service.ports) if (!byPort.has(p.port)) byPort.set(p.port, copyPort(p));
+  }
+  return [...byPort.values()].sort((a, b) => a.port - b.port);
+}
+
+function sortedMap(map: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(map).sort()) out[k] = map[k]!;
+  return out;
+}
+
+function intent(name: string, kind: Intent["kind"]): Intent {
+  return {
+    $typeName: "isthmus.v1.Intent",
+    name,
+    version: contentVersion({ [kind.case as string]: kind.value }),
+    kind,
+  };
+}
+
+/** A remote backing cluster of an import. */
+export interface Backend {
+  rec: ServiceRecord;
+  facts: ClusterFacts;
+}
+
+/** ImportIntent: backends sorted by cluster id; ports from the local copy, then the backends. */
+export function buildImport(
+  namespace: string,
+  service: string,
+  local: ServiceRecord | undefined,
+  backends: Backend[],
+): Intent {
+  const sorted = [...backends].sort((a, b) =>
+    a.rec.clusterId < b.rec.clusterId ? -1 : a.rec.clusterId > b.rec.clusterId ? 1 : 0,
+  );
+  const sources = [...(local === undefined ? [] : [local]), ...sorted.map((b) => b.rec)].sort(
+    (a, b) => (a.clusterId < b.clusterId ? -1 : a.clusterId > b.clusterId ? 1 : 0),
+  );
+  const value: ImportIntent = {
+    $typeName: "isthmus.v1.ImportIntent",
+    namespace,
+    service,
+    ports: unionPorts(sources),
+    localBackend: local !== undefined,
+    backends: sorted.map(
+      (b): ImportBackend => ({
+        $typeName: "isthmus.v1.ImportBackend",
+        clusterId: b.rec.clusterId,
+        network: b.facts.network,
+        gateways: b.facts.gateways.map((g) => ({
+          $typeName: "isthmus.v1.GatewayAddress",
+          address: g.address,
+          port: g.port,
+        })),
+        locality: b.facts.locality,
+        weight: b.rec.service.readyEndpoints,
+      }),
+    ),
+  };
+  return intent(importName(namespace, service), { case: "importIntent", value });
+}
+
+/** ExportIntent of a backing service for the clusters that import it. */
+export function buildExport(rec: ServiceRecord, importingClusters: string[]): Intent {
+  const value: ExportIntent = {
+    $typeName: "isthmus.v1.ExportIntent",
+    namespace: rec.service.namespace,
+    service: rec.service.name,
+    ports: unionPorts([rec]),
+    importingClusters: [...importingClusters].sort(),
+  };
+  return intent(exportName(value.namespace, value.service), { case: "exportIntent", value });
+}
+
+/** Principals grouped by the ports they apply to ("" key: every port). */
+export type PrincipalGroups = Map<string, { ports: number[]; principals: string[] }>;
+
+export function addToGroup(groups: PrincipalGroups, ports: number[], principal: string): void {
+  const key = ports.join(",");
+  let g = groups.get(key);
+  if (g === undefined) {
+    g = { ports, principals: [] };
+    groups.set(key, g);
+  }
+  g.principals.push(principal);
+}
+
+function comparePorts(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+function rules(groups: PrincipalGroups): AccessRule[] {
+  return [...groups.values()]
+    .sort((a, b) => comparePorts(a.ports, b.ports))
+    .map((g) => ({
+      $typeName: "isthmus.v1.AccessRule",
+      principals: [...g.principals].sort(),
+      ports: g.ports,
+    }));
+}
+
+/** The AccessIntent content (without name and version). */
+export function buildAccessBody(
+  rec: ServiceRecord,
+  allow: PrincipalGroups,
+  deny: PrincipalGroups,
+  allowLocalTrustDomain: boolean,
+): AccessIntent {
+  return {
+    $typeName: "isthmus.v1.AccessIntent",
+    namespace: rec.service.namespace,
+    service: rec.service.name,
+    selector: sortedMap(rec.service.selector),
+    allow: rules(allow),
+    deny: rules(deny),
+    allowLocalTrustDomain,
+  };
+}
+
+export function buildAccess(body: AccessIntent): Intent {
+  return intent(accessName(body.namespace, body.service), { case: "accessIntent", value: body });
+}

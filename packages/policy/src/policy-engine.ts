@@ -1,0 +1,1369 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  type Catalog,
+  type CatalogChange,
+  type ClusterFacts,
+  createCatalog,
+  type IdentityRecord,
+  principalOf,
+  type ServiceRecord,
+  trustDomainOf,
+} from "@isthmus/model";
+import {
+  type AccessIntent,
+  type ConnectionPolicy,
+  Decision,
+  type DecisionChange,
+  DecisionChangeSchema,
+  type ExplainResponse,
+  ExplainResponseSchema,
+  type Intent,
+  type Service,
+  type Warning,
+  WarningSchema,
+  type WorkloadIdentity,
+  WorkloadIdentitySchema,
+} from "@isthmus/proto";
+import { canonicalJson } from "./content-hash.js";
+import { PolicyError } from "./errors.js";
+import {
+  accessName,
+  addToGroup,
+  type Backend,
+  buildAccess,
+  buildAccessBody,
+  buildExport,
+  buildImport,
+  exportName,
+  importName,
+  type PrincipalGroups,
+} from "./intent-builder.js";
+import { normalizePolicy, sortPolicies, validatePolicies } from "./policy-validate.js";
+import {
+  type CompiledRule,
+  compareRules,
+  compileRule,
+  destinationCandidates,
+  destinationSlots,
+  ruleMatchesDestinationPort,
+  ruleMatchesSource,
+  type SourceSubject,
+  servicePorts,
+  sourceCandidates,
+  sourceCoverage,
+  subjectOf,
+} from "./rule-matcher.js";
+
+/** Decisions for connections no rule matches. */
+export interface PolicyDefaults {
+  /** Source and destination in the same cluster (default ALLOW). */
+  sameCluster: Decision;
+  /** Source and destination in different clusters (default DENY). */
+  crossCluster: Decision;
+}
+
+/** What changed in one cluster's desired intents. */
+export interface ClusterDelta {
+  /** Intents added or whose version changed, by name. */
+  upserted: Intent[];
+  /** Names of intents that left the desired set, sorted. */
+  removed: string[];
+}
+
+/** Deltas by cluster id; only clusters with changes appear. */
+export type Deltas = Map<string, ClusterDelta>;
+
+/** A source workload identity (the proto `SourceRef` shape). */
+export interface SourceRefLike {
+  clusterId: string;
+  namespace: string;
+  serviceAccount: string;
+}
+
+/** A destination (the proto `DestinationRef` shape): empty cluster = every backing cluster. */
+export interface DestinationRefLike {
+  clusterId?: string;
+  namespace: string;
+  service: string;
+  /** 0 or absent: every port of the service. */
+  port?: number;
+}
+
+export interface PolicyEngine {
+  /** Applies catalog changes as one batch; returns the intent deltas. */
+  applyCatalog(changes: readonly CatalogChange[]): Deltas;
+  /** Replaces the whole policy set (validated first: a bad set throws and changes nothing). */
+  setPolicies(policies: readonly ConnectionPolicy[]): Deltas;
+  /** Changes the default decisions. */
+  setDefaults(defaults: Partial<PolicyDefaults>): Deltas;
+  /** The current policies, normalized, in evaluation order. */
+  policies(): ConnectionPolicy[];
+  readonly defaults: Readonly<PolicyDefaults>;
+  /** The desired intents of a cluster, by name. */
+  intents(clusterId: string): ReadonlyMap<string, Intent>;
+  /** Ids of the clusters that have intents. */
+  clustersWithIntents(): string[];
+  /** Compilation warnings of a cluster (shared trust domain, unenforceable services...). */
+  warnings(clusterId: string): Warning[];
+  /** Why a source may or may not reach a destination. Throws a not-found PolicyError. */
+  explain(source: SourceRefLike, destination: DestinationRefLike): ExplainResponse;
+  /** Dry run: the connections whose decision setPolicies(next) would change. */
+  impact(next: readonly ConnectionPolicy[]): DecisionChange[];
+  readonly catalog: Catalog;
+}
+
+interface Rule extends CompiledRule {
+  members: Set<IdState>;
+  dests: Set<DestState>;
+}
+
+interface IdState {
+  key: string;
+  rec: IdentityRecord;
+  rules: Set<Rule>;
+}
+
+interface Hit {
+  rule: Rule;
+  slots: number[];
+}
+
+/** The compiled state of one service in one cluster (a destination). */
+interface DestState {
+  key: string;
+  rec: ServiceRecord;
+  ports: number[];
+  slotCount: number;
+  /** Rules whose destinations match, in evaluation order, with the port slots they cover. */
+  rules: Hit[];
+  /** Identities some rule decides on some slot: the deciding rule per slot (null: default). */
+  dec: Map<IdState, (Rule | null)[]>;
+  /** Other clusters with an identity allowed on some port (after DENY-wins merging). */
+  allowed: Set<string>;
+  access: AccessIntent | null;
+  enforceable: boolean;
+  exported: boolean;
+  warnings: Warning[];
+}
+
+interface LogicalState {
+  importers: Set<string>;
+  exporters: Set<string>;
+}
+
+/** Work of one batch. */
+interface Tx {
+  /** Destinations whose matching rules and decisions are recomputed. */
+  fullDests: Map<string, ServiceRecord>;
+  /** Destinations whose decisions are recomputed (rules unchanged). */
+  decDests: Set<DestState>;
+  /** Identities whose rule memberships are recomputed, by key. */
+  ids: Map<string, { clusterId: string; namespace: string; serviceAccount: string }>;
+  /** Principals whose holders changed, with the clusters concerned. */
+  principals: Map<string, Set<string>>;
+  rebuild: Set<DestState>;
+  logical: Set<string>;
+  /** Every destination of these clusters is rebuilt. */
+  rebuildClusters: Set<string>;
+  /** cluster -> intent name -> version before the batch (null: absent). */
+  touched: Map<string, Map<string, string | null>>;
+}
+
+const BULK = 64;
+
+function warning(code: string, message: string): Warning {
+  return create(WarningSchema, { code, message });
+}
+
+function decisionName(d: Decision): string {
+  return d === Decision.ALLOW ? "ALLOW" : d === Decision.DENY ? "DENY" : "UNSPECIFIED";
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonicalJson(a) === canonicalJson(b);
+}
+
+function serviceShapeKey(s: Service): string {
+  return canonicalJson({
+    ports: s.ports,
+    selector: s.selector,
+    inMesh: s.inMesh,
+    serviceAccounts: [...new Set(s.serviceAccounts)].sort(),
+  });
+}
+
+function checkDefault(d: Decision, what: string): Decision {
+  if (d !== Decision.ALLOW && d !== Decision.DENY) {
+    throw new PolicyError(`invalid defaults: ${what} must be ALLOW or DENY`, "invalid-policy");
+  }
+  return d;
+}
+
+/** A policy engine with an empty catalog and no policies. */
+export function createPolicyEngine(options?: { defaults?: Partial<PolicyDefaults> }): PolicyEngine {
+  const catalog = createCatalog();
+  const defaults: PolicyDefaults = {
+    sameCluster: checkDefault(options?.defaults?.sameCluster ?? Decision.ALLOW, "sameCluster"),
+    crossCluster: checkDefault(options?.defaults?.crossCluster ?? Decision.DENY, "crossCluster"),
+  };
+  let rules = new Map<string, Rule>();
+  let ordered: Rule[] = [];
+  const idStates = new Map<string, IdState>();
+  const dests = new Map<string, DestState>();
+  const destsByCluster = new Map<string, Set<DestState>>();
+  const logical = new Map<string, LogicalState>();
+  const intentsByCluster = new Map<string, Map<string, Intent>>();
+  const EMPTY_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
+
+  const allowLocal = () => defaults.sameCluster === Decision.ALLOW;
+  const crossAllow = () => defaults.crossCluster === Decision.ALLOW;
+  const defaultAllows = (sameCluster: boolean) =>
+    (sameCluster ? defaults.sameCluster : defaults.crossCluster) === Decision.ALLOW;
+
+  // ---------------------------------------------------------------- transactions
+
+  const newTx = (): Tx => ({
+    fullDests: new Map(),
+    decDests: new Set(),
+    ids: new Map(),
+    principals: new Map(),
+    rebuild: new Set(),
+    logical: new Set(),
+    rebuildClusters: new Set(),
+    touched: new Map(),
+  });
+
+  const setIntent = (tx: Tx, clusterId: string, name: string, next: Intent | null): void => {
+    let map = intentsByCluster.get(clusterId);
+    const prev = map?.get(name);
+    let touched = tx.touched.get(clusterId);
+    if (touched === undefined) {
+      touched = new Map();
+      tx.touched.set(clusterId, touched);
+    }
+    if (!touched.has(name)) touched.set(name, prev?.version ?? null);
+    if (next === null) {
+      if (map !== undefined) {
+        map.delete(name);
+        if (map.size === 0) intentsByCluster.delete(clusterId);
+      }
+      return;
+    }
+    if (prev?.version === next.version) return;
+    if (map === undefined) {
+      map = new Map();
+      intentsByCluster.set(clusterId, map);
+    }
+    map.set(name, next);
+  };
+
+  const finishTx = (tx: Tx): Deltas => {
+    const out: Deltas = new Map();
+    for (const [clusterId, names] of [...tx.touched].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const map = intentsByCluster.get(clusterId);
+      const upserted: Intent[] = [];
+      const removed: string[] = [];
+      for (const [name, before] of names) {
+        const now = map?.get(name);
+        if ((now?.version ?? null) === before) continue;
+        if (now === undefined) removed.push(name);
+        else upserted.push(now);
+      }
+      if (upserted.length === 0 && removed.length === 0) continue;
+      upserted.sort((a, b) => (a.name < b.name ? -1 : 1));
+      removed.sort();
+      out.set(clusterId, { upserted, removed });
+    }
+    return out;
+  };
+
+  const markIdentity = (tx: Tx, clusterId: string, namespace: string, serviceAccount: string) => {
+    tx.ids.set(`${clusterId}/${namespace}/${serviceAccount}`, {
+      clusterId,
+      namespace,
+      serviceAccount,
+    });
+  };
+
+  const markPrincipal = (tx: Tx, principal: string, clusterId: string) => {
+    let set = tx.principals.get(principal);
+    if (set === undefined) {
+      set = new Set();
+      tx.principals.set(principal, set);
+    }
+    set.add(clusterId);
+  };
+
+  const markServiceAccounts = (tx: Tx, clusterId: string, s: Service) => {
+    for (const sa of s.serviceAccounts) {
+      if (
+        catalog.identity(clusterId, s.namespace, sa) !== undefined ||
+        idStates.has(`${clusterId}/${s.namespace}/${sa}`)
+      ) {
+        markIdentity(tx, clusterId, s.namespace, sa);
+      }
+    }
+  };
+
+  // ---------------------------------------------------------------- catalog changes
+
+  const removeDest = (tx: Tx, key: string): void => {
+    tx.fullDests.delete(key);
+    const d = dests.get(key);
+    if (d === undefined) return;
+    for (const hit of d.rules) hit.rule.dests.delete(d);
+    dests.delete(key);
+    destsByCluster.get(d.rec.clusterId)?.delete(d);
+    tx.decDests.delete(d);
+    tx.rebuild.delete(d);
+    setIntent(tx, d.rec.clusterId, accessName(d.rec.service.namespace, d.rec.service.name), null);
+    tx.logical.add(d.rec.logicalKey);
+  };
+
+  const upsertService = (tx: Tx, clusterId: string, service: Service): void => {
+    const prev = catalog.upsertService(clusterId, service);
+    const rec = catalog.service(clusterId, service.namespace, service.name)!;
+    tx.logical.add(rec.logicalKey);
+    const d = dests.get(rec.key);
+    if (prev !== undefined && d !== undefined && !tx.fullDests.has(rec.key)) {
+      d.rec = rec;
+      if (serviceShapeKey(prev.service) === serviceShapeKey(service)) return;
+    }
+    tx.fullDests.set(rec.key, rec);
+    if (prev !== undefined) markServiceAccounts(tx, clusterId, prev.service);
+    markServiceAccounts(tx, clusterId, service);
+  };
+
+  const removeService = (tx: Tx, clusterId: string, namespace: string, name: string): void => {
+    const prev = catalog.removeService(clusterId, namespace, name);
+    if (prev === undefined) return;
+    removeDest(tx, prev.key);
+    markServiceAccounts(tx, clusterId, prev.service);
+  };
+
+  const upsertIdentity = (tx: Tx, clusterId: string, identity: WorkloadIdentity): void => {
+    const prev = catalog.upsertIdentity(clusterId, identity);
+    markIdentity(tx, clusterId, identity.namespace, identity.serviceAccount);
+    if (prev === undefined) {
+      markPrincipal(
+        tx,
+        catalog.identity(clusterId, identity.namespace, identity.serviceAccount)!.principal,
+        clusterId,
+      );
+    }
+  };
+
+  const removeIdentity = (tx: Tx, clusterId: string, namespace: string, sa: string): void => {
+    const prev = catalog.removeIdentity(clusterId, namespace, sa);
+    if (prev === undefined) return;
+    markIdentity(tx, clusterId, namespace, sa);
+    markPrincipal(tx, prev.principal, clusterId);
+  };
+
+  const upsertCluster = (tx: Tx, facts: ClusterFacts): void => {
+    const prev = catalog.upsertCluster(facts);
+    if (prev === undefined) return;
+    const next = catalog.cluster(facts.id)!;
+    const id = facts.id;
+    if (!sameJson(prev.labels, next.labels)) {
+      for (const rec of catalog.servicesIn(id).values()) tx.fullDests.set(rec.key, rec);
+      for (const rec of catalog.identitiesIn(id).values()) {
+        markIdentity(tx, id, rec.identity.namespace, rec.identity.serviceAccount);
+      }
+    }
+    if (prev.trustDomain !== next.trustDomain) {
+      for (const rec of catalog.identitiesIn(id).values()) {
+        const { namespace, serviceAccount } = rec.identity;
+        markIdentity(tx, id, namespace, serviceAccount);
+        markPrincipal(tx, principalOf(prev.trustDomain, namespace, serviceAccount), id);
+        markPrincipal(tx, rec.principal, id);
+      }
+      tx.rebuildClusters.add(id);
+    }
+    if (
+      prev.network !== next.network ||
+      prev.locality !== next.locality ||
+      !sameJson(prev.gateways, next.gateways)
+    ) {
+      for (const rec of catalog.servicesIn(id).values()) tx.logical.add(rec.logicalKey);
+    }
+  };
+
+  const removeCluster = (tx: Tx, clusterId: string): void => {
+    if (catalog.cluster(clusterId) === undefined) return;
+    for (const rec of [...catalog.servicesIn(clusterId).values()]) {
+      removeService(tx, clusterId, rec.service.namespace, rec.service.name);
+    }
+    for (const rec of [...catalog.identitiesIn(clusterId).values()]) {
+      removeIdentity(tx, clusterId, rec.identity.namespace, rec.identity.serviceAccount);
+    }
+    catalog.removeCluster(clusterId);
+    destsByCluster.delete(clusterId);
+    for (const name of [...(intentsByCluster.get(clusterId)?.keys() ?? [])]) {
+      setIntent(tx, clusterId, name, null);
+    }
+  };
+
+  const replaceClusterServices = (
+    tx: Tx,
+    clusterId: string,
+    services: readonly Service[],
+    identities: readonly WorkloadIdentity[],
+  ): void => {
+    const wantServices = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s]));
+    for (const [nsName, rec] of [...catalog.servicesIn(clusterId)]) {
+      if (!wantServices.has(nsName)) {
+        removeService(tx, clusterId, rec.service.namespace, rec.service.name);
+      }
+    }
+    const wantIds = new Map(identities.map((i) => [`${i.namespace}/${i.serviceAccount}`, i]));
+    for (const [nsSa, rec] of [...catalog.identitiesIn(clusterId)]) {
+      if (!wantIds.has(nsSa)) {
+        removeIdentity(tx, clusterId, rec.identity.namespace, rec.identity.serviceAccount);
+      }
+    }
+    for (const s of wantServices.values()) {
+      const prev = catalog.service(clusterId, s.namespace, s.name);
+      if (prev === undefined || !sameJson(prev.service, s)) upsertService(tx, clusterId, s);
+    }
+    for (const i of wantIds.values()) {
+      const prev = catalog.identity(clusterId, i.namespace, i.serviceAccount);
+      if (prev === undefined || !sameJson(prev.identity, i)) upsertIdentity(tx, clusterId, i);
+    }
+  };
+
+  const checkChanges = (changes: readonly CatalogChange[]): void => {
+    const known = new Set(catalog.clusterIds());
+    changes.forEach((c, i) => {
+      const at = `catalog change ${i} (${c.kind})`;
+      switch (c.kind) {
+        case "cluster":
+          if (typeof c.cluster?.id !== "string" || c.cluster.id === "") {
+            throw new PolicyError(`${at}: cluster id is empty`, "invalid-document");
+          }
+          known.add(c.cluster.id);
+          return;
+        case "cluster-removed":
+          known.delete(c.clusterId);
+          return;
+        case "service-removed":
+        case "identity-removed":
+          return;
+        default:
+          if (!known.has(c.clusterId)) {
+            throw new PolicyError(`${at}: unknown cluster "${c.clusterId}"`, "not-found");
+          }
+      }
+      const check = (what: string, ns: string, name: string, field: string) => {
+        if (typeof ns !== "string" || ns === "" || typeof name !== "string" || name === "") {
+          throw new PolicyError(
+            `${at}: ${what} in cluster "${c.clusterId}": namespace and ${field} are required`,
+            "invalid-document",
+          );
+        }
+      };
+      if (c.kind === "service") check("service", c.service.namespace, c.service.name, "name");
+      if (c.kind === "identity") {
+        check("identity", c.identity.namespace, c.identity.serviceAccount, "serviceAccount");
+      }
+      if (c.kind === "cluster-services-replaced") {
+        for (const s of c.services) check("service", s.namespace, s.name, "name");
+        for (const id of c.identities) {
+          check("identity", id.namespace, id.serviceAccount, "serviceAccount");
+        }
+      }
+    });
+  };
+
+  // ---------------------------------------------------------------- evaluation
+
+  const newDest = (rec: ServiceRecord): DestState => {
+    const d: DestState = {
+      key: rec.key,
+      rec,
+      ports: [],
+      slotCount: 1,
+      rules: [],
+      dec: new Map(),
+      allowed: new Set(),
+      access: null,
+      enforceable: false,
+      exported: false,
+      warnings: [],
+    };
+    dests.set(rec.key, d);
+    let set = destsByCluster.get(rec.clusterId);
+    if (set === undefined) {
+      set = new Set();
+      destsByCluster.set(rec.clusterId, set);
+    }
+    set.add(d);
+    return d;
+  };
+
+  const hitOrder = (a: Hit, b: Hit) => compareRules(a.rule, b.rule);
+
+  /** Decisions of every member of the destination's rules. */
+  const evaluateDest = (d: DestState): void => {
+    d.dec = new Map();
+    for (const hit of d.rules) {
+      for (const st of hit.rule.members) {
+        let arr = d.dec.get(st);
+        if (arr === undefined) {
+          arr = new Array<Rule | null>(d.slotCount).fill(null);
+          d.dec.set(st, arr);
+        }
+        for (const s of hit.slots) if (arr[s] === null) arr[s] = hit.rule;
+      }
+    }
+  };
+
+  /** Decisions of one identity at one destination (null: defaults on every slot). */
+  const evaluateEntry = (d: DestState, st: IdState): (Rule | null)[] | null => {
+    let arr: (Rule | null)[] | null = null;
+    let filled = 0;
+    for (const hit of d.rules) {
+      if (!hit.rule.members.has(st)) continue;
+      for (const s of hit.slots) {
+        arr ??= new Array<Rule | null>(d.slotCount).fill(null);
+        if (arr[s] === null) {
+          arr[s] = hit.rule;
+          filled++;
+        }
+      }
+      if (filled === d.slotCount) break;
+    }
+    return arr;
+  };
+
+  const holderAllows = (d: DestState, rec: IdentityRecord, slot: number): boolean => {
+    const st = idStates.get(rec.key);
+    const rule = st === undefined ? null : (d.dec.get(st)?.[slot] ?? null);
+    return rule === null ? defaultAllows(rec.clusterId === d.rec.clusterId) : !rule.deny;
+  };
+
+  /** Principals, allowed clusters and warnings of a destination from its decisions. */
+  const rebuildDest = (d: DestState): void => {
+    const rec = d.rec;
+    const svc = rec.service;
+    const facts = catalog.cluster(rec.clusterId)!;
+    const localTd = facts.trustDomain;
+    const candidates = new Set<string>();
+    for (const st of d.dec.keys()) candidates.add(st.rec.principal);
+    if (crossAllow()) {
+      for (const id of catalog.allIdentities()) {
+        if (id.clusterId !== rec.clusterId) candidates.add(id.principal);
+      }
+    } else if (allowLocal()) {
+      for (const c of catalog.clustersWithTrustDomain(localTd)) {
+        if (c === rec.clusterId) continue;
+        for (const id of catalog.identitiesIn(c).values()) candidates.add(id.principal);
+      }
+    }
+    const allow: PrincipalGroups = new Map();
+    const deny: PrincipalGroups = new Map();
+    const allowed = new Set<string>();
+    const warnings: Warning[] = [];
+    const slotPorts = (slots: number[]) =>
+      slots.length === d.slotCount ? [] : slots.map((s) => d.ports[s]!);
+    for (const principal of [...candidates].sort()) {
+      const holders = catalog.identitiesWithPrincipal(principal);
+      const allowSlots: number[] = [];
+      const denySlots: number[] = [];
+      let conflict = false;
+      for (let s = 0; s < d.slotCount; s++) {
+        let anyAllow = false;
+        let anyDeny = false;
+        for (const h of holders) {
+          if (holderAllows(d, h, s)) anyAllow = true;
+          else anyDeny = true;
+        }
+        if (anyDeny) denySlots.push(s);
+        else allowSlots.push(s);
+        if (anyAllow && anyDeny) conflict = true;
+      }
+      if (allowSlots.length > 0) {
+        for (const h of holders) if (h.clusterId !== rec.clusterId) allowed.add(h.clusterId);
+      }
+      if (allowLocal() && trustDomainOf(principal) === localTd) {
+        if (denySlots.length > 0) addToGroup(deny, slotPorts(denySlots), principal);
+      } else if (allowSlots.length > 0) {
+        addToGroup(allow, slotPorts(allowSlots), principal);
+      }
+      if (conflict) {
+        const clusters = [...new Set([...holders].map((h) => h.clusterId))].sort();
+        warnings.push(
+          warning(
+            "shared-principal",
+            `service ${svc.namespace}/${svc.name}: principal ${principal} is shared by clusters ${clusters.join(", ")} (trust domain ${trustDomainOf(principal)}) and denied for some of them; DENY wins for all (give each cluster its own trust domain)`,
+          ),
+        );
+      }
+    }
+    d.enforceable = svc.inMesh && Object.keys(svc.selector).length > 0;
+    if (!d.enforceable && (d.dec.size > 0 || allowed.size > 0)) {
+      warnings.unshift(
+        svc.inMesh
+          ? warning(
+              "service-without-selector",
+              `service ${svc.namespace}/${svc.name} has no pod selector: policy cannot be enforced on it and it is not exported`,
+            )
+          : warning(
+              "service-not-in-mesh",
+              `service ${svc.namespace}/${svc.name}: namespace ${svc.namespace} is not in the mesh: policy cannot be enforced on it and it is not exported (enable sidecar injection or ambient for the namespace)`,
+            ),
+      );
+    }
+    d.access = d.enforceable ? buildAccessBody(rec, allow, deny, allowLocal()) : null;
+    d.warnings = warnings;
+    d.allowed = d.enforceable ? allowed : new Set();
+  };
+
+  const finalizeAccess = (tx: Tx, d: DestState): void => {
+    const present =
+      d.access !== null && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
+    setIntent(
+      tx,
+      d.rec.clusterId,
+      accessName(d.rec.service.namespace, d.rec.service.name),
+      present ? buildAccess(d.access!) : null,
+    );
+  };
+
+  const recomputeLogical = (tx: Tx, key: string, finalize: Set<DestState>): void => {
+    const slash = key.indexOf("/");
+    const ns = key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    const backing: DestState[] = [];
+    for (const rec of catalog.logicalService(ns, name).values()) {
+      const d = dests.get(rec.key);
+      if (d !== undefined) backing.push(d);
+    }
+    const importers = new Map<string, DestState[]>();
+    for (const d of backing) {
+      if (!d.enforceable) continue;
+      for (const c of d.allowed) {
+        if (catalog.cluster(c) === undefined) continue;
+        let list = importers.get(c);
+        if (list === undefined) {
+          list = [];
+          importers.set(c, list);
+        }
+        list.push(d);
+      }
+    }
+    const prev = logical.get(key) ?? { importers: new Set<string>(), exporters: new Set<string>() };
+    const next: LogicalState = { importers: new Set(), exporters: new Set() };
+    const importedBy = new Map<DestState, string[]>();
+    for (const [c, list] of importers) {
+      const local = backing.find((d) => d.rec.clusterId === c && d.enforceable);
+      const backends: Backend[] = list.map((d) => ({
+        rec: d.rec,
+        facts: catalog.cluster(d.rec.clusterId)!,
+      }));
+      setIntent(tx, c, importName(ns, name), buildImport(ns, name, local?.rec, backends));
+      next.importers.add(c);
+      for (const d of list) {
+        const by = importedBy.get(d) ?? [];
+        by.push(c);
+        importedBy.set(d, by);
+      }
+    }
+    for (const c of prev.importers) {
+      if (!next.importers.has(c)) setIntent(tx, c, importName(ns, name), null);
+    }
+    for (const d of backing) {
+      const by = importedBy.get(d);
+      const exported = by !== undefined;
+      if (exported) {
+        setIntent(tx, d.rec.clusterId, exportName(ns, name), buildExport(d.rec, by));
+        next.exporters.add(d.rec.clusterId);
+      }
+      if (d.exported !== exported) {
+        d.exported = exported;
+        finalize.add(d);
+      }
+    }
+    for (const c of prev.exporters) {
+      if (!next.exporters.has(c)) setIntent(tx, c, exportName(ns, name), null);
+    }
+    if (next.importers.size === 0 && next.exporters.size === 0) logical.delete(key);
+    else logical.set(key, next);
+  };
+
+  const matchingRules = (st: IdState): Set<Rule> => {
+    const subject = subjectOf(catalog, st.rec);
+    const out = new Set<Rule>();
+    if (subject === undefined) return out;
+    for (const r of ordered) if (ruleMatchesSource(r, subject, catalog)) out.add(r);
+    return out;
+  };
+
+  const settle = (tx: Tx): Deltas => {
+    // 1. Destinations that are new or changed: their rules.
+    const full = new Set<DestState>();
+    for (const [key, rec] of tx.fullDests) {
+      const d = dests.get(key) ?? newDest(rec);
+      d.rec = rec;
+      for (const hit of d.rules) hit.rule.dests.delete(d);
+      d.rules = [];
+      d.ports = servicePorts(rec);
+      d.slotCount = Math.max(1, d.ports.length);
+      full.add(d);
+    }
+    if (full.size > BULK && full.size * 4 > ordered.length) {
+      for (const r of ordered) {
+        for (const rec of destinationCandidates(r, catalog)) {
+          const d = dests.get(rec.key);
+          if (d === undefined || !full.has(d)) continue;
+          const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, d.ports);
+          if (slots !== null) d.rules.push({ rule: r, slots });
+        }
+      }
+    } else {
+      for (const d of full) {
+        const facts = catalog.cluster(d.rec.clusterId)!;
+        for (const r of ordered) {
+          const slots = destinationSlots(r, d.rec, facts, d.ports);
+          if (slots !== null) d.rules.push({ rule: r, slots });
+        }
+      }
+    }
+    for (const d of full) {
+      d.rules.sort(hitOrder);
+      for (const hit of d.rules) hit.rule.dests.add(d);
+    }
+
+    // 2. Identities: rule memberships.
+    const changed = new Map<Rule, Set<IdState>>();
+    const noteChange = (r: Rule, st: IdState) => {
+      let set = changed.get(r);
+      if (set === undefined) {
+        set = new Set();
+        changed.set(r, set);
+      }
+      set.add(st);
+    };
+    const present: IdState[] = [];
+    for (const [key, ref] of tx.ids) {
+      const rec = catalog.identity(ref.clusterId, ref.namespace, ref.serviceAccount);
+      let st = idStates.get(key);
+      if (rec === undefined) {
+        if (st === undefined) continue;
+        for (const r of st.rules) {
+          r.members.delete(st);
+          noteChange(r, st);
+        }
+        st.rules = new Set();
+        idStates.delete(key);
+        continue;
+      }
+      if (st === undefined) {
+        st = { key, rec, rules: new Set() };
+        idStates.set(key, st);
+      } else if (st.rec !== rec) {
+        // Principal or labels changed: every destination deciding it needs a rebuild.
+        for (const r of st.rules) noteChange(r, st);
+      }
+      st.rec = rec;
+      present.push(st);
+    }
+    let newRules: Map<IdState, Set<Rule>>;
+    if (present.length > BULK && present.length * 4 > ordered.length) {
+      newRules = new Map(present.map((st) => [st, new Set<Rule>()]));
+      for (const r of ordered) {
+        for (const rec of sourceCandidates(r, catalog)) {
+          const st = idStates.get(rec.key);
+          const set = st === undefined ? undefined : newRules.get(st);
+          if (set === undefined) continue;
+          const subject = subjectOf(catalog, rec);
+          if (subject !== undefined && ruleMatchesSource(r, subject, catalog)) set.add(r);
+        }
+      }
+    } else {
+      newRules = new Map(present.map((st) => [st, matchingRules(st)]));
+    }
+    for (const [st, next] of newRules) {
+      for (const r of st.rules) {
+        if (!next.has(r)) {
+          r.members.delete(st);
+          noteChange(r, st);
+        }
+      }
+      for (const r of next) {
+        if (!st.rules.has(r)) {
+          r.members.add(st);
+          noteChange(r, st);
+        }
+      }
+      st.rules = next;
+    }
+
+    // 3. Patch the decisions of changed identities where their rules apply.
+    const patches = new Map<DestState, Set<IdState>>();
+    for (const [r, members] of changed) {
+      for (const d of r.dests) {
+        if (full.has(d) || tx.decDests.has(d)) continue;
+        let set = patches.get(d);
+        if (set === undefined) {
+          set = new Set();
+          patches.set(d, set);
+        }
+        for (const st of members) set.add(st);
+      }
+    }
+    for (const [d, members] of patches) {
+      for (const st of members) {
+        const arr = idStates.get(st.key) === st ? evaluateEntry(d, st) : null;
+        if (arr === null) d.dec.delete(st);
+        else d.dec.set(st, arr);
+      }
+      tx.rebuild.add(d);
+    }
+
+    // 4. Full decisions where rules changed.
+    for (const d of full) evaluateDest(d);
+    for (const d of tx.decDests) {
+      if (dests.get(d.key) === d) evaluateDest(d);
+    }
+
+    // 5. Principals whose holders changed: other holders' destinations, and trust-domain wide
+    //    deny lists when the local trust domain is allowed by default.
+    const done = new Set<Rule>(changed.keys());
+    for (const [principal, clusters] of tx.principals) {
+      for (const h of catalog.identitiesWithPrincipal(principal)) {
+        const st = idStates.get(h.key);
+        if (st === undefined) continue;
+        for (const r of st.rules) {
+          if (done.has(r)) continue;
+          done.add(r);
+          for (const d of r.dests) tx.rebuild.add(d);
+        }
+      }
+      if (crossAllow()) {
+        for (const c of catalog.clusterIds()) tx.rebuildClusters.add(c);
+      } else if (allowLocal()) {
+        for (const c of catalog.clustersWithTrustDomain(trustDomainOf(principal))) {
+          if (!clusters.has(c) || clusters.size > 1) tx.rebuildClusters.add(c);
+        }
+      }
+    }
+    for (const c of tx.rebuildClusters) {
+      for (const d of destsByCluster.get(c) ?? []) tx.rebuild.add(d);
+    }
+
+    // 6. Rebuild destinations, then their logical services, then access intents.
+    const finalize = new Set<DestState>();
+    const rebuildOne = (d: DestState) => {
+      if (dests.get(d.key) !== d) return;
+      const before = { allowed: d.allowed, enforceable: d.enforceable };
+      rebuildDest(d);
+      finalize.add(d);
+      if (
+        before.enforceable !== d.enforceable ||
+        before.allowed.size !== d.allowed.size ||
+        [...d.allowed].some((c) => !before.allowed.has(c))
+      ) {
+        tx.logical.add(d.rec.logicalKey);
+      }
+    };
+    for (const d of full) {
+      tx.logical.add(d.rec.logicalKey);
+      rebuildOne(d);
+    }
+    for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d);
+    for (const d of tx.rebuild) if (!full.has(d) && !tx.decDests.has(d)) rebuildOne(d);
+    for (const key of tx.logical) recomputeLogical(tx, key, finalize);
+    for (const d of finalize) if (dests.get(d.key) === d) finalizeAccess(tx, d);
+    return finishTx(tx);
+  };
+
+  // ---------------------------------------------------------------- policies
+
+  interface RulePlan {
+    next: Rule[];
+    removed: Rule[];
+    added: Rule[];
+    kept: Map<Rule, ConnectionPolicy>;
+  }
+
+  const planRules = (policies: readonly ConnectionPolicy[]): RulePlan => {
+    validatePolicies(policies);
+    const removed: Rule[] = [];
+    const added: Rule[] = [];
+    const kept = new Map<Rule, ConnectionPolicy>();
+    const next: Rule[] = [];
+    const names = new Set<string>();
+    for (const raw of policies) {
+      const p = normalizePolicy(raw);
+      names.add(p.name);
+      const compiled = compileRule(p);
+      const old = rules.get(p.name);
+      if (old !== undefined && old.signature === compiled.signature) {
+        kept.set(old, p);
+        next.push(old);
+        continue;
+      }
+      if (old !== undefined) removed.push(old);
+      const r: Rule = { ...compiled, members: new Set(), dests: new Set() };
+      added.push(r);
+      next.push(r);
+    }
+    for (const old of rules.values()) if (!names.has(old.name)) removed.push(old);
+    next.sort(compareRules);
+    return { next, removed, added, kept };
+  };
+
+  /** Members and destination hits of a rule that is not installed yet. */
+  const resolveRule = (r: Rule): Map<DestState, number[]> => {
+    const members = new Set<IdState>();
+    for (const rec of sourceCandidates(r, catalog)) {
+      const st = idStates.get(rec.key);
+      const subject = subjectOf(catalog, rec);
+      if (st !== undefined && subject !== undefined && ruleMatchesSource(r, subject, catalog)) {
+        members.add(st);
+      }
+    }
+    r.members = members;
+    const hits = new Map<DestState, number[]>();
+    for (const rec of destinationCandidates(r, catalog)) {
+      const d = dests.get(rec.key);
+      if (d === undefined) continue;
+      const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, d.ports);
+      if (slots !== null) hits.set(d, slots);
+    }
+    return hits;
+  };
+
+  const setPolicies = (policies: readonly ConnectionPolicy[]): Deltas => {
+    const plan = planRules(policies);
+    for (const [r, p] of plan.kept) r.policy = p;
+    const tx = newTx();
+    const removedSet = new Set(plan.removed);
+    const affected = new Set<DestState>();
+    for (const r of plan.removed) {
+      for (const d of r.dests) affected.add(d);
+      for (const st of r.members) st.rules.delete(r);
+    }
+    const addedHits = new Map<DestState, Hit[]>();
+    for (const r of plan.added) {
+      for (const [d, slots] of resolveRule(r)) {
+        affected.add(d);
+        r.dests.add(d);
+        const list = addedHits.get(d) ?? [];
+        list.push({ rule: r, slots });
+        addedHits.set(d, list);
+      }
+      for (const st of r.members) st.rules.add(r);
+    }
+    rules = new Map(plan.next.map((r) => [r.name, r]));
+    ordered = plan.next;
+    for (const d of affected) {
+      d.rules = d.rules.filter((h) => !removedSet.has(h.rule)).concat(addedHits.get(d) ?? []);
+      d.rules.sort(hitOrder);
+      tx.decDests.add(d);
+    }
+    return settle(tx);
+  };
+
+  // ---------------------------------------------------------------- explain and impact
+
+  const slotDecision = (rule: Rule | null, sameCluster: boolean): Decision =>
+    rule === null
+      ? sameCluster
+        ? defaults.sameCluster
+        : defaults.crossCluster
+      : rule.deny
+        ? Decision.DENY
+        : Decision.ALLOW;
+
+  const explain = (source: SourceRefLike, destination: DestinationRefLike): ExplainResponse => {
+    const facts = catalog.cluster(source.clusterId);
+    if (facts === undefined) {
+      throw new PolicyError(`explain: unknown source cluster "${source.clusterId}"`, "not-found");
+    }
+    const warnings: Warning[] = [];
+    const rec = catalog.identity(source.clusterId, source.namespace, source.serviceAccount);
+    const identity =
+      rec?.identity ??
+      create(WorkloadIdentitySchema, {
+        namespace: source.namespace,
+        serviceAccount: source.serviceAccount,
+      });
+    const sourceName = `${source.clusterId}/${source.namespace}/${source.serviceAccount}`;
+    if (rec === undefined) {
+      warnings.push(
+        warning(
+          "unknown-source",
+          `workload identity ${sourceName} is not in the catalog: explained as one without pods, so selectors with workloadLabels do not match it`,
+        ),
+      );
+    }
+    const principal = principalOf(facts.trustDomain, source.namespace, source.serviceAccount);
+    const subject: SourceSubject = { clusterId: source.clusterId, facts, identity };
+    const dstName = `${destination.namespace}/${destination.service}`;
+    const backing = [...catalog.logicalService(destination.namespace, destination.service).values()]
+      .filter((r) => !destination.clusterId || r.clusterId === destination.clusterId)
+      .sort((a, b) => (a.clusterId < b.clusterId ? -1 : 1));
+    if (backing.length === 0) {
+      const where = destination.clusterId ? ` in cluster "${destination.clusterId}"` : "";
+      throw new PolicyError(`explain: unknown destination service ${dstName}${where}`, "not-found");
+    }
+    const port = destination.port ?? 0;
+    const matchCache = new Map<Rule, boolean>();
+    const matches = (r: Rule) => {
+      let m = matchCache.get(r);
+      if (m === undefined) {
+        m = ruleMatchesSource(r, subject, catalog);
+        matchCache.set(r, m);
+      }
+      return m;
+    };
+    const splitWarned = new Set<Rule>();
+    interface Outcome {
+      clusterId: string;
+      decision: Decision;
+      rule: string;
+      defaultReason: string;
+    }
+    const outcomes: Outcome[] = [];
+    for (const b of backing) {
+      const d = dests.get(b.key)!;
+      const bFacts = catalog.cluster(b.clusterId)!;
+      const same = b.clusterId === source.clusterId;
+      const svcName = `${dstName} in cluster ${b.clusterId}`;
+      for (const hit of d.rules) {
+        if (splitWarned.has(hit.rule) || sourceCoverage(hit.rule, subject, catalog) !== "some") {
+          continue;
+        }
+        splitWarned.add(hit.rule);
+        warnings.push(
+          warning(
+            "split-service-account",
+            `rule "${hit.rule.name}" selects some pods of service account ${sourceName} but not all; policy is enforced per service account, so this ${hit.rule.deny ? "DENY rule applies to all of its pods" : "ALLOW rule does not apply to it"}`,
+          ),
+        );
+      }
+      // Decide per port: the asked port, or every port of the service.
+      const ports = port !== 0 ? [port] : d.ports.length > 0 ? d.ports : [0];
+      const perPort: { port: number; decision: Decision; rule: Rule | null }[] = [];
+      for (const q of ports) {
+        let decidedBy: Rule | null = null;
+        for (const hit of d.rules) {
+          const covers =
+            q === 0
+              ? true
+              : d.ports.includes(q)
+                ? hit.slots.includes(d.ports.indexOf(q))
+                : ruleMatchesDestinationPort(hit.rule, b, bFacts, q);
+          if (covers && matches(hit.rule)) {
+            decidedBy = hit.rule;
+            break;
+          }
+        }
+        perPort.push({ port: q, decision: slotDecision(decidedBy, same), rule: decidedBy });
+      }
+      const denied = perPort.find((p) => p.decision === Decision.DENY);
+      const chosen = denied ?? perPort[0]!;
+      if (perPort.some((p) => p.decision !== chosen.decision)) {
+        warnings.push(
+          warning(
+            "port-dependent",
+            `${svcName}: the decision depends on the port (${perPort.map((p) => `${p.port}: ${decisionName(p.decision)}`).join(", ")}); the summary is DENY`,
+          ),
+        );
+      }
+      let decision = chosen.decision;
+      let ruleName = chosen.rule?.name ?? "";
+      // A principal shared through a trust domain: DENY wins.
+      if (decision === Decision.ALLOW) {
+        for (const h of catalog.identitiesWithPrincipal(principal)) {
+          if (h.clusterId === source.clusterId) continue;
+          const st = idStates.get(h.key);
+          const entry = st === undefined ? undefined : d.dec.get(st);
+          const slotsToCheck =
+            port !== 0 && d.ports.includes(port)
+              ? [d.ports.indexOf(port)]
+              : [...Array(d.slotCount).keys()];
+          for (const s of slotsToCheck) {
+            const r = entry?.[s] ?? null;
+            if (slotDecision(r, h.clusterId === b.clusterId) === Decision.DENY) {
+              decision = Decision.DENY;
+              ruleName = r?.name ?? "";
+              warnings.push(
+                warning(
+                  "shared-principal",
+                  `${svcName}: principal ${principal} is also held by workloads of cluster ${h.clusterId}, which ${r === null ? "the default denies" : `rule "${r.name}" denies`}; DENY wins for a shared principal`,
+                ),
+              );
+              break;
+            }
+          }
+          if (decision === Decision.DENY) break;
+        }
+      }
+      if (!d.enforceable) {
+        warnings.push(
+          warning(
+            "not-enforced",
+            `${svcName} is not enforced: ${b.service.inMesh ? "it has no pod selector" : `namespace ${b.service.namespace} is not in the mesh`}`,
+          ),
+        );
+      }
+      outcomes.push({
+        clusterId: b.clusterId,
+        decision,
+        rule: ruleName,
+        defaultReason: ruleName === "" ? (same ? "same-cluster" : "cross-cluster") : "",
+      });
+    }
+    const sharing = [...catalog.clustersWithTrustDomain(facts.trustDomain)].filter(
+      (c) => c !== source.clusterId,
+    );
+    if (sharing.length > 0) {
+      warnings.push(
+        warning(
+          "shared-trust-domain",
+          `cluster ${source.clusterId} shares trust domain ${facts.trustDomain} with ${sharing.sort().join(", ")}: principal ${principal} may name workloads of several clusters, and DENY wins for it`,
+        ),
+      );
+    }
+    const imported = intentsByCluster
+      .get(source.clusterId)
+      ?.get(importName(destination.namespace, destination.service));
+    if (imported?.kind.case === "importIntent") {
+      for (const be of imported.kind.value.backends) {
+        const o = outcomes.find((x) => x.clusterId === be.clusterId);
+        if (o !== undefined && o.decision === Decision.DENY) {
+          warnings.push(
+            warning(
+              "unreachable-backend",
+              `cluster ${source.clusterId} imports ${dstName} from cluster ${be.clusterId}, where ${principal} is denied (${o.rule === "" ? "cross-cluster default" : `rule "${o.rule}"`}); its calls balanced to ${be.clusterId} fail`,
+            ),
+          );
+        }
+      }
+    }
+    const local = outcomes.find((o) => o.clusterId === source.clusterId);
+    const preferred = [
+      ...(local === undefined ? [] : [local]),
+      ...outcomes.filter((o) => o !== local),
+    ];
+    const summary = preferred.find((o) => o.decision === Decision.ALLOW) ?? preferred[0]!;
+    return create(ExplainResponseSchema, {
+      decision: summary.decision,
+      rule: summary.rule,
+      defaultReason: summary.defaultReason,
+      principal,
+      warnings,
+      backends: outcomes.map((o) => ({
+        clusterId: o.clusterId,
+        decision: o.decision,
+        rule: o.rule,
+      })),
+    });
+  };
+
+  const impact = (next: readonly ConnectionPolicy[]): DecisionChange[] => {
+    const plan = planRules(next);
+    if (plan.removed.length === 0 && plan.added.length === 0) return [];
+    const removedSet = new Set(plan.removed);
+    const pairs = new Map<DestState, Set<IdState>>();
+    const addPairs = (members: Iterable<IdState>, ds: Iterable<DestState>) => {
+      const list = [...members];
+      if (list.length === 0) return;
+      for (const d of ds) {
+        let set = pairs.get(d);
+        if (set === undefined) {
+          set = new Set();
+          pairs.set(d, set);
+        }
+        for (const st of list) set.add(st);
+      }
+    };
+    for (const r of plan.removed) addPairs(r.members, r.dests);
+    const addedHits = new Map<DestState, Hit[]>();
+    for (const r of plan.added) {
+      const hits = resolveRule(r);
+      for (const [d, slots] of hits) {
+        const list = addedHits.get(d) ?? [];
+        list.push({ rule: r, slots });
+        addedHits.set(d, list);
+      }
+      addPairs(r.members, hits.keys());
+    }
+    const out: DecisionChange[] = [];
+    const evalWith = (hits: Hit[], d: DestState, st: IdState) => {
+      const arr = new Array<Rule | null>(d.slotCount).fill(null);
+      for (const hit of hits) {
+        if (!hit.rule.members.has(st)) continue;
+        for (const s of hit.slots) if (arr[s] === null) arr[s] = hit.rule;
+      }
+      return arr;
+    };
+    for (const [d, members] of pairs) {
+      const before = d.rules;
+      const after = d.rules
+        .filter((h) => !removedSet.has(h.rule))
+        .concat(addedHits.get(d) ?? [])
+        .sort(hitOrder);
+      for (const st of members) {
+        if (idStates.get(st.key) !== st) continue;
+        const same = st.rec.clusterId === d.rec.clusterId;
+        const b = evalWith(before, d, st);
+        const a = evalWith(after, d, st);
+        const changes: {
+          port: number;
+          before: Decision;
+          after: Decision;
+          rb: string;
+          ra: string;
+        }[] = [];
+        for (let s = 0; s < d.slotCount; s++) {
+          const db = slotDecision(b[s]!, same);
+          const da = slotDecision(a[s]!, same);
+          if (db === da) continue;
+          changes.push({
+            port: d.ports[s] ?? 0,
+            before: db,
+            after: da,
+            rb: b[s]?.name ?? "",
+            ra: a[s]?.name ?? "",
+          });
+        }
+        if (changes.length === 0) continue;
+        const first = changes[0]!;
+        const uniform =
+          changes.length === d.slotCount &&
+          changes.every(
+            (c) =>
+              c.before === first.before &&
+              c.after === first.after &&
+              c.rb === first.rb &&
+              c.ra === first.ra,
+          );
+        for (const c of uniform ? [{ ...first, port: 0 }] : changes) {
+          out.push(
+            create(DecisionChangeSchema, {
+              source: {
+                clusterId: st.rec.clusterId,
+                namespace: st.rec.identity.namespace,
+                serviceAccount: st.rec.identity.serviceAccount,
+              },
+              destination: {
+                clusterId: d.rec.clusterId,
+                namespace: d.rec.service.namespace,
+                service: d.rec.service.name,
+                port: c.port,
+              },
+              before: c.before,
+              after: c.after,
+              ruleBefore: c.rb,
+              ruleAfter: c.ra,
+            }),
+          );
+        }
+      }
+    }
+    // Added rules are not installed: drop what resolveRule attached.
+    for (const r of plan.added) r.members = new Set();
+    const key = (c: DecisionChange) =>
+      [
+        c.source!.clusterId,
+        c.source!.namespace,
+        c.source!.serviceAccount,
+        c.destination!.clusterId,
+        c.destination!.namespace,
+        c.destination!.service,
+      ].join("\u0000");
+    return out.sort((x, y) => {
+      const kx = key(x);
+      const ky = key(y);
+      if (kx !== ky) return kx < ky ? -1 : 1;
+      return x.destination!.port - y.destination!.port;
+    });
+  };
+
+  // ---------------------------------------------------------------- the engine
+
+  return {
+    catalog,
+    get defaults() {
+      return { ...defaults };
+    },
+
+    applyCatalog(changes) {
+      checkChanges(changes);
+      const tx = newTx();
+      for (const c of changes) {
+        switch (c.kind) {
+          case "cluster":
+            upsertCluster(tx, c.cluster);
+            break;
+          case "cluster-removed":
+            removeCluster(tx, c.clusterId);
+            break;
+          case "service":
+            upsertService(tx, c.clusterId, c.service);
+            break;
+          case "service-removed":
+            removeService(tx, c.clusterId, c.namespace, c.name);
+            break;
+          case "identity":
+            upsertIdentity(tx, c.clusterId, c.identity);
+            break;
+          case "identity-removed":
+            removeIdentity(tx, c.clusterId, c.namespace, c.serviceAccount);
+            break;
+          case "cluster-services-replaced":
+            replaceClusterServices(tx, c.clusterId, c.services, c.identities);
+            break;
+        }
+      }
+      return settle(tx);
+    },
+
+    setPolicies,
+
+    setDefaults(next) {
+      const same = checkDefault(next.sameCluster ?? defaults.sameCluster, "sameCluster");
+      const cross = checkDefault(next.crossCluster ?? defaults.crossCluster, "crossCluster");
+      const tx = newTx();
+      if (same === defaults.sameCluster && cross === defaults.crossCluster) return finishTx(tx);
+      defaults.sameCluster = same;
+      defaults.crossCluster = cross;
+      for (const d of dests.values()) tx.rebuild.add(d);
+      for (const key of catalog.logicalServiceKeys()) tx.logical.add(key);
+      return settle(tx);
+    },
+
+    policies: () => sortPolicies(ordered.map((r) => r.policy)),
+    intents: (clusterId) => intentsByCluster.get(clusterId) ?? EMPTY_INTENTS,
+    clustersWithIntents: () => [...intentsByCluster.keys()].sort(),
+
+    warnings(clusterId) {
+      const out: Warning[] = [];
+      const facts = catalog.cluster(clusterId);
+      if (facts === undefined) return out;
+      const sharing = [...catalog.clustersWithTrustDomain(facts.trustDomain)]
+        .filter((c) => c !== clusterId)
+        .sort();
+      if (sharing.length > 0) {
+        out.push(
+          warning(
+            "shared-trust-domain",
+            `cluster ${clusterId} shares trust domain ${facts.trustDomain} with ${sharing.join(", ")}: the same principal names workloads of several clusters, so DENY wins for shared principals (give each cluster its own trust domain)`,
+          ),
+        );
+      }
+      const ds = [...(destsByCluster.get(clusterId) ?? [])].sort((a, b) =>
+        a.key < b.key ? -1 : 1,
+      );
+      for (const d of ds) out.push(...d.warnings);
+      return out;
+    },
+
+    explain,
+    impact,
+  };
+}

@@ -1,0 +1,308 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  Action,
+  type ConnectionPolicy,
+  ConnectionPolicySchema,
+  type DestinationSelector,
+  DestinationSelectorSchema,
+  type SourceSelector,
+  SourceSelectorSchema,
+} from "@isthmus/proto";
+import picomatch from "picomatch";
+import { PolicyError } from "./errors.js";
+
+/** A field path: proto (camelCase) field names and list indexes, e.g. from, 1, clusters, 0. */
+export type FieldPath = readonly (string | number)[];
+
+/** One problem of a policy, at a field. */
+export interface Violation {
+  path: FieldPath;
+  problem: string;
+}
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_NAME_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const MAX_ITEMS = 256;
+const MAX_SELECTORS = 64;
+const MAX_PORTS = 64;
+
+/** Options shared by every glob of a policy. */
+export const GLOB_OPTIONS = { dot: true, strictBrackets: true } as const;
+
+/** Whether a pattern uses glob syntax rather than naming one object. */
+export function isGlob(pattern: string): boolean {
+  return picomatch.scan(pattern).isGlob;
+}
+
+/** `from[1].clusters[0]`, `to[0].clusterLabels.env`. */
+export function formatPath(path: FieldPath): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else if (out === "") out = seg;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) out += `.${seg}`;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+function checkPatterns(
+  out: Violation[],
+  path: FieldPath,
+  values: readonly string[],
+  kind: "label" | "subdomain",
+): void {
+  if (values.length > MAX_ITEMS) {
+    out.push({ path, problem: `at most ${MAX_ITEMS} entries, got ${values.length}` });
+  }
+  values.forEach((v, i) => {
+    const at = [...path, i];
+    if (typeof v !== "string" || v === "") {
+      out.push({ path: at, problem: "must not be empty" });
+      return;
+    }
+    if (isGlob(v)) {
+      try {
+        picomatch.makeRe(v, GLOB_OPTIONS);
+      } catch {
+        out.push({ path: at, problem: `invalid glob ${JSON.stringify(v)}` });
+      }
+      return;
+    }
+    const re = kind === "label" ? LABEL_RE : NAME_RE;
+    const max = kind === "label" ? 63 : 253;
+    if (v.length > max || !re.test(v)) {
+      const what = kind === "label" ? "DNS-1123 label" : "DNS-1123 subdomain";
+      out.push({ path: at, problem: `${JSON.stringify(v)} is neither a ${what} nor a glob` });
+    }
+  });
+}
+
+function checkLabels(out: Violation[], path: FieldPath, labels: Record<string, string>): void {
+  for (const [key, value] of Object.entries(labels)) {
+    const at = [...path, key];
+    const slash = key.lastIndexOf("/");
+    const prefix = slash < 0 ? "" : key.slice(0, slash);
+    const name = slash < 0 ? key : key.slice(slash + 1);
+    const prefixOk = slash < 0 || (prefix.length <= 253 && NAME_RE.test(prefix));
+    if (!prefixOk || name.length > 63 || !LABEL_NAME_RE.test(name)) {
+      out.push({ path: at, problem: `invalid label key ${JSON.stringify(key)}` });
+    } else if (typeof value !== "string") {
+      out.push({ path: at, problem: "must be a string" });
+    } else if (value !== "" && (value.length > 63 || !LABEL_NAME_RE.test(value))) {
+      out.push({ path: at, problem: `invalid label value ${JSON.stringify(value)}` });
+    }
+  }
+}
+
+function checkSource(out: Violation[], path: FieldPath, s: SourceSelector): void {
+  const empty =
+    s.clusters.length === 0 &&
+    Object.keys(s.clusterLabels).length === 0 &&
+    s.namespaces.length === 0 &&
+    s.services.length === 0 &&
+    Object.keys(s.workloadLabels).length === 0 &&
+    s.serviceAccounts.length === 0;
+  if (empty) {
+    out.push({
+      path,
+      problem: 'empty selector; to select every source write clusters: ["*"]',
+    });
+    return;
+  }
+  checkPatterns(out, [...path, "clusters"], s.clusters, "label");
+  checkLabels(out, [...path, "clusterLabels"], s.clusterLabels);
+  checkPatterns(out, [...path, "namespaces"], s.namespaces, "label");
+  checkPatterns(out, [...path, "services"], s.services, "label");
+  checkLabels(out, [...path, "workloadLabels"], s.workloadLabels);
+  checkPatterns(out, [...path, "serviceAccounts"], s.serviceAccounts, "subdomain");
+}
+
+function checkDestination(out: Violation[], path: FieldPath, d: DestinationSelector): void {
+  const empty =
+    d.clusters.length === 0 &&
+    Object.keys(d.clusterLabels).length === 0 &&
+    d.namespaces.length === 0 &&
+    d.services.length === 0 &&
+    d.ports.length === 0;
+  if (empty) {
+    out.push({
+      path,
+      problem: 'empty selector; to select every destination write clusters: ["*"]',
+    });
+    return;
+  }
+  checkPatterns(out, [...path, "clusters"], d.clusters, "label");
+  checkLabels(out, [...path, "clusterLabels"], d.clusterLabels);
+  checkPatterns(out, [...path, "namespaces"], d.namespaces, "label");
+  checkPatterns(out, [...path, "services"], d.services, "label");
+  if (d.ports.length > MAX_PORTS) {
+    out.push({
+      path: [...path, "ports"],
+      problem: `at most ${MAX_PORTS} entries, got ${d.ports.length}`,
+    });
+  }
+  d.ports.forEach((p, i) => {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) {
+      out.push({
+        path: [...path, "ports", i],
+        problem: `must be a port number between 1 and 65535, got ${p}`,
+      });
+    }
+  });
+}
+
+/** Every problem of one policy, in field order. */
+export function policyViolations(p: ConnectionPolicy): Violation[] {
+  const out: Violation[] = [];
+  if (p.name === "") out.push({ path: ["name"], problem: "required" });
+  else if (p.name.length > 253 || !NAME_RE.test(p.name)) {
+    out.push({
+      path: ["name"],
+      problem: "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')",
+    });
+  }
+  if (!Number.isInteger(p.priority) || p.priority < -(2 ** 31) || p.priority >= 2 ** 31) {
+    out.push({ path: ["priority"], problem: `must be a 32-bit integer, got ${p.priority}` });
+  }
+  if (p.action !== Action.ALLOW && p.action !== Action.DENY) {
+    out.push({ path: ["action"], problem: "must be ALLOW or DENY" });
+  }
+  if (p.from.length === 0) {
+    out.push({ path: ["from"], problem: "at least one source selector is required" });
+  } else if (p.from.length > MAX_SELECTORS) {
+    out.push({
+      path: ["from"],
+      problem: `at most ${MAX_SELECTORS} selectors, got ${p.from.length}`,
+    });
+  }
+  p.from.forEach((s, i) => {
+    checkSource(out, ["from", i], s);
+  });
+  if (p.to.length === 0) {
+    out.push({ path: ["to"], problem: "at least one destination selector is required" });
+  } else if (p.to.length > MAX_SELECTORS) {
+    out.push({ path: ["to"], problem: `at most ${MAX_SELECTORS} selectors, got ${p.to.length}` });
+  }
+  p.to.forEach((d, i) => {
+    checkDestination(out, ["to", i], d);
+  });
+  if (p.description.length > 1024) {
+    out.push({
+      path: ["description"],
+      problem: `at most 1024 characters, got ${p.description.length}`,
+    });
+  }
+  return out;
+}
+
+/** Throws the first problem of one policy as a PolicyError. */
+export function validatePolicy(p: ConnectionPolicy): void {
+  const [first] = policyViolations(p);
+  if (first !== undefined) {
+    throw new PolicyError(
+      `invalid policy ${JSON.stringify(p.name)}: ${formatPath(first.path)}: ${first.problem}`,
+      "invalid-policy",
+    );
+  }
+}
+
+/**
+ * Validates a whole policy set: every policy (first problem wins) and unique names.
+ * Throws a PolicyError; changes nothing.
+ */
+export function validatePolicies(policies: readonly ConnectionPolicy[]): void {
+  const seen = new Map<string, number>();
+  policies.forEach((p, i) => {
+    validatePolicy(p);
+    const prev = seen.get(p.name);
+    if (prev !== undefined) {
+      throw new PolicyError(
+        `duplicate policy ${JSON.stringify(p.name)}: policies[${prev}] and policies[${i}] have the same name`,
+        "duplicate-policy",
+      );
+    }
+    seen.set(p.name, i);
+  });
+}
+
+function sortedUnique<T extends string | number>(values: readonly T[]): T[] {
+  const out = [...new Set(values)];
+  out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return out;
+}
+
+function sortedMap(map: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(map).sort()) out[k] = map[k]!;
+  return out;
+}
+
+/**
+ * The normal form of a policy: lists sorted and deduplicated, label maps in key order, and
+ * duplicate selectors dropped (selectors keep their written order).
+ */
+export function normalizePolicy(p: ConnectionPolicy): ConnectionPolicy {
+  const from: SourceSelector[] = [];
+  const seenFrom = new Set<string>();
+  for (const s of p.from) {
+    const n = create(SourceSelectorSchema, {
+      clusters: sortedUnique(s.clusters),
+      clusterLabels: sortedMap(s.clusterLabels),
+      namespaces: sortedUnique(s.namespaces),
+      services: sortedUnique(s.services),
+      workloadLabels: sortedMap(s.workloadLabels),
+      serviceAccounts: sortedUnique(s.serviceAccounts),
+    });
+    const key = JSON.stringify([
+      n.clusters,
+      n.clusterLabels,
+      n.namespaces,
+      n.services,
+      n.workloadLabels,
+      n.serviceAccounts,
+    ]);
+    if (seenFrom.has(key)) continue;
+    seenFrom.add(key);
+    from.push(n);
+  }
+  const to: DestinationSelector[] = [];
+  const seenTo = new Set<string>();
+  for (const d of p.to) {
+    const n = create(DestinationSelectorSchema, {
+      clusters: sortedUnique(d.clusters),
+      clusterLabels: sortedMap(d.clusterLabels),
+      namespaces: sortedUnique(d.namespaces),
+      services: sortedUnique(d.services),
+      ports: sortedUnique(d.ports),
+    });
+    const key = JSON.stringify([n.clusters, n.clusterLabels, n.namespaces, n.services, n.ports]);
+    if (seenTo.has(key)) continue;
+    seenTo.add(key);
+    to.push(n);
+  }
+  return create(ConnectionPolicySchema, {
+    name: p.name,
+    priority: p.priority,
+    action: p.action,
+    from,
+    to,
+    description: p.description,
+    resourceVersion: p.resourceVersion,
+  });
+}
+
+/** Evaluation order: by priority (lower first), then by name. */
+export function comparePolicies(
+  a: { priority: number; name: string },
+  b: { priority: number; name: string },
+): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** A copy of the policies in evaluation order. */
+export function sortPolicies(policies: readonly ConnectionPolicy[]): ConnectionPolicy[] {
+  return [...policies].sort(comparePolicies);
+}
