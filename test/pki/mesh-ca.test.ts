@@ -123,6 +123,76 @@ describe("pki: mesh root of trust", () => {
     assert.notEqual(east.ca.fingerprint256, west.ca.fingerprint256);
   });
 
+  it("lets workload certificates signed by two clusters' CAs verify against the one root", async () => {
+    await ensureClusterCa(folder, "east", small);
+    await ensureClusterCa(folder, "west", small);
+    const work = await tempFolder("workload");
+    try {
+      await writeFile(
+        join(work, "leaf.cnf"),
+        "[leaf]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\nsubjectAltName = URI:spiffe://cluster.local/ns/default/sa/app\n",
+      );
+      for (const cluster of ["east", "west"]) {
+        const dir = join(folder, "clusters", cluster);
+        // What istiod does with the plug-in CA: sign a workload certificate with ca-key.pem.
+        await openssl(
+          [
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            `${cluster}.key`,
+            "-subj",
+            "/O=app",
+            "-out",
+            `${cluster}.csr`,
+          ],
+          work,
+        );
+        await openssl(
+          [
+            "x509",
+            "-req",
+            "-in",
+            `${cluster}.csr`,
+            "-CA",
+            join(dir, "ca-cert.pem"),
+            "-CAkey",
+            join(dir, "ca-key.pem"),
+            "-set_serial",
+            "9",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.cnf",
+            "-extensions",
+            "leaf",
+            "-out",
+            `${cluster}.pem`,
+          ],
+          work,
+        );
+        // A peer in any cluster trusts only the shared root and gets the chain from the workload.
+        const verified = await openssl(
+          [
+            "verify",
+            "-CAfile",
+            join(folder, "root-cert.pem"),
+            "-untrusted",
+            join(dir, "cert-chain.pem"),
+            `${cluster}.pem`,
+          ],
+          work,
+        );
+        assert.equal(verified.trim(), `${cluster}.pem: OK`);
+      }
+    } finally {
+      await cleanup(work);
+    }
+  });
+
   it("reuses a per-cluster CA that is present and valid", async () => {
     await ensureClusterCa(folder, "reuse-me", small);
     const before = await snapshot(folder);
