@@ -19,6 +19,8 @@ export interface FaultState {
   failures: { remaining: number; code: number; retryAfterSeconds: number; match: RequestMatch }[];
   latencyMs: number;
   paused: boolean;
+  /** Requests currently held by latency or pause. */
+  waiting: number;
 }
 
 /** Fault injection controls; each is also served under `/kubesim/faults` (see README). */
@@ -63,7 +65,7 @@ function matches(m: RequestMatch, method: string, path: string, watch: boolean):
 }
 
 export function createFaults(hooks: FaultHooks): FaultEngine {
-  const state: FaultState = { failures: [], latencyMs: 0, paused: false };
+  const state: FaultState = { failures: [], latencyMs: 0, paused: false, waiting: 0 };
   let waiters: (() => void)[] = [];
   const release = () => {
     const w = waiters;
@@ -105,8 +107,14 @@ export function createFaults(hooks: FaultHooks): FaultEngine {
       return { code: f.code, retryAfterSeconds: f.retryAfterSeconds };
     },
     async gate() {
-      if (state.latencyMs > 0) await new Promise((r) => setTimeout(r, state.latencyMs));
-      while (state.paused) await new Promise<void>((r) => waiters.push(r));
+      if (state.latencyMs === 0 && !state.paused) return;
+      state.waiting++;
+      try {
+        if (state.latencyMs > 0) await new Promise((r) => setTimeout(r, state.latencyMs));
+        while (state.paused) await new Promise<void>((r) => waiters.push(r));
+      } finally {
+        state.waiting--;
+      }
     },
   };
 }

@@ -150,6 +150,19 @@ function defaultManager(req: IncomingMessage): string {
   return ua.split("/")[0]!.trim() || "unknown";
 }
 
+/** The fail options of an admin request body, ignoring unknown keys. */
+function failOptions(args: Record<string, unknown>): FailOptions {
+  const o: FailOptions = {};
+  if (args.code === 500 || args.code === 503 || args.code === 429) o.code = args.code;
+  else if (args.code !== undefined)
+    throw badRequest(`fault fail: code must be 500, 503 or 429, got ${String(args.code)}`);
+  if (typeof args.retryAfterSeconds === "number") o.retryAfterSeconds = args.retryAfterSeconds;
+  if (typeof args.method === "string") o.method = args.method;
+  if (typeof args.pathPrefix === "string") o.pathPrefix = args.pathPrefix;
+  if (typeof args.watch === "boolean") o.watch = args.watch;
+  return o;
+}
+
 /** Types whose DELETE answers with the object; the others answer with a Success Status. */
 function returnsDeletedObject(t: ResourceType): boolean {
   return t.custom || ["Pod", "Service", "Namespace", "CustomResourceDefinition"].includes(t.kind);
@@ -614,7 +627,7 @@ export function createHandler(ctx: ServerContext): {
       case "close-watches":
         return ok({ closed: faults.closeWatches() });
       case "fail":
-        faults.failNext(Number(args.count ?? 1), args as FailOptions);
+        faults.failNext(Number(args.count ?? 1), failOptions(args));
         return ok();
       case "latency":
         faults.setLatency(Number(args.ms ?? 0));
