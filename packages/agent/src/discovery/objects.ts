@@ -1,0 +1,123 @@
+import type { KubeObject, ObjectMeta } from "../render/types.js";
+
+type Meta = ObjectMeta;
+
+export interface PodView extends KubeObject {
+  spec: { serviceAccountName?: string; nodeName?: string };
+  status: { phase?: string; podIP?: string; ready: boolean };
+}
+
+export interface ServiceView extends KubeObject {
+  spec: {
+    type?: string;
+    selector?: Record<string, string>;
+    ports?: {
+      name?: string;
+      port: number;
+      protocol?: string;
+      targetPort?: number | string;
+      appProtocol?: string;
+    }[];
+  };
+  status?: { loadBalancer?: { ingress?: { ip?: string; hostname?: string }[] } } | undefined;
+}
+
+export interface EndpointSliceView extends KubeObject {
+  addressType?: string;
+  endpoints?: { addresses: string[]; conditions?: { ready?: boolean | null } }[];
+  ports?: { name?: string; port?: number; protocol?: string }[];
+}
+
+const pick = (m: Record<string, unknown>): Meta => {
+  const out: Meta = { name: m.name as string };
+  for (const k of ["namespace", "labels", "annotations", "resourceVersion", "uid"] as const) {
+    if (m[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = m[k];
+  }
+  return out;
+};
+
+/** A pod reduced to identity and readiness (50k pods must fit in a few hundred MiB). */
+export function slimPod(o: KubeObject): PodView {
+  const spec = (o.spec ?? {}) as {
+    serviceAccountName?: string;
+    serviceAccount?: string;
+    nodeName?: string;
+  };
+  const status = (o.status ?? {}) as {
+    phase?: string;
+    podIP?: string;
+    conditions?: { type: string; status: string }[];
+  };
+  const meta = pick(o.metadata);
+  delete meta.annotations;
+  const view: PodView = {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: meta,
+    spec: {},
+    status: {
+      ready: status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+    },
+  };
+  const sa = spec.serviceAccountName ?? spec.serviceAccount;
+  if (sa !== undefined) view.spec.serviceAccountName = sa;
+  if (spec.nodeName !== undefined) view.spec.nodeName = spec.nodeName;
+  if (status.phase !== undefined) view.status.phase = status.phase;
+  if (status.podIP !== undefined) view.status.podIP = status.podIP;
+  return view;
+}
+
+export function slimService(o: KubeObject): ServiceView {
+  const spec = (o.spec ?? {}) as ServiceView["spec"];
+  const view: ServiceView = {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: pick(o.metadata),
+    spec: {},
+  };
+  delete view.metadata.annotations;
+  if (spec.type !== undefined) view.spec.type = spec.type;
+  if (spec.selector !== undefined) view.spec.selector = spec.selector;
+  if (spec.ports !== undefined) view.spec.ports = spec.ports;
+  if (o.status !== undefined) view.status = o.status as ServiceView["status"];
+  return view;
+}
+
+export function slimEndpointSlice(o: KubeObject): EndpointSliceView {
+  const s = o as EndpointSliceView;
+  const view: EndpointSliceView = {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: pick(o.metadata),
+  };
+  delete view.metadata.annotations;
+  if (s.addressType !== undefined) view.addressType = s.addressType;
+  if (s.endpoints !== undefined)
+    view.endpoints = s.endpoints.map((e) => {
+      const ep: { addresses: string[]; conditions?: { ready?: boolean | null } } = {
+        addresses: e.addresses,
+      };
+      if (e.conditions?.ready !== undefined) ep.conditions = { ready: e.conditions.ready };
+      return ep;
+    });
+  if (s.ports !== undefined) view.ports = s.ports;
+  return view;
+}
+
+/** Objects reduced to metadata (namespaces, nodes). */
+export function slimMeta(o: KubeObject): KubeObject {
+  return { apiVersion: o.apiVersion, kind: o.kind, metadata: pick(o.metadata) };
+}
+
+export function matchesSelector(
+  selector: Record<string, string> | undefined,
+  labels: Record<string, string> | undefined,
+): boolean {
+  if (selector === undefined) return false;
+  const entries = Object.entries(selector);
+  if (entries.length === 0) return false;
+  for (const [k, v] of entries) if (labels?.[k] !== v) return false;
+  return true;
+}
+
+export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";

@@ -1,0 +1,295 @@
+import { Agent as HttpAgent, request as httpRequest, type RequestOptions } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeObject } from "../render/types.js";
+import { apiVersionOf, collectionPath, objectPath, type Resource } from "./resources.js";
+
+/** A failed Kubernetes API call, with the HTTP status and the Status reason. */
+export class KubeApiError extends Error {
+  override readonly name = "KubeApiError";
+
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly retryAfterSeconds: number | undefined = undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** Conflicts, throttling, server errors and network failures: worth a retry. */
+  get transient(): boolean {
+    return this.code === 0 || this.code === 409 || this.code === 429 || this.code >= 500;
+  }
+
+  static from(err: unknown): KubeApiError {
+    if (isKubeApiError(err)) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new KubeApiError(0, "NetworkError", message, undefined, { cause: err });
+  }
+}
+
+export function isKubeApiError(err: unknown): err is KubeApiError {
+  return err instanceof Error && err.name === "KubeApiError";
+}
+
+export interface ListResult {
+  items: KubeObject[];
+  resourceVersion: string;
+}
+
+export interface ListOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Page size; default 500. */
+  pageSize?: number;
+}
+
+/** The few REST calls the agent makes, as plain JSON (no model classes). */
+export interface KubeClient {
+  readonly config: KubeConfig;
+  /** Closes idle keep-alive connections. */
+  close(): void;
+  /** Lists every page of a collection; items get their apiVersion and kind. */
+  list(res: Resource, options?: ListOptions): Promise<ListResult>;
+  /** Reads one object; undefined when it does not exist. */
+  get(res: Resource, name: string, namespace?: string): Promise<KubeObject | undefined>;
+  create(res: Resource, obj: KubeObject): Promise<KubeObject>;
+  /** Server-side apply (`application/apply-patch+yaml`). */
+  apply(
+    res: Resource,
+    obj: KubeObject,
+    options: { fieldManager: string; force: boolean },
+  ): Promise<KubeObject>;
+  /** Deletes an object; `uid` makes it conditional (precondition). Missing objects are fine. */
+  delete(res: Resource, name: string, namespace: string | undefined, uid?: string): Promise<void>;
+}
+
+function parseError(
+  status: number,
+  text: string,
+  retryAfterHeader: string | undefined,
+  what: string,
+): KubeApiError {
+  let reason = "";
+  let message = text.slice(0, 500);
+  let retryAfter: number | undefined;
+  try {
+    const parsed = JSON.parse(text) as {
+      reason?: string;
+      message?: string;
+      details?: { retryAfterSeconds?: number };
+    };
+    reason = parsed.reason ?? "";
+    message = parsed.message ?? message;
+    retryAfter = parsed.details?.retryAfterSeconds;
+  } catch {
+    // not a Status object: keep the raw text
+  }
+  if (
+    retryAfter === undefined &&
+    retryAfterHeader !== undefined &&
+    /^[0-9]+$/.test(retryAfterHeader)
+  )
+    retryAfter = Number(retryAfterHeader);
+  return new KubeApiError(
+    status,
+    reason,
+    `${what}: ${status} ${reason} ${message}`.replace(/\s+/g, " ").trim(),
+    retryAfter,
+  );
+}
+
+/** A kubeconfig from YAML text (e.g. kubesim's `kubeconfig()`), for callers without client-node. */
+export function kubeConfigFromString(text: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromString(text);
+  return kc;
+}
+
+/** The kubeconfig in the usual places: KUBECONFIG, ~/.kube/config, or in-cluster. */
+export function kubeConfigFromDefault(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path !== undefined) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** A client over the kubeconfig's current context (its TLS settings and credentials). */
+export function createKubeClient(config: KubeConfig): KubeClient {
+  const server = config.getCurrentCluster()?.server;
+  if (server === undefined) throw new Error("kubeconfig: no current cluster");
+  const base = new URL(server);
+  const secure = base.protocol === "https:";
+  // One keep-alive agent for every call (client-node makes a new agent per request).
+  let agent: HttpAgent | undefined;
+
+  async function call(
+    method: string,
+    path: string,
+    what: string,
+    options: {
+      query?: Record<string, string | undefined>;
+      body?: unknown;
+      contentType?: string;
+    } = {},
+  ): Promise<unknown> {
+    const url = new URL(base.toString().replace(/\/$/, "") + path);
+    for (const [k, v] of Object.entries(options.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, v);
+    const opts: RequestOptions & Record<string, unknown> = { headers: {} };
+    await config.applyToHTTPSOptions(opts as never);
+    if (agent === undefined) {
+      const tls = {
+        keepAlive: true,
+        maxSockets: 32,
+        ...(opts.ca === undefined ? {} : { ca: opts.ca }),
+        ...(opts.cert === undefined ? {} : { cert: opts.cert }),
+        ...(opts.key === undefined ? {} : { key: opts.key }),
+        ...(opts.rejectUnauthorized === undefined
+          ? {}
+          : { rejectUnauthorized: opts.rejectUnauthorized }),
+        ...(opts.servername === undefined ? {} : { servername: opts.servername }),
+      };
+      agent = secure
+        ? new HttpsAgent(tls as never)
+        : new HttpAgent({ keepAlive: true, maxSockets: 32 });
+    }
+    const headers: Record<string, string> = {
+      ...(opts.headers as Record<string, string>),
+      accept: "application/json",
+    };
+    if (opts.auth !== undefined)
+      headers.authorization = `Basic ${Buffer.from(String(opts.auth)).toString("base64")}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers["content-type"] = options.contentType ?? "application/json";
+      headers["content-length"] = String(Buffer.byteLength(body));
+    }
+    const send = secure ? httpsRequest : httpRequest;
+    const { status, text, retryAfter } = await new Promise<{
+      status: number;
+      text: string;
+      retryAfter: string | undefined;
+    }>((resolve, reject) => {
+      const req = send(url, { method, headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const ra = res.headers["retry-after"];
+          resolve({
+            status: res.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString("utf8"),
+            retryAfter: Array.isArray(ra) ? ra[0] : ra,
+          });
+        });
+        res.on("error", reject);
+      });
+      req.setTimeout(60_000, () => req.destroy(new Error("request timed out after 60s")));
+      req.on("error", reject);
+      req.end(body);
+    }).catch((err: unknown) => {
+      throw new KubeApiError(
+        0,
+        "NetworkError",
+        `${what}: ${err instanceof Error ? err.message : String(err)}`,
+        undefined,
+        { cause: err },
+      );
+    });
+    if (status >= 400 || status === 0) throw parseError(status, text, retryAfter, what);
+    return JSON.parse(text);
+  }
+
+  const client: KubeClient = {
+    config,
+    close: () => agent?.destroy(),
+    async list(res, options = {}) {
+      const items: KubeObject[] = [];
+      let resourceVersion = "";
+      let token: string | undefined;
+      const apiVersion = apiVersionOf(res);
+      do {
+        const page = (await call(
+          "GET",
+          collectionPath(res, options.namespace),
+          `could not list ${res.plural}`,
+          {
+            query: {
+              labelSelector: options.labelSelector,
+              fieldSelector: options.fieldSelector,
+              limit: String(options.pageSize ?? 500),
+              continue: token,
+            },
+          },
+        )) as { items?: KubeObject[]; metadata?: { resourceVersion?: string; continue?: string } };
+        for (const item of page.items ?? []) {
+          item.apiVersion = apiVersion;
+          item.kind = res.kind;
+          items.push(item);
+        }
+        resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+        token = page.metadata?.continue || undefined;
+      } while (token !== undefined);
+      return { items, resourceVersion };
+    },
+    async get(res, name, namespace) {
+      try {
+        return (await call(
+          "GET",
+          objectPath(res, name, namespace),
+          `could not get ${res.kind} ${namespace ?? ""}/${name}`,
+        )) as KubeObject;
+      } catch (err) {
+        if (isKubeApiError(err) && err.code === 404) return undefined;
+        throw err;
+      }
+    },
+    async create(res, obj) {
+      return (await call(
+        "POST",
+        collectionPath(res, obj.metadata.namespace),
+        `could not create ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
+        {
+          body: obj,
+        },
+      )) as KubeObject;
+    },
+    async apply(res, obj, options) {
+      const query: Record<string, string> = { fieldManager: options.fieldManager };
+      if (options.force) query.force = "true";
+      return (await call(
+        "PATCH",
+        objectPath(res, obj.metadata.name, obj.metadata.namespace),
+        `could not apply ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
+        {
+          query,
+          body: obj,
+          contentType: "application/apply-patch+yaml",
+        },
+      )) as KubeObject;
+    },
+    async delete(res, name, namespace, uid) {
+      try {
+        await call(
+          "DELETE",
+          objectPath(res, name, namespace),
+          `could not delete ${res.kind} ${namespace ?? ""}/${name}`,
+          {
+            body:
+              uid === undefined
+                ? { kind: "DeleteOptions", apiVersion: "v1" }
+                : { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid } },
+          },
+        );
+      } catch (err) {
+        if (isKubeApiError(err) && err.code === 404) return;
+        throw err;
+      }
+    },
+  };
+  return client;
+}
