@@ -112,11 +112,15 @@ export function applyFields(
   const next: FieldOwners = new Map([...owners].map(([m, s]) => [m, new Set(s)]));
   const conflicts: ApplyConflict[] = [];
   for (const p of applied) {
-    const same = live !== undefined && deepEqual(valueAt(live, p), valueAt(config, p));
+    const applying = valueAt(config, p);
+    const same = live !== undefined && deepEqual(valueAt(live, p), applying);
+    // An empty map only asserts that the map exists; it does not claim the fields inside.
+    const emptyMap = isPlainObject(applying) && Object.keys(applying).length === 0;
     for (const [m, set] of next) {
       if (m === manager) continue;
       for (const q of set) {
         if (!related(p, q)) continue;
+        if (emptyMap && q.startsWith(p + SEP)) continue;
         if (same && p === q) continue; // shared ownership of an equal value
         if (force) set.delete(q);
         else conflicts.push({ manager: m, field: displayPath(q) });

@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import type { KubeObject } from "@isthmus/kubesim";
+import { createKubeSim } from "@isthmus/kubesim";
+
+const pod = (name: string, extra: Record<string, unknown> = {}): KubeObject => ({
+  apiVersion: "v1",
+  kind: "Pod",
+  metadata: { name, namespace: "default" },
+  spec: {
+    containers: [
+      {
+        name: "app",
+        image: "app:1",
+        env: [
+          { name: "A", value: "1" },
+          { name: "B", value: "2" },
+        ],
+      },
+    ],
+  },
+  ...extra,
+});
+
+function errorOf(f: () => unknown): { code: number; reason: string; message: string } {
+  try {
+    f();
+  } catch (err: unknown) {
+    const e = err as { name: string; status: { code: number; reason: string; message: string } };
+    assert.equal(e.name, "KubeSimError");
+    return e.status;
+  }
+  assert.fail("expected an error");
+}
+
+describe("kubesim semantics (in process)", () => {
+  it("merges strategic patches by merge key and honours $patch directives", () => {
+    const sim = createKubeSim();
+    sim.create(pod("p", { metadata: { name: "p", namespace: "default", finalizers: ["a"] } }));
+    const patched = sim.patch(
+      "v1",
+      "Pod",
+      "p",
+      "default",
+      {
+        metadata: { finalizers: ["b"] },
+        spec: {
+          containers: [
+            {
+              name: "app",
+              env: [
+                { name: "B", $patch: "delete" },
+                { name: "C", value: "3" },
+              ],
+            },
+            { name: "sidecar", image: "side:1" },
+          ],
+        },
+      },
+      "strategic",
+    );
+    const spec = patched.spec as {
+      containers: { name: string; image: string; env?: { name: string }[] }[];
+    };
+    assert.deepEqual(
+      spec.containers.map((c) => c.name),
+      ["app", "sidecar"],
+    );
+    assert.equal(spec.containers[0]?.image, "app:1");
+    assert.deepEqual(
+      spec.containers[0]?.env?.map((e) => e.name),
+      ["A", "C"],
+    );
+    assert.deepEqual(patched.metadata.finalizers, ["a", "b"], "finalizers merge as a set");
+  });
+
+  it("keeps objects with finalizers until the last finalizer is removed", () => {
+    const sim = createKubeSim();
+    sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "f", finalizers: ["example.com/hold"] },
+    });
+    const marked = sim.delete("v1", "ConfigMap", "f", "default");
+    assert.ok(marked.metadata.deletionTimestamp);
+    assert.ok(sim.find("v1", "ConfigMap", "f", "default"));
+    sim.patch("v1", "ConfigMap", "f", "default", { metadata: { finalizers: null } });
+    assert.equal(sim.find("v1", "ConfigMap", "f", "default"), undefined);
+  });
+
+  it("deletes a namespace with everything in it", () => {
+    const sim = createKubeSim();
+    sim.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tmp" } });
+    sim.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "c", namespace: "tmp" } });
+    sim.delete("v1", "Namespace", "tmp");
+    assert.deepEqual(sim.list("v1", "ConfigMap", { namespace: "tmp" }), []);
+    assert.equal(
+      errorOf(() =>
+        sim.create({
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "c", namespace: "tmp" },
+        }),
+      ).code,
+      404,
+    );
+  });
+
+  it("keeps one global resourceVersion and skips no-op updates", () => {
+    const sim = createKubeSim();
+    const a = sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "a" },
+      data: { x: "1" },
+    });
+    const b = sim.create({ apiVersion: "v1", kind: "Secret", metadata: { name: "b" } });
+    assert.equal(Number(b.metadata.resourceVersion), Number(a.metadata.resourceVersion) + 1);
+    const same = sim.update(a);
+    assert.equal(same.metadata.resourceVersion, a.metadata.resourceVersion);
+    assert.equal(sim.resourceVersion(), b.metadata.resourceVersion);
+    assert.equal(b.type, "Opaque");
+  });
+
+  it("server-side apply shares fields with equal values and removes fields a manager stops applying", () => {
+    const sim = createKubeSim();
+    const base = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "shared", namespace: "default" },
+    };
+    sim.apply({ ...base, data: { a: "1", b: "2" } }, { fieldManager: "one" });
+    sim.apply({ ...base, data: { a: "1" } }, { fieldManager: "two" });
+    // "one" drops a: "two" still owns it, so it stays; b is dropped by its only owner.
+    const after = sim.apply({ ...base, data: {} }, { fieldManager: "one" });
+    assert.deepEqual(after.data, { a: "1" });
+    const conflict = errorOf(() =>
+      sim.apply({ ...base, data: { a: "9" } }, { fieldManager: "one" }),
+    );
+    assert.equal(conflict.code, 409);
+    assert.match(conflict.message, /conflict with "two": \.data\.a/);
+  });
+
+  it("refuses updates that change the name or race on resourceVersion, and generateName creates unique names", () => {
+    const sim = createKubeSim();
+    const a = sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { generateName: "gen-" },
+    });
+    assert.match(a.metadata.name, /^gen-[0-9a-f]{5}$/);
+    sim.patch("v1", "ConfigMap", a.metadata.name, "default", { data: { x: "1" } });
+    assert.equal(errorOf(() => sim.update(a)).reason, "Conflict");
+    assert.equal(
+      errorOf(() =>
+        sim.patch(
+          "v1",
+          "ConfigMap",
+          a.metadata.name,
+          "default",
+          [{ op: "replace", path: "/metadata/name", value: "other" }],
+          "json",
+        ),
+      ).code,
+      400,
+    );
+  });
+
+  it("validates label keys and values and the core fields of services", () => {
+    const sim = createKubeSim();
+    const bad = errorOf(() =>
+      sim.create({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "c", labels: { "bad key": "v" } },
+      }),
+    );
+    assert.equal(bad.code, 422);
+    const svc = errorOf(() =>
+      sim.create({
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "1svc" },
+        spec: { ports: [{ port: 70000 }] },
+      }),
+    );
+    assert.match(svc.message, /metadata.name: Invalid value: "1svc": a DNS-1035 label/);
+    assert.match(
+      svc.message,
+      /spec.ports\[0\].port: Invalid value: 70000: must be between 1 and 65535, inclusive/,
+    );
+  });
+
+  it("lists with selectors in process and rejects malformed selectors with 400", () => {
+    const sim = createKubeSim();
+    sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "a", labels: { v: "3" } },
+    });
+    sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "b", labels: { v: "10" } },
+    });
+    assert.deepEqual(
+      sim.list("v1", "ConfigMap", { labelSelector: "v>5" }).map((o) => o.metadata.name),
+      ["b"],
+    );
+    assert.equal(
+      errorOf(() => sim.list("v1", "ConfigMap", { labelSelector: "v in (a" })).code,
+      400,
+    );
+    assert.equal(errorOf(() => sim.list("v1", "ConfigMap", { labelSelector: "=x" })).code, 400);
+  });
+
+  it("rejects kinds it does not serve with the REST mapper's message", () => {
+    const sim = createKubeSim();
+    const e = errorOf(() =>
+      sim.create({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "d" } }),
+    );
+    assert.deepEqual(
+      [e.code, e.message],
+      [404, 'no matches for kind "Deployment" in version "apps/v1"'],
+    );
+  });
+});
