@@ -96,12 +96,10 @@ describe("kubesim scenes and seeding", () => {
       assert.equal(p.status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
     }
 
-    const slices = await h.kc
-      .makeApiClient(DiscoveryV1Api)
-      .listNamespacedEndpointSlice({
-        namespace: "bookinfo",
-        labelSelector: "kubernetes.io/service-name=reviews",
-      });
+    const slices = await h.kc.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+      namespace: "bookinfo",
+      labelSelector: "kubernetes.io/service-name=reviews",
+    });
     assert.equal(slices.items.length, 1);
     const slice = slices.items[0]!;
     assert.equal(slice.addressType, "IPv4");

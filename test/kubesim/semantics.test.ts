@@ -145,7 +145,7 @@ describe("kubesim semantics (in process)", () => {
     const a = sim.create({
       apiVersion: "v1",
       kind: "ConfigMap",
-      metadata: { generateName: "gen-" },
+      metadata: { name: "", generateName: "gen-" },
     });
     assert.match(a.metadata.name, /^gen-[0-9a-f]{5}$/);
     sim.patch("v1", "ConfigMap", a.metadata.name, "default", { data: { x: "1" } });
