@@ -1,0 +1,223 @@
+// What the chart tests can check without a helm binary: the values against the values
+// schema (with ajv, the JSON Schema draft helm uses), and the templates as text and as a YAML
+// "skeleton" (the template with its actions taken out). See charts/README.md.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Ajv, type ErrorObject } from "ajv";
+import { parse, parseAllDocuments } from "yaml";
+
+export const CHARTS_DIR = fileURLToPath(new URL("../../charts/", import.meta.url));
+
+export type Values = Record<string, unknown>;
+
+export interface Chart {
+  name: string;
+  dir: string;
+  chartYaml: Record<string, unknown>;
+  /** values.yaml, parsed. */
+  values: Values;
+  schema: Record<string, unknown>;
+  readme: string;
+  /** templates/_helpers.tpl */
+  helpers: string;
+  /** Every other file of templates/, by file name. */
+  templates: Map<string, string>;
+}
+
+export function loadChart(name: string): Chart {
+  const dir = join(CHARTS_DIR, name);
+  const read = (file: string) => readFileSync(join(dir, file), "utf8");
+  const templates = new Map<string, string>();
+  for (const file of readdirSync(join(dir, "templates")).sort()) {
+    if (file !== "_helpers.tpl") templates.set(file, read(join("templates", file)));
+  }
+  return {
+    name,
+    dir,
+    chartYaml: parse(read("Chart.yaml")) as Record<string, unknown>,
+    values: parse(read("values.yaml")) as Values,
+    schema: JSON.parse(read("values.schema.json")) as Record<string, unknown>,
+    readme: read("README.md"),
+    helpers: read("templates/_helpers.tpl"),
+    templates,
+  };
+}
+
+/** The templates that render Kubernetes objects (not NOTES.txt). */
+export function manifestTemplates(chart: Chart): [string, string][] {
+  return [...chart.templates].filter(([file]) => file.endsWith(".yaml"));
+}
+
+function isObject(v: unknown): v is Values {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Helm's merge of user values over the chart defaults: maps merge key by key, anything
+ * else replaces, null removes the key. */
+export function mergeValues(defaults: Values, override: Values): Values {
+  const out: Values = { ...defaults };
+  for (const [key, value] of Object.entries(override)) {
+    const base = out[key];
+    if (value === null) delete out[key];
+    else if (isObject(base) && isObject(value)) out[key] = mergeValues(base, value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+function describe(e: ErrorObject): string {
+  const path = e.instancePath === "" ? "(root)" : e.instancePath;
+  if (e.keyword === "additionalProperties") {
+    return `${path}: unknown value "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+  }
+  return `${path}: ${e.message}`;
+}
+
+/** A validator of a chart's values: returns every violation as "path: problem" (empty when
+ * the values are valid). */
+export function valuesValidator(chart: Chart): (values: Values) => string[] {
+  const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
+  const validate = ajv.compile(chart.schema);
+  return (values) => (validate(values) ? [] : (validate.errors ?? []).map(describe));
+}
+
+/** Every `.Values.a.b` path a template refers to. */
+export function valueRefs(text: string): string[] {
+  return [...text.matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)].map((m) => m[1]!.slice(1));
+}
+
+/** The names of the templates `include`d. */
+export function includes(text: string): string[] {
+  return [...text.matchAll(/include\s+"([^"]+)"/g)].map((m) => m[1]!);
+}
+
+/** The names `define`d. */
+export function defines(text: string): string[] {
+  return [...text.matchAll(/\{\{-?\s*define\s+"([^"]+)"/g)].map((m) => m[1]!);
+}
+
+const COMMENT = /\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g;
+const ACTION = /\{\{-?[\s\S]*?-?\}\}/g;
+
+/** Checks that the block actions (if, with, range, define, block) are closed by as many
+ * `end`s, in order; returns the problems found. */
+export function unbalancedActions(text: string): string[] {
+  const problems: string[] = [];
+  let depth = 0;
+  for (const m of text.replace(COMMENT, "").matchAll(ACTION)) {
+    const word = /^\{\{-?\s*([a-z]+)/.exec(m[0])?.[1];
+    if (
+      word === "if" ||
+      word === "with" ||
+      word === "range" ||
+      word === "define" ||
+      word === "block"
+    )
+      depth += 1;
+    else if (word === "end") {
+      depth -= 1;
+      if (depth < 0) problems.push(`"${m[0]}" closes nothing`);
+    } else if (word === "else" && depth === 0) problems.push(`"${m[0]}" outside a block`);
+  }
+  if (depth > 0) problems.push(`${depth} block(s) not closed by {{ end }}`);
+  return problems;
+}
+
+/** The value the skeleton puts where a template prints something. */
+export const PLACEHOLDER = "TPL";
+
+/**
+ * The YAML skeleton of a template: comments dropped, lines made only of actions (if, end,
+ * include … | nindent, toYaml …) dropped, every other action replaced by PLACEHOLDER. Both
+ * branches of an if/else stay, so a key set in each appears twice (the last one wins).
+ * Returns the documents as plain objects.
+ */
+export function skeleton(text: string, source: string): Values[] {
+  const lines = text
+    .replace(COMMENT, "")
+    .split("\n")
+    .filter((line) => line.replace(ACTION, "").trim() !== "" || !line.includes("{{"))
+    .map((line) => line.replace(ACTION, PLACEHOLDER));
+  const docs = parseAllDocuments(lines.join("\n"), { uniqueKeys: false });
+  const out: Values[] = [];
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    if (doc.errors.length > 0) {
+      throw new Error(`${source}: skeleton is not YAML: ${doc.errors[0]!.message}`);
+    }
+    const js = doc.toJS() as unknown;
+    if (js !== null) {
+      if (!isObject(js)) throw new Error(`${source}: a document is not a mapping`);
+      out.push(js);
+    }
+  }
+  return out;
+}
+
+/** The value at a dotted path (`a.b.c`), or undefined. */
+export function at(values: unknown, path: string): unknown {
+  let node: unknown = values;
+  for (const key of path.split(".")) {
+    if (!isObject(node)) return undefined;
+    node = node[key];
+  }
+  return node;
+}
+
+/** Every dotted path of values.yaml, descending into mappings except at `opaque` paths
+ * (Kubernetes fields passed through whole). Mappings are listed as well as their keys. */
+export function valuePaths(values: Values, opaque: ReadonlySet<string>, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const [key, value] of Object.entries(values)) {
+    const path = prefix === "" ? key : `${prefix}.${key}`;
+    out.push(path);
+    if (isObject(value) && !opaque.has(path)) out.push(...valuePaths(value, opaque, path));
+  }
+  return out;
+}
+
+interface SchemaNode {
+  type?: string | string[];
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+  items?: SchemaNode;
+  $ref?: string;
+  definitions?: Record<string, SchemaNode>;
+}
+
+/**
+ * Object schemas that leave unknown keys open: any node with `properties` but without
+ * `additionalProperties: false`, and any `type: object` node with neither properties nor a
+ * typed additionalProperties, unless its path is in `opaque`. Follows $ref into definitions.
+ */
+export function openObjects(
+  schema: Record<string, unknown>,
+  opaque: ReadonlySet<string>,
+): string[] {
+  const root = schema as SchemaNode;
+  const open: string[] = [];
+  const resolve = (node: SchemaNode): SchemaNode => {
+    if (node.$ref === undefined) return node;
+    const name = node.$ref.replace("#/definitions/", "");
+    const target = root.definitions?.[name];
+    if (target === undefined) throw new Error(`unresolved $ref ${node.$ref}`);
+    return resolve(target);
+  };
+  const walk = (raw: SchemaNode, path: string) => {
+    const node = resolve(raw);
+    const isObj = node.type === "object" || node.properties !== undefined;
+    if (isObj && !opaque.has(path)) {
+      const ap = node.additionalProperties;
+      if (node.properties !== undefined) {
+        if (ap !== false) open.push(path || "(root)");
+      } else if (ap === undefined || ap === true) {
+        open.push(path || "(root)");
+      }
+    }
+    for (const [key, child] of Object.entries(node.properties ?? {}))
+      walk(child, path === "" ? key : `${path}.${key}`);
+    if (node.items !== undefined) walk(node.items, `${path}[]`);
+  };
+  walk(root, "");
+  return open;
+}
