@@ -16,6 +16,7 @@ export {
   type DestinationRefLike,
   type PolicyDefaults,
   type PolicyEngine,
+  type PolicyEngineOptions,
   type SourceRefLike,
 } from "./policy-engine.js";
 export {

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import type { Deltas, PolicyEngine } from "@isthmus/policy";
+import { createPolicyEngine } from "@isthmus/policy";
+import { createRandom, emptyTruth, engineFromTruth, randomStep } from "./random-scene.js";
+
+type Mirror = Map<string, Map<string, string>>;
+
+function applyDeltas(mirror: Mirror, deltas: Deltas, where: string): void {
+  for (const [clusterId, delta] of deltas) {
+    assert.ok(
+      delta.upserted.length + delta.removed.length > 0,
+      `${where}: empty delta for ${clusterId}`,
+    );
+    let m = mirror.get(clusterId);
+    if (m === undefined) {
+      m = new Map();
+      mirror.set(clusterId, m);
+    }
+    for (const i of delta.upserted) {
+      assert.notEqual(
+        m.get(i.name),
+        i.version,
+        `${where}: ${clusterId} ${i.name} upserted without a version change`,
+      );
+      m.set(i.name, i.version);
+    }
+    for (const name of delta.removed) {
+      assert.ok(m.has(name), `${where}: ${clusterId} removes unknown intent ${name}`);
+      m.delete(name);
+    }
+    if (m.size === 0) mirror.delete(clusterId);
+  }
+}
+
+function snapshot(e: PolicyEngine): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const c of e.clustersWithIntents()) {
+    const m: Record<string, string> = {};
+    for (const [name, i] of [...e.intents(c)].sort()) m[name] = i.version;
+    out[c] = m;
+  }
+  return out;
+}
+
+function warningsOf(e: PolicyEngine): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const c of e.catalog.clusterIds())
+    out[c] = e.warnings(c).map((w) => `${w.code}: ${w.message}`);
+  return out;
+}
+
+function mirrorSnapshot(m: Mirror): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const c of [...m.keys()].sort()) out[c] = Object.fromEntries([...m.get(c)!].sort());
+  return out;
+}
+
+describe("policy engine: incremental compilation equals a full recompute", () => {
+  it("over 2000 seeded random change sequences", function () {
+    this.timeout(120_000);
+    let steps = 0;
+    for (let seed = 1; seed <= 2000; seed++) {
+      const r = createRandom(seed);
+      const truth = emptyTruth();
+      const engine = createPolicyEngine();
+      const mirror: Mirror = new Map();
+      for (let n = 0; n < 6; n++) {
+        const step = randomStep(r, truth);
+        const where = `seed ${seed} step ${n} (${step.kind})`;
+        const deltas =
+          step.kind === "catalog"
+            ? engine.applyCatalog(step.changes)
+            : step.kind === "policies"
+              ? engine.setPolicies(step.policies)
+              : engine.setDefaults(step.defaults);
+        applyDeltas(mirror, deltas, where);
+        const full = engineFromTruth(truth);
+        const expected = snapshot(full);
+        assert.deepEqual(
+          snapshot(engine),
+          expected,
+          `${where}: intents differ from a full recompute`,
+        );
+        assert.deepEqual(
+          mirrorSnapshot(mirror),
+          expected,
+          `${where}: deltas do not add up to the intents`,
+        );
+        assert.deepEqual(warningsOf(engine), warningsOf(full), `${where}: warnings differ`);
+        steps++;
+      }
+    }
+    assert.equal(steps, 12000);
+  });
+});
