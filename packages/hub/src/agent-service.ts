@@ -1,0 +1,364 @@
+// AgentService: enrollment, renewal and the Connect stream of every agent.
+import { randomUUID } from "node:crypto";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { errorField } from "@isthmus/logging";
+import type { IssuedCertificate } from "@isthmus/pki";
+import type { CatalogChange } from "@isthmus/policy";
+import {
+  type AgentService,
+  type CatalogUpdate,
+  Code,
+  GrpcError,
+  type ServiceHandlers,
+} from "@isthmus/proto";
+import type { Sender } from "./distributor.js";
+import type { ClusterCatalog, HubContext } from "./hub.js";
+import { tokenMatches } from "./registry.js";
+
+type Sign = (clusterId: string, csrPem: string) => Promise<IssuedCertificate>;
+
+const key = (namespace: string, name: string) => `${namespace}/${name}`;
+
+function emptyCatalog(): ClusterCatalog {
+  return {
+    services: new Map(),
+    identities: new Map(),
+    revision: 0n,
+    connected: false,
+    lastSeen: 0,
+    staleUntil: undefined,
+    agentVersion: "",
+    mesh: undefined,
+    warnings: [],
+    graceTimer: undefined,
+  };
+}
+
+/** Turns a CatalogUpdate into engine changes and merges it into the hub's copy. */
+function mergeCatalog(
+  ctx: HubContext,
+  clusterId: string,
+  cat: ClusterCatalog,
+  u: CatalogUpdate,
+): CatalogChange[] {
+  const emit = (service: { namespace: string; name: string }, present: boolean) => {
+    const k = key(service.namespace, service.name);
+    for (const listener of ctx.catalogEvents)
+      listener(clusterId, present ? cat.services.get(k) : undefined, k);
+  };
+  if (u.fullSnapshot) {
+    const previous = [...cat.services.values()];
+    cat.services = new Map(u.upsertedServices.map((s) => [key(s.namespace, s.name), s]));
+    cat.identities = new Map(
+      u.upsertedIdentities.map((i) => [key(i.namespace, i.serviceAccount), i]),
+    );
+    for (const s of previous) if (!cat.services.has(key(s.namespace, s.name))) emit(s, false);
+    for (const s of u.upsertedServices) emit(s, true);
+    return [
+      {
+        kind: "cluster-services-replaced",
+        clusterId,
+        services: u.upsertedServices,
+        identities: u.upsertedIdentities,
+      },
+    ];
+  }
+  const changes: CatalogChange[] = [];
+  for (const s of u.upsertedServices) {
+    cat.services.set(key(s.namespace, s.name), s);
+    changes.push({ kind: "service", clusterId, service: s });
+    emit(s, true);
+  }
+  for (const r of u.removedServices) {
+    if (!cat.services.delete(key(r.namespace, r.name))) continue;
+    changes.push({ kind: "service-removed", clusterId, namespace: r.namespace, name: r.name });
+    emit(r, false);
+  }
+  for (const i of u.upsertedIdentities) {
+    cat.identities.set(key(i.namespace, i.serviceAccount), i);
+    changes.push({ kind: "identity", clusterId, identity: i });
+  }
+  for (const r of u.removedIdentities) {
+    if (!cat.identities.delete(key(r.namespace, r.name))) continue;
+    changes.push({
+      kind: "identity-removed",
+      clusterId,
+      namespace: r.namespace,
+      serviceAccount: r.name,
+    });
+  }
+  return changes;
+}
+
+export function createAgentHandlers(
+  ctx: HubContext,
+  hooks: { snapshotReceived(): void },
+  sign: Sign,
+): ServiceHandlers<(typeof AgentService)["method"]> {
+  const log = ctx.logger.child({ module: "agents" });
+
+  const issue = async (clusterId: string, csrPem: string) => {
+    let issued: IssuedCertificate;
+    try {
+      issued = await sign(clusterId, csrPem);
+    } catch (err) {
+      throw new GrpcError(Code.INVALID_ARGUMENT, `cannot sign csr: ${errorField(err)}`);
+    }
+    return issued;
+  };
+
+  const rememberSerial = async (clusterId: string, serial: string, clearToken: boolean) => {
+    const record = ctx.registry.clusters.get(clusterId);
+    if (record === undefined)
+      throw new GrpcError(Code.NOT_FOUND, `cluster "${clusterId}" is not registered`);
+    // Keep the previous certificate valid until the new one is in use (rotation).
+    const certSerials = [serial.toLowerCase(), ...record.certSerials].slice(0, 2);
+    await ctx.registry.putCluster(
+      {
+        ...record,
+        certSerials,
+        tokenHash: clearToken ? "" : record.tokenHash,
+        tokenExpiresAt: clearToken ? 0 : record.tokenExpiresAt,
+      },
+      record.version,
+    );
+  };
+
+  return {
+    async enroll(req) {
+      const record = ctx.registry.clusters.get(req.clusterId);
+      // One message for every refusal, so that a caller cannot probe which clusters exist.
+      const refused = new GrpcError(
+        Code.PERMISSION_DENIED,
+        `enrollment of cluster "${req.clusterId}" refused: unknown, used or expired bootstrap token`,
+      );
+      if (record === undefined || !tokenMatches(req.bootstrapToken, record.tokenHash))
+        throw refused;
+      if (ctx.now() > record.tokenExpiresAt) throw refused;
+      const issued = await issue(req.clusterId, req.csrPem);
+      await rememberSerial(req.clusterId, issued.serialNumber, true);
+      log.info("cluster enrolled", { cluster: req.clusterId, serial: issued.serialNumber });
+      return {
+        certificateChainPem: issued.certPem,
+        caPem: ctx.hubCa.certPem,
+        notAfter: timestampFromMs(issued.notAfter.getTime()),
+      };
+    },
+
+    async renew(req, call) {
+      const clusterId = ctx.verifyAgent(call);
+      const issued = await issue(clusterId, req.csrPem);
+      await rememberSerial(clusterId, issued.serialNumber, false);
+      log.info("certificate renewed", { cluster: clusterId, serial: issued.serialNumber });
+      return {
+        certificateChainPem: issued.certPem,
+        caPem: ctx.hubCa.certPem,
+        notAfter: timestampFromMs(issued.notAfter.getTime()),
+      };
+    },
+
+    async connect(stream, call) {
+      const clusterId = ctx.verifyAgent(call);
+      const sessionId = randomUUID();
+      const slog = log.child({ cluster: clusterId, session: sessionId });
+      const abort = new AbortController();
+      ctx.streams.get(clusterId)?.abort();
+      ctx.streams.set(clusterId, abort);
+      const sender: Sender = {
+        send: (delta) => stream.send({ message: { case: "configDelta", value: delta } }),
+      };
+      let cat: ClusterCatalog | undefined;
+      let lastRevision = 0n;
+      const iterator = stream.requests[Symbol.asyncIterator]();
+      const aborted = new Promise<never>((_, reject) => {
+        abort.signal.addEventListener(
+          "abort",
+          () => reject(new GrpcError(Code.ABORTED, "session replaced or cluster deleted")),
+          { once: true },
+        );
+      });
+      aborted.catch(() => {});
+      try {
+        for (;;) {
+          const next = await Promise.race([iterator.next(), aborted]);
+          if (next.done) break;
+          const msg = next.value.message;
+          if (cat === undefined && msg.case !== "hello") {
+            throw new GrpcError(
+              Code.FAILED_PRECONDITION,
+              "the first message of a stream must be hello",
+            );
+          }
+          switch (msg.case) {
+            case "hello": {
+              if (cat !== undefined)
+                throw new GrpcError(Code.FAILED_PRECONDITION, "hello sent twice");
+              const hello = msg.value;
+              if (hello.clusterId !== clusterId) {
+                throw new GrpcError(
+                  Code.PERMISSION_DENIED,
+                  `hello names cluster "${hello.clusterId}" but the certificate is for "${clusterId}"`,
+                );
+              }
+              cat = ctx.catalogs.get(clusterId) ?? emptyCatalog();
+              ctx.catalogs.set(clusterId, cat);
+              if (cat.graceTimer !== undefined) clearTimeout(cat.graceTimer);
+              cat.graceTimer = undefined;
+              cat.staleUntil = undefined;
+              cat.connected = true;
+              cat.lastSeen = ctx.now();
+              cat.agentVersion = hello.agentVersion;
+              cat.revision = 0n;
+              cat.warnings = hello.warnings.map((w) => ({ code: w.code, message: w.message }));
+              cat.mesh = hello.mesh && {
+                network: hello.mesh.network,
+                trustDomain: hello.mesh.trustDomain,
+                eastWestGateways: hello.mesh.eastWestGateways.map((g) => ({
+                  address: g.address,
+                  port: g.port,
+                })),
+                locality: hello.mesh.locality,
+              };
+              ctx.metrics.connectedAgents.inc();
+              await stream.send({
+                message: {
+                  case: "welcome",
+                  value: {
+                    sessionId,
+                    hubVersion: "0.1.0",
+                    maxCatalogEntries: ctx.config.maxCatalogEntries,
+                  },
+                },
+              });
+              const facts = ctx.clusterFacts(clusterId);
+              if (facts !== undefined) ctx.applyCatalog([facts]);
+              ctx.distributor.open(
+                clusterId,
+                sender,
+                new Map(Object.entries(hello.appliedVersions)),
+              );
+              slog.info("agent connected", {
+                agentVersion: hello.agentVersion,
+                applied: Object.keys(hello.appliedVersions).length,
+              });
+              break;
+            }
+            case "catalogUpdate": {
+              const u = msg.value;
+              if (u.revision <= lastRevision) {
+                throw new GrpcError(
+                  Code.INVALID_ARGUMENT,
+                  `catalog revision ${u.revision} is not above the last one (${lastRevision})`,
+                );
+              }
+              if (lastRevision === 0n && !u.fullSnapshot) {
+                throw new GrpcError(
+                  Code.FAILED_PRECONDITION,
+                  "the first catalog update of a stream must be a full snapshot",
+                );
+              }
+              const entries = u.fullSnapshot
+                ? u.upsertedServices.length + u.upsertedIdentities.length
+                : cat!.services.size +
+                  cat!.identities.size +
+                  u.upsertedServices.length +
+                  u.upsertedIdentities.length;
+              if (entries > ctx.config.maxCatalogEntries) {
+                throw new GrpcError(
+                  Code.RESOURCE_EXHAUSTED,
+                  `catalog of cluster "${clusterId}" exceeds ${ctx.config.maxCatalogEntries} entries`,
+                );
+              }
+              lastRevision = u.revision;
+              cat!.revision = u.revision;
+              cat!.lastSeen = ctx.now();
+              const origin =
+                u.originTime === undefined
+                  ? undefined
+                  : Number(u.originTime.seconds) * 1000 + u.originTime.nanos / 1e6;
+              ctx.applyCatalog(mergeCatalog(ctx, clusterId, cat!, u), origin);
+              ctx.metrics.catalogServices.set({ cluster: clusterId }, cat!.services.size);
+              if (u.fullSnapshot) hooks.snapshotReceived();
+              break;
+            }
+            case "statusReport": {
+              const r = msg.value;
+              cat!.lastSeen = ctx.now();
+              cat!.warnings = r.warnings.map((w) => ({ code: w.code, message: w.message }));
+              if (r.mesh !== undefined) {
+                cat!.mesh = {
+                  network: r.mesh.network,
+                  trustDomain: r.mesh.trustDomain,
+                  eastWestGateways: r.mesh.eastWestGateways.map((g) => ({
+                    address: g.address,
+                    port: g.port,
+                  })),
+                  locality: r.mesh.locality,
+                };
+                const facts = ctx.clusterFacts(clusterId);
+                if (facts !== undefined) ctx.applyCatalog([facts]);
+              }
+              break;
+            }
+            case "ack":
+              cat!.lastSeen = ctx.now();
+              if (!ctx.distributor.ack(clusterId, msg.value.nonce))
+                slog.warn("ack of unknown nonce", { nonce: msg.value.nonce });
+              break;
+            case "nack":
+              cat!.lastSeen = ctx.now();
+              slog.warn("config delta refused", {
+                nonce: msg.value.nonce,
+                errors: msg.value.errors.length,
+              });
+              if (!ctx.distributor.nack(clusterId, msg.value.nonce, msg.value.errors)) {
+                slog.warn("nack of unknown nonce", { nonce: msg.value.nonce });
+              }
+              break;
+          }
+        }
+      } catch (err) {
+        slog.warn("agent stream failed", { err: errorField(err) });
+        throw err;
+      } finally {
+        if (ctx.streams.get(clusterId) === abort) ctx.streams.delete(clusterId);
+        ctx.distributor.close(clusterId, sender);
+        if (
+          cat !== undefined &&
+          ctx.catalogs.get(clusterId) === cat &&
+          ctx.streams.get(clusterId) === undefined
+        ) {
+          cat.connected = false;
+          ctx.metrics.connectedAgents.dec();
+          startGrace(ctx, clusterId, cat);
+          slog.info("agent disconnected");
+        } else if (cat !== undefined) {
+          ctx.metrics.connectedAgents.dec();
+        }
+      }
+    },
+  };
+}
+
+/** Keeps a disconnected cluster's services (stale) for the grace period, then drops them. */
+function startGrace(ctx: HubContext, clusterId: string, cat: ClusterCatalog): void {
+  const graceMs = ctx.config.graceSeconds * 1000;
+  cat.staleUntil = ctx.now() + graceMs;
+  cat.graceTimer = setTimeout(() => {
+    if (ctx.catalogs.get(clusterId) !== cat || cat.connected) return;
+    ctx.logger.info("grace period over, dropping services", {
+      cluster: clusterId,
+      services: cat.services.size,
+    });
+    for (const k of cat.services.keys())
+      for (const l of ctx.catalogEvents) l(clusterId, undefined, k);
+    cat.services.clear();
+    cat.identities.clear();
+    cat.staleUntil = undefined;
+    ctx.metrics.catalogServices.set({ cluster: clusterId }, 0);
+    ctx.applyCatalog([
+      { kind: "cluster-services-replaced", clusterId, services: [], identities: [] },
+    ]);
+  }, graceMs);
+  cat.graceTimer.unref();
+}

@@ -1,0 +1,208 @@
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+
+export type Role = "admin" | "viewer";
+
+export interface AdminToken {
+  /** Label for logs; the token itself is never logged. */
+  name: string;
+  role: Role;
+  token: string;
+}
+
+/** Hub settings. The YAML file uses the same keys (documented in packages/hub/README.md). */
+export interface HubConfig {
+  /** gRPC address, "host:port" (port 0 picks a free port). */
+  listen: string;
+  /** Address of /metrics, /healthz and /readyz; empty disables the HTTP server. */
+  metricsListen: string;
+  /** Directory of the embedded store and the control-plane CA. */
+  dataDir: string;
+  /** Plaintext gRPC, for local use only. Agents then cannot prove their identity, so the
+   * agent service is refused unless TLS is on. */
+  insecure: boolean;
+  /** Server certificate files; when absent the hub issues one from its CA for serverNames. */
+  tls: { certFile: string; keyFile: string } | undefined;
+  /** DNS names and IPs of the self-issued server certificate. */
+  serverNames: string[];
+  adminTokens: AdminToken[];
+  debounce: { windowMs: number; maxMs: number };
+  /** After a restart, removals wait until known clusters reconnected or this passed. */
+  warmupSeconds: number;
+  /** A disconnected cluster's services stay (stale) this long. */
+  graceSeconds: number;
+  bootstrapTokenTtlSeconds: number;
+  clientCertTtlSeconds: number;
+  maxCatalogEntries: number;
+  defaults: { sameCluster: "ALLOW" | "DENY"; crossCluster: "ALLOW" | "DENY" };
+}
+
+export const defaultHubConfig: HubConfig = {
+  listen: "0.0.0.0:8443",
+  metricsListen: "0.0.0.0:9090",
+  dataDir: "/var/lib/isthmus",
+  insecure: false,
+  tls: undefined,
+  serverNames: ["localhost", "127.0.0.1"],
+  adminTokens: [],
+  debounce: { windowMs: 100, maxMs: 1000 },
+  warmupSeconds: 60,
+  graceSeconds: 300,
+  bootstrapTokenTtlSeconds: 24 * 3600,
+  clientCertTtlSeconds: 24 * 3600,
+  maxCatalogEntries: 200_000,
+  defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
+};
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(obj: Obj, allowed: string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key))
+      throw new ConfigError(`${where}${key}: unknown field (known: ${allowed.join(", ")})`);
+  }
+}
+
+function str(v: unknown, path: string): string {
+  if (typeof v !== "string" || v === "")
+    throw new ConfigError(`${path}: must be a non-empty string`);
+  return v;
+}
+
+function int(v: unknown, path: string, min: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+    throw new ConfigError(`${path}: must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function decision(v: unknown, path: string): "ALLOW" | "DENY" {
+  if (v !== "ALLOW" && v !== "DENY")
+    throw new ConfigError(`${path}: must be ALLOW or DENY, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Validates a config object (from YAML or flags) on top of the defaults. Errors name the
+ * source and the field: `hub.yaml: debounce.windowMs: must be an integer >= 1, got "x"`.
+ */
+export function resolveHubConfig(
+  input: unknown,
+  source: string,
+  base: HubConfig = defaultHubConfig,
+): HubConfig {
+  const at = `${source}: `;
+  try {
+    if (input === null || input === undefined) return { ...base };
+    if (!isObj(input)) throw new ConfigError("expected a mapping at the top level");
+    checkKeys(input, Object.keys(defaultHubConfig), "");
+    const c: HubConfig = structuredClone(base);
+    if (input.listen !== undefined) c.listen = str(input.listen, "listen");
+    if (input.metricsListen !== undefined) {
+      if (typeof input.metricsListen !== "string")
+        throw new ConfigError("metricsListen: must be a string");
+      c.metricsListen = input.metricsListen;
+    }
+    if (input.dataDir !== undefined) c.dataDir = str(input.dataDir, "dataDir");
+    if (input.insecure !== undefined) {
+      if (typeof input.insecure !== "boolean")
+        throw new ConfigError("insecure: must be true or false");
+      c.insecure = input.insecure;
+    }
+    if (input.tls !== undefined && input.tls !== null) {
+      if (!isObj(input.tls))
+        throw new ConfigError("tls: must be a mapping with certFile and keyFile");
+      checkKeys(input.tls, ["certFile", "keyFile"], "tls.");
+      c.tls = {
+        certFile: str(input.tls.certFile, "tls.certFile"),
+        keyFile: str(input.tls.keyFile, "tls.keyFile"),
+      };
+    }
+    if (input.serverNames !== undefined) {
+      if (!Array.isArray(input.serverNames)) throw new ConfigError("serverNames: must be a list");
+      c.serverNames = input.serverNames.map((n, i) => str(n, `serverNames[${i}]`));
+    }
+    if (input.adminTokens !== undefined) {
+      if (!Array.isArray(input.adminTokens)) throw new ConfigError("adminTokens: must be a list");
+      c.adminTokens = input.adminTokens.map((t, i) => adminToken(t, `adminTokens[${i}]`));
+    }
+    if (input.debounce !== undefined) {
+      if (!isObj(input.debounce)) throw new ConfigError("debounce: must be a mapping");
+      checkKeys(input.debounce, ["windowMs", "maxMs"], "debounce.");
+      if (input.debounce.windowMs !== undefined)
+        c.debounce.windowMs = int(input.debounce.windowMs, "debounce.windowMs", 0);
+      if (input.debounce.maxMs !== undefined)
+        c.debounce.maxMs = int(input.debounce.maxMs, "debounce.maxMs", 0);
+      if (c.debounce.maxMs < c.debounce.windowMs)
+        throw new ConfigError("debounce.maxMs: must be >= debounce.windowMs");
+    }
+    for (const key of [
+      "warmupSeconds",
+      "graceSeconds",
+      "bootstrapTokenTtlSeconds",
+      "clientCertTtlSeconds",
+      "maxCatalogEntries",
+    ] as const) {
+      if (input[key] !== undefined)
+        c[key] = int(input[key], key, key.endsWith("TtlSeconds") ? 1 : 0);
+    }
+    if (input.defaults !== undefined) {
+      if (!isObj(input.defaults)) throw new ConfigError("defaults: must be a mapping");
+      checkKeys(input.defaults, ["sameCluster", "crossCluster"], "defaults.");
+      if (input.defaults.sameCluster !== undefined)
+        c.defaults.sameCluster = decision(input.defaults.sameCluster, "defaults.sameCluster");
+      if (input.defaults.crossCluster !== undefined)
+        c.defaults.crossCluster = decision(input.defaults.crossCluster, "defaults.crossCluster");
+    }
+    return c;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(at + err.message);
+    throw err;
+  }
+}
+
+function adminToken(v: unknown, path: string): AdminToken {
+  if (!isObj(v))
+    throw new ConfigError(`${path}: must be a mapping with name, role and token or tokenFile`);
+  checkKeys(v, ["name", "role", "token", "tokenFile"], `${path}.`);
+  const role = v.role;
+  if (role !== "admin" && role !== "viewer")
+    throw new ConfigError(`${path}.role: must be admin or viewer`);
+  let token: string;
+  if (v.token !== undefined) token = str(v.token, `${path}.token`);
+  else if (v.tokenFile !== undefined) {
+    const file = str(v.tokenFile, `${path}.tokenFile`);
+    try {
+      token = readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`${path}.tokenFile: cannot read ${file}: ${(err as Error).message}`);
+    }
+  } else throw new ConfigError(`${path}: give token or tokenFile`);
+  if (token.length < 16) throw new ConfigError(`${path}: token must be at least 16 characters`);
+  return { name: v.name === undefined ? path : str(v.name, `${path}.name`), role, token };
+}
+
+/** Reads and validates a YAML config file. */
+export function loadHubConfigFile(file: string, base: HubConfig = defaultHubConfig): HubConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message}`);
+  }
+  return resolveHubConfig(data, file, base);
+}

@@ -1,0 +1,256 @@
+// Delivery of intents to connected agents: per session, the versions the agent has
+// applied; on every change, a debounced diff between the engine's desired set and those
+// versions, at most one delta in flight, ACK/NACK tracking and convergence measurement.
+import { randomUUID } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Logger } from "@isthmus/logging";
+import type { ConfigDeltaSchema, Intent, NackRecord } from "@isthmus/proto";
+
+export interface DistributorOptions {
+  debounce: { windowMs: number; maxMs: number };
+  /** The desired intents of a cluster, by name. */
+  desired(clusterId: string): ReadonlyMap<string, Intent>;
+  /** Current system version. */
+  systemVersion(): string;
+  /** Whether removals may be sent (false during warm-up). */
+  removalsAllowed(): boolean;
+  logger: Logger;
+  metrics: {
+    deltaSent(clusterId: string): void;
+    debounced(seconds: number): void;
+    pushed(seconds: number): void;
+    nack(clusterId: string): void;
+    converged(seconds: number): void;
+  };
+  now?: () => number;
+  setTimer?: (fn: () => void, ms: number) => unknown;
+  clearTimer?: (t: unknown) => void;
+}
+
+export interface Sender {
+  send(delta: MessageInitShape<typeof ConfigDeltaSchema>): Promise<void>;
+}
+
+interface Tracker {
+  origin: number;
+  remaining: Set<string>;
+}
+
+interface InFlight {
+  nonce: string;
+  systemVersion: string;
+  sentAt: number;
+  upserted: Map<string, string>;
+  removed: string[];
+  trackers: Tracker[];
+}
+
+interface Session {
+  clusterId: string;
+  sender: Sender;
+  /** Intent name -> version the agent holds. */
+  applied: Map<string, string>;
+  /** Intent name -> version the agent refused; not resent until the version changes. */
+  refused: Map<string, string>;
+  inFlight: InFlight | undefined;
+  dirtySince: number | undefined;
+  timer: unknown;
+  trackers: Tracker[];
+  sentComplete: boolean;
+  history: History;
+}
+
+/** What status shows of a cluster's deliveries; kept across sessions. */
+interface History {
+  ackedVersion: string;
+  nacks: NackRecord[];
+}
+
+export interface SessionView {
+  ackedVersion: string;
+  pendingNonce: string;
+  nacks: NackRecord[];
+}
+
+const MAX_NACKS = 10;
+
+export function createDistributor(options: DistributorOptions) {
+  const now = options.now ?? Date.now;
+  const setTimer = options.setTimer ?? ((fn: () => void, ms: number) => setTimeout(fn, ms));
+  const clearTimer = options.clearTimer ?? ((t: unknown) => clearTimeout(t as NodeJS.Timeout));
+  const sessions = new Map<string, Session>();
+  const histories = new Map<string, History>();
+  const log = options.logger;
+
+  function flush(s: Session): void {
+    if (s.timer !== undefined) clearTimer(s.timer);
+    s.timer = undefined;
+    if (s.inFlight !== undefined || sessions.get(s.clusterId) !== s) return;
+    const since = s.dirtySince;
+    s.dirtySince = undefined;
+    const desired = options.desired(s.clusterId);
+    const upserted: Intent[] = [];
+    for (const [name, intent] of desired) {
+      if (s.applied.get(name) === intent.version) continue;
+      if (s.refused.get(name) === intent.version) continue;
+      upserted.push(intent);
+    }
+    const complete = options.removalsAllowed();
+    const removed = complete ? [...s.applied.keys()].filter((name) => !desired.has(name)) : [];
+    if (upserted.length === 0 && removed.length === 0 && (s.sentComplete || !complete)) {
+      // Nothing to say: the trackers waiting on this cluster are satisfied.
+      settle(s.clusterId, s.trackers);
+      s.trackers = [];
+      return;
+    }
+    const nonce = randomUUID();
+    const systemVersion = options.systemVersion();
+    const inFlight: InFlight = {
+      nonce,
+      systemVersion,
+      sentAt: now(),
+      upserted: new Map(upserted.map((i) => [i.name, i.version])),
+      removed,
+      trackers: s.trackers,
+    };
+    s.trackers = [];
+    s.inFlight = inFlight;
+    if (complete) s.sentComplete = true;
+    if (since !== undefined) options.metrics.debounced((now() - since) / 1000);
+    const delta = { nonce, systemVersion, upserted, removed, complete };
+    options.metrics.deltaSent(s.clusterId);
+    log.debug("config delta sent", {
+      cluster: s.clusterId,
+      nonce,
+      upserted: upserted.length,
+      removed: removed.length,
+      complete,
+    });
+    s.sender.send(delta).catch((err: unknown) => {
+      log.warn("config delta not sent", { cluster: s.clusterId, nonce, err: String(err) });
+    });
+  }
+
+  function settle(clusterId: string, trackers: Tracker[]): void {
+    for (const t of trackers) {
+      t.remaining.delete(clusterId);
+      if (t.remaining.size === 0) options.metrics.converged((now() - t.origin) / 1000);
+    }
+  }
+
+  function schedule(s: Session): void {
+    const t = now();
+    if (s.dirtySince === undefined) s.dirtySince = t;
+    if (s.inFlight !== undefined) return; // flushed when the ACK arrives
+    if (s.timer !== undefined) clearTimer(s.timer);
+    const waited = t - s.dirtySince;
+    const wait = Math.max(0, Math.min(options.debounce.windowMs, options.debounce.maxMs - waited));
+    s.timer = setTimer(() => flush(s), wait);
+  }
+
+  return {
+    /** Starts delivering to a new session of `clusterId`; `applied` comes from Hello. */
+    open(clusterId: string, sender: Sender, applied: Map<string, string>): void {
+      const previous = sessions.get(clusterId);
+      if (previous !== undefined && previous.timer !== undefined) clearTimer(previous.timer);
+      const s: Session = {
+        clusterId,
+        sender,
+        applied,
+        refused: new Map(),
+        inFlight: undefined,
+        dirtySince: undefined,
+        timer: undefined,
+        trackers: [],
+        sentComplete: false,
+        history: histories.get(clusterId) ?? { ackedVersion: "", nacks: [] },
+      };
+      histories.set(clusterId, s.history);
+      sessions.set(clusterId, s);
+      flush(s);
+    },
+    /** Stops delivering to the session that `sender` opened (a newer session is kept). */
+    close(clusterId: string, sender: Sender): void {
+      const s = sessions.get(clusterId);
+      if (s === undefined || s.sender !== sender) return;
+      if (s.timer !== undefined) clearTimer(s.timer);
+      settle(clusterId, [...s.trackers, ...(s.inFlight?.trackers ?? [])]);
+      sessions.delete(clusterId);
+    },
+    /** Marks clusters whose desired set may have changed; `origin` is the catalog change's time. */
+    changed(clusterIds: Iterable<string>, origin?: number): void {
+      const targets = [...clusterIds].map((id) => sessions.get(id)).filter((s) => s !== undefined);
+      const tracker: Tracker | undefined =
+        origin === undefined || targets.length === 0
+          ? undefined
+          : { origin, remaining: new Set(targets.map((s) => s.clusterId)) };
+      for (const s of targets) {
+        if (tracker !== undefined) s.trackers.push(tracker);
+        schedule(s);
+      }
+    },
+    /** Marks every connected cluster (policy change, end of warm-up). */
+    changedAll(): void {
+      for (const s of sessions.values()) schedule(s);
+    },
+    ack(clusterId: string, nonce: string): boolean {
+      const s = sessions.get(clusterId);
+      const f = s?.inFlight;
+      if (s === undefined || f === undefined || f.nonce !== nonce) return false;
+      for (const [name, version] of f.upserted) {
+        s.applied.set(name, version);
+        s.refused.delete(name);
+      }
+      for (const name of f.removed) s.applied.delete(name);
+      s.inFlight = undefined;
+      s.history.ackedVersion = f.systemVersion;
+      options.metrics.pushed((now() - f.sentAt) / 1000);
+      settle(clusterId, f.trackers);
+      if (s.dirtySince !== undefined) flush(s);
+      return true;
+    },
+    nack(
+      clusterId: string,
+      nonce: string,
+      errors: { intentName: string; object: string; message: string }[],
+    ): boolean {
+      const s = sessions.get(clusterId);
+      const f = s?.inFlight;
+      if (s === undefined || f === undefined || f.nonce !== nonce) return false;
+      const failed = new Set(errors.map((e) => e.intentName));
+      for (const [name, version] of f.upserted) {
+        if (failed.has(name)) s.refused.set(name, version);
+        else s.applied.set(name, version);
+      }
+      for (const name of f.removed) if (!failed.has(name)) s.applied.delete(name);
+      s.inFlight = undefined;
+      s.history.nacks.unshift({
+        nonce,
+        time: { seconds: BigInt(Math.floor(now() / 1000)), nanos: 0 },
+        errors: errors.map((e) => `${e.intentName}: ${e.object}: ${e.message}`),
+      } as NackRecord);
+      s.history.nacks.length = Math.min(s.history.nacks.length, MAX_NACKS);
+      options.metrics.nack(clusterId);
+      settle(clusterId, f.trackers);
+      if (s.dirtySince !== undefined) flush(s);
+      return true;
+    },
+    view(clusterId: string): SessionView {
+      const h = histories.get(clusterId) ?? { ackedVersion: "", nacks: [] };
+      return { ...h, pendingNonce: sessions.get(clusterId)?.inFlight?.nonce ?? "" };
+    },
+    /** Forgets a deleted cluster's history. */
+    forget(clusterId: string): void {
+      histories.delete(clusterId);
+    },
+    connected(): string[] {
+      return [...sessions.keys()];
+    },
+    stop(): void {
+      for (const s of sessions.values()) if (s.timer !== undefined) clearTimer(s.timer);
+      sessions.clear();
+    },
+  };
+}
+
+export type Distributor = ReturnType<typeof createDistributor>;

@@ -1,0 +1,395 @@
+// The hub: durable registry, catalog merged from agent streams, the policy engine, and
+// delivery of intents; serves AgentService and AdminService on one TLS port.
+import { X509Certificate } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import type { Server as HttpServer } from "node:http";
+import { join } from "node:path";
+import type { ServerCredentials } from "@grpc/grpc-js";
+import { errorField, type Logger, silentLogger } from "@isthmus/logging";
+import {
+  type CertifiedKey,
+  clusterIdFromCertificate,
+  createHubCa,
+  issueServerCertificate,
+  signAgentCsr,
+} from "@isthmus/pki";
+import {
+  type CatalogChange,
+  createPolicyEngine,
+  type Deltas,
+  type PolicyEngine,
+} from "@isthmus/policy";
+import {
+  AdminService,
+  AgentService,
+  addService,
+  type CallContext,
+  Code,
+  createServer,
+  Decision,
+  GrpcError,
+  insecureServerCredentials,
+  listen,
+  type Service,
+  serverCredentials,
+  shutdown,
+  type WorkloadIdentity,
+} from "@isthmus/proto";
+import { createAdminHandlers } from "./admin-service.js";
+import { createAgentHandlers } from "./agent-service.js";
+import type { HubConfig, Role } from "./config.js";
+import { createDistributor, type Distributor } from "./distributor.js";
+import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
+import {
+  hashToken as hashAdminToken,
+  openRegistry,
+  type Registry,
+  tokenMatches,
+} from "./registry.js";
+import { openFileStore, type Store } from "./store.js";
+
+export const HUB_VERSION = "0.1.0";
+
+/** What the hub holds of one cluster's catalog, beside the policy engine. */
+export interface ClusterCatalog {
+  services: Map<string, Service>;
+  identities: Map<string, WorkloadIdentity>;
+  revision: bigint;
+  connected: boolean;
+  lastSeen: number;
+  staleUntil: number | undefined;
+  agentVersion: string;
+  mesh: ClusterFactsInput | undefined;
+  warnings: { code: string; message: string }[];
+  graceTimer: NodeJS.Timeout | undefined;
+}
+
+export interface ClusterFactsInput {
+  network: string;
+  trustDomain: string;
+  eastWestGateways: { address: string; port: number }[];
+  locality: string;
+}
+
+export interface HubContext {
+  config: HubConfig;
+  logger: Logger;
+  registry: Registry;
+  engine: PolicyEngine;
+  distributor: Distributor;
+  metrics: HubMetrics;
+  hubCa: CertifiedKey;
+  catalogs: Map<string, ClusterCatalog>;
+  /** Active stream per cluster, to cut it when the cluster is deleted. */
+  streams: Map<string, AbortController>;
+  warmingUp(): boolean;
+  systemVersion(): string;
+  /** Applies catalog changes to the engine and schedules deliveries. */
+  applyCatalog(changes: CatalogChange[], origin?: number): void;
+  /** Schedules deliveries for engine deltas. */
+  deliver(deltas: Deltas, origin?: number): void;
+  authorizeAdmin(ctx: CallContext, role: Role): void;
+  verifyAgent(ctx: CallContext): string;
+  catalogEvents: Set<(clusterId: string, service: Service | undefined, key: string) => void>;
+  clusterFacts(id: string): CatalogChange | undefined;
+  now(): number;
+}
+
+export interface Hub {
+  /** Bound gRPC port. */
+  port: number;
+  /** Bound metrics port, 0 when disabled. */
+  metricsPort: number;
+  /** The control-plane CA that agents verify the hub with. */
+  caPem: string;
+  context: HubContext;
+  close(): Promise<void>;
+}
+
+async function loadOrCreateHubCa(dataDir: string): Promise<CertifiedKey> {
+  const dir = join(dataDir, "control-plane");
+  const certFile = join(dir, "ca-cert.pem");
+  const keyFile = join(dir, "ca-key.pem");
+  try {
+    return { certPem: await readFile(certFile, "utf8"), keyPem: await readFile(keyFile, "utf8") };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const ca = await createHubCa();
+  await writeFile(keyFile, ca.keyPem, { mode: 0o600, flag: "wx" });
+  await writeFile(certFile, ca.certPem, { mode: 0o644, flag: "wx" });
+  return ca;
+}
+
+function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[] } {
+  const ip = /^[0-9.]+$|:/;
+  return {
+    dnsNames: names.filter((n) => !ip.test(n)),
+    ipAddresses: names.filter((n) => ip.test(n)),
+  };
+}
+
+function bearer(ctx: CallContext): string | undefined {
+  const value = ctx.metadata.get("authorization")[0];
+  if (typeof value !== "string") return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(value);
+  return m?.[1];
+}
+
+export interface CreateHubOptions {
+  config: HubConfig;
+  logger?: Logger;
+  /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
+  store?: Store;
+}
+
+/** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
+export async function createHub(options: CreateHubOptions): Promise<Hub> {
+  const { config } = options;
+  const logger = options.logger ?? silentLogger;
+  const store = options.store ?? (await openFileStore(config.dataDir));
+  const registry = await openRegistry(store);
+  const hubCa = await loadOrCreateHubCa(config.dataDir);
+  const metrics = createHubMetrics();
+  const startedAt = Date.now();
+  let version = 0;
+  let warm = registry.clusters.size === 0 || config.warmupSeconds === 0;
+  const now = () => Date.now();
+
+  const engine = createPolicyEngine({
+    defaults: {
+      sameCluster: config.defaults.sameCluster === "ALLOW" ? Decision.ALLOW : Decision.DENY,
+      crossCluster: config.defaults.crossCluster === "ALLOW" ? Decision.ALLOW : Decision.DENY,
+    },
+  });
+  engine.setPolicies([...registry.policies.values()]);
+
+  const adminDigests = config.adminTokens.map((t) => ({ ...t, hash: hashAdminToken(t.token) }));
+  const caCert = new X509Certificate(hubCa.certPem);
+
+  const catalogs = new Map<string, ClusterCatalog>();
+  const distributor = createDistributor({
+    debounce: config.debounce,
+    desired: (id) => engine.intents(id),
+    systemVersion: () => String(version),
+    removalsAllowed: () => warm,
+    logger: logger.child({ module: "distributor" }),
+    metrics: {
+      deltaSent: (cluster) => metrics.deltasSent.inc({ cluster }),
+      debounced: (s) => metrics.debounce.observe(s),
+      pushed: (s) => metrics.push.observe(s),
+      nack: (cluster) => metrics.nacks.inc({ cluster }),
+      converged: (s) => metrics.convergence.observe(s),
+    },
+  });
+
+  const ctx: HubContext = {
+    config,
+    logger,
+    registry,
+    engine,
+    distributor,
+    metrics,
+    hubCa,
+    catalogs,
+    streams: new Map(),
+    catalogEvents: new Set(),
+    warmingUp: () => !warm,
+    systemVersion: () => String(version),
+    now,
+    deliver(deltas, origin) {
+      if (deltas.size === 0) return;
+      version += 1;
+      distributor.changed(deltas.keys(), origin);
+    },
+    applyCatalog(changes, origin) {
+      if (changes.length === 0) return;
+      ctx.deliver(engine.applyCatalog(changes), origin);
+    },
+    clusterFacts(id) {
+      const record = registry.clusters.get(id);
+      const facts = catalogs.get(id)?.mesh;
+      if (record === undefined) return undefined;
+      return {
+        kind: "cluster",
+        cluster: {
+          id,
+          labels: { ...record.cluster.labels },
+          network: facts?.network ?? "",
+          trustDomain: facts?.trustDomain ?? "",
+          gateways: facts?.eastWestGateways ?? [],
+          locality: facts?.locality ?? "",
+        },
+      };
+    },
+    authorizeAdmin(call, role) {
+      const token = bearer(call);
+      if (token === undefined)
+        throw new GrpcError(
+          Code.UNAUTHENTICATED,
+          "missing bearer token (metadata authorization: Bearer <token>)",
+        );
+      const match = adminDigests.find((t) => tokenMatches(token, t.hash));
+      if (match === undefined) throw new GrpcError(Code.UNAUTHENTICATED, "unknown bearer token");
+      if (role === "admin" && match.role !== "admin") {
+        throw new GrpcError(
+          Code.PERMISSION_DENIED,
+          `token "${match.name}" has role viewer; this call needs admin`,
+        );
+      }
+    },
+    verifyAgent(call) {
+      if (config.insecure)
+        throw new GrpcError(
+          Code.FAILED_PRECONDITION,
+          "the hub runs without TLS (insecure); agents need TLS",
+        );
+      const raw = call.peerCertificate?.raw;
+      if (raw === undefined || raw.length === 0)
+        throw new GrpcError(Code.UNAUTHENTICATED, "client certificate required: enroll first");
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(raw);
+      } catch (err) {
+        throw new GrpcError(
+          Code.UNAUTHENTICATED,
+          `unreadable client certificate: ${errorField(err)}`,
+        );
+      }
+      if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
+        throw new GrpcError(Code.UNAUTHENTICATED, "client certificate not issued by this hub");
+      }
+      const t = now();
+      if (t < Date.parse(cert.validFrom) || t > Date.parse(cert.validTo)) {
+        throw new GrpcError(
+          Code.UNAUTHENTICATED,
+          `client certificate expired or not yet valid (valid ${cert.validFrom} to ${cert.validTo})`,
+        );
+      }
+      let clusterId: string;
+      try {
+        clusterId = clusterIdFromCertificate(raw);
+      } catch (err) {
+        throw new GrpcError(Code.UNAUTHENTICATED, errorField(err));
+      }
+      const record = registry.clusters.get(clusterId);
+      if (record === undefined)
+        throw new GrpcError(
+          Code.PERMISSION_DENIED,
+          `cluster "${clusterId}" is not registered (deleted?)`,
+        );
+      if (!record.certSerials.includes(cert.serialNumber.toLowerCase())) {
+        throw new GrpcError(
+          Code.PERMISSION_DENIED,
+          `client certificate of cluster "${clusterId}" was revoked`,
+        );
+      }
+      return clusterId;
+    },
+  };
+
+  // Clusters known from the store take part in policy (labels) before they reconnect.
+  for (const id of registry.clusters.keys()) {
+    const facts = ctx.clusterFacts(id);
+    if (facts !== undefined) engine.applyCatalog([facts]);
+  }
+
+  let warmupTimer: NodeJS.Timeout | undefined;
+  const endWarmup = (reason: string) => {
+    if (warm) return;
+    warm = true;
+    if (warmupTimer !== undefined) clearTimeout(warmupTimer);
+    logger.info("warm-up ended", { reason });
+    version += 1;
+    distributor.changedAll();
+  };
+  if (!warm) {
+    warmupTimer = setTimeout(() => endWarmup("grace period passed"), config.warmupSeconds * 1000);
+    warmupTimer.unref();
+  }
+  const agentHooks = {
+    snapshotReceived() {
+      if (warm) return;
+      const waiting = [...registry.clusters.keys()].filter(
+        (id) => (catalogs.get(id)?.revision ?? 0n) === 0n,
+      );
+      if (waiting.length === 0) endWarmup("every known cluster reconnected");
+    },
+  };
+
+  const server = createServer({ maxReceiveMessageBytes: 32 * 1024 * 1024 });
+  addService(
+    server,
+    AgentService,
+    createAgentHandlers(ctx, agentHooks, async (clusterId, csrPem) => {
+      const issued = await signAgentCsr(hubCa, csrPem, {
+        clusterId,
+        validitySeconds: config.clientCertTtlSeconds,
+      });
+      return issued;
+    }),
+  );
+  addService(server, AdminService, createAdminHandlers(ctx));
+
+  let credentials: ServerCredentials;
+  if (config.insecure) credentials = insecureServerCredentials();
+  else {
+    const serverCert = config.tls
+      ? {
+          certPem: await readFile(config.tls.certFile, "utf8"),
+          keyPem: await readFile(config.tls.keyFile, "utf8"),
+        }
+      : await issueServerCertificate(hubCa, splitNames(config.serverNames));
+    credentials = serverCredentials({
+      certChainPem: serverCert.certPem,
+      keyPem: serverCert.keyPem,
+      clientCaPem: hubCa.certPem,
+      clientCerts: "optional",
+    });
+  }
+  const port = await listen(server, config.listen, credentials);
+
+  let http: HttpServer | undefined;
+  let metricsPort = 0;
+  if (config.metricsListen !== "") {
+    http = serveHttp(metrics, () => true);
+    const [host, p] = splitHostPort(config.metricsListen);
+    await new Promise<void>((resolve, reject) => {
+      http!.once("error", reject);
+      http!.listen(p, host, () => resolve());
+    });
+    const address = http.address();
+    metricsPort = typeof address === "object" && address !== null ? address.port : 0;
+  }
+  logger.info("hub started", {
+    port,
+    metricsPort,
+    clusters: registry.clusters.size,
+    policies: registry.policies.size,
+    warmingUp: !warm,
+    startupMs: Date.now() - startedAt,
+  });
+
+  return {
+    port,
+    metricsPort,
+    caPem: hubCa.certPem,
+    context: ctx,
+    async close() {
+      if (warmupTimer !== undefined) clearTimeout(warmupTimer);
+      for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
+      for (const s of ctx.streams.values()) s.abort();
+      distributor.stop();
+      await shutdown(server, 1000);
+      if (http !== undefined) await new Promise<void>((resolve) => http!.close(() => resolve()));
+      await store.close();
+    },
+  };
+}
+
+function splitHostPort(address: string): [string, number] {
+  const i = address.lastIndexOf(":");
+  const host = address.slice(0, i).replace(/^\[|\]$/g, "");
+  return [host === "" ? "0.0.0.0" : host, Number(address.slice(i + 1))];
+}

@@ -1,0 +1,11 @@
+export {
+  type AdminToken,
+  ConfigError,
+  defaultHubConfig,
+  type HubConfig,
+  loadHubConfigFile,
+  type Role,
+  resolveHubConfig,
+} from "./config.js";
+export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
+export { openFileStore, type Store, type StoreEntry, StoreError, type TxnOp } from "./store.js";

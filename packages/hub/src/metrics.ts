@@ -1,0 +1,78 @@
+import { createServer, type Server } from "node:http";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** The hub's Prometheus metrics, on a registry of its own. */
+export function createHubMetrics() {
+  const registry = new Registry();
+  const m = {
+    registry,
+    connectedAgents: new Gauge({
+      name: "isthmus_hub_connected_agents",
+      help: "Agents with an open stream",
+      registers: [registry],
+    }),
+    catalogServices: new Gauge({
+      name: "isthmus_hub_catalog_services",
+      help: "Services in the catalog per cluster",
+      labelNames: ["cluster"],
+      registers: [registry],
+    }),
+    deltasSent: new Counter({
+      name: "isthmus_hub_config_deltas_sent_total",
+      help: "ConfigDeltas sent to agents",
+      labelNames: ["cluster"],
+      registers: [registry],
+    }),
+    nacks: new Counter({
+      name: "isthmus_hub_nacks_total",
+      help: "NACKs received",
+      labelNames: ["cluster"],
+      registers: [registry],
+    }),
+    debounce: new Histogram({
+      name: "isthmus_hub_debounce_seconds",
+      help: "Time from the first change to the delta being sent",
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    push: new Histogram({
+      name: "isthmus_hub_push_seconds",
+      help: "Time from a delta being sent to its ACK or NACK",
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+    convergence: new Histogram({
+      name: "isthmus_hub_convergence_seconds",
+      help: "Time from a catalog change's origin in its cluster to the ACK of every affected cluster",
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type HubMetrics = ReturnType<typeof createHubMetrics>;
+
+/** Serves /metrics, /healthz and /readyz. */
+export function serveHttp(metrics: HubMetrics, ready: () => boolean): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (path === "/readyz") {
+      const ok = ready();
+      res
+        .writeHead(ok ? 200 : 503, { "content-type": "text/plain" })
+        .end(ok ? "ready\n" : "not ready\n");
+    } else if (path === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else {
+      res.writeHead(404).end("not found\n");
+    }
+  });
+}

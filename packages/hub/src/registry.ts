@@ -1,0 +1,140 @@
+// Durable hub state on top of the Store: clusters (with bootstrap token hashes and the
+// serials of their valid client certificates) and policies.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import {
+  type Cluster,
+  ClusterSchema,
+  type ConnectionPolicy,
+  ConnectionPolicySchema,
+} from "@isthmus/proto";
+import type { Store, TxnOp } from "./store.js";
+
+export interface ClusterRecord {
+  cluster: Cluster;
+  /** sha256 of the one-time bootstrap token, hex; empty once used. */
+  tokenHash: string;
+  tokenExpiresAt: number;
+  /** Serial numbers of the client certificates currently valid for this cluster. */
+  certSerials: string[];
+  version: number;
+}
+
+interface StoredCluster {
+  cluster: JsonValue;
+  tokenHash: string;
+  tokenExpiresAt: number;
+  certSerials: string[];
+}
+
+const CLUSTERS = "clusters/";
+const POLICIES = "policies/";
+
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/** Compares a presented token with a stored hash in constant time. */
+export function tokenMatches(token: string, storedHash: string): boolean {
+  if (storedHash === "") return false;
+  const a = Buffer.from(hashToken(token), "hex");
+  const b = Buffer.from(storedHash, "hex");
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function newToken(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+export interface Registry {
+  clusters: Map<string, ClusterRecord>;
+  policies: Map<string, ConnectionPolicy>;
+  putCluster(record: Omit<ClusterRecord, "version">, expectVersion: number): Promise<ClusterRecord>;
+  deleteCluster(id: string, expectVersion?: number): Promise<void>;
+  /** Writes a batch of policies (puts and deletes) atomically, with version checks. */
+  writePolicies(
+    puts: ConnectionPolicy[],
+    deletes: string[],
+    expect: Map<string, number>,
+  ): Promise<void>;
+}
+
+/** Loads the registry from the store; every write goes to the store before memory. */
+export async function openRegistry(store: Store): Promise<Registry> {
+  const clusters = new Map<string, ClusterRecord>();
+  for (const e of await store.list(CLUSTERS)) {
+    const v = e.value as StoredCluster;
+    clusters.set(e.key.slice(CLUSTERS.length), {
+      cluster: { ...fromJson(ClusterSchema, v.cluster), resourceVersion: String(e.version) },
+      tokenHash: v.tokenHash,
+      tokenExpiresAt: v.tokenExpiresAt,
+      certSerials: v.certSerials,
+      version: e.version,
+    });
+  }
+  const policies = new Map<string, ConnectionPolicy>();
+  for (const e of await store.list(POLICIES)) {
+    const p = fromJson(ConnectionPolicySchema, e.value as JsonValue);
+    policies.set(p.name, { ...p, resourceVersion: String(e.version) });
+  }
+
+  return {
+    clusters,
+    policies,
+    async putCluster(record, expectVersion) {
+      const value: StoredCluster = {
+        cluster: toJson(
+          ClusterSchema,
+          create(ClusterSchema, { ...record.cluster, resourceVersion: "" }),
+        ),
+        tokenHash: record.tokenHash,
+        tokenExpiresAt: record.tokenExpiresAt,
+        certSerials: record.certSerials,
+      };
+      const version = await store.txn([
+        { op: "put", key: CLUSTERS + record.cluster.id, value, expectVersion },
+      ]);
+      const stored: ClusterRecord = {
+        ...record,
+        cluster: { ...record.cluster, resourceVersion: String(version) },
+        version,
+      };
+      clusters.set(record.cluster.id, stored);
+      return stored;
+    },
+    async deleteCluster(id, expectVersion) {
+      await store.txn([
+        expectVersion === undefined
+          ? { op: "delete", key: CLUSTERS + id }
+          : { op: "delete", key: CLUSTERS + id, expectVersion },
+      ]);
+      clusters.delete(id);
+    },
+    async writePolicies(puts, deletes, expect) {
+      const ops: TxnOp[] = [];
+      for (const p of puts) {
+        const value = toJson(
+          ConnectionPolicySchema,
+          create(ConnectionPolicySchema, { ...p, resourceVersion: "" }),
+        );
+        const v = expect.get(p.name);
+        ops.push(
+          v === undefined
+            ? { op: "put", key: POLICIES + p.name, value }
+            : { op: "put", key: POLICIES + p.name, value, expectVersion: v },
+        );
+      }
+      for (const name of deletes) {
+        const v = expect.get(name);
+        ops.push(
+          v === undefined
+            ? { op: "delete", key: POLICIES + name }
+            : { op: "delete", key: POLICIES + name, expectVersion: v },
+        );
+      }
+      const version = await store.txn(ops);
+      for (const p of puts) policies.set(p.name, { ...p, resourceVersion: String(version) });
+      for (const name of deletes) policies.delete(name);
+    },
+  };
+}

@@ -1,0 +1,426 @@
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createHub } from "@isthmus/hub";
+import { createAgentCsr } from "@isthmus/pki";
+import {
+  Action,
+  AgentService,
+  Code,
+  clientCredentials,
+  createClient,
+  GrpcError,
+  Visibility,
+} from "@isthmus/proto";
+import { eventually } from "../helpers/eventually.js";
+import {
+  admin,
+  agentWithCert,
+  enrollAgent,
+  type HubFixture,
+  hubConfig,
+  startHub,
+  type TestAgent,
+  viewer,
+} from "../helpers/hub-fixture.js";
+
+const payments = {
+  namespace: "payments",
+  name: "payments-api",
+  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
+  selector: { app: "payments" },
+  visibility: Visibility.PRIVATE,
+  readyEndpoints: 2,
+  serviceAccounts: ["payments"],
+  inMesh: true,
+};
+const paymentsIdentity = {
+  namespace: "payments",
+  serviceAccount: "payments",
+  labelSets: [{ labels: { app: "payments" }, podCount: 2 }],
+  podCount: 2,
+};
+const frontendIdentity = {
+  namespace: "web",
+  serviceAccount: "frontend",
+  labelSets: [{ labels: { app: "frontend" }, podCount: 1 }],
+  podCount: 1,
+};
+const allowFrontend = {
+  name: "frontend-to-payments",
+  priority: 100,
+  action: Action.ALLOW,
+  from: [{ clusters: ["a"], namespaces: ["web"] }],
+  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
+};
+
+function rejectsWith(code: Code, pattern: RegExp) {
+  return (err: unknown) => {
+    assert.ok(err instanceof GrpcError, `expected GrpcError, got ${String(err)}`);
+    assert.equal(Code[err.code], Code[code], err.message);
+    assert.match(err.message, pattern);
+    return true;
+  };
+}
+
+async function snapshot(
+  agent: TestAgent,
+  revision: bigint,
+  services: object[],
+  identities: object[],
+) {
+  await agent.send({
+    message: {
+      case: "catalogUpdate",
+      value: {
+        fullSnapshot: true,
+        revision,
+        upsertedServices: services,
+        upsertedIdentities: identities,
+      },
+    },
+  });
+}
+
+/** Connects, answers the first (complete) delta, and reports a snapshot. */
+async function join_(agent: TestAgent, services: object[], identities: object[]) {
+  await agent.connect();
+  const welcome = await agent.next();
+  assert.equal(welcome.message.case, "welcome");
+  const first = await agent.nextDelta();
+  assert.equal(first.complete, true);
+  await agent.ackDelta(first);
+  await snapshot(agent, 1n, services, identities);
+}
+
+describe("hub", function () {
+  this.timeout(60_000);
+  let f: HubFixture;
+  const agents: TestAgent[] = [];
+  beforeEach(async () => {
+    f = await startHub();
+  });
+  afterEach(async () => {
+    for (const a of agents.splice(0)) a.close();
+    await f.close();
+  });
+
+  it("enrolls with a one-time token and refuses wrong, reused and unknown tokens", async () => {
+    const created = await f.admin.createCluster({ cluster: { id: "a" } }, admin);
+    assert.ok(created.bootstrapToken.length >= 32);
+    assert.match(created.hubCaPem, /BEGIN CERTIFICATE/);
+    const csr = await createAgentCsr("a");
+    const anonymous = createClient(
+      AgentService,
+      f.address,
+      clientCredentials({ caPem: f.hub.caPem }),
+    );
+    try {
+      const refused = rejectsWith(
+        Code.PERMISSION_DENIED,
+        /^enrollment of cluster "a" refused: unknown, used or expired bootstrap token$/,
+      );
+      await assert.rejects(
+        anonymous.enroll({ clusterId: "a", bootstrapToken: "x".repeat(43), csrPem: csr.csrPem }),
+        refused,
+      );
+      await assert.rejects(
+        anonymous.enroll({
+          clusterId: "zz",
+          bootstrapToken: created.bootstrapToken,
+          csrPem: csr.csrPem,
+        }),
+        rejectsWith(Code.PERMISSION_DENIED, /cluster "zz" refused/),
+      );
+      const enrolled = await anonymous.enroll({
+        clusterId: "a",
+        bootstrapToken: created.bootstrapToken,
+        csrPem: csr.csrPem,
+      });
+      assert.match(enrolled.certificateChainPem, /BEGIN CERTIFICATE/);
+      await assert.rejects(
+        anonymous.enroll({
+          clusterId: "a",
+          bootstrapToken: created.bootstrapToken,
+          csrPem: csr.csrPem,
+        }),
+        refused,
+      );
+      const status = await f.admin.getCluster({ id: "a" }, viewer);
+      assert.equal(status.status?.enrolled, true);
+      assert.equal(status.status?.tokenExpiresAt, undefined);
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  it("refuses an expired bootstrap token", async () => {
+    await f.restart({ bootstrapTokenTtlSeconds: 1 });
+    const created = await f.admin.createCluster({ cluster: { id: "late" } }, admin);
+    await new Promise((r) => setTimeout(r, 1100));
+    const csr = await createAgentCsr("late");
+    const anonymous = createClient(
+      AgentService,
+      f.address,
+      clientCredentials({ caPem: f.hub.caPem }),
+    );
+    try {
+      await assert.rejects(
+        anonymous.enroll({
+          clusterId: "late",
+          bootstrapToken: created.bootstrapToken,
+          csrPem: csr.csrPem,
+        }),
+        rejectsWith(Code.PERMISSION_DENIED, /expired/),
+      );
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  it("refuses a stream without a certificate and a hello for another cluster", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await f.admin.createCluster({ cluster: { id: "b" } }, admin);
+    await a.connect({ clusterId: "b" });
+    await assert.rejects(
+      a.next(),
+      rejectsWith(Code.PERMISSION_DENIED, /hello names cluster "b" but the certificate is for "a"/),
+    );
+
+    const anonymous = createClient(
+      AgentService,
+      f.address,
+      clientCredentials({ caPem: f.hub.caPem }),
+    );
+    const stream = anonymous.connect();
+    await stream.send({ message: { case: "hello", value: { clusterId: "a" } } });
+    await assert.rejects(
+      stream.responses[Symbol.asyncIterator]().next(),
+      rejectsWith(Code.UNAUTHENTICATED, /client certificate required/),
+    );
+    anonymous.close();
+  });
+
+  it("merges catalogs and sends intents to exactly the affected clusters", async () => {
+    const a = await enrollAgent(f, "a", { env: "prod" });
+    const b = await enrollAgent(f, "b", { env: "prod" });
+    const c = await enrollAgent(f, "c", { env: "dev" });
+    agents.push(a, b, c);
+    await join_(a, [], [frontendIdentity]);
+    await join_(b, [payments], [paymentsIdentity]);
+    await join_(c, [], [frontendIdentity]);
+
+    const listed = await f.admin.listCatalog({ filter: { service: "payments-api" } }, viewer);
+    assert.deepEqual(
+      listed.services.map((s) => `${s.clusterId}/${s.service?.name}`),
+      ["b/payments-api"],
+    );
+
+    await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const da = await a.nextDelta();
+    assert.deepEqual(
+      da.upserted.map((i) => i.name),
+      ["import/payments/payments-api"],
+    );
+    assert.equal(da.upserted[0]?.kind.case, "importIntent");
+    const db = await b.nextDelta();
+    assert.deepEqual(db.upserted.map((i) => i.name).sort(), [
+      "access/payments/payments-api",
+      "export/payments/payments-api",
+    ]);
+    const access = db.upserted.find((i) => i.kind.case === "accessIntent")?.kind.value as {
+      allow: { principals: string[] }[];
+    };
+    assert.ok(
+      access.allow.some((r) => r.principals.includes("a.local/ns/web/sa/frontend")),
+      JSON.stringify(access),
+    );
+    await a.ackDelta(da);
+    await b.ackDelta(db);
+
+    // c was not affected: a status query shows nothing pending and the next message it gets
+    // is the answer to a change of its own.
+    const status = await f.admin.getStatus({}, viewer);
+    assert.deepEqual(
+      status.clusters.map((s) => [s.cluster?.id, s.connected, s.pendingNonce]),
+      [
+        ["a", true, ""],
+        ["b", true, ""],
+        ["c", true, ""],
+      ],
+    );
+    await c.send({
+      message: {
+        case: "catalogUpdate",
+        value: { revision: 2n, upsertedServices: [{ ...payments, name: "ledger" }] },
+      },
+    });
+    await eventually(async () => {
+      const listed2 = await f.admin.listCatalog({ filter: { clusterId: "c" } }, viewer);
+      assert.deepEqual(
+        listed2.services.map((s) => s.service?.name),
+        ["ledger"],
+      );
+    });
+  });
+
+  it("keeps NACK details in status and resends nothing refused until it changes", async () => {
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    agents.push(a, b);
+    await join_(a, [], [frontendIdentity]);
+    await join_(b, [payments], [paymentsIdentity]);
+    await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const da = await a.nextDelta();
+    await a.send({
+      message: {
+        case: "nack",
+        value: {
+          nonce: da.nonce,
+          errors: [
+            {
+              intentName: "import/payments/payments-api",
+              object: "ServiceEntry payments/isthmus-import-payments-api",
+              message: "owned by another manager",
+            },
+          ],
+        },
+      },
+    });
+    const status = await eventually(async () => {
+      const s = await f.admin.getCluster({ id: "a" }, viewer);
+      assert.equal(s.status?.nacks.length, 1);
+      return s;
+    });
+    assert.deepEqual(status.status?.nacks[0]?.errors, [
+      "import/payments/payments-api: ServiceEntry payments/isthmus-import-payments-api: owned by another manager",
+    ]);
+    assert.equal(status.status?.pendingNonce, "");
+  });
+
+  it("on reconnect sends only what differs from the versions the agent reports", async () => {
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    agents.push(a, b);
+    await join_(a, [], [frontendIdentity]);
+    await join_(b, [payments], [paymentsIdentity]);
+    await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    await a.ackDelta(await a.nextDelta());
+    assert.equal(a.applied.size, 1);
+    a.stream!.cancel();
+    const again = agentWithCert(f, "a", a.certPem, a.keyPem);
+    agents.push(again);
+    again.applied = new Map(a.applied);
+    await again.connect();
+    assert.equal((await again.next()).message.case, "welcome");
+    const first = await again.nextDelta();
+    assert.equal(first.complete, true);
+    assert.deepEqual(first.upserted, []);
+    assert.deepEqual(first.removed, []);
+
+    const stale = agentWithCert(f, "a", a.certPem, a.keyPem);
+    agents.push(stale);
+    stale.applied = new Map([["import/old/gone", "v1"]]);
+    await stale.connect();
+    await stale.next();
+    const d = await stale.nextDelta();
+    assert.deepEqual(d.removed, ["import/old/gone"]);
+    assert.deepEqual(
+      d.upserted.map((i) => i.name),
+      ["import/payments/payments-api"],
+    );
+  });
+
+  it("checks roles, tokens and policy versions on the admin API", async () => {
+    await assert.rejects(
+      f.admin.getStatus({}),
+      rejectsWith(Code.UNAUTHENTICATED, /missing bearer token/),
+    );
+    await assert.rejects(
+      f.admin.getStatus({}, { metadata: { authorization: "Bearer nope-nope-nope-nope" } }),
+      rejectsWith(Code.UNAUTHENTICATED, /unknown bearer token/),
+    );
+    await assert.rejects(
+      f.admin.applyPolicies({ policies: [allowFrontend] }, viewer),
+      rejectsWith(Code.PERMISSION_DENIED, /token "dash" has role viewer; this call needs admin/),
+    );
+    const applied = await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const version = applied.policies[0]?.resourceVersion ?? "";
+    assert.match(version, /^\d+$/);
+    await f.admin.applyPolicies(
+      { policies: [{ ...allowFrontend, priority: 50, resourceVersion: version }] },
+      admin,
+    );
+    await assert.rejects(
+      f.admin.applyPolicies(
+        { policies: [{ ...allowFrontend, priority: 10, resourceVersion: version }] },
+        admin,
+      ),
+      rejectsWith(Code.ABORTED, /policy "frontend-to-payments": resource_version \d+ is stale/),
+    );
+    const got = await f.admin.getPolicy({ name: allowFrontend.name }, viewer);
+    assert.equal(got.policy?.priority, 50);
+    await assert.rejects(
+      f.admin.getPolicy({ name: "nope" }, viewer),
+      rejectsWith(Code.NOT_FOUND, /policy "nope" not found/),
+    );
+  });
+
+  it("keeps acknowledged writes across a restart and reports a corrupt store", async () => {
+    await f.admin.createCluster({ cluster: { id: "a", labels: { env: "prod" } } }, admin);
+    await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    await f.restart();
+    const clusters = await f.admin.listClusters({}, viewer);
+    assert.deepEqual(
+      clusters.clusters.map((c) => [c.cluster?.id, c.cluster?.labels.env]),
+      [["a", "prod"]],
+    );
+    const policies = await f.admin.listPolicies({}, viewer);
+    assert.deepEqual(
+      policies.policies.map((p) => p.name),
+      ["frontend-to-payments"],
+    );
+
+    const file = join(f.dataDir, "state.json");
+    const good = readFileSync(file);
+    writeFileSync(file, good.subarray(0, good.length - 5));
+    await assert.rejects(
+      createHub({ config: hubConfig(f.dataDir, { listen: "127.0.0.1:0" }) }),
+      (err: unknown) => {
+        assert.ok(err instanceof Error);
+        assert.match(
+          err.message,
+          new RegExp(`^${file.replace(/[/.]/g, "\\$&")}: corrupt store file: `),
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(
+      readFileSync(file),
+      good.subarray(0, good.length - 5),
+      "the corrupt file is left as it was",
+    );
+    writeFileSync(file, good);
+  });
+
+  it("revokes a deleted cluster's certificate and ends its stream", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join_(a, [], [frontendIdentity]);
+    await f.admin.deleteCluster({ id: "a" }, admin);
+    await assert.rejects(
+      async () => {
+        for (;;) await a.next();
+      },
+      rejectsWith(Code.ABORTED, /session replaced or cluster deleted/),
+    );
+    const again = agentWithCert(f, "a", a.certPem, a.keyPem);
+    agents.push(again);
+    await again.connect();
+    await assert.rejects(
+      again.next(),
+      rejectsWith(Code.PERMISSION_DENIED, /cluster "a" is not registered/),
+    );
+  });
+});
