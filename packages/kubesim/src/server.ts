@@ -57,12 +57,12 @@ const json = "application/json";
 function writeJson(
   res: ServerResponse,
   code: number,
-  body: string,
+  body: string | Buffer,
   headers: Record<string, string> = {},
 ): void {
   res.writeHead(code, {
     "Content-Type": json,
-    "Content-Length": Buffer.byteLength(body),
+    "Content-Length": typeof body === "string" ? Buffer.byteLength(body) : body.length,
     ...headers,
   });
   res.end(body);
@@ -182,14 +182,43 @@ export function createHandler(ctx: ServerContext): {
   const { store, faults } = ctx;
   const watchers = new Set<Watcher>();
 
-  const serialize = (s: Stored, t: ResourceType, version: string): string => {
+  /** The object's JSON at a version; cached as bytes, so lists and fan-out copy, not encode. */
+  const serialize = (s: Stored, t: ResourceType, version: string): Buffer => {
     const apiVersion = apiVersionOf(t.group, version);
     if (s.obj.apiVersion === apiVersion) {
-      s.json ??= JSON.stringify(s.obj);
+      s.json ??= Buffer.from(JSON.stringify(s.obj));
       return s.json;
     }
-    return JSON.stringify({ ...s.obj, apiVersion });
+    return Buffer.from(JSON.stringify({ ...s.obj, apiVersion }));
   };
+
+  const listBody = (
+    t: ResourceType,
+    version: string,
+    meta: Record<string, unknown>,
+    items: Stored[],
+  ): Buffer => {
+    const head = JSON.stringify({
+      kind: t.listKind,
+      apiVersion: apiVersionOf(t.group, version),
+      metadata: meta,
+    });
+    const parts: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"items":[`)];
+    const comma = Buffer.from(",");
+    items.forEach((s, i) => {
+      if (i > 0) parts.push(comma);
+      parts.push(serialize(s, t, version));
+    });
+    parts.push(Buffer.from("]}"));
+    return Buffer.concat(parts);
+  };
+
+  const eventLine = (type: string, object: Buffer | string): Buffer =>
+    Buffer.concat([
+      Buffer.from(`{"type":"${type}","object":`),
+      typeof object === "string" ? Buffer.from(object) : object,
+      Buffer.from("}\n"),
+    ]);
 
   const withVersion = (obj: KubeObject, t: ResourceType, version: string): KubeObject => {
     const apiVersion = apiVersionOf(t.group, version);
@@ -204,7 +233,7 @@ export function createHandler(ctx: ServerContext): {
   };
 
   const onEvent = (e: StoreEvent): void => {
-    const cache = new Map<string, string>();
+    const cache = new Map<string, Buffer>();
     for (const w of watchers) {
       if (w.collection.byKey !== e.collection.byKey) continue;
       const type = eventTypeFor(w, e);
@@ -224,7 +253,7 @@ export function createHandler(ctx: ServerContext): {
                 ),
               )
             : serialize(e.object, w.type, w.version);
-        line = `{"type":"${type}","object":${object}}\n`;
+        line = eventLine(type, object);
         cache.set(key, line);
       }
       w.res.write(line);
@@ -336,7 +365,7 @@ export function createHandler(ctx: ServerContext): {
               table(t, [withVersion(i.stored.obj, t, p.version)], {}, ctx.now(), tableMode),
             )
           : serialize(i.stored, t, p.version);
-      res.write(`{"type":"${i.type}","object":${object}}\n`);
+      res.write(eventLine(i.type, object));
     }
     if (w.bookmarks && truthy(q.get("sendInitialEvents")))
       bookmark(w, { "k8s.io/initial-events-end": "true" });
@@ -378,13 +407,7 @@ export function createHandler(ctx: ServerContext): {
       );
       return;
     }
-    const head = JSON.stringify({
-      kind: t.listKind,
-      apiVersion: apiVersionOf(t.group, p.version),
-      metadata: meta,
-    });
-    const items = result.items.map((s) => serialize(s, t, p.version)).join(",");
-    writeJson(res, 200, `${head.slice(0, -1)},"items":[${items}]}`);
+    writeJson(res, 200, listBody(t, p.version, meta, result.items));
   };
 
   const sendObject = (
@@ -484,16 +507,7 @@ export function createHandler(ctx: ServerContext): {
         const deleted = matching.map((s) =>
           store.delete(t, s.obj.metadata.namespace, s.obj.metadata.name, { dryRun }),
         );
-        const head = JSON.stringify({
-          kind: t.listKind,
-          apiVersion: apiVersionOf(t.group, p.version),
-          metadata: { resourceVersion: String(store.rv) },
-        });
-        writeJson(
-          res,
-          200,
-          `${head.slice(0, -1)},"items":[${deleted.map((s) => serialize(s, t, p.version)).join(",")}]}`,
-        );
+        writeJson(res, 200, listBody(t, p.version, { resourceVersion: String(store.rv) }, deleted));
         return;
       }
       throw methodNotAllowed(`the server does not allow this method on the requested resource`);

@@ -30,7 +30,7 @@ import { validateObject } from "./validation.js";
 export interface Stored {
   readonly obj: KubeObject;
   readonly rv: number;
-  json: string | undefined;
+  json: Buffer | undefined;
   /** Field owners; materialized lazily from `creator` on the first update or apply. */
   owners: FieldOwners | undefined;
   creator: string;
@@ -40,7 +40,9 @@ export interface Collection {
   readonly type: ResourceType;
   readonly byKey: Map<string, Stored>;
   readonly byNamespace: Map<string, Map<string, Stored>>;
+  /** Keys in list order, computed on demand and dropped when objects come or go. */
   sorted: string[] | undefined;
+  readonly sortedByNamespace: Map<string, string[]>;
 }
 
 export type EventType = "ADDED" | "MODIFIED" | "DELETED";
@@ -135,6 +137,7 @@ export class Store {
         byKey: new Map(),
         byNamespace: new Map(),
         sorted: undefined,
+        sortedByNamespace: new Map(),
       });
     } else {
       const c = this.collections.get(key)!;
@@ -251,7 +254,12 @@ export class Store {
     let keys: string[];
     if (t.namespaced && opts.namespace !== undefined && opts.namespace !== "") {
       const ns = c.byNamespace.get(opts.namespace);
-      keys = ns === undefined ? [] : [...ns.keys()].sort().map((n) => `${opts.namespace}/${n}`);
+      let cached = c.sortedByNamespace.get(opts.namespace);
+      if (cached === undefined && ns !== undefined) {
+        cached = [...ns.keys()].sort().map((n) => `${opts.namespace}/${n}`);
+        c.sortedByNamespace.set(opts.namespace, cached);
+      }
+      keys = cached ?? [];
     } else {
       c.sorted ??= [...c.byKey.keys()].sort();
       keys = c.sorted;
@@ -316,7 +324,10 @@ export class Store {
       c.byNamespace.set(ns, nsMap);
     }
     nsMap.set(obj.metadata.name, s);
-    if (prev === undefined) c.sorted = undefined;
+    if (prev === undefined) {
+      c.sorted = undefined;
+      c.sortedByNamespace.delete(ns);
+    }
     return s;
   }
 
@@ -327,6 +338,7 @@ export class Store {
     nsMap?.delete(s.obj.metadata.name);
     if (nsMap !== undefined && nsMap.size === 0) c.byNamespace.delete(ns);
     c.sorted = undefined;
+    c.sortedByNamespace.delete(ns);
     const obj = clone(s.obj);
     obj.metadata.resourceVersion = String(++this.rv);
     const gone: Stored = {
