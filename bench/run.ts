@@ -102,6 +102,12 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const dir = resolve(args.dir ?? BENCH_DIR);
   if (args.child !== undefined) {
+    if (process.send === undefined) {
+      process.stderr.write(
+        `bench: --child is how bench/run.ts runs a module; use npm run bench -- ${args.child}\n`,
+      );
+      return 2;
+    }
     await runChild(dir, args.child, args.smoke);
     return 0;
   }

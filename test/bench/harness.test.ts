@@ -329,6 +329,12 @@ describe("bench/run.ts", function () {
     assert.match(stdout, /^seeded +seed +2 +3\.5 +7 +n$/m);
   });
 
+  it("refuses --child outside a run (it is how run.ts starts a module)", async () => {
+    const { code, stderr } = await runBench(["--child", "floor", "--smoke"]);
+    assert.equal(code, 2);
+    assert.match(stderr, /--child is how bench\/run\.ts runs a module; use npm run bench -- floor/);
+  });
+
   it("refuses a benchmark name that does not exist, listing those that do", async () => {
     const { code, stderr } = await runBench(["--smoke", "no-such-bench"]);
     assert.equal(code, 2);

@@ -139,7 +139,8 @@ export function skeleton(text: string, source: string): Values[] {
     .split("\n")
     .filter((line) => line.replace(ACTION, "").trim() !== "" || !line.includes("{{"))
     .map((line) => line.replace(ACTION, PLACEHOLDER));
-  const docs = parseAllDocuments(lines.join("\n"), { uniqueKeys: false });
+  // YAML 1.1, as Kubernetes reads manifests: 0440 is octal.
+  const docs = parseAllDocuments(lines.join("\n"), { uniqueKeys: false, version: "1.1" });
   const out: Values[] = [];
   for (const doc of Array.isArray(docs) ? docs : [docs]) {
     if (doc.errors.length > 0) {

@@ -220,6 +220,16 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
       );
     });
 
+    it("Secret files are readable by the pod's user alone (mode 0440, group fsGroup)", () => {
+      const pod = chart.values.podSecurityContext as Record<string, unknown>;
+      assert.equal(pod.fsGroup, pod.runAsGroup);
+      const deployment = skeleton(chart.templates.get("deployment.yaml")!, "deployment.yaml")[0];
+      const volumes = at(deployment, "spec.template.spec.volumes") as Values[];
+      const secrets = volumes.filter((v) => v.secret !== undefined);
+      assert.ok(secrets.length > 0);
+      for (const v of secrets) assert.equal(at(v, "secret.defaultMode"), 0o440, String(v.name));
+    });
+
     it("liveness probes GET /healthz and readiness /readyz on the metrics port", () => {
       const deployment = skeleton(chart.templates.get("deployment.yaml")!, "deployment.yaml")[0];
       const container = (at(deployment, "spec.template.spec.containers") as Values[])[0]!;
