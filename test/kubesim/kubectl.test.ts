@@ -86,6 +86,18 @@ for (const secure of [false, true]) {
       assert.deepEqual(se.spec, parse(manifests.split("---")[2]!).spec);
       assert.equal(se.metadata.generation, 1);
 
+      const seTable = await kubectl(h, ["get", "se", "-n", "shop"]);
+      assert.deepEqual(
+        seTable.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split(/\s+/).slice(0, 4)),
+        [
+          ["NAME", "HOSTS", "LOCATION", "RESOLUTION"],
+          ["payments", '["payments.example.com"]', "MESH_EXTERNAL", "DNS"],
+        ],
+      );
+
       const byLabel = await kubectl(h, ["get", "cm", "-A", "-l", "app=shop", "-o", "name"]);
       assert.equal(byLabel.stdout.trim(), "configmap/settings");
 

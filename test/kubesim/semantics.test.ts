@@ -224,3 +224,64 @@ describe("kubesim semantics (in process)", () => {
     );
   });
 });
+
+describe("kubesim Istio validation beyond the schema", () => {
+  const istio = (kind: string, spec: unknown, group = "networking.istio.io"): KubeObject => ({
+    apiVersion: `${group}/v1`,
+    kind,
+    metadata: { name: "x", namespace: "default" },
+    spec,
+  });
+  const causes = (obj: KubeObject) => {
+    try {
+      createKubeSim().create(obj);
+    } catch (err: unknown) {
+      const e = err as {
+        status: { code: number; details: { causes: { field: string; message: string }[] } };
+      };
+      assert.equal(e.status.code, 422);
+      return e.status.details.causes.map((c) => `${c.field}: ${c.message}`);
+    }
+    return [];
+  };
+
+  it("checks what Istio's webhook checks for the kinds Isthmus writes", () => {
+    assert.deepEqual(
+      causes(istio("ServiceEntry", { hosts: ["*"], ports: [{ number: 70000, name: "p" }] })),
+      [
+        'spec.hosts[0]: Invalid value: "*": a ServiceEntry host cannot be the bare wildcard *',
+        "spec.ports[0].number: Invalid value: 70000: port number must be in the range 1..65535",
+      ],
+    );
+    assert.deepEqual(causes(istio("Gateway", { selector: { istio: "x" } })), [
+      "spec.servers: Required value: gateway must have at least one server",
+    ]);
+    assert.deepEqual(
+      causes(
+        istio("Gateway", {
+          servers: [{ port: { number: 0, name: "p", protocol: "TLS" }, hosts: [] }],
+        }),
+      ),
+      [
+        "spec.servers[0].hosts: Required value: server config must contain at least one host",
+        "spec.servers[0].port.number: Invalid value: 0: port number must be in the range 1..65535",
+      ],
+    );
+    assert.deepEqual(causes(istio("VirtualService", { gateways: ["g"] })), [
+      'spec.gateways: Invalid value: "array": delegate virtual service must have no gateways specified',
+    ]);
+    assert.deepEqual(
+      causes(istio("VirtualService", {})),
+      [],
+      "a delegate virtual service is valid",
+    );
+    assert.deepEqual(causes(istio("WorkloadEntry", { labels: { app: "a" } })), [
+      "spec.address: Required value: address is required unless network is set",
+    ]);
+    assert.deepEqual(causes(istio("WorkloadEntry", { network: "n2" })), []);
+    assert.deepEqual(
+      causes(istio("AuthorizationPolicy", { action: "DENY" }, "security.istio.io")),
+      [],
+    );
+  });
+});

@@ -130,11 +130,119 @@ export function validateIstio(obj: KubeObject): StatusCause[] {
   if (ctor === undefined) return [];
   try {
     new ctor(obj as never).validate();
-    return [];
   } catch (err: unknown) {
     const errors = (err as { errors?: AjvError[] }).errors;
     if (!Array.isArray(errors)) throw err;
     return errors.map((e) => toCause(obj, e));
+  }
+  return istioSemantics(obj);
+}
+
+function invalidField(field: string, value: unknown, why: string): StatusCause {
+  return { reason: "FieldValueInvalid", message: `Invalid value: ${show(value)}: ${why}`, field };
+}
+
+function portNumberCauses(ports: unknown, field: string): StatusCause[] {
+  if (!Array.isArray(ports)) return [];
+  return ports.flatMap((p: unknown, i) => {
+    const n = isPlainObject(p) ? p.number : undefined;
+    return typeof n === "number" && (n < 1 || n > 65535)
+      ? [invalidField(`${field}[${i}].number`, n, "port number must be in the range 1..65535")]
+      : [];
+  });
+}
+
+/**
+ * A few of the checks Istio's validating webhook makes beyond the CRD schema (the ones a
+ * policy layer is most likely to get wrong); the webhook makes many more.
+ */
+function istioSemantics(obj: KubeObject): StatusCause[] {
+  const spec = isPlainObject(obj.spec) ? obj.spec : {};
+  switch (obj.kind) {
+    case "ServiceEntry": {
+      const hosts = Array.isArray(spec.hosts) ? spec.hosts : [];
+      return [
+        ...hosts.flatMap((h: unknown, i) =>
+          h === "*"
+            ? [
+                invalidField(
+                  `spec.hosts[${i}]`,
+                  h,
+                  "a ServiceEntry host cannot be the bare wildcard *",
+                ),
+              ]
+            : [],
+        ),
+        ...portNumberCauses(spec.ports, "spec.ports"),
+        ...(spec.workloadSelector !== undefined && spec.endpoints !== undefined
+          ? [
+              invalidField(
+                "spec.workloadSelector",
+                "object",
+                "only one of workloadSelector or endpoints can be set",
+              ),
+            ]
+          : []),
+      ];
+    }
+    case "Gateway": {
+      const servers = Array.isArray(spec.servers) ? spec.servers : [];
+      if (servers.length === 0)
+        return [
+          {
+            reason: "FieldValueRequired",
+            message: "Required value: gateway must have at least one server",
+            field: "spec.servers",
+          },
+        ];
+      return servers.flatMap((srv: unknown, i) => {
+        const server = isPlainObject(srv) ? srv : {};
+        const port = isPlainObject(server.port) ? server.port : {};
+        const hosts = Array.isArray(server.hosts) ? server.hosts : [];
+        return [
+          ...(hosts.length === 0
+            ? [
+                {
+                  reason: "FieldValueRequired",
+                  message: "Required value: server config must contain at least one host",
+                  field: `spec.servers[${i}].hosts`,
+                },
+              ]
+            : []),
+          ...portNumberCauses([port], `spec.servers[${i}].port`).map((c) => ({
+            ...c,
+            field: `spec.servers[${i}].port.number`,
+          })),
+        ];
+      });
+    }
+    case "VirtualService": {
+      // Without hosts it is a delegate, which Istio accepts only without gateways.
+      const hosts = Array.isArray(spec.hosts) ? spec.hosts : [];
+      const gateways = Array.isArray(spec.gateways) ? spec.gateways : [];
+      return hosts.length === 0 && gateways.length > 0
+        ? [
+            invalidField(
+              "spec.gateways",
+              gateways,
+              "delegate virtual service must have no gateways specified",
+            ),
+          ]
+        : [];
+    }
+    case "WorkloadEntry":
+      return (spec.address === undefined || spec.address === "") &&
+        (spec.network === undefined || spec.network === "")
+        ? [
+            {
+              reason: "FieldValueRequired",
+              message: "Required value: address is required unless network is set",
+              field: "spec.address",
+            },
+          ]
+        : [];
+    default:
+      return [];
   }
 }
 
