@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerCertsCommand } from "./commands/certs.js";
+import { registerClusterCommand } from "./commands/cluster.js";
+import { registerHubCommand } from "./commands/hub.js";
+import { registerPolicyCommand } from "./commands/policy.js";
+import { registerStatusCommands } from "./commands/status.js";
 
 /** Exit codes: 0 success, 1 an error while doing the work, 2 bad usage (flags, arguments). */
 export const EXIT_ERROR = 1;
@@ -20,6 +24,10 @@ export function createProgram(): Command {
       outputError: (message, write) => write(`isthmus: ${message.replace(/^error: /, "")}`),
     });
   registerCertsCommand(program);
+  registerClusterCommand(program);
+  registerPolicyCommand(program);
+  registerStatusCommands(program);
+  registerHubCommand(program);
   return program;
 }
 
@@ -36,6 +44,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     // Library errors (PkiError…) carry a message that names the file or object and the problem.
     process.stderr.write(`isthmus: ${reason instanceof Error ? reason.message : String(reason)}\n`);
-    return EXIT_ERROR;
+    return reason instanceof Error && reason.name === "UsageError" ? EXIT_USAGE : EXIT_ERROR;
   }
 }

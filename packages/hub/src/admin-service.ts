@@ -29,7 +29,12 @@ function storeError(err: unknown, what: string): never {
 }
 
 function policyError(err: unknown): never {
-  if (isPolicyError(err)) throw new GrpcError(Code.INVALID_ARGUMENT, err.message);
+  if (isPolicyError(err)) {
+    throw new GrpcError(
+      err.code === "not-found" ? Code.NOT_FOUND : Code.INVALID_ARGUMENT,
+      err.message,
+    );
+  }
   throw err;
 }
 
@@ -292,7 +297,11 @@ export function createAdminHandlers(
 
     async explain(req, call) {
       viewer(call);
-      return ctx.engine.explain(req.source!, req.destination!);
+      try {
+        return ctx.engine.explain(req.source!, req.destination!);
+      } catch (err) {
+        policyError(err);
+      }
     },
 
     async listCatalog(req, call) {

@@ -1,0 +1,59 @@
+import type { Command } from "commander";
+
+interface HubFlags {
+  config?: string;
+  listen?: string;
+  metricsListen?: string;
+  dataDir?: string;
+  insecure?: boolean;
+  adminTokenFile?: string;
+}
+
+/** `isthmus hub`: runs the hub until SIGINT/SIGTERM. Flags override the config file. */
+export function registerHubCommand(program: Command): void {
+  program
+    .command("hub")
+    .description("run the hub (gRPC agent and admin API, metrics) until interrupted")
+    .option("--config <file>", "hub.yaml (keys in packages/hub/README.md)")
+    .option("--listen <host:port>", "gRPC address (default 0.0.0.0:8443)")
+    .option(
+      "--metrics-listen <host:port>",
+      'metrics/health address, "" to disable (default 0.0.0.0:9090)',
+    )
+    .option("--data-dir <dir>", "store and control-plane CA (default /var/lib/isthmus)")
+    .option("--insecure", "plaintext gRPC for local use (agents cannot connect)")
+    .option("--admin-token-file <file>", "file holding an admin-role bearer token")
+    .action(async (flags: HubFlags) => {
+      // Loaded here so that other commands start without the hub's code.
+      const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
+        "@isthmus/hub"
+      );
+      const { createLogger } = await import("@isthmus/logging");
+      const base = flags.config === undefined ? defaultHubConfig : loadHubConfigFile(flags.config);
+      const overrides: Record<string, unknown> = {};
+      if (flags.listen !== undefined) overrides.listen = flags.listen;
+      if (flags.metricsListen !== undefined) overrides.metricsListen = flags.metricsListen;
+      if (flags.dataDir !== undefined) overrides.dataDir = flags.dataDir;
+      if (flags.insecure) overrides.insecure = true;
+      const config = resolveHubConfig(overrides, "flags", base);
+      if (flags.adminTokenFile !== undefined) {
+        const [token] = resolveHubConfig(
+          { adminTokens: [{ name: "flag", role: "admin", tokenFile: flags.adminTokenFile }] },
+          "--admin-token-file",
+        ).adminTokens;
+        config.adminTokens = [...config.adminTokens, token!];
+      }
+      const logger = createLogger({ component: "hub" });
+      const hub = await createHub({ config, logger });
+      // One line on stdout that scripts and tests can wait for.
+      process.stdout.write(
+        `hub listening on port ${hub.port}, metrics on port ${hub.metricsPort}\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      await hub.close();
+    });
+}

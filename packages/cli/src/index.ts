@@ -1,0 +1,1 @@
+export { createProgram, EXIT_ERROR, EXIT_USAGE, main } from "./main.js";

@@ -1,0 +1,47 @@
+// Output of read commands: a table for people, JSON or YAML for scripts (-o).
+import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import Table from "cli-table3";
+import { Option } from "commander";
+import { stringify } from "yaml";
+
+export type OutputFormat = "table" | "json" | "yaml";
+
+export function outputOption(): Option {
+  return new Option("-o, --output <format>", "output format")
+    .choices(["table", "json", "yaml"])
+    .default("table");
+}
+
+/** Prints a proto message as JSON or YAML (proto3 JSON mapping), or runs `table` for people. */
+export function print<Desc extends DescMessage>(
+  format: OutputFormat,
+  schema: Desc,
+  message: MessageShape<Desc>,
+  table: () => string,
+): void {
+  if (format === "table") {
+    process.stdout.write(`${table()}\n`);
+    return;
+  }
+  const json = toJson(schema, message, { alwaysEmitImplicit: false });
+  process.stdout.write(format === "json" ? `${JSON.stringify(json, null, 2)}\n` : stringify(json));
+}
+
+export function table(head: string[], rows: (string | number)[][]): string {
+  const t = new Table({
+    head,
+    style: { head: [], border: [] },
+    chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
+  });
+  for (const r of rows) t.push(r.map(String));
+  return t.toString();
+}
+
+export function age(seconds: bigint | undefined): string {
+  if (seconds === undefined) return "-";
+  const s = Math.max(0, Math.floor(Date.now() / 1000) - Number(seconds));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  if (s < 172800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
