@@ -1,13 +1,16 @@
 // Floors: the cheapest round trips this machine can do over loopback, measured in the same run
 // as the other benchmarks so that theirs can be read against them. A hub answering an agent
-// or an admin call can never be faster than an empty gRPC unary call through our own glue.
+// or an admin call can never be faster than an empty gRPC call through our own glue.
 import { once } from "node:events";
 import { Agent, createServer as createHttpServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createHubCa, issueServerCertificate } from "@isthmus/pki";
 import {
   AdminService,
+  AgentService,
   addService,
   Code,
+  clientCredentials,
   createClient,
   createServer,
   GrpcError,
@@ -15,12 +18,20 @@ import {
   insecureServerCredentials,
   listen,
   type ServiceHandlers,
+  serverCredentials,
   shutdown,
 } from "@isthmus/proto";
 import { type BenchOptions, type Figure, timeEach } from "./harness.js";
 
+type ServerCredentials = Parameters<typeof listen>[2];
+type ChannelCredentials = Parameters<typeof createClient>[2];
+
 /** AdminService.GetStatus through @isthmus/proto's glue, loopback, plaintext. */
 const GRPC = "grpc unary round trip";
+/** The same over TLS (ECDSA P-256 server certificate from a hub CA, as the hub serves). */
+const GRPC_TLS = "grpc unary round trip, TLS";
+/** One Ack up and one ConfigDelta down on an open AgentService.Connect stream, plaintext. */
+const STREAM = "grpc stream ping-pong";
 /** GET of a 22-byte JSON body from node:http, loopback, one keep-alive connection. */
 const HTTP = "http round trip";
 
@@ -28,30 +39,95 @@ function sizes(smoke: boolean): { count: number; warmup: number } {
   return smoke ? { count: 50, warmup: 10 } : { count: 5000, warmup: 1000 };
 }
 
-/** AdminService with GetStatus answering a fixed status and every other method refused. */
-function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
-  const handlers: Record<string, unknown> = {};
-  for (const method of AdminService.methods) {
-    handlers[method.localName] = () =>
-      Promise.reject(new GrpcError(Code.UNIMPLEMENTED, "not part of the floor benchmark"));
-  }
-  handlers.getStatus = async () => ({ hubVersion: "floor", systemVersion: "1", policyCount: 0 });
-  return handlers as ServiceHandlers<(typeof AdminService)["method"]>;
+const refuse = () =>
+  Promise.reject(new GrpcError(Code.UNIMPLEMENTED, "not part of the floor benchmark"));
+
+/** Every method of a service refused, but those given. */
+function handlers<H>(service: { methods: { localName: string }[] }, given: Partial<H>): H {
+  const all: Record<string, unknown> = {};
+  for (const method of service.methods) all[method.localName] = refuse;
+  return { ...all, ...given } as H;
 }
 
-async function grpcRoundTrip(smoke: boolean): Promise<Figure> {
+type AdminHandlers = ServiceHandlers<(typeof AdminService)["method"]>;
+type AgentHandlers = ServiceHandlers<(typeof AgentService)["method"]>;
+
+async function unaryRoundTrip(
+  smoke: boolean,
+  name: string,
+  credentials: { server: ServerCredentials; client: ChannelCredentials },
+  reference: string,
+): Promise<Figure> {
   const server = createServer();
-  addService(server, AdminService, adminHandlers());
-  const port = await listen(server, "127.0.0.1:0", insecureServerCredentials());
-  const client = createClient(AdminService, `127.0.0.1:${port}`, insecureClientCredentials());
+  addService(
+    server,
+    AdminService,
+    handlers<AdminHandlers>(AdminService, {
+      getStatus: async () => ({ hubVersion: "floor", systemVersion: "1", policyCount: 0 }),
+    }),
+  );
+  const port = await listen(server, "127.0.0.1:0", credentials.server);
+  const client = createClient(AdminService, `127.0.0.1:${port}`, credentials.client);
   try {
     const { count, warmup } = sizes(smoke);
     const samples = await timeEach(count, warmup, async () => {
       const status = await client.getStatus({});
       if (status.hubVersion !== "floor") throw new Error("unexpected GetStatus answer");
     });
-    return { name: GRPC, unit: "µs", samples, reference: HTTP };
+    return { name, unit: "µs", samples, reference };
   } finally {
+    client.close();
+    await shutdown(server, 1000);
+  }
+}
+
+async function tlsCredentials(): Promise<{
+  server: ServerCredentials;
+  client: ChannelCredentials;
+}> {
+  const ca = await createHubCa();
+  const cert = await issueServerCertificate(ca, { ipAddresses: ["127.0.0.1"] });
+  return {
+    server: serverCredentials({ certChainPem: cert.certPem, keyPem: cert.keyPem }),
+    client: clientCredentials({ caPem: ca.certPem }),
+  };
+}
+
+async function streamPingPong(smoke: boolean): Promise<Figure> {
+  const server = createServer();
+  addService(
+    server,
+    AgentService,
+    handlers<AgentHandlers>(AgentService, {
+      connect: async (stream) => {
+        for await (const req of stream.requests) {
+          if (req.message.case !== "ack") continue;
+          await stream.send({
+            message: { case: "configDelta", value: { nonce: req.message.value.nonce } },
+          });
+        }
+      },
+    }),
+  );
+  const port = await listen(server, "127.0.0.1:0", insecureServerCredentials());
+  const client = createClient(AgentService, `127.0.0.1:${port}`, insecureClientCredentials());
+  const stream = client.connect();
+  const responses = stream.responses[Symbol.asyncIterator]();
+  let nonce = 0;
+  try {
+    const { count, warmup } = sizes(smoke);
+    const samples = await timeEach(count, warmup, async () => {
+      nonce += 1;
+      await stream.send({ message: { case: "ack", value: { nonce: `n${nonce}` } } });
+      const next = await responses.next();
+      const delta = next.done ? undefined : next.value.message;
+      if (delta?.case !== "configDelta" || delta.value.nonce !== `n${nonce}`) {
+        throw new Error(`expected the ConfigDelta of n${nonce}`);
+      }
+    });
+    return { name: STREAM, unit: "µs", samples, reference: GRPC };
+  } finally {
+    stream.end();
     client.close();
     await shutdown(server, 1000);
   }
@@ -95,6 +171,9 @@ async function httpRoundTrip(smoke: boolean): Promise<Figure> {
 
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const http = await httpRoundTrip(smoke);
-  const grpc = await grpcRoundTrip(smoke);
-  return [grpc, http];
+  const insecure = { server: insecureServerCredentials(), client: insecureClientCredentials() };
+  const grpc = await unaryRoundTrip(smoke, GRPC, insecure, HTTP);
+  const grpcTls = await unaryRoundTrip(smoke, GRPC_TLS, await tlsCredentials(), GRPC);
+  const stream = await streamPingPong(smoke);
+  return [grpc, grpcTls, stream, http];
 }

@@ -277,13 +277,19 @@ describe("bench/run.ts", function () {
       report.rows.map((r) => [r.benchmark, r.figure, r.unit, r.n]),
       [
         ["floor", "grpc unary round trip", "µs", 50],
+        ["floor", "grpc unary round trip, TLS", "µs", 50],
+        ["floor", "grpc stream ping-pong", "µs", 50],
         ["floor", "http round trip", "µs", 50],
         ["floor", "peak RSS (process)", "MiB", 1],
       ],
     );
-    const [grpc, http, rss] = report.rows as [Row, Row, Row];
+    const [grpc, tls, stream, http, rss] = report.rows as [Row, Row, Row, Row, Row];
     assert.equal(grpc.reference, "http round trip");
     assert.equal(grpc.ratio, grpc.median / http.median);
+    for (const r of [tls, stream]) {
+      assert.equal(r.reference, "grpc unary round trip");
+      assert.equal(r.ratio, r.median / grpc.median);
+    }
     for (const r of report.rows) assert.ok(r.median > 0 && r.p99 >= r.median, r.figure);
     assert.ok(rss.median > 10, `peak RSS ${rss.median} MiB is a process's, not zero`);
     assert.equal(stdout, `${formatTable(report.rows)}\n`);
