@@ -205,3 +205,64 @@ for (const secure of [false, true]) {
     });
   });
 }
+
+describe("kubesim with kubectl's typed create generators (protobuf bodies)", function () {
+  this.timeout(60000);
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(() => h.close());
+
+  it("creates namespaces, config maps, secrets and service accounts", async () => {
+    const run = async (args: string[]) => {
+      const r = await kubectl(h, args);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    assert.equal(await run(["create", "namespace", "team-a"]), "namespace/team-a created");
+    assert.equal(
+      await run([
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "team-a",
+        "--from-literal=color=blue",
+        "--from-literal=size=2",
+      ]),
+      "configmap/cfg created",
+    );
+    assert.equal(
+      await run([
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team-a",
+        "--from-literal=token=s3cret",
+      ]),
+      "secret/creds created",
+    );
+    assert.equal(
+      await run(["create", "serviceaccount", "robot", "-n", "team-a"]),
+      "serviceaccount/robot created",
+    );
+    assert.equal(h.sim.get("v1", "Namespace", "team-a").status !== undefined, true);
+    assert.deepEqual(h.sim.get("v1", "ConfigMap", "cfg", "team-a").data, {
+      color: "blue",
+      size: "2",
+    });
+    const secret = h.sim.get("v1", "Secret", "creds", "team-a");
+    assert.equal(secret.type, "Opaque");
+    assert.deepEqual(secret.data, { token: Buffer.from("s3cret").toString("base64") });
+    assert.ok(h.sim.find("v1", "ServiceAccount", "robot", "team-a"));
+    const dup = await kubectl(h, ["create", "namespace", "team-a"]);
+    assert.equal(dup.code, 1);
+    assert.equal(
+      dup.stderr.trim(),
+      'Error from server (AlreadyExists): namespaces "team-a" already exists',
+    );
+  });
+});

@@ -12,6 +12,7 @@ import {
 import type { FailOptions, FaultEngine } from "./faults.js";
 import type { KubeObject } from "./object.js";
 import { isPlainObject } from "./object.js";
+import { decodeProtobufObject } from "./protobuf.js";
 import type { ResourceType } from "./resources.js";
 import { apiVersionOf, parseApiVersion } from "./resources.js";
 import type { Selector } from "./selectors.js";
@@ -76,13 +77,15 @@ function writeStatus(
   writeJson(res, status.code, JSON.stringify(status), headers);
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks);
 }
 
-function parseBody(text: string, contentType: string): unknown {
+function parseBody(raw: Buffer, contentType: string): unknown {
+  const decoded = contentType.includes("protobuf") ? decodeProtobufObject(raw) : undefined;
+  if (decoded !== undefined) return decoded;
   if (contentType.includes("protobuf") || contentType.includes("cbor")) {
     throw new KubeSimError(
       statusFailure(
@@ -92,6 +95,7 @@ function parseBody(text: string, contentType: string): unknown {
       ),
     );
   }
+  const text = raw.toString("utf8");
   if (text.trim() === "") return undefined;
   try {
     if (contentType.includes("yaml")) return parseYaml(text) as unknown;
@@ -619,13 +623,14 @@ export function createHandler(ctx: ServerContext): {
     segments: string[],
   ): Promise<void> => {
     const method = req.method ?? "GET";
-    const text = method === "POST" ? await readBody(req) : "";
+    const raw = method === "POST" ? await readBody(req) : Buffer.alloc(0);
+    const text = raw.toString("utf8");
     const ok = (extra: Record<string, unknown> = {}) =>
       writeJson(res, 200, JSON.stringify({ ok: true, ...extra }));
     if (segments[1] === "seed" && method === "POST") {
       return ok({ loaded: ctx.seed(text).length });
     }
-    const body = parseBody(text, json);
+    const body = parseBody(raw, json);
     if (segments[1] !== "faults") throw pathNotFound();
     const action = segments[2];
     const args = isPlainObject(body) ? body : {};

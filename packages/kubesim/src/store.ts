@@ -413,7 +413,7 @@ export class Store {
       spec.restartPolicy ??= "Always";
       spec.dnsPolicy ??= "ClusterFirst";
     } else if (t.kind === "Secret") {
-      obj.type ??= "Opaque";
+      if (obj.type === undefined || obj.type === "") obj.type = "Opaque";
     }
   }
 
