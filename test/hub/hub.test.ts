@@ -424,3 +424,75 @@ describe("hub", function () {
     );
   });
 });
+
+describe("hub reliability", function () {
+  this.timeout(60_000);
+  let f: HubFixture;
+  const agents: TestAgent[] = [];
+  afterEach(async () => {
+    for (const a of agents.splice(0)) a.close();
+    await f.close();
+  });
+
+  it("after a restart sends no removals until every known cluster reconnected", async () => {
+    f = await startHub();
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    agents.push(a, b);
+    await f.restart({ warmupSeconds: 600 });
+    assert.equal((await f.admin.getStatus({}, viewer)).warmingUp, true);
+
+    const a2 = agentWithCert(f, "a", a.certPem, a.keyPem);
+    agents.push(a2);
+    a2.applied = new Map([["import/old/gone", "v1"]]);
+    await a2.connect();
+    assert.equal((await a2.next()).message.case, "welcome");
+    // Nothing to add and removals withheld: the hub sends a2 nothing while b is missing.
+    await snapshot(a2, 1n, [], [frontendIdentity]);
+    assert.equal((await f.admin.getStatus({}, viewer)).warmingUp, true);
+
+    const b2 = agentWithCert(f, "b", b.certPem, b.keyPem);
+    agents.push(b2);
+    await b2.connect();
+    assert.equal((await b2.next()).message.case, "welcome");
+    await snapshot(b2, 1n, [payments], [paymentsIdentity]);
+
+    const afterWarmup = await a2.nextDelta();
+    assert.equal(afterWarmup.complete, true);
+    assert.deepEqual(afterWarmup.removed, ["import/old/gone"]);
+    assert.equal((await f.admin.getStatus({}, viewer)).warmingUp, false);
+  });
+
+  it("keeps a disconnected cluster's services for the grace period, then removes them", async () => {
+    f = await startHub({ graceSeconds: 1 });
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    agents.push(a, b);
+    await join_(a, [], [frontendIdentity]);
+    await join_(b, [payments], [paymentsIdentity]);
+    await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const imported = await a.nextDelta();
+    assert.deepEqual(
+      imported.upserted.map((i) => i.name),
+      ["import/payments/payments-api"],
+    );
+    await a.ackDelta(imported);
+
+    b.stream!.cancel();
+    const stale = await eventually(async () => {
+      const listed = await f.admin.listCatalog({ filter: { clusterId: "b" } }, viewer);
+      assert.equal(listed.services[0]?.stale, true);
+      return listed;
+    });
+    assert.equal(stale.services[0]?.service?.name, "payments-api");
+    const status = await f.admin.getCluster({ id: "b" }, viewer);
+    assert.equal(status.status?.connected, false);
+    assert.ok(status.status?.staleUntil !== undefined);
+
+    // After the grace period, a's import goes away.
+    const removal = await a.nextDelta();
+    assert.deepEqual(removal.removed, ["import/payments/payments-api"]);
+    const listed = await f.admin.listCatalog({ filter: { clusterId: "b" } }, viewer);
+    assert.deepEqual(listed.services, []);
+  });
+});
