@@ -33,6 +33,14 @@ describe("docker/Dockerfile", () => {
     assert.match(instructions[0]!, /^FROM node:20-slim$/);
   });
 
+  it("keeps tsx, which runs the TypeScript sources, among the production dependencies", () => {
+    const cli = JSON.parse(readFileSync(join(ROOT, "packages/cli/package.json"), "utf8")) as {
+      dependencies?: Record<string, string>;
+    };
+    assert.match(readFileSync(join(ROOT, "packages/cli/bin/isthmus.js"), "utf8"), /from "tsx\//);
+    assert.ok(cli.dependencies?.tsx, "@isthmus/cli depends on tsx (npm ci --omit=dev keeps it)");
+  });
+
   it("runs `isthmus` as the numeric non-root user the charts expect", () => {
     const entrypoint = instructions.find((l) => l.startsWith("ENTRYPOINT "))!;
     const [node, script] = JSON.parse(entrypoint.slice("ENTRYPOINT ".length)) as string[];
