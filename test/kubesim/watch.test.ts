@@ -218,6 +218,28 @@ describe("kubesim watch", () => {
     assert.equal(await w.end(), null);
   });
 
+  it("ends watches on a custom resource when its CRD is deleted", async () => {
+    h.sim.create({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "gadgets.example.com" },
+      spec: {
+        group: "example.com",
+        scope: "Namespaced",
+        names: { plural: "gadgets", kind: "Gadget" },
+        versions: [{ name: "v1", served: true, storage: true }],
+      },
+    });
+    h.sim.create({ apiVersion: "example.com/v1", kind: "Gadget", metadata: { name: "g1" } });
+    const w = await openWatch(h, "/apis/example.com/v1/namespaces/default/gadgets", {
+      resourceVersion: h.sim.resourceVersion(),
+    });
+    h.sim.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", "gadgets.example.com");
+    const e = await w.next();
+    assert.equal(`${e.type} ${e.object.metadata?.name}`, "DELETED g1");
+    assert.equal(await w.end(), null);
+  });
+
   it("feeds client-node informers, which relist after 410 Gone", async () => {
     const informer = makeInformer(h.kc, "/api/v1/namespaces/default/configmaps", () =>
       core.listNamespacedConfigMap({ namespace: "default" }),

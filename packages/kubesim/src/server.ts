@@ -14,7 +14,7 @@ import type { KubeObject } from "./object.js";
 import { isPlainObject } from "./object.js";
 import { decodeProtobufObject } from "./protobuf.js";
 import type { ResourceType } from "./resources.js";
-import { apiVersionOf, parseApiVersion } from "./resources.js";
+import { apiVersionOf, parseApiVersion, resourceKey } from "./resources.js";
 import type { Selector } from "./selectors.js";
 import { both, parseFieldSelector, parseLabelSelector } from "./selectors.js";
 import type { Status } from "./status.js";
@@ -278,7 +278,18 @@ export function createHandler(ctx: ServerContext): {
     return undefined;
   };
 
-  const unsubscribe = store.subscribe(onEvent);
+  const unsubscribeEvents = store.subscribe(onEvent);
+  // Watches on a type whose CRD was deleted end, as on the real server.
+  const unsubscribeTypes = store.onTypesChanged(() => {
+    for (const w of [...watchers]) {
+      const live = store.collections.get(resourceKey(w.type.group, w.type.resource));
+      if (live === undefined || live.byKey !== w.collection.byKey) w.close();
+    }
+  });
+  const unsubscribe = () => {
+    unsubscribeEvents();
+    unsubscribeTypes();
+  };
 
   const bookmarkTimer = setInterval(() => {
     for (const w of watchers) if (w.bookmarks) bookmark(w);
@@ -379,7 +390,6 @@ export function createHandler(ctx: ServerContext): {
     const timer = setTimeout(() => w.close(), timeout * 1000);
     timer.unref();
     watchers.add(w);
-    req.on("close", () => w.close());
     res.on("close", () => w.close());
   };
 
