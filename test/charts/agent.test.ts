@@ -208,6 +208,7 @@ describe("chart isthmus-agent: templates", () => {
         resources: ["endpointslices"],
         verbs: ["get", "list", "watch"],
       },
+      { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
       {
         apiGroups: ["networking.istio.io"],
         resources: ["gateways"],
