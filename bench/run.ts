@@ -35,11 +35,10 @@ async function runChild(dir: string, name: string, smoke: boolean): Promise<void
     new Promise<void>((done) => process.send!(report, undefined, {}, () => done()));
   let report: ChildReport;
   try {
-    const mod = (await import(pathToFileURL(join(dir, `${name}.ts`)).href)) as {
-      default?: unknown;
-    };
+    const file = join(dir, `${name}.ts`);
+    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
     if (typeof mod.default !== "function") {
-      throw new Error(`bench/${name}.ts does not export a default function`);
+      throw new Error(`${file} does not export a default function`);
     }
     const figures = await (mod.default as BenchModule)({ smoke });
     report = { ok: true, figures, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
@@ -58,7 +57,8 @@ function runInChild(
   args: RunArgs,
 ): Promise<{ rows: Row[] } | { error: string }> {
   return new Promise((done) => {
-    const childArgs = ["--child", name, "--dir", dir, "--seed", String(args.seed)];
+    // The seed travels in the environment, where the module's createRandom() reads it.
+    const childArgs = ["--child", name, "--dir", dir];
     if (args.smoke) childArgs.push("--smoke");
     const child = fork(RUN_PATH, childArgs, {
       execArgv: ["--import", import.meta.resolve("tsx")],

@@ -303,6 +303,7 @@ describe("bench/run.ts", function () {
       join(mods, "boom.ts"),
       'export default async function run() { throw new Error("boom at work"); }\n',
     );
+    await writeFile(join(mods, "nodefault.ts"), "export const run = 1;\n");
     await writeFile(
       join(mods, "gone.ts"),
       "export default async function run() { process.exit(3); }\n",
@@ -322,11 +323,15 @@ describe("bench/run.ts", function () {
     assert.equal(code, 1);
     assert.match(stderr, /bench: boom failed: Error: boom at work/);
     assert.match(stderr, /bench: gone failed: child exited \(code 3\) without reporting figures/);
-    assert.match(stderr, /bench: 2 of 3 failed: boom, gone/);
+    assert.match(
+      stderr,
+      /bench: nodefault failed: Error: \S+nodefault\.ts does not export a default function/,
+    );
+    assert.match(stderr, /bench: 3 of 4 failed: boom, gone, nodefault/);
     const report = JSON.parse(await readFile(json, "utf8")) as JsonReport;
     assert.deepEqual(
       report.failures.map((f) => f.benchmark),
-      ["boom", "gone"],
+      ["boom", "gone", "nodefault"],
     );
     const seeded = report.rows.find((r) => r.benchmark === "seeded" && r.figure === "seed");
     // samples [7, 0]: the seed reached the child, and this was not a smoke run
