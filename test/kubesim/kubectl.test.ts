@@ -112,6 +112,66 @@ for (const secure of [false, true]) {
       );
     });
 
+    it("applies client-side (last-applied annotation, merge patch for Istio) and registers CRDs for kubectl", async () => {
+      const first = await kubectl(h, ["apply", "-f", file]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /serviceentry.networking.istio.io\/payments created/);
+      await writeFile(file, manifests.replace("resolution: DNS", "resolution: NONE"));
+      const second = await kubectl(h, ["apply", "-f", file]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.match(second.stdout, /serviceentry.networking.istio.io\/payments configured/);
+      assert.match(second.stdout, /configmap\/settings unchanged/);
+      const se = h.sim.get("networking.istio.io/v1", "ServiceEntry", "payments", "shop");
+      assert.equal((se.spec as { resolution: string }).resolution, "NONE");
+      assert.equal(se.metadata.generation, 2);
+      assert.ok(se.metadata.annotations?.["kubectl.kubernetes.io/last-applied-configuration"]);
+
+      const crd = join(h.dir, "crd.yaml");
+      await writeFile(
+        crd,
+        `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: meshpolicies.isthmus.dev}
+spec:
+  group: isthmus.dev
+  scope: Namespaced
+  names: {plural: meshpolicies, singular: meshpolicy, kind: MeshPolicy, shortNames: [mp]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+    additionalPrinterColumns:
+    - {name: Target, type: string, jsonPath: .spec.target}
+`,
+      );
+      assert.equal((await kubectl(h, ["apply", "--server-side", "-f", crd])).code, 0);
+      const established = await kubectl(h, [
+        "wait",
+        "--for=condition=Established",
+        "crd/meshpolicies.isthmus.dev",
+      ]);
+      assert.equal(established.code, 0, established.stderr);
+      const cr = join(h.dir, "cr.yaml");
+      await writeFile(
+        cr,
+        "apiVersion: isthmus.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: p1, namespace: shop}\nspec: {target: reviews}\n",
+      );
+      const created = await kubectl(h, ["apply", "--server-side", "-f", cr]);
+      assert.equal(created.code, 0, created.stderr);
+      const table = await kubectl(h, ["get", "mp", "-n", "shop"]);
+      assert.deepEqual(
+        table.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split(/\s+/).slice(0, 2)),
+        [
+          ["NAME", "TARGET"],
+          ["p1", "reviews"],
+        ],
+      );
+    });
+
     it("refuses an invalid Istio object with the field path, as Istio's schema does", async () => {
       const bad = join(h.dir, "bad.yaml");
       await writeFile(

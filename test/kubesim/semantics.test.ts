@@ -213,6 +213,65 @@ describe("kubesim semantics (in process)", () => {
     assert.equal(errorOf(() => sim.list("v1", "ConfigMap", { labelSelector: "=x" })).code, 400);
   });
 
+  it("serves the versions a CRD gains on update, and refuses renaming its resource", () => {
+    const sim = createKubeSim();
+    const crd: KubeObject = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "things.example.com" },
+      spec: {
+        group: "example.com",
+        scope: "Cluster",
+        names: { plural: "things", kind: "Thing" },
+        versions: [{ name: "v1", served: true, storage: true }],
+      },
+    };
+    sim.create(crd);
+    assert.equal(
+      errorOf(() =>
+        sim.create({ apiVersion: "example.com/v2", kind: "Thing", metadata: { name: "t" } }),
+      ).code,
+      404,
+    );
+    const spec = crd.spec as { versions: unknown[]; names: { plural: string } };
+    sim.update({
+      ...crd,
+      spec: { ...spec, versions: [...spec.versions, { name: "v2", served: true, storage: false }] },
+    });
+    const t = sim.create({ apiVersion: "example.com/v2", kind: "Thing", metadata: { name: "t" } });
+    assert.equal(t.metadata.namespace, undefined, "cluster-scoped");
+    assert.equal(sim.get("example.com/v1", "Thing", "t").apiVersion, "example.com/v1");
+    const renamed = errorOf(() =>
+      sim.update({
+        ...crd,
+        metadata: { name: "things.example.com" },
+        spec: { ...spec, names: { plural: "stuff", kind: "Thing" } },
+      }),
+    );
+    assert.equal(renamed.code, 422);
+  });
+
+  it("serves events.k8s.io/v1 events beside core v1 events", () => {
+    const sim = createKubeSim();
+    sim.create({
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { name: "e1" },
+      eventTime: "2026-01-01T00:00:00.000000Z",
+      reason: "Applied",
+      note: "rendered 3 objects",
+      type: "Normal",
+      action: "Apply",
+      reportingController: "isthmus.dev/agent",
+      reportingInstance: "agent-0",
+      regarding: { kind: "ServiceEntry", name: "payments", namespace: "default" },
+    });
+    assert.deepEqual(
+      sim.list("events.k8s.io/v1", "Event").map((e) => e.reason),
+      ["Applied"],
+    );
+  });
+
   it("rejects kinds it does not serve with the REST mapper's message", () => {
     const sim = createKubeSim();
     const e = errorOf(() =>

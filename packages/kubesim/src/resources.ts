@@ -146,6 +146,19 @@ export function builtinResourceTypes(): ResourceType[] {
       false,
     ),
     ...build(
+      "events.k8s.io",
+      ["v1"],
+      [
+        {
+          resource: "events",
+          kind: "Event",
+          shortNames: ["ev"],
+          columns: [{ name: "Reason", type: "string", jsonPath: ".reason" }],
+        },
+      ],
+      false,
+    ),
+    ...build(
       "apiextensions.k8s.io",
       ["v1"],
       [

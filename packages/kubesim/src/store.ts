@@ -558,6 +558,7 @@ export class Store {
     }
     if (meta.generation !== undefined && specChanged(old, next))
       meta.generation = (old.metadata.generation ?? 0) + 1;
+    const crdType = this.crdTypeChange(t, old, next);
     if (opts.dryRun)
       return { obj: next, rv: current.rv, json: undefined, owners: undefined, creator: "" };
     const c = this.collection(t);
@@ -572,7 +573,40 @@ export class Store {
     meta.resourceVersion = String(++this.rv);
     const s = this.put(c, next, current, newOwners, current.creator);
     this.emit({ type: "MODIFIED", rv: this.rv, collection: c, object: s, previous: old });
+    if (crdType !== undefined) this.addType(crdType);
     return s;
+  }
+
+  /** The new served type when a CRD's spec changes (versions, columns, scope...), if any. */
+  private crdTypeChange(
+    t: ResourceType,
+    old: KubeObject,
+    next: KubeObject,
+  ): ResourceType | undefined {
+    if (t.group !== "apiextensions.k8s.io" || t.kind !== "CustomResourceDefinition")
+      return undefined;
+    if (deepEqual(old.spec, next.spec)) return undefined;
+    const r = resourceTypeFromCrd(next);
+    const before = resourceTypeFromCrd(old);
+    if (typeof r === "string") {
+      const [field, ...rest] = r.split(": ");
+      throw invalid(t.group, t.kind, next.metadata.name, [
+        { reason: "FieldValueInvalid", field: field!, message: rest.join(": ") },
+      ]);
+    }
+    if (
+      typeof before !== "string" &&
+      (before.group !== r.group || before.resource !== r.resource)
+    ) {
+      throw invalid(t.group, t.kind, next.metadata.name, [
+        {
+          reason: "FieldValueInvalid",
+          field: "spec",
+          message: "Invalid value: the group and plural name of a CRD are immutable",
+        },
+      ]);
+    }
+    return r;
   }
 
   update(
