@@ -158,6 +158,11 @@ export interface Catalog {
   allIdentities(): IterableIterator<IdentityRecord>;
   identitiesInNamespace(namespace: string): ReadonlySet<IdentityRecord>;
   identitiesWithServiceAccount(serviceAccount: string): ReadonlySet<IdentityRecord>;
+  /** Identities of one namespace and service account, in every cluster. */
+  identitiesWithNamespaceAndAccount(
+    namespace: string,
+    serviceAccount: string,
+  ): ReadonlySet<IdentityRecord>;
   identityNamespaces(): IterableIterator<string>;
   serviceAccountNames(): IterableIterator<string>;
   /** Identities holding a principal: more than one only when clusters share a trust domain. */
@@ -215,6 +220,7 @@ export function createCatalog(): MutableCatalog {
   const servicesBySa = new Map<string, Set<ServiceRecord>>();
   const identitiesByNamespace = new Map<string, Set<IdentityRecord>>();
   const identitiesBySa = new Map<string, Set<IdentityRecord>>();
+  const identitiesByNsSa = new Map<string, Set<IdentityRecord>>();
   const identitiesByPrincipal = new Map<string, Set<IdentityRecord>>();
   let serviceCount = 0;
   let identityCount = 0;
@@ -253,6 +259,7 @@ export function createCatalog(): MutableCatalog {
     const op = add ? addTo : removeFrom;
     op(identitiesByNamespace, rec.identity.namespace, rec);
     op(identitiesBySa, rec.identity.serviceAccount, rec);
+    op(identitiesByNsSa, `${rec.identity.namespace}/${rec.identity.serviceAccount}`, rec);
     op(identitiesByPrincipal, rec.principal, rec);
   };
 
@@ -311,6 +318,8 @@ export function createCatalog(): MutableCatalog {
     },
     identitiesInNamespace: (namespace) => identitiesByNamespace.get(namespace) ?? EMPTY_SET,
     identitiesWithServiceAccount: (sa) => identitiesBySa.get(sa) ?? EMPTY_SET,
+    identitiesWithNamespaceAndAccount: (namespace, sa) =>
+      identitiesByNsSa.get(`${namespace}/${sa}`) ?? EMPTY_SET,
     identityNamespaces: () => identitiesByNamespace.keys(),
     serviceAccountNames: () => identitiesBySa.keys(),
     identitiesWithPrincipal: (principal) => identitiesByPrincipal.get(principal) ?? EMPTY_SET,

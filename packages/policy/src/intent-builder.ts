@@ -8,7 +8,7 @@ import type {
   Intent,
   ServicePort,
 } from "@isthmus/proto";
-import { contentVersion } from "./content-hash.js";
+import { hash64 } from "./content-hash.js";
 
 /** Stable intent names. */
 export const importName = (ns: string, svc: string) => `import/${ns}/${svc}`;
@@ -41,13 +41,45 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
   return out;
 }
 
+/**
+ * Canonical text of an intent's content for its version: every field in a fixed order,
+ * lists as built (already sorted), map keys sorted. Same content, same text; the JSON
+ * encoding of every string keeps fields apart.
+ */
+function canonicalText(kind: Intent["kind"]): string {
+  const j = JSON.stringify;
+  const ports = (ps: ServicePort[]) =>
+    ps
+      .map((p) => `${j(p.name)},${p.port},${j(p.protocol)},${j(p.targetPort)},${j(p.appProtocol)}`)
+      .join(";");
+  switch (kind.case) {
+    case "importIntent": {
+      const v = kind.value;
+      const backends = v.backends
+        .map(
+          (b) =>
+            `${j(b.clusterId)},${j(b.network)},${j(b.locality)},${b.weight},${b.gateways.map((g) => `${j(g.address)}:${g.port}`).join(" ")}`,
+        )
+        .join(";");
+      return `import|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${v.localBackend}|${backends}`;
+    }
+    case "exportIntent": {
+      const v = kind.value;
+      return `export|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${j(v.importingClusters)}`;
+    }
+    case "accessIntent": {
+      const v = kind.value;
+      const rules = (rs: AccessRule[]) =>
+        rs.map((r) => `${j(r.ports)}${j(r.principals)}`).join(";");
+      return `access|${j(v.namespace)}|${j(v.service)}|${j(v.selector)}|${rules(v.allow)}|${rules(v.deny)}|${v.allowLocalTrustDomain}`;
+    }
+    default:
+      return "";
+  }
+}
+
 function intent(name: string, kind: Intent["kind"]): Intent {
-  return {
-    $typeName: "isthmus.v1.Intent",
-    name,
-    version: contentVersion({ [kind.case as string]: kind.value }),
-    kind,
-  };
+  return { $typeName: "isthmus.v1.Intent", name, version: hash64(canonicalText(kind)), kind };
 }
 
 /** A remote backing cluster of an import. */

@@ -10,7 +10,6 @@ import {
   trustDomainOf,
 } from "@isthmus/model";
 import {
-  type AccessIntent,
   type ConnectionPolicy,
   Decision,
   type DecisionChange,
@@ -38,7 +37,13 @@ import {
   importName,
   type PrincipalGroups,
 } from "./intent-builder.js";
-import { normalizePolicy, sortPolicies, validatePolicies } from "./policy-validate.js";
+import {
+  copyPolicy,
+  normalizePolicy,
+  samePolicy,
+  sortPolicies,
+  validatePolicy,
+} from "./policy-validate.js";
 import {
   type CompiledRule,
   compareRules,
@@ -139,8 +144,10 @@ interface DestState {
   /** Identities some rule decides on some slot: the deciding rule per slot (null: default). */
   dec: Map<IdState, (Rule | null)[]>;
   /** Other clusters with an identity allowed on some port (after DENY-wins merging). */
-  allowed: Set<string>;
-  access: AccessIntent | null;
+  allowed: ReadonlySet<string>;
+  /** Principals of the AccessIntent (null: none). */
+  allowGroups: PrincipalGroups | null;
+  denyGroups: PrincipalGroups | null;
   enforceable: boolean;
   exported: boolean;
   warnings: Warning[];
@@ -170,6 +177,10 @@ interface Tx {
 }
 
 const BULK = 64;
+/** Shared empty values of destinations: never mutated, replaced on write. */
+const NO_DECISIONS = new Map<never, never>();
+const NO_CLUSTERS: ReadonlySet<string> = new Set();
+const NO_WARNINGS: Warning[] = [];
 
 function warning(code: string, message: string): Warning {
   return create(WarningSchema, { code, message });
@@ -218,7 +229,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     crossCluster: checkDefault(options?.defaults?.crossCluster ?? Decision.DENY, "crossCluster"),
   };
   let rules = new Map<string, Rule>();
+  /** Copies of the policies as last given to setPolicies, by name. */
+  let lastRaw = new Map<string, ConnectionPolicy>();
   let ordered: Rule[] = [];
+  /** Some rule selects sources by service: service changes can change rule memberships. */
+  let sourcesByService = false;
   const idStates = new Map<string, IdState>();
   const dests = new Map<string, DestState>();
   const destsByCluster = new Map<string, Set<DestState>>();
@@ -227,6 +242,15 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const EMPTY_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
 
   const allowLocal = () => defaults.sameCluster === Decision.ALLOW;
+  /**
+   * Whether every service of a cluster needs an AccessIntent or principal lists even when
+   * no rule names it: local traffic denied by default, remote traffic allowed by default,
+   * or remote workloads in the local trust domain to deny.
+   */
+  const everyDestination = (clusterId: string): boolean =>
+    defaults.sameCluster === Decision.DENY ||
+    defaults.crossCluster === Decision.ALLOW ||
+    catalog.clustersWithTrustDomain(catalog.cluster(clusterId)?.trustDomain ?? "").size > 1;
   const crossAllow = () => defaults.crossCluster === Decision.ALLOW;
   const defaultAllows = (sameCluster: boolean) =>
     (sameCluster ? defaults.sameCluster : defaults.crossCluster) === Decision.ALLOW;
@@ -306,6 +330,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   const markServiceAccounts = (tx: Tx, clusterId: string, s: Service) => {
+    if (!sourcesByService) return;
     for (const sa of s.serviceAccounts) {
       if (
         catalog.identity(clusterId, s.namespace, sa) !== undefined ||
@@ -371,10 +396,21 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     markPrincipal(tx, prev.principal, clusterId);
   };
 
+  const compileAllServices = (tx: Tx, trustDomain: string) => {
+    for (const c of catalog.clustersWithTrustDomain(trustDomain)) {
+      for (const rec of catalog.servicesIn(c).values()) {
+        if (!dests.has(rec.key)) tx.fullDests.set(rec.key, rec);
+      }
+    }
+  };
+
   const upsertCluster = (tx: Tx, facts: ClusterFacts): void => {
     const prev = catalog.upsertCluster(facts);
-    if (prev === undefined) return;
     const next = catalog.cluster(facts.id)!;
+    if (prev === undefined || prev.trustDomain !== next.trustDomain) {
+      compileAllServices(tx, next.trustDomain);
+    }
+    if (prev === undefined) return;
     const id = facts.id;
     if (!sameJson(prev.labels, next.labels)) {
       for (const rec of catalog.servicesIn(id).values()) tx.fullDests.set(rec.key, rec);
@@ -401,7 +437,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   const removeCluster = (tx: Tx, clusterId: string): void => {
-    if (catalog.cluster(clusterId) === undefined) return;
+    const facts = catalog.cluster(clusterId);
+    if (facts === undefined) return;
     for (const rec of [...catalog.servicesIn(clusterId).values()]) {
       removeService(tx, clusterId, rec.service.namespace, rec.service.name);
     }
@@ -410,6 +447,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     catalog.removeCluster(clusterId);
     destsByCluster.delete(clusterId);
+    tx.rebuildClusters.delete(clusterId);
     for (const name of [...(intentsByCluster.get(clusterId)?.keys() ?? [])]) {
       setIntent(tx, clusterId, name, null);
     }
@@ -488,20 +526,24 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
 
   // ---------------------------------------------------------------- evaluation
 
-  const newDest = (rec: ServiceRecord): DestState => {
+  /** State of a destination; unregistered ones serve explain and impact. */
+  const newDest = (rec: ServiceRecord, register = true): DestState => {
+    const ports = servicePorts(rec);
     const d: DestState = {
       key: rec.key,
       rec,
-      ports: [],
-      slotCount: 1,
+      ports,
+      slotCount: Math.max(1, ports.length),
       rules: [],
-      dec: new Map(),
-      allowed: new Set(),
-      access: null,
-      enforceable: false,
+      dec: NO_DECISIONS,
+      allowed: NO_CLUSTERS,
+      allowGroups: null,
+      denyGroups: null,
+      enforceable: rec.service.inMesh && Object.keys(rec.service.selector).length > 0,
       exported: false,
-      warnings: [],
+      warnings: NO_WARNINGS,
     };
+    if (!register) return d;
     dests.set(rec.key, d);
     let set = destsByCluster.get(rec.clusterId);
     if (set === undefined) {
@@ -516,9 +558,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
 
   /** Decisions of every member of the destination's rules. */
   const evaluateDest = (d: DestState): void => {
-    d.dec = new Map();
+    d.dec = NO_DECISIONS;
     for (const hit of d.rules) {
       for (const st of hit.rule.members) {
+        if (d.dec === NO_DECISIONS) d.dec = new Map();
         let arr = d.dec.get(st);
         if (arr === undefined) {
           arr = new Array<Rule | null>(d.slotCount).fill(null);
@@ -559,8 +602,55 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const svc = rec.service;
     const facts = catalog.cluster(rec.clusterId)!;
     const localTd = facts.trustDomain;
+    d.enforceable = svc.inMesh && Object.keys(svc.selector).length > 0;
+    if (
+      d.dec.size === 0 &&
+      !crossAllow() &&
+      (!allowLocal() || catalog.clustersWithTrustDomain(localTd).size === 1)
+    ) {
+      // Nothing decided by a rule and no remote principal in the local trust domain.
+      d.allowed = NO_CLUSTERS;
+      d.allowGroups = null;
+      d.denyGroups = null;
+      d.warnings = NO_WARNINGS;
+      return;
+    }
+    const allow: PrincipalGroups = new Map();
+    const deny: PrincipalGroups = new Map();
+    const allowed = new Set<string>();
+    const warnings: Warning[] = [];
+    const slotPorts = (slots: number[]) =>
+      slots.length === d.slotCount ? [] : slots.map((s) => d.ports[s]!);
+    const localAllowed = allowLocal();
     const candidates = new Set<string>();
-    for (const st of d.dec.keys()) candidates.add(st.rec.principal);
+    for (const [st, arr] of d.dec) {
+      const principal = st.rec.principal;
+      const same = st.rec.clusterId === rec.clusterId;
+      if (
+        crossAllow() ||
+        catalog.identitiesWithPrincipal(principal).size > 1 ||
+        (!same && catalog.cluster(st.rec.clusterId)?.trustDomain === localTd)
+      ) {
+        candidates.add(principal);
+        continue;
+      }
+      // The common case: the principal names one identity, decided here, and it is in the
+      // local trust domain exactly when it is in this cluster.
+      const byDefault = defaultAllows(same);
+      const allowSlots: number[] = [];
+      const denySlots: number[] = [];
+      for (let s = 0; s < arr.length; s++) {
+        const r = arr[s]!;
+        if (r === null ? byDefault : !r.deny) allowSlots.push(s);
+        else denySlots.push(s);
+      }
+      if (allowSlots.length > 0 && !same) allowed.add(st.rec.clusterId);
+      if (localAllowed && same) {
+        if (denySlots.length > 0) addToGroup(deny, slotPorts(denySlots), principal);
+      } else if (allowSlots.length > 0) {
+        addToGroup(allow, slotPorts(allowSlots), principal);
+      }
+    }
     if (crossAllow()) {
       for (const id of catalog.allIdentities()) {
         if (id.clusterId !== rec.clusterId) candidates.add(id.principal);
@@ -571,13 +661,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         for (const id of catalog.identitiesIn(c).values()) candidates.add(id.principal);
       }
     }
-    const allow: PrincipalGroups = new Map();
-    const deny: PrincipalGroups = new Map();
-    const allowed = new Set<string>();
-    const warnings: Warning[] = [];
-    const slotPorts = (slots: number[]) =>
-      slots.length === d.slotCount ? [] : slots.map((s) => d.ports[s]!);
-    for (const principal of [...candidates].sort()) {
+    for (const principal of candidates) {
       const holders = catalog.identitiesWithPrincipal(principal);
       const allowSlots: number[] = [];
       const denySlots: number[] = [];
@@ -611,7 +695,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         );
       }
     }
-    d.enforceable = svc.inMesh && Object.keys(svc.selector).length > 0;
     if (!d.enforceable && (d.dec.size > 0 || allowed.size > 0)) {
       warnings.unshift(
         svc.inMesh
@@ -625,20 +708,31 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
             ),
       );
     }
-    d.access = d.enforceable ? buildAccessBody(rec, allow, deny, allowLocal()) : null;
-    d.warnings = warnings;
-    d.allowed = d.enforceable ? allowed : new Set();
+    d.allowGroups = allow.size > 0 ? allow : null;
+    d.denyGroups = deny.size > 0 ? deny : null;
+    d.warnings =
+      warnings.length === 0
+        ? NO_WARNINGS
+        : warnings.sort((a, b) => (a.message < b.message ? -1 : a.message > b.message ? 1 : 0));
+    d.allowed = d.enforceable && allowed.size > 0 ? allowed : NO_CLUSTERS;
   };
 
   const finalizeAccess = (tx: Tx, d: DestState): void => {
     const present =
-      d.access !== null && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
-    setIntent(
-      tx,
-      d.rec.clusterId,
-      accessName(d.rec.service.namespace, d.rec.service.name),
-      present ? buildAccess(d.access!) : null,
+      d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
+    const name = accessName(d.rec.service.namespace, d.rec.service.name);
+    if (!present) {
+      if (intentsByCluster.get(d.rec.clusterId)?.has(name))
+        setIntent(tx, d.rec.clusterId, name, null);
+      return;
+    }
+    const body = buildAccessBody(
+      d.rec,
+      d.allowGroups ?? new Map(),
+      d.denyGroups ?? new Map(),
+      allowLocal(),
     );
+    setIntent(tx, d.rec.clusterId, name, buildAccess(body));
   };
 
   const recomputeLogical = (tx: Tx, key: string, finalize: Set<DestState>): void => {
@@ -663,16 +757,38 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         list.push(d);
       }
     }
-    const prev = logical.get(key) ?? { importers: new Set<string>(), exporters: new Set<string>() };
+    const prevState = logical.get(key);
+    if (importers.size === 0 && prevState === undefined) {
+      for (const d of backing) {
+        if (d.exported) {
+          d.exported = false;
+          finalize.add(d);
+        }
+      }
+      return;
+    }
+    const prev = prevState ?? { importers: new Set<string>(), exporters: new Set<string>() };
     const next: LogicalState = { importers: new Set(), exporters: new Set() };
     const importedBy = new Map<DestState, string[]>();
+    // Importers with the same backends (and no local copy) get the same intent.
+    const built = new Map<string, Intent>();
     for (const [c, list] of importers) {
-      const local = backing.find((d) => d.rec.clusterId === c && d.enforceable);
-      const backends: Backend[] = list.map((d) => ({
-        rec: d.rec,
-        facts: catalog.cluster(d.rec.clusterId)!,
-      }));
-      setIntent(tx, c, importName(ns, name), buildImport(ns, name, local?.rec, backends));
+      const localRec = catalog.logicalService(ns, name).get(c);
+      const local =
+        localRec?.service.inMesh === true && Object.keys(localRec.service.selector).length > 0
+          ? localRec
+          : undefined;
+      const shape = `${local?.key ?? ""}|${list.map((d) => d.key).join(",")}`;
+      let intent = built.get(shape);
+      if (intent === undefined) {
+        const backends: Backend[] = list.map((d) => ({
+          rec: d.rec,
+          facts: catalog.cluster(d.rec.clusterId)!,
+        }));
+        intent = buildImport(ns, name, local, backends);
+        built.set(shape, intent);
+      }
+      setIntent(tx, c, importName(ns, name), intent);
       next.importers.add(c);
       for (const d of list) {
         const by = importedBy.get(d) ?? [];
@@ -711,34 +827,58 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   const settle = (tx: Tx): Deltas => {
-    // 1. Destinations that are new or changed: their rules.
+    // 1. Destinations that are new or changed: their rules. A service gets compiled state
+    //    only when some rule matches it, or when every destination of its cluster matters.
     const full = new Set<DestState>();
-    for (const [key, rec] of tx.fullDests) {
-      const d = dests.get(key) ?? newDest(rec);
+    const reset = (d: DestState, rec: ServiceRecord) => {
       d.rec = rec;
       for (const hit of d.rules) hit.rule.dests.delete(d);
       d.rules = [];
       d.ports = servicePorts(rec);
       d.slotCount = Math.max(1, d.ports.length);
       full.add(d);
+      return d;
+    };
+    const pending = new Map<string, ServiceRecord>();
+    for (const [key, rec] of tx.fullDests) {
+      const d = dests.get(key);
+      if (d !== undefined) reset(d, rec);
+      else if (everyDestination(rec.clusterId)) reset(newDest(rec), rec);
+      else pending.set(key, rec);
     }
-    if (full.size > bulk && full.size * 4 > ordered.length) {
+    const ports = new Map<string, number[]>();
+    if (full.size + pending.size > bulk && (full.size + pending.size) * 4 > ordered.length) {
       for (const r of ordered) {
         for (const rec of destinationCandidates(r, catalog)) {
-          const d = dests.get(rec.key);
-          if (d === undefined || !full.has(d)) continue;
-          const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, d.ports);
-          if (slots !== null) d.rules.push({ rule: r, slots });
+          let d = dests.get(rec.key);
+          let slotPorts = d?.ports;
+          if (d === undefined) {
+            if (!pending.has(rec.key)) continue;
+            slotPorts = ports.get(rec.key);
+            if (slotPorts === undefined) {
+              slotPorts = servicePorts(rec);
+              ports.set(rec.key, slotPorts);
+            }
+          } else if (!full.has(d)) continue;
+          const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, slotPorts!);
+          if (slots === null) continue;
+          d ??= reset(newDest(rec), rec);
+          d.rules.push({ rule: r, slots });
         }
       }
     } else {
-      for (const d of full) {
-        const facts = catalog.cluster(d.rec.clusterId)!;
+      const scan = (d: DestState | undefined, rec: ServiceRecord) => {
+        const facts = catalog.cluster(rec.clusterId)!;
+        const slotPorts = d?.ports ?? servicePorts(rec);
         for (const r of ordered) {
-          const slots = destinationSlots(r, d.rec, facts, d.ports);
-          if (slots !== null) d.rules.push({ rule: r, slots });
+          const slots = destinationSlots(r, rec, facts, slotPorts);
+          if (slots === null) continue;
+          d ??= reset(newDest(rec), rec);
+          d.rules.push({ rule: r, slots });
         }
-      }
+      };
+      for (const d of [...full]) scan(d, d.rec);
+      for (const rec of pending.values()) scan(undefined, rec);
     }
     for (const d of full) {
       d.rules.sort(hitOrder);
@@ -827,7 +967,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       for (const st of members) {
         const arr = idStates.get(st.key) === st ? evaluateEntry(d, st) : null;
         if (arr === null) d.dec.delete(st);
-        else d.dec.set(st, arr);
+        else {
+          if (d.dec === NO_DECISIONS) d.dec = new Map();
+          d.dec.set(st, arr);
+        }
       }
       tx.rebuild.add(d);
     }
@@ -903,13 +1046,34 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   }
 
   const planRules = (policies: readonly ConnectionPolicy[]): RulePlan => {
-    validatePolicies(policies);
+    // Policies equal to what was last installed under their name keep their rule as is.
+    const seen = new Map<string, number>();
+    const same = policies.map((p, i) => {
+      const last = lastRaw.get(p.name);
+      const unchanged = last !== undefined && samePolicy(last, p);
+      if (!unchanged) validatePolicy(p);
+      const prev = seen.get(p.name);
+      if (prev !== undefined) {
+        throw new PolicyError(
+          `duplicate policy ${JSON.stringify(p.name)}: policies[${prev}] and policies[${i}] have the same name`,
+          "duplicate-policy",
+        );
+      }
+      seen.set(p.name, i);
+      return unchanged;
+    });
     const removed: Rule[] = [];
     const added: Rule[] = [];
     const kept = new Map<Rule, ConnectionPolicy>();
     const next: Rule[] = [];
     const names = new Set<string>();
-    for (const raw of policies) {
+    for (const [i, raw] of policies.entries()) {
+      if (same[i]) {
+        const r = rules.get(raw.name)!;
+        names.add(r.name);
+        next.push(r);
+        continue;
+      }
       const p = normalizePolicy(raw);
       names.add(p.name);
       const compiled = compileRule(p);
@@ -930,7 +1094,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   /** Members and destination hits of a rule that is not installed yet. */
-  const resolveRule = (r: Rule): Map<DestState, number[]> => {
+  const resolveRule = (r: Rule, register: boolean): Map<DestState, number[]> => {
     const members = new Set<IdState>();
     for (const rec of sourceCandidates(r, catalog)) {
       const st = idStates.get(rec.key);
@@ -942,10 +1106,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     r.members = members;
     const hits = new Map<DestState, number[]>();
     for (const rec of destinationCandidates(r, catalog)) {
-      const d = dests.get(rec.key);
-      if (d === undefined) continue;
-      const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, d.ports);
-      if (slots !== null) hits.set(d, slots);
+      const known = dests.get(rec.key);
+      const slotPorts = known?.ports ?? servicePorts(rec);
+      const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, slotPorts);
+      if (slots !== null) hits.set(known ?? newDest(rec, register), slots);
     }
     return hits;
   };
@@ -953,6 +1117,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const setPolicies = (policies: readonly ConnectionPolicy[]): Deltas => {
     const plan = planRules(policies);
     for (const [r, p] of plan.kept) r.policy = p;
+    lastRaw = new Map(policies.map((p) => [p.name, copyPolicy(p)]));
     const tx = newTx();
     const removedSet = new Set(plan.removed);
     const affected = new Set<DestState>();
@@ -962,7 +1127,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     const addedHits = new Map<DestState, Hit[]>();
     for (const r of plan.added) {
-      for (const [d, slots] of resolveRule(r)) {
+      for (const [d, slots] of resolveRule(r, true)) {
         affected.add(d);
         r.dests.add(d);
         const list = addedHits.get(d) ?? [];
@@ -973,6 +1138,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     rules = new Map(plan.next.map((r) => [r.name, r]));
     ordered = plan.next;
+    sourcesByService = ordered.some((r) => r.from.some((m) => m.services !== null));
     for (const d of affected) {
       d.rules = d.rules.filter((h) => !removedSet.has(h.rule)).concat(addedHits.get(d) ?? []);
       d.rules.sort(hitOrder);
@@ -1043,7 +1209,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     const outcomes: Outcome[] = [];
     for (const b of backing) {
-      const d = dests.get(b.key)!;
+      const d = dests.get(b.key) ?? newDest(b, false);
       const bFacts = catalog.cluster(b.clusterId)!;
       const same = b.clusterId === source.clusterId;
       const svcName = `${dstName} in cluster ${b.clusterId}`;
@@ -1199,7 +1365,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     for (const r of plan.removed) addPairs(r.members, r.dests);
     const addedHits = new Map<DestState, Hit[]>();
     for (const r of plan.added) {
-      const hits = resolveRule(r);
+      const hits = resolveRule(r, false);
       for (const [d, slots] of hits) {
         const list = addedHits.get(d) ?? [];
         list.push({ rule: r, slots });
@@ -1347,7 +1513,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (same === defaults.sameCluster && cross === defaults.crossCluster) return finishTx(tx);
       defaults.sameCluster = same;
       defaults.crossCluster = cross;
-      for (const d of dests.values()) tx.rebuild.add(d);
+      for (const rec of catalog.allServices()) tx.fullDests.set(rec.key, rec);
       for (const key of catalog.logicalServiceKeys()) tx.logical.add(key);
       return settle(tx);
     },

@@ -32,7 +32,7 @@ export const GLOB_OPTIONS = { dot: true, strictBrackets: true } as const;
 
 /** Whether a pattern uses glob syntax rather than naming one object. */
 export function isGlob(pattern: string): boolean {
-  return picomatch.scan(pattern).isGlob;
+  return /[*?[\]{}()!+@]/.test(pattern);
 }
 
 /** `from[1].clusters[0]`, `to[0].clusterLabels.env`. */
@@ -305,4 +305,86 @@ export function comparePolicies(
 /** A copy of the policies in evaluation order. */
 export function sortPolicies(policies: readonly ConnectionPolicy[]): ConnectionPolicy[] {
   return [...policies].sort(comparePolicies);
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameMap(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
+}
+
+/** Whether two policies are written the same (field by field, lists in order). */
+export function samePolicy(a: ConnectionPolicy, b: ConnectionPolicy): boolean {
+  if (
+    a.name !== b.name ||
+    a.priority !== b.priority ||
+    a.action !== b.action ||
+    a.description !== b.description ||
+    a.resourceVersion !== b.resourceVersion ||
+    a.from.length !== b.from.length ||
+    a.to.length !== b.to.length
+  ) {
+    return false;
+  }
+  for (let i = 0; i < a.from.length; i++) {
+    const x = a.from[i]!;
+    const y = b.from[i]!;
+    if (
+      !sameList(x.clusters, y.clusters) ||
+      !sameMap(x.clusterLabels, y.clusterLabels) ||
+      !sameList(x.namespaces, y.namespaces) ||
+      !sameList(x.services, y.services) ||
+      !sameMap(x.workloadLabels, y.workloadLabels) ||
+      !sameList(x.serviceAccounts, y.serviceAccounts)
+    ) {
+      return false;
+    }
+  }
+  for (let i = 0; i < a.to.length; i++) {
+    const x = a.to[i]!;
+    const y = b.to[i]!;
+    if (
+      !sameList(x.clusters, y.clusters) ||
+      !sameMap(x.clusterLabels, y.clusterLabels) ||
+      !sameList(x.namespaces, y.namespaces) ||
+      !sameList(x.services, y.services) ||
+      !sameList(x.ports, y.ports)
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** A deep copy of a policy, so that later changes by the caller do not reach it. */
+export function copyPolicy(p: ConnectionPolicy): ConnectionPolicy {
+  return create(ConnectionPolicySchema, {
+    name: p.name,
+    priority: p.priority,
+    action: p.action,
+    description: p.description,
+    resourceVersion: p.resourceVersion,
+    from: p.from.map((s) => ({
+      clusters: [...s.clusters],
+      clusterLabels: { ...s.clusterLabels },
+      namespaces: [...s.namespaces],
+      services: [...s.services],
+      workloadLabels: { ...s.workloadLabels },
+      serviceAccounts: [...s.serviceAccounts],
+    })),
+    to: p.to.map((d) => ({
+      clusters: [...d.clusters],
+      clusterLabels: { ...d.clusterLabels },
+      namespaces: [...d.namespaces],
+      services: [...d.services],
+      ports: [...d.ports],
+    })),
+  });
 }

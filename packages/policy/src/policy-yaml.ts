@@ -257,20 +257,23 @@ export function parsePolicyYaml(text: string, source: string): ConnectionPolicy[
   docs.forEach((doc, i) => {
     const n = i + 1;
     const where = (line: number | undefined) =>
-      `${source}: document ${n}${line === undefined ? "" : `, line ${line}`}`;
+      `${source}: document ${n}${line === undefined || Number.isNaN(line) ? "" : `, line ${line}`}`;
     const [err] = doc.errors;
     if (err !== undefined) {
-      const line = err.linePos?.[0]?.line;
-      const message = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+      const first = err.message.split("\n")[0]!;
+      const line =
+        err.linePos?.[0]?.line ?? Number(/ at line (\d+)/.exec(first)?.[1] ?? Number.NaN);
+      const message = first.replace(/ at line \d+, column \d+:?$/, "");
       throw new PolicyError(`${where(line)}: invalid YAML: ${message}`, "invalid-yaml", {
         cause: err,
       });
     }
-    if (doc.contents === null) return;
+    const value = doc.toJS({ maxAliasCount: 100 }) as Json | undefined;
+    if (value === null || value === undefined) return;
     let name: string | undefined;
     let policy: ConnectionPolicy;
     try {
-      policy = readDocument(doc.toJS({ maxAliasCount: 100 }) as Json, (v) => {
+      policy = readDocument(value, (v) => {
         name = v;
       });
     } catch (e) {

@@ -316,6 +316,20 @@ export function* sourceCandidates(rule: CompiledRule, catalog: Catalog): Generat
         ),
       );
     }
+    if (
+      m.namespaces !== null &&
+      m.serviceAccounts !== null &&
+      m.namespaces.globs.length === 0 &&
+      m.serviceAccounts.globs.length === 0
+    ) {
+      const parts: ReadonlySet<IdentityRecord>[] = [];
+      for (const ns of m.namespaces.exact) {
+        for (const sa of m.serviceAccounts.exact) {
+          parts.push(catalog.identitiesWithNamespaceAndAccount(ns, sa));
+        }
+      }
+      consider(unionOf(parts));
+    }
     if (m.serviceAccounts !== null) {
       consider(
         unionOf(
