@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import type { IncomingMessage } from "node:http";
+import { get } from "node:http";
 import type { Harness } from "./helpers.js";
 import { startHarness } from "./helpers.js";
 import type { KubernetesObject, V1ConfigMap } from "./k8s-client.js";
@@ -238,6 +240,54 @@ describe("kubesim watch", () => {
     const e = await w.next();
     assert.equal(`${e.type} ${e.object.metadata?.name}`, "DELETED g1");
     assert.equal(await w.end(), null);
+  });
+
+  it("ends the watch of a client that stops reading, instead of buffering without limit", async () => {
+    await h.close();
+    h = await startHarness({ watchBufferBytes: 256 * 1024 });
+    const res = await new Promise<IncomingMessage>((resolve) =>
+      get(
+        `${h.sim.url}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=${h.sim.resourceVersion()}`,
+        resolve,
+      ),
+    );
+    res.pause();
+    assert.equal(h.sim.openWatches(), 1);
+    const big = "x".repeat(64 * 1024);
+    let writes = 0;
+    for (; writes < 2000 && h.sim.openWatches() === 1; writes++) {
+      h.sim.load([
+        {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "big" },
+          data: { v: `${writes}${big}` },
+        },
+      ]);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(h.sim.openWatches(), 0, `dropped after ${writes} events`);
+    for (let i = 0; i < 5; i++) {
+      h.sim.load([
+        {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "big" },
+          data: { v: `late-${i}` },
+        },
+      ]);
+    }
+    let lines = 0;
+    res.on("data", (c: Buffer) => {
+      lines += c.toString().split("\n").length - 1;
+    });
+    res.resume();
+    await new Promise((r) => res.on("end", r));
+    assert.equal(
+      lines,
+      writes,
+      "the events written before the drop arrive, then the end; none after",
+    );
   });
 
   it("feeds client-node informers, which relist after 410 Gone", async () => {

@@ -39,6 +39,8 @@ export interface KubeSimOptions {
   watchTimeoutSeconds?: number;
   /** Interval of BOOKMARK events on watches that allow them. Default 10000 ms. */
   bookmarkIntervalMs?: number;
+  /** A watch whose client leaves more than this many bytes unread is ended. Default 16 MiB. */
+  watchBufferBytes?: number;
   /** Clock for creationTimestamp and AGE. */
   now?: () => Date;
 }
@@ -98,6 +100,8 @@ export interface KubeSim {
   resourceVersion(): string;
   /** Sends a BOOKMARK now on every watch that allows bookmarks. */
   sendBookmarks(): void;
+  /** How many watch streams are open (to see a client re-watch, or a slow one dropped). */
+  openWatches(): number;
   /** The served resource types (built in and from CRDs). */
   resourceTypes(): ResourceType[];
 }
@@ -189,6 +193,7 @@ export function createKubeSim(options: KubeSimOptions = {}): KubeSim {
     serverAddress: () => `${host}:${port}`,
     watchTimeoutSeconds: options.watchTimeoutSeconds ?? 1800,
     bookmarkIntervalMs: options.bookmarkIntervalMs ?? 10000,
+    watchBufferBytes: options.watchBufferBytes ?? 16 * 1024 * 1024,
     seed: (yaml) => load(yaml),
   });
   handler = http;
@@ -329,6 +334,7 @@ export function createKubeSim(options: KubeSimOptions = {}): KubeSim {
     },
     resourceVersion: () => String(store.rv),
     sendBookmarks: () => http.sendBookmarks(),
+    openWatches: () => http.openWatches(),
     resourceTypes: () => [...store.types.values()],
   };
   return sim;

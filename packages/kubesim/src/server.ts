@@ -37,6 +37,8 @@ export interface ServerContext {
   serverAddress: () => string;
   watchTimeoutSeconds: number;
   bookmarkIntervalMs: number;
+  /** A watch whose unsent output exceeds this many bytes is ended (a client not reading). */
+  watchBufferBytes: number;
   /** Loads multi-document YAML into the store (admin `/kubesim/seed`). */
   seed: (yaml: string) => KubeObject[];
 }
@@ -180,6 +182,7 @@ function truthy(v: string | null): boolean {
 export function createHandler(ctx: ServerContext): {
   handle: (req: IncomingMessage, res: ServerResponse) => void;
   closeWatches: () => number;
+  openWatches: () => number;
   sendBookmarks: () => void;
   shutdown: () => void;
 } {
@@ -261,6 +264,9 @@ export function createHandler(ctx: ServerContext): {
         cache.set(key, line);
       }
       w.res.write(line);
+      // Like the real server's bounded watch channels: a watcher that stops reading is
+      // dropped rather than buffered without limit; its client re-watches.
+      if (w.res.writableLength > ctx.watchBufferBytes) w.close();
     }
   };
 
@@ -782,6 +788,7 @@ export function createHandler(ctx: ServerContext): {
   return {
     handle,
     closeWatches,
+    openWatches: () => watchers.size,
     sendBookmarks: () => {
       for (const w of watchers) if (w.bookmarks) bookmark(w);
     },
