@@ -44,13 +44,17 @@ export interface Row {
 /** Files in the bench folder that are not benchmark modules. */
 const NOT_MODULES = new Set(["run.ts", "harness.ts"]);
 
-/** The benchmark modules in `dir`: every `<name>.ts` but the harness itself, sorted by name. */
+/** What a benchmark module's name looks like: `bench/<name>.ts`. */
+const MODULE_NAME = /^[a-z0-9][a-z0-9-]*$/;
+
+/** The benchmark modules in `dir`: every `<name>.ts` with a lowercase name but the harness
+ * itself (so scratch files such as `.try.ts` are not run), sorted by name. */
 export async function listBenchModules(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
   return entries
-    .filter((e) => e.isFile() && e.name.endsWith(".ts") && !e.name.endsWith(".d.ts"))
-    .filter((e) => !NOT_MODULES.has(e.name))
+    .filter((e) => e.isFile() && e.name.endsWith(".ts") && !NOT_MODULES.has(e.name))
     .map((e) => e.name.slice(0, -".ts".length))
+    .filter((name) => MODULE_NAME.test(name))
     .sort();
 }
 
@@ -248,7 +252,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     }
   }
   for (const name of positionals) {
-    if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) {
+    if (!MODULE_NAME.test(name)) {
       throw new Error(`benchmark "${name}": expected a module name like "floor" (no path, no .ts)`);
     }
   }

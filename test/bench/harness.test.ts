@@ -218,10 +218,19 @@ describe("bench harness: seed and arguments", () => {
     assert.throws(() => parseRunArgs(["--fast"]), /--fast/);
   });
 
-  it("lists the modules of a folder, leaving out the harness", async () => {
+  it("lists the modules of a folder, leaving out the harness and scratch files", async () => {
     const dir = await mkdtemp(join(tmpdir(), "bench-list-"));
     try {
-      for (const f of ["run.ts", "harness.ts", "b.ts", "a.ts", "types.d.ts", "README.md"])
+      for (const f of [
+        "run.ts",
+        "harness.ts",
+        "b.ts",
+        "a.ts",
+        "types.d.ts",
+        "README.md",
+        ".try.ts",
+        "Scratch.ts",
+      ])
         await writeFile(join(dir, f), "");
       await mkdir(join(dir, "results.ts"));
       assert.deepEqual(await listBenchModules(dir), ["a", "b"]);
