@@ -896,6 +896,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       set.add(st);
     };
     const present: IdState[] = [];
+    const replaced = new Set<IdState>();
     for (const [key, ref] of tx.ids) {
       const rec = catalog.identity(ref.clusterId, ref.namespace, ref.serviceAccount);
       let st = idStates.get(key);
@@ -912,9 +913,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (st === undefined) {
         st = { key, rec, rules: new Set() };
         idStates.set(key, st);
-      } else if (st.rec !== rec) {
-        // Principal or labels changed: every destination deciding it needs a rebuild.
+      } else if (st.rec !== rec && st.rec.principal !== rec.principal) {
+        // The principal changed: every destination deciding it needs a rebuild.
         for (const r of st.rules) noteChange(r, st);
+        replaced.add(st);
       }
       st.rec = rec;
       present.push(st);
@@ -963,16 +965,26 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         for (const st of members) set.add(st);
       }
     }
+    const sameEntry = (a: (Rule | null)[] | undefined, b: (Rule | null)[] | null) => {
+      if (a === undefined || b === null) return a === undefined && b === null;
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+      return true;
+    };
     for (const [d, members] of patches) {
+      let changedHere = false;
       for (const st of members) {
         const arr = idStates.get(st.key) === st ? evaluateEntry(d, st) : null;
+        const before = d.dec.get(st);
+        // A new record (labels, principal) may change the principal lists even when the
+        // deciding rules stay: rebuild whenever the identity's record was replaced.
+        if (!sameEntry(before, arr) || replaced.has(st)) changedHere = true;
         if (arr === null) d.dec.delete(st);
         else {
           if (d.dec === NO_DECISIONS) d.dec = new Map();
           d.dec.set(st, arr);
         }
       }
-      tx.rebuild.add(d);
+      if (changedHere) tx.rebuild.add(d);
     }
 
     // 4. Full decisions where rules changed.
@@ -1540,7 +1552,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       const ds = [...(destsByCluster.get(clusterId) ?? [])].sort((a, b) =>
         a.key < b.key ? -1 : 1,
       );
-      for (const d of ds) out.push(...d.warnings);
+      const intents = intentsByCluster.get(clusterId);
+      for (const d of ds) {
+        // A shared principal matters only where an AccessIntent enforces decisions.
+        const enforced = intents?.has(accessName(d.rec.service.namespace, d.rec.service.name));
+        for (const w of d.warnings) if (enforced || w.code !== "shared-principal") out.push(w);
+      }
       return out;
     },
 

@@ -245,7 +245,7 @@ export function parsePolicyYaml(text: string, source: string): ConnectionPolicy[
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, {
     lineCounter: lines,
-    prettyErrors: false,
+    prettyErrors: true,
     uniqueKeys: true,
   });
   if (!Array.isArray(docs)) {
