@@ -1051,6 +1051,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   // ---------------------------------------------------------------- policies
 
   interface RulePlan {
+    /** Per given policy: equal to the one installed under its name. */
+    same: boolean[];
     next: Rule[];
     removed: Rule[];
     added: Rule[];
@@ -1102,7 +1104,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     for (const old of rules.values()) if (!names.has(old.name)) removed.push(old);
     next.sort(compareRules);
-    return { next, removed, added, kept };
+    return { same, next, removed, added, kept };
   };
 
   /** Members and destination hits of a rule that is not installed yet. */
@@ -1129,7 +1131,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const setPolicies = (policies: readonly ConnectionPolicy[]): Deltas => {
     const plan = planRules(policies);
     for (const [r, p] of plan.kept) r.policy = p;
-    lastRaw = new Map(policies.map((p) => [p.name, copyPolicy(p)]));
+    const previous = lastRaw;
+    lastRaw = new Map(
+      policies.map((p, i) => [p.name, plan.same[i] ? previous.get(p.name)! : copyPolicy(p)]),
+    );
     const tx = newTx();
     const removedSet = new Set(plan.removed);
     const affected = new Set<DestState>();
