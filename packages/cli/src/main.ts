@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { registerCertsCommand } from "./commands/certs.js";
 import { registerClusterCommand } from "./commands/cluster.js";
 import { registerHubCommand } from "./commands/hub.js";
+import { registerInstallCommand } from "./commands/install.js";
 import { registerPolicyCommand } from "./commands/policy.js";
 import { registerStatusCommands } from "./commands/status.js";
 
@@ -27,6 +28,7 @@ export function createProgram(): Command {
   registerClusterCommand(program);
   registerPolicyCommand(program);
   registerStatusCommands(program);
+  registerInstallCommand(program);
   registerHubCommand(program);
   return program;
 }

@@ -1,0 +1,200 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { stringify } from "yaml";
+import {
+  type ConnectionFlags,
+  UsageError,
+  withAdmin,
+  withConnectionOptions,
+} from "../connection.js";
+
+interface InstallFlags extends ConnectionFlags {
+  certs: string;
+  cluster: string;
+  kubeconfig?: string;
+  context?: string;
+  perClusterCa?: boolean;
+  force?: boolean;
+  dryRun?: boolean;
+  namespace: string;
+  out: string;
+  label: string[];
+}
+
+const CHART = resolve(import.meta.dirname, "../../../../charts/isthmus-agent");
+
+function helmOnPath(): boolean {
+  return spawnSync("helm", ["version", "--short"], { stdio: "ignore" }).status === 0;
+}
+
+/** `isthmus install`: the shared root into the cluster, registration, agent chart values. */
+export function registerInstallCommand(program: Command): void {
+  withConnectionOptions(program.command("install"))
+    .description(
+      "install a cluster: put the shared root and CA into istio-system/cacerts, register the cluster at the hub " +
+        "(with --hub), write values-<cluster>.yaml and run helm (or print the command)",
+    )
+    .requiredOption(
+      "-c, --certs <folder>",
+      "plug-in CA folder (generated when empty, see isthmus certs)",
+    )
+    .requiredOption("--cluster <id>", "cluster id (DNS label)")
+    .option(
+      "--kubeconfig <file>",
+      "kubeconfig of the cluster (default: KUBECONFIG or ~/.kube/config)",
+    )
+    .option("--context <name>", "kubeconfig context")
+    .option(
+      "--per-cluster-ca",
+      "give the cluster its own intermediate CA under <folder>/clusters/<id>/",
+    )
+    .option("--force", "replace an existing cacerts Secret that holds a different root")
+    .option("--dry-run", "print every object and step; change nothing")
+    .option("-n, --namespace <ns>", "namespace of the agent release", "isthmus-system")
+    .option("--out <dir>", "where values-<cluster>.yaml is written", ".")
+    .option(
+      "-l, --label <key=value>",
+      "cluster label for policy selectors (with --hub); repeatable",
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
+    .action(async (flags: InstallFlags) => {
+      await runInstall(flags);
+    });
+}
+
+export async function runInstall(flags: InstallFlags): Promise<void> {
+  // Loaded here so that other commands start without pkijs and client-node.
+  const { assertClusterName, ensureClusterCa, ensureMeshCa, renderCacertsSecret, validateMeshCa } =
+    await import("@isthmus/pki");
+  const { createKubeClient, kubeConfigFromDefault, SECRETS } = await import("@isthmus/agent");
+  assertClusterName(flags.cluster);
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  const labels: Record<string, string> = {};
+  for (const l of flags.label) {
+    const m = /^([^=]+)=(.*)$/.exec(l);
+    if (m === null) throw new UsageError(`invalid label "${l}": expected key=value`);
+    labels[m[1]!] = m[2]!;
+  }
+
+  // 1. Certificates: validated (or generated) before anything touches the cluster.
+  if (flags.dryRun) {
+    await validateMeshCa(flags.certs);
+    say(`certs: ${flags.certs} holds a valid root and CA`);
+  } else {
+    const mesh = await ensureMeshCa(flags.certs);
+    say(`certs: ${mesh.status} ${flags.certs} (root ${mesh.root.fingerprint256.slice(0, 23)}…)`);
+    if (flags.perClusterCa) {
+      const cluster = await ensureClusterCa(flags.certs, flags.cluster);
+      say(`certs: ${cluster.status} CA for ${flags.cluster} in ${cluster.folder}`);
+    }
+  }
+  const secret = await renderCacertsSecret(
+    flags.certs,
+    flags.perClusterCa ? { cluster: flags.cluster } : {},
+  );
+
+  // 2. The cacerts Secret: never replace a different root unless forced.
+  let kc: ReturnType<typeof kubeConfigFromDefault>;
+  try {
+    kc = kubeConfigFromDefault(flags.kubeconfig);
+    if (flags.context !== undefined) kc.setCurrentContext(flags.context);
+  } catch (err) {
+    throw new UsageError(
+      `kubeconfig${flags.kubeconfig ? ` ${flags.kubeconfig}` : ""}: ${(err as Error).message}`,
+    );
+  }
+  const kube = createKubeClient(kc);
+  try {
+    const existing = await kube.get(SECRETS, "cacerts", "istio-system");
+    const existingRoot = (existing?.data as Record<string, string> | undefined)?.["root-cert.pem"];
+    if (existing === undefined) {
+      if (flags.dryRun)
+        say(`dry run: would create Secret istio-system/cacerts:\n${stringify(redact(secret))}`);
+      else {
+        await kube.create(SECRETS, secret as never);
+        say("cluster: created Secret istio-system/cacerts");
+      }
+    } else if (existingRoot === secret.data["root-cert.pem"] && !flags.force) {
+      say("cluster: Secret istio-system/cacerts already holds this root; left as is");
+    } else if (existingRoot !== secret.data["root-cert.pem"] && !flags.force) {
+      throw new Error(
+        "Secret istio-system/cacerts holds a different root certificate; replacing it breaks mTLS with workloads " +
+          "that still use the old one. Re-run with --force to replace it.",
+      );
+    } else if (flags.dryRun) {
+      say(`dry run: would replace Secret istio-system/cacerts:\n${stringify(redact(secret))}`);
+    } else {
+      await kube.apply(SECRETS, secret as never, { fieldManager: "isthmus-install", force: true });
+      say("cluster: replaced Secret istio-system/cacerts (--force)");
+    }
+  } finally {
+    kube.close();
+  }
+
+  // 3. Registration at the hub, 4. values for the agent chart.
+  const valuesFile = join(flags.out, `values-${flags.cluster}.yaml`);
+  const values: Record<string, unknown> = { clusterId: flags.cluster };
+  if (flags.hub !== undefined) {
+    if (flags.dryRun) {
+      say(`dry run: would register cluster ${flags.cluster} at ${flags.hub}`);
+      values.hub = { address: flags.hub, caPem: "<from the hub>" };
+      values.bootstrapToken = "<from the hub>";
+    } else {
+      const created = await withAdmin(flags, (c, call) =>
+        c.createCluster({ cluster: { id: flags.cluster, labels } }, call),
+      );
+      say(`hub: registered cluster ${flags.cluster} at ${flags.hub}`);
+      values.hub = { address: flags.hub, caPem: created.hubCaPem };
+      values.bootstrapToken = created.bootstrapToken;
+    }
+  }
+  if (flags.dryRun)
+    say(
+      `dry run: would write ${valuesFile} with clusterId${flags.hub ? ", hub.address, hub.caPem, bootstrapToken" : ""}`,
+    );
+  else {
+    await writeFile(valuesFile, stringify(values), { mode: 0o600, flag: "w" });
+    say(
+      `values: wrote ${valuesFile}${flags.hub ? "" : " (no --hub: add hub.address, hub.caPem and bootstrapToken)"}`,
+    );
+  }
+
+  // 5. helm, or the exact command.
+  const helmArgs = [
+    "upgrade",
+    "--install",
+    "isthmus-agent",
+    CHART,
+    "--namespace",
+    flags.namespace,
+    "--create-namespace",
+    "-f",
+    valuesFile,
+  ];
+  if (flags.kubeconfig !== undefined) helmArgs.push("--kubeconfig", flags.kubeconfig);
+  if (flags.context !== undefined) helmArgs.push("--kube-context", flags.context);
+  if (!flags.dryRun && helmOnPath()) {
+    execFileSync("helm", helmArgs, { stdio: "inherit" });
+    say("helm: agent installed");
+  } else {
+    say(
+      `${flags.dryRun ? "dry run: would run" : "helm is not on PATH; run"}: helm ${helmArgs.join(" ")}`,
+    );
+  }
+}
+
+/** The Secret with key material replaced, for printing. */
+function redact(secret: { data: Record<string, string> }): unknown {
+  return {
+    ...secret,
+    data: Object.fromEntries(
+      Object.keys(secret.data).map((k) => [
+        k,
+        k.includes("key") ? "<redacted>" : "<base64 certificate>",
+      ]),
+    ),
+  };
+}

@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { type KubeSim, startKubeSim } from "@isthmus/kubesim";
+
+const run = promisify(execFile);
+const bin = join(import.meta.dirname, "../../packages/cli/bin/isthmus.js");
+
+async function isthmus(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
+      env: { ...process.env, PATH: "/usr/bin:/bin" },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe("isthmus install: one root for every cluster", function () {
+  this.timeout(120_000);
+  let dir: string;
+  const sims: KubeSim[] = [];
+  const kubeconfigs: string[] = [];
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "isthmus-install-"));
+    for (const name of ["east", "west", "spare"]) {
+      const sim = await startKubeSim({ name });
+      sims.push(sim);
+      kubeconfigs.push(await sim.writeKubeconfig(join(dir, `${name}.kubeconfig`)));
+    }
+  });
+  after(async () => {
+    for (const s of sims) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("gives two clusters installed from one folder the same root in cacerts", async () => {
+    const certs = join(dir, "certs");
+    const east = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "east",
+      "--kubeconfig",
+      kubeconfigs[0]!,
+      "--out",
+      dir,
+    ]);
+    assert.equal(east.code, 0, east.stderr);
+    assert.match(east.stdout, /^certs: created /m);
+    assert.match(east.stdout, /^cluster: created Secret istio-system\/cacerts$/m);
+    assert.match(
+      east.stdout,
+      /^helm is not on PATH; run: helm upgrade --install isthmus-agent .*charts\/isthmus-agent --namespace isthmus-system --create-namespace -f .*values-east\.yaml --kubeconfig /m,
+    );
+    const west = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "west",
+      "--kubeconfig",
+      kubeconfigs[1]!,
+      "--out",
+      dir,
+    ]);
+    assert.equal(west.code, 0, west.stderr);
+    assert.match(west.stdout, /^certs: reused /m);
+    const [a, b] = sims.slice(0, 2).map((s) => s.get("v1", "Secret", "cacerts", "istio-system"));
+    const rootOf = (s: typeof a) => (s?.data as Record<string, string>)["root-cert.pem"];
+    assert.ok(rootOf(a));
+    assert.equal(rootOf(a), rootOf(b));
+    assert.equal(
+      (a?.data as Record<string, string>)["root-key.pem"],
+      undefined,
+      "the root key never leaves the folder",
+    );
+
+    const again = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "east",
+      "--kubeconfig",
+      kubeconfigs[0]!,
+      "--out",
+      dir,
+    ]);
+    assert.match(
+      again.stdout,
+      /^cluster: Secret istio-system\/cacerts already holds this root; left as is$/m,
+    );
+
+    const other = join(dir, "other-certs");
+    const refused = await isthmus([
+      "install",
+      "-c",
+      other,
+      "--cluster",
+      "east",
+      "--kubeconfig",
+      kubeconfigs[0]!,
+      "--out",
+      dir,
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^isthmus: Secret istio-system\/cacerts holds a different root certificate; .* --force/,
+    );
+    assert.equal(rootOf(sims[0]!.get("v1", "Secret", "cacerts", "istio-system")), rootOf(a));
+  });
+
+  it("stops before writing anything when the folder holds a partial set, and --dry-run writes nothing", async () => {
+    const certs = join(dir, "partial");
+    const ok = await isthmus([
+      "certs",
+      "-c",
+      certs,
+      "--root-key-size",
+      "2048",
+      "--ca-key-size",
+      "2048",
+      "-q",
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const dry = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "spare",
+      "--kubeconfig",
+      kubeconfigs[2]!,
+      "--out",
+      dir,
+      "--dry-run",
+    ]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^dry run: would create Secret istio-system\/cacerts:/m);
+    assert.match(dry.stdout, /ca-key\.pem: <redacted>/);
+    assert.equal(sims[2]!.find("v1", "Secret", "cacerts", "istio-system"), undefined);
+
+    unlinkSync(join(certs, "ca-key.pem"));
+    const refused = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "spare",
+      "--kubeconfig",
+      kubeconfigs[2]!,
+      "--out",
+      dir,
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /ca-key\.pem/);
+    assert.equal(sims[2]!.find("v1", "Secret", "cacerts", "istio-system"), undefined);
+  });
+});
