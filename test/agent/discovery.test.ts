@@ -16,7 +16,7 @@ describe("agent discovery (kubesim + client-node)", () => {
     try {
       const { snapshot } = cache.fullSnapshot();
       const payments = snapshot.services.get("payments/payments-api");
-      assert.ok(payments);
+      assert.ok(payments, "payments");
       assert.equal(payments.readyEndpoints, 2);
       assert.deepEqual(payments.serviceAccounts, ["payments-api"]);
       assert.equal(payments.inMesh, true);
@@ -67,7 +67,7 @@ describe("agent discovery (kubesim + client-node)", () => {
       c.sim.delete("v1", "Service", "payments-api", "payments");
       const change = await eventually(() => {
         const d = cache.takeDelta();
-        assert.ok(d);
+        assert.ok(d, "d");
         return d;
       }, "delta");
       assert.equal(change.originTime.getTime(), 2_000);
@@ -76,9 +76,13 @@ describe("agent discovery (kubesim + client-node)", () => {
       await eventually(() => {
         const d = cache.takeDelta();
         if (d) all.push(d);
-        assert.ok(all.some((x) => x.delta.removedServices.length > 0));
+        assert.ok(
+          all.some((x) => x.delta.removedServices.length > 0),
+          "a removal",
+        );
         assert.ok(
           all.some((x) => x.delta.upsertedIdentities.some((i) => i.serviceAccount === "frontend")),
+          "an identity upsert",
         );
       }, "both changes");
       const removed = all.flatMap((x) => x.delta.removedServices);

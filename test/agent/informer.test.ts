@@ -27,7 +27,10 @@ describe("agent informers under kubesim faults", () => {
     await inf.start();
     try {
       assert.deepEqual(podNames(inf), ["frontend-0", "frontend-1", "frontend-2"]);
-      await eventually(() => assert.ok(c.sim.faults.closeWatches() >= 1), "an open watch to drop");
+      await eventually(
+        () => assert.ok(c.sim.faults.closeWatches() >= 1, "an open watch"),
+        "an open watch to drop",
+      );
       c.sim.delete("v1", "Pod", "frontend-0", "web");
       await eventually(() => assert.deepEqual(podNames(inf), ["frontend-1", "frontend-2"]));
       assert.equal(inf.status().healthy, true);
@@ -83,7 +86,7 @@ describe("agent informers under kubesim faults", () => {
     try {
       c.sim.faults.failNext(3, { code: 500, watch: true, pathPrefix: "/api/v1/services" });
       c.sim.faults.closeWatches();
-      await eventually(() => assert.ok(inf.status().restarts >= 3));
+      await eventually(() => assert.ok(inf.status().restarts >= 3, "inf.status().restarts >= 3"));
       c.sim.delete("v1", "Service", "frontend", "web");
       await eventually(() => assert.equal(inf.get("frontend", "web"), undefined));
       assert.ok(
@@ -128,7 +131,7 @@ describe("agent informers under kubesim faults", () => {
     await inf.start();
     try {
       // No events, no bookmarks: the watch is declared stalled and restarted.
-      await eventually(() => assert.ok(inf.status().restarts >= 1));
+      await eventually(() => assert.ok(inf.status().restarts >= 1, "inf.status().restarts >= 1"));
       assert.match(inf.status().lastError ?? "", /watch stalled/);
       c.sim.delete("v1", "Pod", "frontend-0", "web");
       await eventually(() => assert.equal(inf.get("frontend-0", "web"), undefined));

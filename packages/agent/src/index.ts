@@ -1,3 +1,6 @@
+export * from "./apply/queue.js";
+export * from "./apply/reconciler.js";
+export * from "./controller.js";
 export * from "./discovery/cache.js";
 export * from "./discovery/catalog.js";
 export * from "./discovery/informer.js";

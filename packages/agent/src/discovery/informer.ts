@@ -157,8 +157,8 @@ export function createInformer<T extends KubeObject = KubeObject>(
       const arm = () => {
         if (timer !== undefined) clearTimeout(timer);
         timer = setTimeout(() => {
-          controller?.abort();
           finish(new Error(`watch stalled: no event or bookmark for ${stallMs / 1000}s`));
+          controller?.abort();
         }, stallMs);
         timer.unref();
       };

@@ -1,0 +1,414 @@
+import { fromJsonString } from "@bufbuild/protobuf";
+import { errorField, type Logger, silentLogger } from "@isthmus/logging";
+import { type Intent, IntentSchema } from "@isthmus/proto";
+import type { Delay } from "../discovery/informer.js";
+import { isKubeApiError, KubeApiError, type KubeClient } from "../kube/client.js";
+import { RENDERED_KINDS } from "../kube/resources.js";
+import { dependsOnLocalEndpoints, renderIntent } from "../render/index.js";
+import {
+  CONTENT_HASH_ANNOTATION,
+  INTENT_NAME_ANNOTATION,
+  INTENT_SOURCE_ANNOTATION,
+  INTENT_VERSION_ANNOTATION,
+  isOwned,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+} from "../render/meta.js";
+import { type KubeObject, type LocalFacts, type ObjectError, objectRef } from "../render/types.js";
+import { createWorkQueue } from "./queue.js";
+
+export const FIELD_MANAGER = "isthmus-agent";
+
+/** What the reconciler reads of the cluster: the informer cache of the rendered kinds. */
+export interface LiveObjects {
+  liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
+  liveObjects(): KubeObject[];
+  facts(): LocalFacts;
+}
+
+export interface ReconcilerOptions {
+  client: KubeClient;
+  live: LiveObjects;
+  fieldManager?: string;
+  /** Injected sleep between retries. */
+  delay?: Delay;
+  /** Attempts per object and delta before its error is reported. Default 5. */
+  maxAttempts?: number;
+  /** Retry backoff on 409/429/5xx: initial and maximum, in ms (429/503 Retry-After wins). */
+  backoff?: { initialMs: number; maxMs: number };
+  concurrency?: number;
+  logger?: Logger;
+  /** Called after every write or delete (for metrics). */
+  onWrite?: (op: "apply" | "delete" | "noop" | "error", obj: string) => void;
+}
+
+export interface DeltaInput {
+  upserted: readonly Intent[];
+  removed: readonly string[];
+  complete: boolean;
+}
+
+/** The outcome of a delta: empty errors means every object was accepted (ACK). */
+export interface ApplyReport {
+  errors: ObjectError[];
+}
+
+type Outcome = { ok: true } | { ok: false; message: string };
+
+interface Desired {
+  intentName: string;
+  object: KubeObject;
+}
+
+/**
+ * Keeps the cluster's Istio objects equal to the rendered intents. Level-based: every path
+ * (a hub delta, local pod churn, a drifted object) only enqueues object keys; `reconcile(key)`
+ * compares the desired object with the live one from the cache and writes, deletes or does
+ * nothing. Ownership: an object without `app.kubernetes.io/managed-by: isthmus` is never
+ * written or deleted. Fail static: before the first complete delta nothing is pruned except
+ * objects of intents the hub removed by name.
+ */
+export interface Reconciler {
+  /** Adopts the owned objects already in the cluster (after the cache synced). */
+  adopt(): void;
+  /** Intent name -> version of every intent in the desired set (for Hello). */
+  appliedVersions(): Record<string, string>;
+  applyDelta(delta: DeltaInput): Promise<ApplyReport>;
+  /** Local endpoints of a Service changed: re-render the intents that use them. */
+  endpointsChanged(namespace: string, service: string): void;
+  /** Mesh facts changed (trust domain, network, locality): re-render everything. */
+  meshChanged(): void;
+  /** A live object of a rendered kind changed: repair drift. */
+  objectChanged(obj: KubeObject): void;
+  /** Whether a complete delta was applied (pruning enabled). */
+  pruning(): boolean;
+  idle(): Promise<void>;
+  stop(): void;
+}
+
+function intentNameOf(obj: KubeObject): string | undefined {
+  return obj.metadata.annotations?.[INTENT_NAME_ANNOTATION];
+}
+
+function splitRef(ref: string): { kind: string; namespace: string; name: string } {
+  const space = ref.indexOf(" ");
+  const slash = ref.indexOf("/", space);
+  return {
+    kind: ref.slice(0, space),
+    namespace: ref.slice(space + 1, slash),
+    name: ref.slice(slash + 1),
+  };
+}
+
+export function createReconciler(options: ReconcilerOptions): Reconciler {
+  const { client, live } = options;
+  const fieldManager = options.fieldManager ?? FIELD_MANAGER;
+  const delay = options.delay ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const maxAttempts = options.maxAttempts ?? 5;
+  const initialMs = options.backoff?.initialMs ?? 200;
+  const maxMs = options.backoff?.maxMs ?? 10_000;
+  const logger = options.logger ?? silentLogger;
+
+  /** Intents whose content is known (from the hub or an adopted intent-source annotation). */
+  const intents = new Map<string, Intent>();
+  /** Adopted intents whose content is unknown: their live objects are kept as they are. */
+  const adoptedOnly = new Map<string, string>();
+  /** Intents the hub removed by name: their objects may go even before a complete delta. */
+  const removed = new Set<string>();
+  const desired = new Map<string, Desired>();
+  const refsByIntent = new Map<string, Set<string>>();
+  /** Objects of desired intents that could not be rendered: left as they are. */
+  const kept = new Map<string, string>();
+  const intentsByService = new Map<string, Set<string>>();
+  let complete = false;
+
+  const serviceKey = (i: Intent) =>
+    i.kind.case === undefined ? undefined : `${i.kind.value.namespace}/${i.kind.value.service}`;
+
+  function isDesiredIntent(name: string): boolean {
+    return intents.has(name) || adoptedOnly.has(name);
+  }
+
+  function mayDelete(liveObj: KubeObject, ref: string): boolean {
+    if (!isOwned(liveObj) || kept.has(ref)) return false;
+    const owner = intentNameOf(liveObj);
+    if (owner !== undefined && adoptedOnly.has(owner)) return false;
+    if (owner !== undefined && removed.has(owner)) return true;
+    // A stale object of an intent whose current rendering no longer has it.
+    if (owner !== undefined && intents.has(owner)) return true;
+    return complete;
+  }
+
+  async function write(ref: string): Promise<Outcome> {
+    const { kind, namespace, name } = splitRef(ref);
+    const res = RENDERED_KINDS[kind];
+    if (res === undefined) return { ok: false, message: `unknown kind ${kind}` };
+    const want = desired.get(ref);
+    const liveObj = live.liveObject(kind, namespace, name);
+    if (want === undefined) {
+      if (liveObj === undefined || !mayDelete(liveObj, ref)) return { ok: true };
+      await client.delete(res, name, namespace, liveObj.metadata.uid);
+      options.onWrite?.("delete", ref);
+      logger.info("deleted object", { object: ref, intent: intentNameOf(liveObj) });
+      return { ok: true };
+    }
+    if (liveObj !== undefined) {
+      if (!isOwned(liveObj)) {
+        return {
+          ok: false,
+          message: `${ref} exists and is not managed by Isthmus (no label ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}); it was left untouched: delete or rename it, or label it to hand it over`,
+        };
+      }
+      const owner = intentNameOf(liveObj);
+      if (owner !== undefined && owner !== want.intentName && isDesiredIntent(owner)) {
+        return { ok: false, message: `${ref} already belongs to intent "${owner}"` };
+      }
+      const liveHash = liveObj.metadata.annotations?.[CONTENT_HASH_ANNOTATION];
+      if (
+        liveHash !== undefined &&
+        liveHash === want.object.metadata.annotations?.[CONTENT_HASH_ANNOTATION]
+      ) {
+        options.onWrite?.("noop", ref);
+        return { ok: true };
+      }
+    }
+    // Force only where Isthmus owns the object; a new object is applied without force, so
+    // that a foreign object created meanwhile makes the apply fail with a conflict.
+    await client.apply(res, want.object, { fieldManager, force: liveObj !== undefined });
+    options.onWrite?.("apply", ref);
+    return { ok: true };
+  }
+
+  async function reconcile(ref: string): Promise<Outcome> {
+    let backoff = initialMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write(ref);
+      } catch (err) {
+        const e = KubeApiError.from(err);
+        if (!e.transient || attempt >= maxAttempts) {
+          options.onWrite?.("error", ref);
+          logger.warn("could not apply object", { object: ref, err: e.message, attempts: attempt });
+          return { ok: false, message: e.message };
+        }
+        const wait =
+          e.retryAfterSeconds !== undefined && (e.code === 429 || e.code === 503)
+            ? Math.min(e.retryAfterSeconds * 1000, maxMs)
+            : backoff;
+        backoff = Math.min(backoff * 2, maxMs);
+        logger.debug("retrying object", { object: ref, err: e.message, attempt, backoff_ms: wait });
+        await delay(wait);
+      }
+    }
+  }
+
+  const queue = createWorkQueue<Outcome>(reconcile, {
+    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+    onError: (_key, err) => ({
+      ok: false,
+      message: isKubeApiError(err) ? err.message : errorField(err),
+    }),
+  });
+
+  /** Renders an intent into the desired set; returns the keys whose desired state changed. */
+  function render(intent: Intent, facts: LocalFacts): { refs: string[]; errors: ObjectError[] } {
+    const result = renderIntent(intent, facts);
+    const before = refsByIntent.get(intent.name) ?? new Set<string>();
+    const after = new Set<string>();
+    const changed: string[] = [];
+    for (const ref of before) kept.delete(ref);
+    for (const o of result.objects) {
+      const ref = objectRef(o);
+      after.add(ref);
+      const prev = desired.get(ref);
+      if (
+        prev?.object.metadata.annotations?.[CONTENT_HASH_ANNOTATION] !==
+          o.metadata.annotations?.[CONTENT_HASH_ANNOTATION] ||
+        prev?.intentName !== intent.name
+      ) {
+        changed.push(ref);
+      }
+      desired.set(ref, { intentName: intent.name, object: o });
+    }
+    for (const e of result.errors) {
+      if (e.object.startsWith("Intent ")) continue;
+      kept.set(e.object, intent.name);
+    }
+    for (const ref of before) {
+      if (!after.has(ref) && desired.get(ref)?.intentName === intent.name) {
+        desired.delete(ref);
+        changed.push(ref);
+      }
+    }
+    refsByIntent.set(intent.name, after);
+    const sk = serviceKey(intent);
+    if (sk !== undefined && dependsOnLocalEndpoints(intent)) {
+      let set = intentsByService.get(sk);
+      if (set === undefined) {
+        set = new Set();
+        intentsByService.set(sk, set);
+      }
+      set.add(intent.name);
+    }
+    return { refs: changed, errors: result.errors };
+  }
+
+  function forget(name: string): string[] {
+    const refs = [...(refsByIntent.get(name) ?? [])];
+    for (const ref of refs) {
+      if (desired.get(ref)?.intentName === name) desired.delete(ref);
+      kept.delete(ref);
+    }
+    refsByIntent.delete(name);
+    for (const set of intentsByService.values()) set.delete(name);
+    const i = intents.get(name);
+    if (i !== undefined && !dependsOnLocalEndpoints(i)) {
+      const sk = serviceKey(i);
+      if (sk !== undefined) intentsByService.get(sk)?.delete(name);
+    }
+    return refs;
+  }
+
+  function ownedRefsOf(name: string): string[] {
+    return live
+      .liveObjects()
+      .filter((o) => isOwned(o) && intentNameOf(o) === name)
+      .map(objectRef);
+  }
+
+  return {
+    adopt() {
+      const byIntent = new Map<string, KubeObject[]>();
+      for (const o of live.liveObjects()) {
+        if (!isOwned(o)) continue;
+        const name = intentNameOf(o);
+        if (name === undefined) continue;
+        let list = byIntent.get(name);
+        if (list === undefined) {
+          list = [];
+          byIntent.set(name, list);
+        }
+        list.push(o);
+      }
+      const facts = live.facts();
+      let known = 0;
+      for (const [name, objects] of byIntent) {
+        const versions = new Set(
+          objects.map((o) => o.metadata.annotations?.[INTENT_VERSION_ANNOTATION] ?? ""),
+        );
+        // Objects of one intent at different versions: a write was cut short. Report no
+        // version, so that the hub sends the intent again.
+        if (versions.size !== 1) continue;
+        const version = [...versions][0]!;
+        const source = objects.find(
+          (o) => o.metadata.annotations?.[INTENT_SOURCE_ANNOTATION] !== undefined,
+        );
+        let intent: Intent | undefined;
+        if (source !== undefined) {
+          try {
+            intent = fromJsonString(
+              IntentSchema,
+              source.metadata.annotations![INTENT_SOURCE_ANNOTATION]!,
+            );
+          } catch (err) {
+            logger.warn("unreadable intent source annotation", {
+              object: objectRef(source),
+              err: errorField(err),
+            });
+          }
+        }
+        if (intent !== undefined && intent.name === name && intent.version === version) {
+          intents.set(name, intent);
+          known++;
+          // Re-render with today's endpoints: pods may have moved while the agent was down.
+          for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+        } else {
+          adoptedOnly.set(name, version);
+        }
+      }
+      logger.info("adopted owned objects", { intents: byIntent.size, rerendered: known });
+    },
+    appliedVersions() {
+      const out: Record<string, string> = {};
+      for (const [name, version] of adoptedOnly) out[name] = version;
+      for (const [name, intent] of intents) out[name] = intent.version;
+      return out;
+    },
+    async applyDelta(delta) {
+      const facts = live.facts();
+      const touched = new Set<string>();
+      const errors: ObjectError[] = [];
+      for (const name of delta.removed) {
+        for (const ref of forget(name)) touched.add(ref);
+        intents.delete(name);
+        adoptedOnly.delete(name);
+        removed.add(name);
+        for (const ref of ownedRefsOf(name)) touched.add(ref);
+      }
+      for (const intent of delta.upserted) {
+        removed.delete(intent.name);
+        adoptedOnly.delete(intent.name);
+        const previous = intents.get(intent.name);
+        if (previous !== undefined && serviceKey(previous) !== serviceKey(intent))
+          forget(intent.name);
+        intents.set(intent.name, intent);
+        const r = render(intent, facts);
+        errors.push(...r.errors);
+        // Every object of the intent is checked, not only the changed ones: an upsert is
+        // how the hub asks "make it so", and a NACKed object must be retried.
+        for (const ref of refsByIntent.get(intent.name) ?? []) touched.add(ref);
+        for (const ref of r.refs) touched.add(ref);
+        for (const ref of ownedRefsOf(intent.name)) touched.add(ref);
+      }
+      if (delta.complete) {
+        if (!complete) logger.info("first complete config applied: pruning enabled");
+        complete = true;
+        for (const o of live.liveObjects()) {
+          const ref = objectRef(o);
+          if (isOwned(o) && !desired.has(ref)) touched.add(ref);
+        }
+      }
+      const outcomes = await Promise.all(
+        [...touched].map(async (ref) => [ref, await queue.enqueue(ref)] as const),
+      );
+      for (const [ref, outcome] of outcomes) {
+        if (outcome.ok) continue;
+        const { kind, namespace, name } = splitRef(ref);
+        const owner =
+          desired.get(ref)?.intentName ??
+          intentNameOf(
+            live.liveObject(kind, namespace, name) ?? { apiVersion: "", kind, metadata: { name } },
+          ) ??
+          "";
+        errors.push({ intentName: owner, object: ref, message: outcome.message });
+      }
+      errors.sort(
+        (a, b) => a.intentName.localeCompare(b.intentName) || a.object.localeCompare(b.object),
+      );
+      return { errors };
+    },
+    endpointsChanged(namespace, service) {
+      const names = intentsByService.get(`${namespace}/${service}`);
+      if (names === undefined || names.size === 0) return;
+      const facts = live.facts();
+      for (const name of names) {
+        const intent = intents.get(name);
+        if (intent === undefined) continue;
+        for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+      }
+    },
+    meshChanged() {
+      const facts = live.facts();
+      for (const intent of intents.values()) {
+        for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+      }
+    },
+    objectChanged(obj) {
+      const ref = objectRef(obj);
+      if (desired.has(ref) || isOwned(obj)) void queue.enqueue(ref);
+    },
+    pruning: () => complete,
+    idle: () => queue.idle(),
+    stop: () => queue.stop(),
+  };
+}

@@ -1,0 +1,80 @@
+import { type Logger, silentLogger } from "@isthmus/logging";
+import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
+import {
+  type ClusterCache,
+  type ClusterCacheOptions,
+  createClusterCache,
+} from "./discovery/cache.js";
+import type { KubeClient } from "./kube/client.js";
+
+export interface ControllerOptions {
+  client: KubeClient;
+  clusterId: string;
+  istioNamespace?: string;
+  locality?: string;
+  delay?: ClusterCacheOptions["delay"];
+  informerBackoff?: ClusterCacheOptions["backoff"];
+  applyBackoff?: ReconcilerOptions["backoff"];
+  maxAttempts?: number;
+  logger?: Logger;
+  onInformerStatus?: ClusterCacheOptions["onInformerStatus"];
+  onWrite?: ReconcilerOptions["onWrite"];
+  now?: () => Date;
+}
+
+/**
+ * The agent's Kubernetes side without the hub: the informer cache and the reconciler, wired
+ * so that local endpoint churn and mesh changes re-render locally and drifted objects are
+ * repaired. `start` syncs the caches and adopts the owned objects already in the cluster.
+ */
+export interface Controller {
+  readonly cache: ClusterCache;
+  readonly reconciler: Reconciler;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createController(options: ControllerOptions): Controller {
+  const logger = options.logger ?? silentLogger;
+  const cacheOptions: ClusterCacheOptions = {
+    client: options.client,
+    clusterId: options.clusterId,
+    logger: logger.child({ module: "discovery" }),
+  };
+  if (options.istioNamespace !== undefined) cacheOptions.istioNamespace = options.istioNamespace;
+  if (options.locality !== undefined) cacheOptions.locality = options.locality;
+  if (options.delay !== undefined) cacheOptions.delay = options.delay;
+  if (options.informerBackoff !== undefined) cacheOptions.backoff = options.informerBackoff;
+  if (options.onInformerStatus !== undefined)
+    cacheOptions.onInformerStatus = options.onInformerStatus;
+  if (options.now !== undefined) cacheOptions.now = options.now;
+  const cache = createClusterCache(cacheOptions);
+
+  const reconcilerOptions: ReconcilerOptions = {
+    client: options.client,
+    live: cache,
+    logger: logger.child({ module: "apply" }),
+  };
+  if (options.delay !== undefined) reconcilerOptions.delay = options.delay;
+  if (options.applyBackoff !== undefined) reconcilerOptions.backoff = options.applyBackoff;
+  if (options.maxAttempts !== undefined) reconcilerOptions.maxAttempts = options.maxAttempts;
+  if (options.onWrite !== undefined) reconcilerOptions.onWrite = options.onWrite;
+  const reconciler = createReconciler(reconcilerOptions);
+
+  cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));
+  cache.onMesh(() => reconciler.meshChanged());
+  cache.onRendered((_event, obj) => reconciler.objectChanged(obj));
+
+  return {
+    cache,
+    reconciler,
+    async start() {
+      await cache.start();
+      reconciler.adopt();
+    },
+    async stop() {
+      reconciler.stop();
+      await cache.stop();
+    },
+  };
+}
