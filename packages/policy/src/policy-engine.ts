@@ -839,21 +839,24 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       full.add(d);
       return d;
     };
-    const pending = new Map<string, ServiceRecord>();
+    // Services without state that no rule matches stay without state (pending).
+    let pendingCount = 0;
     for (const [key, rec] of tx.fullDests) {
       const d = dests.get(key);
       if (d !== undefined) reset(d, rec);
       else if (everyDestination(rec.clusterId)) reset(newDest(rec), rec);
-      else pending.set(key, rec);
+      else pendingCount++;
     }
+    const isPending = (key: string) => tx.fullDests.has(key) && !dests.has(key);
     const ports = new Map<string, number[]>();
-    if (full.size + pending.size > bulk && (full.size + pending.size) * 4 > ordered.length) {
+    const candidates = full.size + pendingCount;
+    if (candidates > bulk && candidates * 4 > ordered.length) {
       for (const r of ordered) {
         for (const rec of destinationCandidates(r, catalog)) {
           let d = dests.get(rec.key);
           let slotPorts = d?.ports;
           if (d === undefined) {
-            if (!pending.has(rec.key)) continue;
+            if (!isPending(rec.key)) continue;
             slotPorts = ports.get(rec.key);
             if (slotPorts === undefined) {
               slotPorts = servicePorts(rec);
@@ -878,7 +881,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         }
       };
       for (const d of [...full]) scan(d, d.rec);
-      for (const rec of pending.values()) scan(undefined, rec);
+      for (const [key, rec] of tx.fullDests) if (!dests.has(key)) scan(undefined, rec);
     }
     for (const d of full) {
       d.rules.sort(hitOrder);
