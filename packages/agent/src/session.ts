@@ -1,0 +1,443 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { errorField, type Logger, silentLogger } from "@isthmus/logging";
+import { createAgentCsr } from "@isthmus/pki";
+import {
+  AgentService,
+  type ClientBidiStream,
+  type ConfigDelta,
+  type ConnectRequestSchema,
+  type ConnectResponseSchema,
+  clientCredentials,
+  createClient,
+  GrpcError,
+  type ServiceClient,
+} from "@isthmus/proto";
+import type { Controller } from "./controller.js";
+import type { CatalogChange } from "./discovery/cache.js";
+import type { Delay } from "./discovery/informer.js";
+import { realDelay } from "./discovery/informer.js";
+import { type AgentIdentity, type IdentityStore, renewalDue } from "./identity.js";
+
+type Stream = ClientBidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
+type Client = ServiceClient<(typeof AgentService)["method"]>;
+
+export type SessionState =
+  | "idle"
+  | "enrolling"
+  | "connecting"
+  | "connected"
+  | "backoff"
+  | "stopped";
+
+export interface SessionOptions {
+  clusterId: string;
+  /** Hub address, host:port. */
+  hubAddress: string;
+  /** CA that issued the hub's server certificate (before enrollment gives the hub CA). */
+  hubCaPem: string;
+  /** One-time bootstrap token, needed only when the identity store is empty. */
+  bootstrapToken?: string;
+  /** TLS server name to verify instead of the address host. */
+  serverNameOverride?: string;
+  identityStore: IdentityStore;
+  controller: Controller;
+  agentVersion: string;
+  logger?: Logger;
+  /** Injected sleep for reconnect backoff. */
+  delay?: Delay;
+  /** Injected randomness for jitter, in [0, 1). */
+  random?: () => number;
+  now?: () => Date;
+  /** Reconnect backoff: initial and maximum, in ms; full jitter. Default 500 ms .. 30 s. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** Catalog deltas: trailing debounce window and maximum wait, in ms. Default 100 / 1000. */
+  debounceMs?: number;
+  maxDebounceMs?: number;
+  /** Observability hooks. */
+  onState?: (state: SessionState) => void;
+  onCatalogSent?: (update: { full: boolean; revision: bigint; entries: number }) => void;
+  onConfigApplied?: (result: { nonce: string; ok: boolean; errors: number }) => void;
+}
+
+/** The agent's side of the hub protocol (DESIGN.md section 6). */
+export interface Session {
+  start(): void;
+  stop(): Promise<void>;
+  state(): SessionState;
+  /** The last system version acknowledged. */
+  systemVersion(): string;
+}
+
+/** Full-jitter exponential backoff: a random wait in [0, min(max, initial * 2^attempt)]. */
+export function backoffDelay(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random: () => number,
+): number {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.max(initialMs / 2, Math.floor(random() * cap));
+}
+
+export function createSession(options: SessionOptions): Session {
+  const logger = (options.logger ?? silentLogger).child({
+    module: "session",
+    cluster: options.clusterId,
+  });
+  const delay = options.delay ?? realDelay;
+  const random = options.random ?? Math.random;
+  const now = options.now ?? (() => new Date());
+  const initialMs = options.backoff?.initialMs ?? 500;
+  const maxMs = options.backoff?.maxMs ?? 30_000;
+  const debounceMs = options.debounceMs ?? 100;
+  const maxDebounceMs = options.maxDebounceMs ?? 1_000;
+  const { controller } = options;
+  const cache = controller.cache;
+
+  let state: SessionState = "idle";
+  let stopped = false;
+  let loop: Promise<void> | undefined;
+  let stream: Stream | undefined;
+  let client: Client | undefined;
+  let acked = "";
+  let wake: (() => void) | undefined;
+  const setState = (s: SessionState) => {
+    state = s;
+    options.onState?.(s);
+  };
+
+  const channel = (identity: AgentIdentity | undefined): Client => {
+    const tls =
+      identity === undefined
+        ? { caPem: options.hubCaPem }
+        : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
+    return createClient(
+      AgentService,
+      options.hubAddress,
+      clientCredentials(tls),
+      options.serverNameOverride === undefined
+        ? {}
+        : { serverNameOverride: options.serverNameOverride },
+    );
+  };
+
+  async function enroll(): Promise<AgentIdentity> {
+    if (options.bootstrapToken === undefined || options.bootstrapToken === "") {
+      throw new Error(
+        "no agent identity and no bootstrap token: create the cluster at the hub (isthmus cluster create) and pass its token",
+      );
+    }
+    setState("enrolling");
+    const csr = await createAgentCsr(options.clusterId);
+    const c = channel(undefined);
+    try {
+      const res = await c.enroll(
+        {
+          clusterId: options.clusterId,
+          bootstrapToken: options.bootstrapToken,
+          csrPem: csr.csrPem,
+        },
+        { timeoutMs: 30_000 },
+      );
+      const identity: AgentIdentity = {
+        keyPem: csr.keyPem,
+        certChainPem: res.certificateChainPem,
+        caPem: res.caPem || options.hubCaPem,
+        notAfter:
+          res.notAfter === undefined
+            ? new Date(now().getTime() + 3600_000)
+            : new Date(Number(res.notAfter.seconds) * 1000),
+        issuedAt: now(),
+      };
+      await options.identityStore.save(identity);
+      logger.info("enrolled at the hub", { not_after: identity.notAfter.toISOString() });
+      return identity;
+    } finally {
+      c.close();
+    }
+  }
+
+  async function renew(identity: AgentIdentity): Promise<AgentIdentity> {
+    const csr = await createAgentCsr(options.clusterId);
+    const c = channel(identity);
+    try {
+      const res = await c.renew({ csrPem: csr.csrPem }, { timeoutMs: 30_000 });
+      const next: AgentIdentity = {
+        keyPem: csr.keyPem,
+        certChainPem: res.certificateChainPem,
+        caPem: res.caPem || identity.caPem,
+        notAfter:
+          res.notAfter === undefined
+            ? identity.notAfter
+            : new Date(Number(res.notAfter.seconds) * 1000),
+        issuedAt: now(),
+      };
+      await options.identityStore.save(next);
+      logger.info("renewed the client certificate", { not_after: next.notAfter.toISOString() });
+      return next;
+    } finally {
+      c.close();
+    }
+  }
+
+  async function credentials(): Promise<AgentIdentity> {
+    let identity = await options.identityStore.load();
+    if (identity === undefined) return enroll();
+    if (identity.notAfter.getTime() <= now().getTime()) {
+      logger.warn("client certificate expired", { not_after: identity.notAfter.toISOString() });
+      return enroll();
+    }
+    if (renewalDue(identity).getTime() <= now().getTime()) identity = await renew(identity);
+    return identity;
+  }
+
+  /** One session: Hello, Welcome, snapshot, then deltas both ways until the stream ends. */
+  async function runSession(identity: AgentIdentity): Promise<void> {
+    setState("connecting");
+    client = channel(identity);
+    const s = client.connect();
+    stream = s;
+    let revision = 0n;
+    let sending = Promise.resolve();
+    const send = (m: Parameters<Stream["send"]>[0]) => {
+      sending = sending.then(() => s.send(m));
+      return sending;
+    };
+
+    const mesh = cache.mesh();
+    await send({
+      message: {
+        case: "hello",
+        value: {
+          clusterId: options.clusterId,
+          agentVersion: options.agentVersion,
+          mesh: mesh.facts,
+          appliedVersions: controller.reconciler.appliedVersions(),
+          warnings: mesh.warnings,
+        },
+      },
+    });
+    const responses = s.responses[Symbol.asyncIterator]();
+    const first = await responses.next();
+    if (first.done || first.value.message.case !== "welcome") {
+      throw new Error(
+        `hub answered Hello with ${first.done ? "end of stream" : (first.value.message.case ?? "nothing")}, expected Welcome`,
+      );
+    }
+    const welcome = first.value.message.value;
+    setState("connected");
+    logger.info("connected to the hub", {
+      session: welcome.sessionId,
+      hub_version: welcome.hubVersion,
+    });
+
+    const { snapshot, originTime } = cache.fullSnapshot();
+    revision++;
+    const services = [...snapshot.services.values()];
+    const identities = [...snapshot.identities.values()];
+    const limit = welcome.maxCatalogEntries;
+    if (limit > 0 && services.length + identities.length > limit) {
+      logger.warn("catalog larger than the hub accepts", {
+        entries: services.length + identities.length,
+        max: limit,
+      });
+    }
+    await send({
+      message: {
+        case: "catalogUpdate",
+        value: {
+          fullSnapshot: true,
+          revision,
+          upsertedServices: services,
+          upsertedIdentities: identities,
+          originTime: timestampFromDate(originTime),
+        },
+      },
+    });
+    options.onCatalogSent?.({ full: true, revision, entries: services.length + identities.length });
+
+    // Catalog deltas: trailing debounce with a bounded maximum wait.
+    let timer: NodeJS.Timeout | undefined;
+    let firstPending: number | undefined;
+    const flush = () => {
+      timer = undefined;
+      firstPending = undefined;
+      const change: CatalogChange | undefined = cache.takeDelta();
+      if (change === undefined) return;
+      const d = change.delta;
+      revision++;
+      const rev = revision;
+      void send({
+        message: {
+          case: "catalogUpdate",
+          value: {
+            fullSnapshot: false,
+            revision: rev,
+            upsertedServices: d.upsertedServices,
+            removedServices: d.removedServices,
+            upsertedIdentities: d.upsertedIdentities,
+            removedIdentities: d.removedIdentities,
+            originTime: timestampFromDate(change.originTime),
+          },
+        },
+      })
+        .then(() =>
+          options.onCatalogSent?.({
+            full: false,
+            revision: rev,
+            entries:
+              d.upsertedServices.length +
+              d.removedServices.length +
+              d.upsertedIdentities.length +
+              d.removedIdentities.length,
+          }),
+        )
+        .catch(() => {});
+    };
+    const schedule = () => {
+      const t = Date.now();
+      firstPending ??= t;
+      if (timer !== undefined) clearTimeout(timer);
+      const wait = Math.max(0, Math.min(debounceMs, firstPending + maxDebounceMs - t));
+      timer = setTimeout(flush, wait);
+    };
+    const onMesh = () => {
+      const m = cache.mesh();
+      void send({
+        message: { case: "statusReport", value: { mesh: m.facts, warnings: m.warnings } },
+      }).catch(() => {});
+    };
+    active = { schedule, onMesh };
+    schedule();
+
+    try {
+      for (;;) {
+        const next = await responses.next();
+        if (next.done) break;
+        const msg = next.value.message;
+        if (msg.case === "configDelta") await applyConfig(msg.value, send);
+        else logger.warn("unexpected message from the hub", { kind: msg.case ?? "none" });
+      }
+    } finally {
+      active = undefined;
+      if (timer !== undefined) clearTimeout(timer);
+    }
+  }
+
+  async function applyConfig(
+    delta: ConfigDelta,
+    send: (m: Parameters<Stream["send"]>[0]) => Promise<void>,
+  ): Promise<void> {
+    const report = await controller.reconciler.applyDelta({
+      upserted: delta.upserted,
+      removed: delta.removed,
+      complete: delta.complete,
+    });
+    if (report.errors.length === 0) {
+      acked = delta.systemVersion;
+      await send({
+        message: { case: "ack", value: { nonce: delta.nonce, systemVersion: delta.systemVersion } },
+      });
+      logger.info("config applied", {
+        nonce: delta.nonce,
+        system_version: delta.systemVersion,
+        upserted: delta.upserted.length,
+        removed: delta.removed.length,
+      });
+    } else {
+      const errors = report.errors.slice(0, 10_000).map((e) => ({
+        intentName: e.intentName,
+        object: e.object,
+        message: e.message.slice(0, 4096),
+      }));
+      await send({
+        message: {
+          case: "nack",
+          value: { nonce: delta.nonce, systemVersion: delta.systemVersion, errors },
+        },
+      });
+      logger.warn("config refused in part", {
+        nonce: delta.nonce,
+        errors: report.errors.length,
+        first: report.errors[0]?.message,
+      });
+    }
+    options.onConfigApplied?.({
+      nonce: delta.nonce,
+      ok: report.errors.length === 0,
+      errors: report.errors.length,
+    });
+  }
+
+  let active: { schedule(): void; onMesh(): void } | undefined;
+  cache.onCatalog(() => active?.schedule());
+  cache.onMesh(() => active?.onMesh());
+
+  async function run(): Promise<void> {
+    let attempt = 0;
+    while (!stopped) {
+      let welcomed = false;
+      try {
+        const identity = await credentials();
+        if (stopped) break;
+        const unwatch = scheduleRenewal(identity);
+        try {
+          await runSession(identity).finally(() => {
+            welcomed = state === "connected";
+          });
+        } finally {
+          unwatch();
+        }
+        if (!stopped) logger.warn("hub closed the stream");
+      } catch (err) {
+        if (stopped) break;
+        const e = err instanceof GrpcError ? `${err.codeName}: ${err.message}` : errorField(err);
+        logger.warn("hub session failed", { err: e });
+      } finally {
+        stream = undefined;
+        client?.close();
+        client = undefined;
+      }
+      if (stopped) break;
+      attempt = welcomed ? 0 : attempt + 1;
+      const wait = backoffDelay(attempt, initialMs, maxMs, random);
+      setState("backoff");
+      logger.info("reconnecting", { backoff_ms: wait, attempt });
+      await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
+    }
+    setState("stopped");
+  }
+
+  /** Renews the certificate while connected, when two thirds of its lifetime have passed. */
+  function scheduleRenewal(identity: AgentIdentity): () => void {
+    const due = renewalDue(identity).getTime() - now().getTime();
+    const timer = setTimeout(
+      () => {
+        renew(identity).catch((err: unknown) =>
+          logger.warn("renewal failed", { err: errorField(err) }),
+        );
+      },
+      Math.max(1_000, Math.min(due, 2 ** 31 - 1)),
+    );
+    timer.unref();
+    return () => clearTimeout(timer);
+  }
+
+  return {
+    start() {
+      if (loop !== undefined) return;
+      stopped = false;
+      loop = run();
+    },
+    async stop() {
+      stopped = true;
+      wake?.();
+      stream?.cancel();
+      client?.close();
+      await loop;
+      loop = undefined;
+    },
+    state: () => state,
+    systemVersion: () => acked,
+  };
+}
