@@ -119,12 +119,38 @@ for (const secure of [false, true]) {
       await writeFile(file, manifests.replace("resolution: DNS", "resolution: NONE"));
       const second = await kubectl(h, ["apply", "-f", file]);
       assert.equal(second.code, 0, second.stderr);
+      assert.equal(second.stderr, "", "no warning about patches computed from OpenAPI");
       assert.match(second.stdout, /serviceentry.networking.istio.io\/payments configured/);
       assert.match(second.stdout, /configmap\/settings unchanged/);
       const se = h.sim.get("networking.istio.io/v1", "ServiceEntry", "payments", "shop");
       assert.equal((se.spec as { resolution: string }).resolution, "NONE");
       assert.equal(se.metadata.generation, 2);
       assert.ok(se.metadata.annotations?.["kubectl.kubernetes.io/last-applied-configuration"]);
+
+      // Core types: kubectl computes a strategic merge patch from its built-in types.
+      const pod = join(h.dir, "pod.yaml");
+      const podYaml =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: shop}\nspec:\n  containers: [{name: a, image: a:1}, {name: b, image: b:1}]\n";
+      await writeFile(pod, podYaml);
+      assert.equal((await kubectl(h, ["apply", "-f", pod])).code, 0);
+      await writeFile(pod, podYaml.replace("a:1", "a:2"));
+      const diff = await kubectl(h, ["diff", "-f", pod]);
+      assert.equal(diff.code, 1, "kubectl diff exits 1 when there are differences");
+      assert.match(diff.stdout, /^-\s+- image: a:1$/m);
+      assert.match(diff.stdout, /^\+\s+- image: a:2$/m);
+      assert.equal(diff.stderr, "");
+      const repatched = await kubectl(h, ["apply", "-f", pod]);
+      assert.equal(repatched.stdout.trim(), "pod/p1 configured");
+      const images = await kubectl(h, [
+        "get",
+        "pod",
+        "p1",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.containers[*].image}",
+      ]);
+      assert.equal(images.stdout, "a:2 b:1");
 
       const crd = join(h.dir, "crd.yaml");
       await writeFile(

@@ -161,11 +161,13 @@ export function openApiGroupVersion(
     const itemPath = t.namespaced
       ? `${prefix}/namespaces/{namespace}/${t.resource}/{name}`
       : `${prefix}/${t.resource}/{name}`;
+    // Strategic merge patch is served for core types but not advertised here: kubectl would
+    // then compute client-side apply patches from these open schemas (and warn that it cannot
+    // find the fields) instead of from its built-in types, which carry the merge keys.
     const content = Object.fromEntries(
       [
         "application/json-patch+json",
         "application/merge-patch+json",
-        ...(t.custom ? [] : ["application/strategic-merge-patch+json"]),
         "application/apply-patch+yaml",
       ].map((ct) => [ct, { schema: { type: "object" } }]),
     );
