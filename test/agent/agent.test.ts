@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type Agent,
+  createAgent,
+  createMemoryIdentityStore,
+  parseAgentConfig,
+} from "@isthmus/agent";
+import { silentLogger } from "@isthmus/logging";
+import { eventually, loadApps, noDelay, startCluster, type TestCluster } from "./cluster.js";
+import { intent } from "./fixtures.js";
+import { startHub, type TestHub } from "./hub.js";
+
+async function get(address: string, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://${address}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+describe("createAgent", () => {
+  let c: TestCluster;
+  let hub: TestHub;
+  let agent: Agent | undefined;
+  beforeEach(async () => {
+    c = await startCluster();
+    loadApps(c.sim);
+    hub = await startHub();
+  });
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    await hub.close();
+    await c.close();
+  });
+
+  it("runs against a kubeconfig and a hub address, with health, readiness and metrics", async () => {
+    agent = createAgent({
+      clusterId: "prod-eu",
+      hubAddress: hub.address,
+      hubCaPem: hub.ca.certPem,
+      bootstrapToken: hub.token,
+      kubeconfig: c.sim.kubeconfig(),
+      identityStore: createMemoryIdentityStore(),
+      listen: "127.0.0.1:0",
+      logger: silentLogger,
+      delay: noDelay,
+      debounceMs: 5,
+    });
+    await agent.start();
+    const address = agent.healthAddress()!;
+    assert.equal((await get(address, "/healthz")).status, 200);
+    const ready = await get(address, "/readyz");
+    assert.equal(ready.status, 200, ready.body);
+
+    const conn = await hub.nextConnection();
+    await conn.next("hello");
+    await conn.send({
+      nonce: "n1",
+      systemVersion: "sv1",
+      complete: true,
+      upserted: [
+        intent({
+          name: "export/payments/payments-api",
+          version: "1",
+          kind: {
+            case: "exportIntent",
+            value: {
+              namespace: "payments",
+              service: "payments-api",
+              ports: [{ name: "http", port: 8080 }],
+            },
+          },
+        }),
+      ],
+    });
+    await conn.next("ack");
+    await eventually(() => assert.equal(agent!.status().session, "connected"));
+    assert.equal(agent.status().systemVersion, "sv1");
+    assert.equal(agent.status().pruning, true);
+
+    const metrics = (await get(address, "/metrics")).body;
+    assert.match(metrics, /isthmus_agent_informer_healthy\{informer="pods",cluster="prod-eu"\} 1/);
+    assert.match(metrics, /isthmus_agent_hub_connected\{cluster="prod-eu"\} 1/);
+    assert.match(metrics, /isthmus_agent_config_deltas_total\{result="ack",cluster="prod-eu"\} 1/);
+    assert.match(metrics, /isthmus_agent_object_writes_total\{op="apply",cluster="prod-eu"\} 1/);
+
+    // A watch that keeps failing makes the agent unready, visibly.
+    c.sim.faults.failNext(1000, { watch: true, pathPrefix: "/api/v1/pods" });
+    c.sim.faults.closeWatches();
+    await eventually(async () => {
+      const r = await get(address, "/readyz");
+      assert.equal(r.status, 503);
+      assert.match(r.body, /"name":"pods"/);
+    });
+    assert.match(
+      (await get(address, "/metrics")).body,
+      /isthmus_agent_informer_healthy\{informer="pods",cluster="prod-eu"\} 0/,
+    );
+    c.sim.faults.reset();
+    c.sim.faults.closeWatches();
+    await eventually(async () => assert.equal((await get(address, "/readyz")).status, 200));
+  });
+});
+
+describe("parseAgentConfig", () => {
+  const dir = mkdtempSync(join(tmpdir(), "agent-config-"));
+  const ca = join(dir, "ca.pem");
+  writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  const token = join(dir, "token");
+  writeFileSync(token, "tok-0123456789abcdef\n");
+
+  it("reads flags, falling back to the environment", () => {
+    const cfg = parseAgentConfig(
+      [
+        "--cluster-id",
+        "prod-eu",
+        "--hub",
+        "hub.example:8443",
+        "--hub-ca-file",
+        ca,
+        "--bootstrap-token-file",
+        token,
+      ],
+      {
+        ISTHMUS_NAMESPACE: "isthmus",
+        ISTHMUS_LISTEN: "127.0.0.1:9999",
+      },
+    );
+    assert.equal(cfg.clusterId, "prod-eu");
+    assert.equal(cfg.hubAddress, "hub.example:8443");
+    assert.equal(cfg.bootstrapToken, "tok-0123456789abcdef");
+    assert.equal(cfg.namespace, "isthmus");
+    assert.equal(cfg.listen, "127.0.0.1:9999");
+    assert.match(cfg.hubCaPem, /BEGIN CERTIFICATE/);
+  });
+
+  it("names the flag and variable of what is missing or wrong", () => {
+    assert.throws(
+      () => parseAgentConfig([], {}),
+      /--cluster-id \(or ISTHMUS_CLUSTER_ID\) is required/,
+    );
+    assert.throws(
+      () => parseAgentConfig(["--cluster-id", "Prod_EU"], {}),
+      /--cluster-id "Prod_EU" is not a DNS-1123 label/,
+    );
+    assert.throws(
+      () => parseAgentConfig(["--cluster-id", "a", "--hub", "nohostport"], {}),
+      /--hub "nohostport" must be host:port/,
+    );
+    assert.throws(
+      () =>
+        parseAgentConfig(
+          ["--cluster-id", "a", "--hub", "h:1", "--hub-ca-file", join(dir, "missing.pem")],
+          {},
+        ),
+      /--hub-ca-file .*missing\.pem: ENOENT/,
+    );
+    assert.throws(() => parseAgentConfig(["--bogus"], {}), /agent: Unknown option '--bogus'/);
+  });
+});
