@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { KubeObject } from "@isthmus/kubesim";
-import { createKubeSim } from "@isthmus/kubesim";
+import { createKubeSim, startKubeSim } from "@isthmus/kubesim";
 
 const pod = (name: string, extra: Record<string, unknown> = {}): KubeObject => ({
   apiVersion: "v1",
@@ -342,5 +342,37 @@ describe("kubesim Istio validation beyond the schema", () => {
       causes(istio("AuthorizationPolicy", { action: "DENY" }, "security.istio.io")),
       [],
     );
+  });
+});
+
+describe("kubesim server-side apply input checks", () => {
+  it("refuses an apply whose apiVersion or kind does not match the URL's resource", async () => {
+    const sim = await startKubeSim();
+    try {
+      const apply = (body: unknown) =>
+        fetch(`${sim.url}/api/v1/namespaces/default/configmaps/c?fieldManager=m`, {
+          method: "PATCH",
+          headers: { "Content-Type": "application/apply-patch+yaml" },
+          body: JSON.stringify(body),
+        });
+      const wrongKind = await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "c" } });
+      assert.equal(wrongKind.status, 400);
+      const wrongGroup = await apply({
+        apiVersion: "apps/v1",
+        kind: "ConfigMap",
+        metadata: { name: "c" },
+      });
+      assert.equal(wrongGroup.status, 400);
+      const ok = await apply({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "c" },
+        data: { a: "1" },
+      });
+      assert.equal(ok.status, 201);
+      assert.deepEqual(((await ok.json()) as { data: unknown }).data, { a: "1" });
+    } finally {
+      await sim.close();
+    }
   });
 });

@@ -6,7 +6,6 @@ import { clone, deepEqual, isPlainObject } from "./object.js";
 import { jsonPatch, mergePatch, strategicMergePatch } from "./patch.js";
 import type { ResourceType } from "./resources.js";
 import {
-  apiVersionOf,
   builtinResourceTypes,
   parseApiVersion,
   resourceKey,
@@ -723,10 +722,12 @@ export class Store {
         "the namespace of the provided object does not match the namespace sent on the request",
       );
     }
-    const expected = apiVersionOf(t.group, "");
+    const gv =
+      typeof config.apiVersion === "string" ? parseApiVersion(config.apiVersion) : undefined;
     if (
-      typeof config.apiVersion !== "string" ||
-      !config.apiVersion.startsWith(expected) ||
+      gv === undefined ||
+      gv.group !== t.group ||
+      !t.versions.includes(gv.version) ||
       config.kind !== t.kind
     ) {
       throw badRequest(
