@@ -69,6 +69,9 @@ describe("kubesim scenes and seeding", () => {
         replicas: 3,
         port: 9080,
         podIpPrefix: "10.1.2",
+        nodeName: "worker-a",
+        region: "eu-west",
+        zone: "eu-west-1a",
       }),
     );
     const core = h.kc.makeApiClient(CoreV1Api);
@@ -91,7 +94,11 @@ describe("kubesim scenes and seeding", () => {
         ["reviews-2", "10.1.2.12", "reviews"],
       ],
     );
+    const node = await core.readNode({ name: "worker-a" });
+    assert.equal(node.metadata?.labels?.["topology.kubernetes.io/zone"], "eu-west-1a");
+    assert.equal(node.metadata?.labels?.["topology.kubernetes.io/region"], "eu-west");
     for (const p of pods.items) {
+      assert.equal(p.spec?.nodeName, "worker-a");
       assert.equal(p.status?.phase, "Running");
       assert.equal(p.status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
     }

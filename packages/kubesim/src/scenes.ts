@@ -99,12 +99,17 @@ export interface SampleAppOptions {
   /** Extra labels on the pods (and the service selector stays `app`). */
   labels?: Record<string, string>;
   image?: string;
+  /** The node the pods run on, also returned as a Ready Node object. Default `node-1`. */
+  nodeName?: string;
+  /** Locality of that node (`topology.kubernetes.io/region` and `zone` labels). */
+  region?: string;
+  zone?: string;
 }
 
 /**
  * A sample workload as the kubelet and controllers would leave it: an injection-enabled
- * namespace, a ServiceAccount, a Service, N running and Ready pods with IPs, the Endpoints
- * and the EndpointSlice for them.
+ * namespace, the Node it runs on, a ServiceAccount, a Service, N running and Ready pods with
+ * IPs, the Endpoints and the EndpointSlice for them.
  */
 export function sampleApp(o: SampleAppOptions): KubeObject[] {
   const replicas = o.replicas ?? 2;
@@ -114,6 +119,23 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
   const prefix = o.podIpPrefix ?? "10.244.0";
   const labels = { app: o.name, version: "v1", ...o.labels };
   const started = "2026-01-01T00:00:00Z";
+  const nodeName = o.nodeName ?? "node-1";
+  const nodeLabels: Record<string, string> = { "kubernetes.io/hostname": nodeName };
+  if (o.region !== undefined) nodeLabels["topology.kubernetes.io/region"] = o.region;
+  if (o.zone !== undefined) nodeLabels["topology.kubernetes.io/zone"] = o.zone;
+  const node: KubeObject = {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name: nodeName, labels: nodeLabels },
+    spec: {},
+    status: {
+      addresses: [
+        { type: "InternalIP", address: "192.168.0.10" },
+        { type: "Hostname", address: nodeName },
+      ],
+      conditions: [{ type: "Ready", status: "True", lastTransitionTime: started }],
+    },
+  };
   const pods: KubeObject[] = Array.from({ length: replicas }, (_, i) => ({
     apiVersion: "v1",
     kind: "Pod",
@@ -128,7 +150,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
     },
     spec: {
       serviceAccountName: sa,
-      nodeName: "node-1",
+      nodeName,
       containers: [
         {
           name: o.name,
@@ -160,6 +182,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       kind: "Namespace",
       metadata: { name: o.namespace, labels: { "istio-injection": "enabled" } },
     },
+    node,
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa, namespace: o.namespace } },
     {
       apiVersion: "v1",
@@ -179,7 +202,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
         {
           addresses: pods.map((p, i) => ({
             ip: ips[i],
-            nodeName: "node-1",
+            nodeName,
             targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
           })),
           ports: [{ name: portName, port, protocol: "TCP" }],
@@ -201,7 +224,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       endpoints: pods.map((p, i) => ({
         addresses: [ips[i]],
         conditions: { ready: true, serving: true, terminating: false },
-        nodeName: "node-1",
+        nodeName,
         targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
       })),
       ports: [{ name: portName, port, protocol: "TCP" }],
