@@ -48,19 +48,11 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
  */
 function canonicalText(kind: Intent["kind"]): string {
   const j = JSON.stringify;
-  const ports = (ps: ServicePort[]) =>
-    ps
-      .map((p) => `${j(p.name)},${p.port},${j(p.protocol)},${j(p.targetPort)},${j(p.appProtocol)}`)
-      .join(";");
+  const ports = portsText;
   switch (kind.case) {
     case "importIntent": {
       const v = kind.value;
-      const backends = v.backends
-        .map(
-          (b) =>
-            `${j(b.clusterId)},${j(b.network)},${j(b.locality)},${b.weight},${b.gateways.map((g) => `${j(g.address)}:${g.port}`).join(" ")}`,
-        )
-        .join(";");
+      const backends = v.backends.map(backendText).join(";");
       return `import|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${v.localBackend}|${backends}`;
     }
     case "exportIntent": {
@@ -78,14 +70,52 @@ function canonicalText(kind: Intent["kind"]): string {
   }
 }
 
-function intent(name: string, kind: Intent["kind"]): Intent {
-  return { $typeName: "isthmus.v1.Intent", name, version: hash64(canonicalText(kind)), kind };
+function portsText(ps: ServicePort[]): string {
+  const j = JSON.stringify;
+  return ps
+    .map((p) => `${j(p.name)},${p.port},${j(p.protocol)},${j(p.targetPort)},${j(p.appProtocol)}`)
+    .join(";");
 }
 
-/** A remote backing cluster of an import. */
+function intent(name: string, kind: Intent["kind"], text?: string): Intent {
+  return {
+    $typeName: "isthmus.v1.Intent",
+    name,
+    version: hash64(text ?? canonicalText(kind)),
+    kind,
+  };
+}
+
+function backendText(b: ImportBackend): string {
+  const j = JSON.stringify;
+  const gateways = b.gateways.map((g) => `${j(g.address)}:${g.port}`).join(" ");
+  return `${j(b.clusterId)},${j(b.network)},${j(b.locality)},${b.weight},${gateways}`;
+}
+
+/** A remote backing cluster of an import; share one across importers to build it once. */
 export interface Backend {
   rec: ServiceRecord;
   facts: ClusterFacts;
+  built?: { value: ImportBackend; text: string };
+}
+
+function built(b: Backend): { value: ImportBackend; text: string } {
+  if (b.built === undefined) {
+    const value: ImportBackend = {
+      $typeName: "isthmus.v1.ImportBackend",
+      clusterId: b.rec.clusterId,
+      network: b.facts.network,
+      gateways: b.facts.gateways.map((g) => ({
+        $typeName: "isthmus.v1.GatewayAddress",
+        address: g.address,
+        port: g.port,
+      })),
+      locality: b.facts.locality,
+      weight: b.rec.service.readyEndpoints,
+    };
+    b.built = { value, text: backendText(value) };
+  }
+  return b.built;
 }
 
 /** ImportIntent: backends sorted by cluster id; ports from the local copy, then the backends. */
@@ -107,22 +137,12 @@ export function buildImport(
     service,
     ports: unionPorts(sources),
     localBackend: local !== undefined,
-    backends: sorted.map(
-      (b): ImportBackend => ({
-        $typeName: "isthmus.v1.ImportBackend",
-        clusterId: b.rec.clusterId,
-        network: b.facts.network,
-        gateways: b.facts.gateways.map((g) => ({
-          $typeName: "isthmus.v1.GatewayAddress",
-          address: g.address,
-          port: g.port,
-        })),
-        locality: b.facts.locality,
-        weight: b.rec.service.readyEndpoints,
-      }),
-    ),
+    backends: sorted.map((b) => built(b).value),
   };
-  return intent(importName(namespace, service), { case: "importIntent", value });
+  const j = JSON.stringify;
+  const backendsText = sorted.map((b) => built(b).text).join(";");
+  const text = `import|${j(namespace)}|${j(service)}|${portsText(value.ports)}|${value.localBackend}|${backendsText}`;
+  return intent(importName(namespace, service), { case: "importIntent", value }, text);
 }
 
 /** ExportIntent of a backing service for the clusters that import it. */

@@ -770,21 +770,31 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const prev = prevState ?? { importers: new Set<string>(), exporters: new Set<string>() };
     const next: LogicalState = { importers: new Set(), exporters: new Set() };
     const importedBy = new Map<DestState, string[]>();
-    // Importers with the same backends (and no local copy) get the same intent.
+    // Importers with the same backends (and no local copy) get the same intent; each
+    // backend is built once.
     const built = new Map<string, Intent>();
+    const shared = new Map<DestState, { backend: Backend; index: number }>();
+    const backendOf = (d: DestState) => {
+      let b = shared.get(d);
+      if (b === undefined) {
+        b = {
+          backend: { rec: d.rec, facts: catalog.cluster(d.rec.clusterId)! },
+          index: shared.size,
+        };
+        shared.set(d, b);
+      }
+      return b;
+    };
     for (const [c, list] of importers) {
       const localRec = catalog.logicalService(ns, name).get(c);
       const local =
         localRec?.service.inMesh === true && Object.keys(localRec.service.selector).length > 0
           ? localRec
           : undefined;
-      const shape = `${local?.key ?? ""}|${list.map((d) => d.key).join(",")}`;
+      const shape = `${local?.key ?? ""}|${list.map((d) => backendOf(d).index).join(",")}`;
       let intent = built.get(shape);
       if (intent === undefined) {
-        const backends: Backend[] = list.map((d) => ({
-          rec: d.rec,
-          facts: catalog.cluster(d.rec.clusterId)!,
-        }));
+        const backends: Backend[] = list.map((d) => backendOf(d).backend);
         intent = buildImport(ns, name, local, backends);
         built.set(shape, intent);
       }
