@@ -398,5 +398,20 @@ describe("agent apply (kubesim + client-node)", () => {
     );
     assert.match(failed.errors[0]!.message, /503/);
     c.sim.faults.reset();
+    // The hub does not resend a NACKed intent of the same version: the agent retries it.
+    assert.equal(ctl!.reconciler.retryFailed(), 1);
+    await eventually(() =>
+      assert.equal(
+        c.sim.get(
+          "security.istio.io/v1",
+          "AuthorizationPolicy",
+          "isthmus-allow-payments-api",
+          "payments",
+        ).metadata.annotations?.["isthmus.dev/intent-version"],
+        "2",
+      ),
+    );
+    await ctl!.reconciler.idle();
+    assert.equal(ctl!.reconciler.retryFailed(), 0, "nothing left to retry");
   });
 });

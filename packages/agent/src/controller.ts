@@ -20,6 +20,8 @@ export interface ControllerOptions {
   onInformerStatus?: ClusterCacheOptions["onInformerStatus"];
   onWrite?: ReconcilerOptions["onWrite"];
   now?: () => Date;
+  /** How often objects whose apply failed are retried, in ms. Default 30 s; 0 disables. */
+  retryIntervalMs?: number;
 }
 
 /**
@@ -65,14 +67,26 @@ export function createController(options: ControllerOptions): Controller {
   cache.onMesh(() => reconciler.meshChanged());
   cache.onRendered((_event, obj) => reconciler.objectChanged(obj));
 
+  // A NACKed object is not resent by the hub until its intent changes: keep trying it here.
+  let retryTimer: NodeJS.Timeout | undefined;
+  const retryIntervalMs = options.retryIntervalMs ?? 30_000;
+
   return {
     cache,
     reconciler,
     async start() {
       await cache.start();
       reconciler.adopt();
+      if (retryIntervalMs > 0) {
+        retryTimer = setInterval(() => {
+          const n = reconciler.retryFailed();
+          if (n > 0) logger.info("retrying failed objects", { objects: n });
+        }, retryIntervalMs);
+        retryTimer.unref();
+      }
     },
     async stop() {
+      if (retryTimer !== undefined) clearInterval(retryTimer);
       reconciler.stop();
       await cache.stop();
     },

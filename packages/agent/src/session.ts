@@ -410,17 +410,31 @@ export function createSession(options: SessionOptions): Session {
 
   /** Renews the certificate while connected, when two thirds of its lifetime have passed. */
   function scheduleRenewal(identity: AgentIdentity): () => void {
-    const due = renewalDue(identity).getTime() - now().getTime();
-    const timer = setTimeout(
-      () => {
-        renew(identity).catch((err: unknown) =>
-          logger.warn("renewal failed", { err: errorField(err) }),
-        );
-      },
-      Math.max(1_000, Math.min(due, 2 ** 31 - 1)),
-    );
-    timer.unref();
-    return () => clearTimeout(timer);
+    let timer: NodeJS.Timeout | undefined;
+    let cancelled = false;
+    const arm = (current: AgentIdentity) => {
+      const due = renewalDue(current).getTime() - now().getTime();
+      timer = setTimeout(
+        () => {
+          renew(current).then(
+            (next) => {
+              if (!cancelled) arm(next);
+            },
+            (err: unknown) => {
+              logger.warn("renewal failed", { err: errorField(err) });
+              if (!cancelled) arm(current);
+            },
+          );
+        },
+        Math.max(1_000, Math.min(due, 2 ** 31 - 1)),
+      );
+      timer.unref();
+    };
+    arm(identity);
+    return () => {
+      cancelled = true;
+      if (timer !== undefined) clearTimeout(timer);
+    };
   }
 
   return {

@@ -80,6 +80,8 @@ export interface Reconciler {
   meshChanged(): void;
   /** A live object of a rendered kind changed: repair drift. */
   objectChanged(obj: KubeObject): void;
+  /** Re-enqueues the objects whose last attempt failed; returns how many. */
+  retryFailed(): number;
   /** Whether a complete delta was applied (pruning enabled). */
   pruning(): boolean;
   idle(): Promise<void>;
@@ -180,6 +182,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   }
 
   async function reconcile(ref: string): Promise<Outcome> {
+    const outcome = await reconcileOnce(ref);
+    if (outcome.ok) failed.delete(ref);
+    else failed.add(ref);
+    return outcome;
+  }
+
+  async function reconcileOnce(ref: string): Promise<Outcome> {
     let backoff = initialMs;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -269,12 +278,21 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return refs;
   }
 
-  function ownedRefsOf(name: string): string[] {
-    return live
-      .liveObjects()
-      .filter((o) => isOwned(o) && intentNameOf(o) === name)
-      .map(objectRef);
+  /** Live owned objects by intent name, built once per delta. */
+  function ownedByIntent(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const o of live.liveObjects()) {
+      const name = isOwned(o) ? intentNameOf(o) : undefined;
+      if (name === undefined) continue;
+      const list = out.get(name);
+      if (list === undefined) out.set(name, [objectRef(o)]);
+      else list.push(objectRef(o));
+    }
+    return out;
   }
+
+  /** Objects whose last reconciliation failed; retried by `retryFailed`. */
+  const failed = new Set<string>();
 
   return {
     adopt() {
@@ -338,6 +356,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const facts = live.facts();
       const touched = new Set<string>();
       const errors: ObjectError[] = [];
+      const owned = ownedByIntent();
+      const ownedRefsOf = (name: string) => owned.get(name) ?? [];
       for (const name of delta.removed) {
         for (const ref of forget(name)) touched.add(ref);
         intents.delete(name);
@@ -406,6 +426,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     objectChanged(obj) {
       const ref = objectRef(obj);
       if (desired.has(ref) || isOwned(obj)) void queue.enqueue(ref);
+    },
+    retryFailed() {
+      const refs = [...failed];
+      for (const ref of refs) void queue.enqueue(ref);
+      return refs.length;
     },
     pruning: () => complete,
     idle: () => queue.idle(),
