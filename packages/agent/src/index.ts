@@ -11,6 +11,7 @@ export * from "./http.js";
 export * from "./identity.js";
 export * from "./kube/client.js";
 export * from "./kube/resources.js";
+export * from "./main.js";
 export * from "./metrics.js";
 export * from "./render/index.js";
 export * from "./session.js";

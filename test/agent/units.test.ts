@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { backoffDelay, createWorkQueue, renewalDue, runAgent } from "@isthmus/agent";
+import { silentLogger } from "@isthmus/logging";
+
+describe("agent building blocks", () => {
+  it("backs off exponentially with full jitter, bounded", () => {
+    const at = (attempt: number, r: number) => backoffDelay(attempt, 500, 30_000, () => r);
+    assert.equal(at(0, 0.999), 499);
+    assert.equal(at(3, 0.999), 3996);
+    assert.equal(at(20, 0.999), 29_970, "capped at the maximum");
+    assert.equal(at(5, 0), 250, "never below half the initial delay");
+  });
+
+  it("renews after two thirds of the certificate lifetime", () => {
+    const issuedAt = new Date("2026-01-01T00:00:00Z");
+    const notAfter = new Date("2026-01-02T00:00:00Z");
+    assert.equal(
+      renewalDue({ issuedAt, notAfter, keyPem: "", certChainPem: "", caPem: "" }).toISOString(),
+      "2026-01-01T16:00:00.000Z",
+    );
+  });
+
+  it("processes a key once at a time and again when it is added while running", async () => {
+    const runs: string[] = [];
+    let release: (() => void) | undefined;
+    const q = createWorkQueue<number>(async (key) => {
+      runs.push(key);
+      if (runs.length === 1) await new Promise<void>((r) => (release = r));
+      return runs.length;
+    });
+    const first = q.enqueue("a");
+    await new Promise((r) => setImmediate(r));
+    const second = q.enqueue("a"); // while "a" runs: one more run afterwards
+    const third = q.enqueue("a"); // coalesced with the second
+    release!();
+    assert.equal(await first, 1);
+    assert.equal(await second, 2);
+    assert.equal(await third, 2);
+    await q.idle();
+    assert.deepEqual(runs, ["a", "a"]);
+  });
+
+  it("runAgent refuses a bad configuration with exit code 2", async () => {
+    assert.equal(await runAgent(["--cluster-id", "x"], { env: {}, logger: silentLogger }), 2);
+  });
+});
