@@ -171,6 +171,16 @@ describe("agent hub session (in-test gRPC hub over mTLS)", () => {
     c.sim.delete("v1", "Pod", "frontend-2", "web");
     const delta = await conn.next("catalogUpdate", (u) => !u.fullSnapshot);
     assert.ok(delta.revision > 1n, "revision increases");
+
+    // Mesh facts change (the network label goes away): a StatusReport with the warning.
+    const ns = c.sim.get("v1", "Namespace", "istio-system");
+    c.sim.update({ ...ns, metadata: { ...ns.metadata, labels: {} } });
+    const report = await conn.next("statusReport");
+    assert.equal(report.mesh?.network, "");
+    assert.deepEqual(
+      report.warnings.map((w) => w.code),
+      ["missing-network-label"],
+    );
     assert.ok(
       delta.upsertedIdentities.some((i) => i.serviceAccount === "frontend" && i.podCount === 2),
       "identity delta",
