@@ -459,6 +459,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     services: readonly Service[],
     identities: readonly WorkloadIdentity[],
   ): void => {
+    if (catalog.servicesIn(clusterId).size === 0 && catalog.identitiesIn(clusterId).size === 0) {
+      // A first snapshot: nothing to compare with.
+      for (const s of services) upsertService(tx, clusterId, s);
+      for (const i of identities) upsertIdentity(tx, clusterId, i);
+      return;
+    }
     const wantServices = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s]));
     for (const [nsName, rec] of [...catalog.servicesIn(clusterId)]) {
       if (!wantServices.has(nsName)) {
