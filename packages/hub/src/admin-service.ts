@@ -85,6 +85,8 @@ export function createAdminHandlers(
       ...(cat?.mesh ? { mesh: cat.mesh } : {}),
       ackedVersion: view.ackedVersion,
       pendingNonce: view.pendingNonce,
+      inSync: view.inSync,
+      catalogRevision: cat?.connected ? cat.revision : 0n,
       nacks: view.nacks,
       warnings,
       serviceCount: cat?.services.size ?? 0,

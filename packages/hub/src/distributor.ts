@@ -70,6 +70,8 @@ export interface SessionView {
   ackedVersion: string;
   pendingNonce: string;
   nacks: NackRecord[];
+  /** Connected, nothing waiting to be sent and nothing in flight. */
+  inSync: boolean;
 }
 
 const MAX_NACKS = 10;
@@ -237,7 +239,16 @@ export function createDistributor(options: DistributorOptions) {
     },
     view(clusterId: string): SessionView {
       const h = histories.get(clusterId) ?? { ackedVersion: "", nacks: [] };
-      return { ...h, pendingNonce: sessions.get(clusterId)?.inFlight?.nonce ?? "" };
+      const s = sessions.get(clusterId);
+      return {
+        ...h,
+        pendingNonce: s?.inFlight?.nonce ?? "",
+        inSync:
+          s !== undefined &&
+          s.inFlight === undefined &&
+          s.dirtySince === undefined &&
+          (s.sentComplete || !options.removalsAllowed()),
+      };
     },
     /** Forgets a deleted cluster's history. */
     forget(clusterId: string): void {

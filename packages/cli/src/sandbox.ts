@@ -1,0 +1,331 @@
+// The whole system on one machine: a hub, N kubesim clusters seeded with an Istio
+// installation and sample workloads, and their agents, all in this process.
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type Agent, createAgent } from "@isthmus/agent";
+import { createHub, defaultHubConfig, type Hub, type HubConfig } from "@isthmus/hub";
+import {
+  istioScene,
+  type KubeObject,
+  type KubeSim,
+  sampleApp,
+  startKubeSim,
+} from "@isthmus/kubesim";
+import { type Logger, silentLogger } from "@isthmus/logging";
+import { AdminService, type CallOptions, clientCredentials, createClient } from "@isthmus/proto";
+import { parse, stringify } from "yaml";
+import type { AdminClient } from "./connection.js";
+
+export interface SceneApp {
+  name: string;
+  namespace: string;
+  replicas?: number;
+  port?: number;
+  portName?: string;
+  serviceAccount?: string;
+}
+
+export interface SceneCluster {
+  id: string;
+  labels?: Record<string, string>;
+  apps?: SceneApp[];
+}
+
+export interface Scene {
+  clusters: SceneCluster[];
+}
+
+/** The default scene: two prod clusters (frontend in prod-eu, payments-api in prod-us), a dev
+ * cluster with its own frontend, then empty clusters up to `count`. */
+export function defaultScene(count: number): Scene {
+  const clusters: SceneCluster[] = [
+    {
+      id: "prod-eu",
+      labels: { env: "prod", region: "eu" },
+      apps: [{ name: "frontend", namespace: "web" }],
+    },
+    {
+      id: "prod-us",
+      labels: { env: "prod", region: "us" },
+      apps: [
+        {
+          name: "payments-api",
+          namespace: "payments",
+          port: 8443,
+          portName: "https",
+          serviceAccount: "payments",
+        },
+      ],
+    },
+    {
+      id: "dev",
+      labels: { env: "dev", region: "eu" },
+      apps: [{ name: "frontend", namespace: "web" }],
+    },
+  ];
+  for (let i = clusters.length + 1; i <= count; i++)
+    clusters.push({ id: `cluster-${i}`, labels: { env: "dev" }, apps: [] });
+  return { clusters: clusters.slice(0, count) };
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Reads a scene file: `clusters: [{id, labels, apps: [{name, namespace, replicas, port, portName, serviceAccount}]}]`. */
+export async function loadScene(path: string): Promise<Scene> {
+  let data: unknown;
+  try {
+    data = parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new Error(`${path}: ${(err as Error).message}`);
+  }
+  const clusters = (data as { clusters?: unknown })?.clusters;
+  if (!Array.isArray(clusters) || clusters.length === 0)
+    throw new Error(`${path}: clusters: expected a non-empty list`);
+  const ids = new Set<string>();
+  clusters.forEach((c: SceneCluster, i) => {
+    if (typeof c?.id !== "string" || !DNS_LABEL.test(c.id))
+      throw new Error(`${path}: clusters[${i}].id: expected a DNS label`);
+    if (ids.has(c.id)) throw new Error(`${path}: clusters[${i}].id: "${c.id}" appears twice`);
+    ids.add(c.id);
+    (c.apps ?? []).forEach((a, j) => {
+      for (const key of ["name", "namespace"] as const) {
+        if (typeof a?.[key] !== "string" || !DNS_LABEL.test(a[key])) {
+          throw new Error(`${path}: clusters[${i}].apps[${j}].${key}: expected a DNS label`);
+        }
+      }
+    });
+  });
+  return { clusters };
+}
+
+export interface SandboxCluster {
+  id: string;
+  labels: Record<string, string>;
+  sim: KubeSim;
+  kubeconfigPath: string;
+  agent: Agent | undefined;
+  startAgent(): Promise<void>;
+  stopAgent(): Promise<void>;
+}
+
+export interface Sandbox {
+  hub: Hub;
+  address: string;
+  adminToken: string;
+  /** CLI config file (hub, token, caFile) for `isthmus --config`. */
+  configPath: string;
+  clusters: SandboxCluster[];
+  /** An admin client and the call options carrying the token. */
+  admin(): { client: AdminClient; call: CallOptions };
+  /** Objects Isthmus wrote into a cluster (managed-by isthmus), sorted. */
+  owned(clusterId: string): KubeObject[];
+  stopHub(): Promise<void>;
+  startHub(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface SandboxOptions {
+  scene: Scene;
+  /** Folder for the hub's data, kubeconfigs and the CLI config. */
+  dir: string;
+  logger?: Logger;
+  /** Hub settings on top of the sandbox defaults. */
+  hub?: Partial<HubConfig>;
+  /** Extra objects per cluster id, loaded before the agents start (e.g. cacerts). */
+  extraObjects?: Record<string, KubeObject[]>;
+  /** Agent catalog debounce (ms). */
+  agentDebounceMs?: number;
+}
+
+const ISTHMUS_KINDS: [string, string][] = [
+  ["networking.istio.io/v1", "ServiceEntry"],
+  ["networking.istio.io/v1", "DestinationRule"],
+  ["security.istio.io/v1", "AuthorizationPolicy"],
+];
+
+export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
+  const logger = options.logger ?? silentLogger;
+  const adminToken = randomBytes(24).toString("base64url");
+  let hubConfig: HubConfig = {
+    ...defaultHubConfig,
+    listen: "127.0.0.1:0",
+    metricsListen: "127.0.0.1:0",
+    dataDir: join(options.dir, "hub"),
+    adminTokens: [{ name: "sandbox", role: "admin", token: adminToken }],
+    warmupSeconds: 30,
+    graceSeconds: 60,
+    ...options.hub,
+  };
+  let hub: Hub | undefined = await createHub({
+    config: hubConfig,
+    logger: logger.child({ component: "hub" }),
+  });
+  // Restarts reuse the port, so that agents find the hub again.
+  hubConfig = { ...hubConfig, listen: `127.0.0.1:${hub.port}` };
+  const address = `localhost:${hub.port}`;
+  const caPem = hub.caPem;
+  const configPath = join(options.dir, "isthmus.yaml");
+  await writeFile(join(options.dir, "hub-ca.pem"), caPem);
+  await writeFile(
+    configPath,
+    stringify({ hub: address, token: adminToken, caFile: join(options.dir, "hub-ca.pem") }),
+    { mode: 0o600 },
+  );
+
+  const admin = () => {
+    const client = createClient(AdminService, address, clientCredentials({ caPem }));
+    return {
+      client,
+      call: { metadata: { authorization: `Bearer ${adminToken}` }, timeoutMs: 15_000 },
+    };
+  };
+
+  const clusters: SandboxCluster[] = [];
+  const sandbox: Sandbox = {
+    get hub() {
+      if (hub === undefined) throw new Error("sandbox: the hub is stopped");
+      return hub;
+    },
+    address,
+    adminToken,
+    configPath,
+    clusters,
+    admin,
+    owned(clusterId) {
+      const c = clusters.find((x) => x.id === clusterId);
+      if (c === undefined) throw new Error(`sandbox: no cluster ${clusterId}`);
+      return ISTHMUS_KINDS.flatMap(([apiVersion, kind]) =>
+        c.sim.list(apiVersion, kind, { labelSelector: "app.kubernetes.io/managed-by=isthmus" }),
+      ).sort((a, b) =>
+        `${a.kind}/${a.metadata?.namespace}/${a.metadata?.name}`.localeCompare(
+          `${b.kind}/${b.metadata?.namespace}/${b.metadata?.name}`,
+        ),
+      );
+    },
+    async stopHub() {
+      await hub?.close();
+      hub = undefined;
+    },
+    async startHub() {
+      hub ??= await createHub({ config: hubConfig, logger: logger.child({ component: "hub" }) });
+    },
+    async close() {
+      for (const c of clusters) await c.stopAgent();
+      await hub?.close();
+      hub = undefined;
+      for (const c of clusters) await c.sim.close();
+    },
+  };
+
+  const sceneNamespaces = [
+    ...new Set(options.scene.clusters.flatMap((c) => (c.apps ?? []).map((a) => a.namespace))),
+  ].sort();
+  try {
+    const { client, call } = admin();
+    try {
+      for (const [i, sc] of options.scene.clusters.entries()) {
+        const n = i + 1;
+        const sim = await startKubeSim({
+          name: sc.id,
+          namespaces: ["default", "kube-system", "istio-system", "isthmus-system"],
+        });
+        sim.load([
+          ...istioScene({
+            clusterId: sc.id,
+            network: `network-${sc.id}`,
+            trustDomain: `${sc.id}.local`,
+            eastWestAddress: `192.0.2.${n}`,
+          }),
+          ...(sc.apps ?? []).flatMap((a) =>
+            sampleApp({
+              name: a.name,
+              namespace: a.namespace,
+              replicas: a.replicas ?? 2,
+              port: a.port ?? 8080,
+              portName: a.portName ?? "http",
+              serviceAccount: a.serviceAccount ?? a.name,
+              podIpPrefix: `10.${n}.${(sc.apps ?? []).indexOf(a)}`,
+            }),
+          ),
+          // Namespace sameness (as in the Multi-Cluster Services API): every namespace of the
+          // scene exists in every cluster, so that imports have a namespace to live in.
+          ...sceneNamespaces.map((name) => ({
+            apiVersion: "v1",
+            kind: "Namespace",
+            metadata: { name, labels: { "istio-injection": "enabled" } },
+          })),
+          ...(options.extraObjects?.[sc.id] ?? []),
+        ]);
+        const kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
+        const created = await client.createCluster(
+          { cluster: { id: sc.id, labels: sc.labels ?? {} } },
+          call,
+        );
+        const cluster: SandboxCluster = {
+          id: sc.id,
+          labels: sc.labels ?? {},
+          sim,
+          kubeconfigPath,
+          agent: undefined,
+          async startAgent() {
+            if (cluster.agent !== undefined) return;
+            cluster.agent = createAgent({
+              clusterId: sc.id,
+              hubAddress: address,
+              hubCaPem: caPem,
+              bootstrapToken: created.bootstrapToken,
+              kubeconfig: sim.kubeconfig(),
+              logger: logger.child({ component: "agent" }),
+              ...(options.agentDebounceMs === undefined
+                ? {}
+                : { debounceMs: options.agentDebounceMs }),
+            });
+            await cluster.agent.start();
+          },
+          async stopAgent() {
+            await cluster.agent?.stop();
+            cluster.agent = undefined;
+          },
+        };
+        clusters.push(cluster);
+      }
+    } finally {
+      client.close();
+    }
+    await Promise.all(clusters.map((c) => c.startAgent()));
+  } catch (err) {
+    await sandbox.close();
+    throw err;
+  }
+  return sandbox;
+}
+
+/** Resolves once every cluster's agent reported its catalog and holds the current desired
+ * config, with nothing pending or in flight (polls the admin API). */
+export async function waitConverged(sandbox: Sandbox, timeoutMs = 30_000): Promise<void> {
+  const { client, call } = sandbox.admin();
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const s = await client.getStatus({}, call);
+      const pending = s.clusters.filter((c) => !c.inSync || c.catalogRevision === 0n);
+      if (!s.warmingUp && pending.length === 0) return;
+      if (Date.now() > deadline) {
+        const why = (c: (typeof pending)[number]) =>
+          !c.connected
+            ? "disconnected"
+            : c.catalogRevision === 0n
+              ? "no catalog yet"
+              : c.pendingNonce
+                ? "delta in flight"
+                : "changes pending";
+        const waiting = pending.map((c) => `${c.cluster?.id} (${why(c)})`).join(", ") || "warm-up";
+        throw new Error(`sandbox: not converged after ${timeoutMs} ms: waiting for ${waiting}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    client.close();
+  }
+}
