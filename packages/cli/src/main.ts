@@ -1,10 +1,13 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { registerAgentCommand } from "./commands/agent.js";
 import { registerCertsCommand } from "./commands/certs.js";
 import { registerClusterCommand } from "./commands/cluster.js";
+import { registerDemoCommand } from "./commands/demo.js";
 import { registerHubCommand } from "./commands/hub.js";
 import { registerInstallCommand } from "./commands/install.js";
 import { registerPolicyCommand } from "./commands/policy.js";
+import { registerSandboxCommand } from "./commands/sandbox.js";
 import { registerStatusCommands } from "./commands/status.js";
 
 /** Exit codes: 0 success, 1 an error while doing the work, 2 bad usage (flags, arguments). */
@@ -30,6 +33,9 @@ export function createProgram(): Command {
   registerStatusCommands(program);
   registerInstallCommand(program);
   registerHubCommand(program);
+  registerAgentCommand(program);
+  registerSandboxCommand(program);
+  registerDemoCommand(program);
   return program;
 }
 
