@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
+import { createClusterCache, createKubeClient, kubeConfigFromString } from "@isthmus/agent";
+import { sampleApp, startKubeSim } from "@isthmus/kubesim";
 import { Visibility } from "@isthmus/proto";
-import { cacheFor, eventually, loadApps, startCluster, type TestCluster } from "./cluster.js";
+import {
+  cacheFor,
+  eventually,
+  loadApps,
+  noDelay,
+  startCluster,
+  type TestCluster,
+} from "./cluster.js";
 
 describe("agent discovery (kubesim + client-node)", () => {
   let c: TestCluster;
@@ -139,6 +148,28 @@ describe("agent discovery (kubesim + client-node)", () => {
       );
     } finally {
       await cache.stop();
+    }
+  });
+
+  it("works over HTTPS with the kubeconfig's CA and bearer token", async () => {
+    const sim = await startKubeSim({ name: "tls", tls: true, token: "secret-token-0123456789" });
+    sim.load(sampleApp({ name: "payments-api", namespace: "payments" }));
+    const client = createKubeClient(kubeConfigFromString(sim.kubeconfig()));
+    const cache = createClusterCache({ client, clusterId: "tls", delay: noDelay });
+    try {
+      await cache.start();
+      assert.equal(
+        cache.fullSnapshot().snapshot.services.get("payments/payments-api")?.readyEndpoints,
+        2,
+      );
+      sim.delete("v1", "Pod", "payments-api-0", "payments");
+      await eventually(() =>
+        assert.equal(cache.takeDelta()?.delta.upsertedIdentities[0]?.podCount, 1),
+      );
+    } finally {
+      await cache.stop();
+      client.close();
+      await sim.close();
     }
   });
 });

@@ -141,6 +141,11 @@ export function createInformer<T extends KubeObject = KubeObject>(
   const watch = {
     watch: (async (p, query, callback, done) => {
       if (quickCloses > 0) await delay(Math.min(initialMs * 2 ** (quickCloses - 1), maxMs));
+      if (stopped) {
+        const aborted = new AbortController();
+        aborted.abort();
+        return aborted;
+      }
       const startedAt = Date.now();
       let finished = false;
       let timer: NodeJS.Timeout | undefined;
@@ -176,8 +181,10 @@ export function createInformer<T extends KubeObject = KubeObject>(
         },
         (err: unknown) => finish(err),
       );
-      if (finished) controller.abort();
-      else if (!stopped) markHealthy();
+      // A watch that connected after stop() (ListWatch.stop aborts only the request it
+      // already holds) must not stay open.
+      if (finished || stopped) controller.abort();
+      else markHealthy();
       return controller;
     }) as WatchFn,
   } as unknown as Watch;
