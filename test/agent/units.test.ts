@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { backoffDelay, createWorkQueue, renewalDue, runAgent } from "@isthmus/agent";
+import {
+  backoffDelay,
+  type Clock,
+  createDebouncer,
+  createWorkQueue,
+  renewalDue,
+  runAgent,
+} from "@isthmus/agent";
 import { silentLogger } from "@isthmus/logging";
 
 describe("agent building blocks", () => {
@@ -38,6 +45,50 @@ describe("agent building blocks", () => {
     assert.equal(await third, 2);
     await q.idle();
     assert.deepEqual(runs, ["a", "a"]);
+  });
+
+  it("debounces catalog changes: trailing window, bounded by a maximum wait", () => {
+    let t = 0;
+    const timers = new Map<number, { at: number; fn: () => void }>();
+    let ids = 0;
+    const clock: Clock = {
+      now: () => t,
+      setTimeout: (fn, ms) => {
+        timers.set(++ids, { at: t + ms, fn });
+        return ids;
+      },
+      clearTimeout: (h) => void timers.delete(h as number),
+    };
+    const advance = (ms: number) => {
+      const end = t + ms;
+      for (;;) {
+        const due = [...timers].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (due === undefined) break;
+        timers.delete(due[0]);
+        t = due[1].at;
+        due[1].fn();
+      }
+      t = end;
+    };
+    const fired: number[] = [];
+    const d = createDebouncer(() => fired.push(t), { windowMs: 100, maxMs: 250, clock });
+    d.trigger();
+    advance(50);
+    d.trigger(); // quiet window restarts
+    advance(99);
+    assert.deepEqual(fired, []);
+    advance(1);
+    assert.deepEqual(fired, [150]);
+    // A steady stream of changes still goes out after at most maxMs.
+    for (let i = 0; i < 10; i++) {
+      d.trigger();
+      advance(60);
+    }
+    assert.deepEqual(fired, [150, 400, 700]);
+    d.trigger();
+    d.cancel();
+    advance(1000);
+    assert.deepEqual(fired, [150, 400, 700], "cancelled");
   });
 
   it("runAgent refuses a bad configuration with exit code 2", async () => {

@@ -3,6 +3,7 @@ export * from "./apply/queue.js";
 export * from "./apply/reconciler.js";
 export * from "./config.js";
 export * from "./controller.js";
+export * from "./debounce.js";
 export * from "./discovery/cache.js";
 export * from "./discovery/catalog.js";
 export * from "./discovery/informer.js";

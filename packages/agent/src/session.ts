@@ -13,6 +13,7 @@ import {
   type ServiceClient,
 } from "@isthmus/proto";
 import type { Controller } from "./controller.js";
+import { type Clock, createDebouncer } from "./debounce.js";
 import type { CatalogChange } from "./discovery/cache.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
@@ -53,6 +54,8 @@ export interface SessionOptions {
   /** Catalog deltas: trailing debounce window and maximum wait, in ms. Default 100 / 1000. */
   debounceMs?: number;
   maxDebounceMs?: number;
+  /** Timers of the catalog debounce (tests inject a manual clock). */
+  clock?: Clock;
   /** Observability hooks. */
   onState?: (state: SessionState) => void;
   onCatalogSent?: (update: { full: boolean; revision: bigint; entries: number }) => void;
@@ -257,11 +260,7 @@ export function createSession(options: SessionOptions): Session {
     options.onCatalogSent?.({ full: true, revision, entries: services.length + identities.length });
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
-    let timer: NodeJS.Timeout | undefined;
-    let firstPending: number | undefined;
     const flush = () => {
-      timer = undefined;
-      firstPending = undefined;
       const change: CatalogChange | undefined = cache.takeDelta();
       if (change === undefined) return;
       const d = change.delta;
@@ -294,13 +293,12 @@ export function createSession(options: SessionOptions): Session {
         )
         .catch(() => {});
     };
-    const schedule = () => {
-      const t = Date.now();
-      firstPending ??= t;
-      if (timer !== undefined) clearTimeout(timer);
-      const wait = Math.max(0, Math.min(debounceMs, firstPending + maxDebounceMs - t));
-      timer = setTimeout(flush, wait);
-    };
+    const debouncer = createDebouncer(flush, {
+      windowMs: debounceMs,
+      maxMs: maxDebounceMs,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    });
+    const schedule = () => debouncer.trigger();
     const onMesh = () => {
       const m = cache.mesh();
       void send({
@@ -320,7 +318,7 @@ export function createSession(options: SessionOptions): Session {
       }
     } finally {
       active = undefined;
-      if (timer !== undefined) clearTimeout(timer);
+      debouncer.cancel();
     }
   }
 
