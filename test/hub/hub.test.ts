@@ -6,6 +6,7 @@ import { createAgentCsr } from "@isthmus/pki";
 import {
   Action,
   AgentService,
+  CatalogEventType,
   Code,
   clientCredentials,
   createClient,
@@ -494,5 +495,60 @@ describe("hub reliability", function () {
     assert.deepEqual(removal.removed, ["import/payments/payments-api"]);
     const listed = await f.admin.listCatalog({ filter: { clusterId: "b" } }, viewer);
     assert.deepEqual(listed.services, []);
+  });
+});
+
+describe("hub observability and catalog watch", function () {
+  this.timeout(60_000);
+  let f: HubFixture;
+  const agents: TestAgent[] = [];
+  afterEach(async () => {
+    for (const a of agents.splice(0)) a.close();
+    await f.close();
+  });
+
+  it("streams catalog changes to watchers and serves metrics, health and readiness", async () => {
+    f = await startHub();
+    const b = await enrollAgent(f, "b");
+    agents.push(b);
+    const abort = new AbortController();
+    const events: string[] = [];
+    const watching = (async () => {
+      try {
+        for await (const ev of f.admin.watchCatalog(
+          { filter: { clusterId: "b" } },
+          { ...viewer, signal: abort.signal },
+        )) {
+          events.push(
+            `${CatalogEventType[ev.type]} ${ev.service?.clusterId}/${ev.service?.service?.namespace}/${ev.service?.service?.name}`,
+          );
+        }
+      } catch (err) {
+        if (!(err instanceof GrpcError && err.code === Code.CANCELLED)) throw err;
+      }
+    })();
+    await join_(b, [payments], [paymentsIdentity]);
+    await b.send({
+      message: {
+        case: "catalogUpdate",
+        value: { revision: 2n, removedServices: [{ namespace: "payments", name: "payments-api" }] },
+      },
+    });
+    await eventually(() =>
+      assert.deepEqual(events, [
+        "UPSERTED b/payments/payments-api",
+        "REMOVED b/payments/payments-api",
+      ]),
+    );
+    abort.abort();
+    await watching;
+
+    const base = `http://127.0.0.1:${f.hub.metricsPort}`;
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /^isthmus_hub_connected_agents 1$/m);
+    assert.match(metrics, /^isthmus_hub_config_deltas_sent_total\{cluster="b"\} \d+$/m);
+    assert.match(metrics, /^# TYPE isthmus_hub_convergence_seconds histogram$/m);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
   });
 });
