@@ -109,6 +109,7 @@ describe("agent apply (kubesim + client-node)", () => {
         "AuthorizationPolicy payments/isthmus-deny-payments-api",
         "DestinationRule payments/isthmus-import-payments-api",
         "ServiceEntry payments/isthmus-import-payments-api",
+        `ServiceEntry payments/${objectName("import", "payments-api", "prod-eu")}`,
         `ServiceEntry payments/${objectName("import", "payments-api", "prod-us")}`,
         "ServiceEntry web/isthmus-export-frontend",
       ],
@@ -155,7 +156,7 @@ describe("agent apply (kubesim + client-node)", () => {
 
     // The same delta again: the cache already holds the content hashes, nothing is written.
     await eventually(() =>
-      assert.ok(ctl!.cache.liveObjects().length >= 6, "ctl!.cache.liveObjects().length >= 6"),
+      assert.ok(ctl!.cache.liveObjects().length >= 7, "all seven objects cached"),
     );
     await ctl!.reconciler.idle();
     writes.length = 0;
@@ -281,7 +282,7 @@ describe("agent apply (kubesim + client-node)", () => {
   it("adopts owned objects after a restart and prunes nothing before a complete config", async () => {
     await start();
     await ctl!.reconciler.applyDelta({ upserted: all, removed: [], complete: true });
-    await eventually(() => assert.equal(ctl!.cache.liveObjects().length, 6));
+    await eventually(() => assert.equal(ctl!.cache.liveObjects().length, 7));
     await ctl!.stop();
     // A leftover owned object from an older agent, without intent annotations.
     c.sim.create({

@@ -17,7 +17,10 @@ import { validateIstio } from "./istio-schemas.js";
 function golden(name: string, result: RenderResult): void {
   for (const o of result.objects) validateIstio(o);
   const doc = { objects: result.objects, errors: result.errors };
-  expectGolden(`render/${name}.yaml`, stringify(doc, { sortMapEntries: false }));
+  expectGolden(
+    `render/${name}.yaml`,
+    stringify(doc, { sortMapEntries: false, aliasDuplicateObjects: false }),
+  );
 }
 
 const local = facts({ "payments/payments-api": paymentsEndpoints });
@@ -30,6 +33,7 @@ describe("agent rendering", () => {
       r.objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`),
       [
         "ServiceEntry payments/isthmus-import-payments-api",
+        `ServiceEntry payments/${objectName("import", "payments-api", "prod-eu")}`,
         `ServiceEntry payments/${objectName("import", "payments-api", "prod-asia")}`,
         `ServiceEntry payments/${objectName("import", "payments-api", "prod-us")}`,
         "DestinationRule payments/isthmus-import-payments-api",
@@ -40,6 +44,12 @@ describe("agent rendering", () => {
     assert.deepEqual(
       se.endpoints.map((e) => e.address),
       ["10.0.0.11", "10.0.0.12", "gw.asia.example", "203.0.113.20", "203.0.113.21"],
+    );
+    const own = r.objects[1]!.spec as { hosts: string[]; endpoints: { address: string }[] };
+    assert.deepEqual(own.hosts, ["prod-eu.payments-api.payments.svc.clusterset.local"]);
+    assert.deepEqual(
+      own.endpoints.map((e) => e.address),
+      ["10.0.0.11", "10.0.0.12"],
     );
     golden("import-local-and-remote", r);
   });
@@ -244,8 +254,8 @@ describe("agent rendering", () => {
       a.objects[0]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
     );
     assert.equal(
-      churned.objects[3]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
-      a.objects[3]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
+      churned.objects[4]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
+      a.objects[4]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
       "the DestinationRule does not depend on endpoints",
     );
   });

@@ -48,7 +48,7 @@ export function renderAccess(
         apiVersion: "security.istio.io/v1",
         kind: "AuthorizationPolicy",
         metadata: { name, namespace },
-        spec: { selector: { matchLabels: selector }, action, rules },
+        spec: { selector: { matchLabels: { ...selector } }, action, rules },
       },
       header.name,
       header.version,

@@ -24,8 +24,9 @@ export const OUTLIER_DETECTION = {
 /**
  * ImportIntent -> a ServiceEntry for `<svc>.<ns>.svc.clusterset.local` whose endpoints are
  * the local ready pods (when the cluster backs the service itself) and one endpoint per
- * remote east-west gateway; one ServiceEntry per remote backing cluster for
- * `<cluster>.<svc>.<ns>.svc.clusterset.local`; and a DestinationRule for the clusterset
+ * remote east-west gateway; one ServiceEntry per backing cluster (this one included when it
+ * backs the service) for `<cluster>.<svc>.<ns>.svc.clusterset.local`; and a DestinationRule
+ * for the clusterset
  * host (Istio mTLS, locality load balancing with outlier detection).
  */
 export function renderImport(
@@ -58,6 +59,21 @@ export function renderImport(
       header.primaryAnnotations,
     ),
   ];
+  if (intent.localBackend) {
+    // This cluster backs the service too: its own per-cluster host reaches the local pods.
+    objects.push(
+      done({
+        apiVersion: "networking.istio.io/v1",
+        kind: "ServiceEntry",
+        metadata: { name: objectName("import", service, facts.clusterId), namespace },
+        spec: seSpec(
+          [clusterHost(facts.clusterId, namespace, service)],
+          ports,
+          structuredClone(local),
+        ),
+      }),
+    );
+  }
   for (const b of backends) {
     objects.push(
       done({
