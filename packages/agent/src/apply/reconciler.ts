@@ -369,8 +369,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         removed.delete(intent.name);
         adoptedOnly.delete(intent.name);
         const previous = intents.get(intent.name);
-        if (previous !== undefined && serviceKey(previous) !== serviceKey(intent))
-          forget(intent.name);
+        if (previous !== undefined && serviceKey(previous) !== serviceKey(intent)) {
+          for (const ref of forget(intent.name)) touched.add(ref);
+        }
         intents.set(intent.name, intent);
         const r = render(intent, facts);
         errors.push(...r.errors);
