@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
+import { parseArgs } from "node:util";
+import { AGENT_FLAGS, IDENTITY_SECRET } from "@isthmus/agent";
 import { at, loadChart, mergeValues, skeleton, type Values, valuesValidator } from "./chart.js";
 
 const chart = loadChart("isthmus-agent");
@@ -83,17 +85,6 @@ describe("chart isthmus-agent: values schema", () => {
       "/rbac/create: must be boolean",
     ]);
   });
-
-  it("allows more than one replica only with leader election", () => {
-    assert.deepEqual(withValues(CLI_VALUES, { replicaCount: 2 }), [
-      "/replicaCount: must be <= 1",
-      '(root): must match "else" schema',
-    ]);
-    assert.deepEqual(
-      withValues(CLI_VALUES, { replicaCount: 2, leaderElection: { enabled: true } }),
-      [],
-    );
-  });
 });
 
 describe("chart isthmus-agent: templates", () => {
@@ -131,23 +122,17 @@ describe("chart isthmus-agent: templates", () => {
     assert.deepEqual(container.args, [
       "agent",
       "--cluster-id=TPL",
-      "--hub-address=TPL",
+      "--hub=TPL",
       "--hub-ca-file=/etc/isthmus/bootstrap/hub-ca.crt",
       "--bootstrap-token-file=/etc/isthmus/bootstrap/bootstrap-token",
       "--namespace=$(POD_NAMESPACE)",
-      "--identity-secret=TPL",
       "--istio-namespace=TPL",
-      "--metrics-listen=0.0.0.0:9090",
-      "--leader-election-lease=TPL",
+      "--listen=0.0.0.0:9090",
     ]);
     const text = template("deployment.yaml");
     assert.match(text, /"--cluster-id=\{\{ \.Values\.clusterId \}\}"/);
-    assert.match(text, /"--hub-address=\{\{ \.Values\.hub\.address \}\}"/);
+    assert.match(text, /"--hub=\{\{ \.Values\.hub\.address \}\}"/);
     assert.match(text, /"--istio-namespace=\{\{ \.Values\.istioNamespace \}\}"/);
-    assert.match(
-      text,
-      /\{\{- if \.Values\.leaderElection\.enabled \}\}\n {12}- "--leader-election-lease=\{\{ include "isthmus-agent\.leaseName" \. \}\}"\n {12}\{\{- end \}\}/,
-    );
     assert.deepEqual(
       container.env.find((e) => e.name === "POD_NAMESPACE"),
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -156,11 +141,57 @@ describe("chart isthmus-agent: templates", () => {
     assert.equal(podSpec.automountServiceAccountToken, true);
   });
 
-  it("without leader election, stops the old pod before starting a new one", () => {
-    assert.match(
-      template("deployment.yaml"),
-      /strategy:\n {4}\{\{- if \.Values\.leaderElection\.enabled \}\}\n {4}type: RollingUpdate\n {4}\{\{- else \}\}\n(?: {4}#.*\n)* {4}type: Recreate\n {4}\{\{- end \}\}/,
+  it("passes only flags the agent accepts, and every flag it requires", () => {
+    // Every `- …` line of the container's args block, read from the template text (lines of
+    // `{{ if }}`/`{{ end }}` inside the block are skipped, the flags they guard are kept).
+    const text = template("deployment.yaml");
+    const block = /^ {10}args:\n((?: {12}(?:- .*|\{\{.*\}\})\n)+)/m.exec(text);
+    assert.ok(block, "the container's args block");
+    const lines = block[1]!
+      .split("\n")
+      .filter((l) => l.trim().startsWith("- "))
+      .map((l) =>
+        l
+          .trim()
+          .slice(2)
+          .replace(/^"(.*)"$/, "$1"),
+      );
+    assert.equal(lines[0], "agent", "the agent subcommand first");
+    const argLines = lines.slice(1);
+    assert.equal(argLines.length, container.args.length - 1, "every arg line is in the skeleton");
+    // parseAgentConfig has allowPositionals: false: each arg is one `--flag=value`.
+    const flags = argLines.map((arg) => {
+      const m = /^--([a-z0-9-]+)=.+$/.exec(arg);
+      assert.ok(m, `"${arg}" is one --flag=value`);
+      return m[1]!;
+    });
+    const known = Object.keys(AGENT_FLAGS);
+    assert.deepEqual(
+      flags.filter((f) => !known.includes(f)),
+      [],
+      `flags the agent rejects (it accepts ${known.join(", ")})`,
     );
+    assert.equal(new Set(flags).size, flags.length, "no flag twice");
+    for (const required of ["cluster-id", "hub", "hub-ca-file"])
+      assert.ok(flags.includes(required), `--${required} is passed`);
+    // The same parse as parseAgentConfig (strict, no positionals) accepts the rendered args.
+    const options = Object.fromEntries(known.map((k) => [k, { type: "string" as const }]));
+    assert.doesNotThrow(() =>
+      parseArgs({ args: container.args.slice(1), options, strict: true, allowPositionals: false }),
+    );
+    // README.md's flag table lists exactly these flags, in order.
+    const section = chart.readme.slice(
+      chart.readme.indexOf("## The container"),
+      chart.readme.indexOf("\n## ", chart.readme.indexOf("## The container") + 1),
+    );
+    const rows = [...section.matchAll(/^\| `--([a-z0-9-]+)` \|/gm)].map((m) => m[1]!);
+    assert.deepEqual(rows, flags);
+  });
+
+  it("runs one agent per cluster, stopping the old pod before starting a new one", () => {
+    assert.equal(at(deployment, "spec.replicas"), 1);
+    assert.deepEqual(at(deployment, "spec.strategy"), { type: "Recreate" });
+    assert.match(chart.readme, /^## One agent per cluster$/m);
   });
 
   it("reads the token and hub CA from the files of the bootstrap Secret", () => {
@@ -260,36 +291,18 @@ describe("chart isthmus-agent: templates", () => {
     }
   });
 
-  it("the namespaced Role touches only its identity Secret by name, and its lease", () => {
-    assert.equal(helperValue("isthmus-agent.identitySecretName"), "isthmus-agent-identity");
-    assert.equal(helperValue("isthmus-agent.leaseName"), "isthmus-agent-leader");
+  it("the namespaced Role touches only the agent's identity Secret by name", () => {
+    // The agent fixes the Secret's name; the chart's helper must name the same Secret.
+    assert.equal(helperValue("isthmus-agent.identitySecretName"), IDENTITY_SECRET);
     const [role, binding] = objects("role.yaml");
     assert.deepEqual(role!.rules as Rule[], [
       { apiGroups: [""], resources: ["secrets"], resourceNames: ["TPL"], verbs: ["get", "update"] },
       { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
-      {
-        apiGroups: ["coordination.k8s.io"],
-        resources: ["leases"],
-        resourceNames: ["TPL"],
-        verbs: ["get", "update"],
-      },
-      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
     ]);
-    const text = template("role.yaml");
     assert.match(
-      text,
+      template("role.yaml"),
       /resources: \[secrets\]\n {4}resourceNames: \[\{\{ include "isthmus-agent\.identitySecretName" \. \}\}\]/,
     );
-    assert.match(
-      text,
-      /resources: \[leases\]\n {4}resourceNames: \[\{\{ include "isthmus-agent\.leaseName" \. \}\}\]/,
-    );
-    // The lease rules exist only with leader election.
-    const leaderBlock =
-      /\{\{- if \.Values\.leaderElection\.enabled \}\}\n([\s\S]*?)\{\{- end \}\}/.exec(text);
-    assert.ok(leaderBlock);
-    assert.equal(leaderBlock[1]!.match(/leases/g)?.length, 2);
-    assert.equal(text.replace(leaderBlock[0], "").includes("leases"), false);
     assert.deepEqual(at(binding, "roleRef"), {
       apiGroup: "rbac.authorization.k8s.io",
       kind: "Role",

@@ -79,15 +79,10 @@ Secret holding the bootstrap token (bootstrap-token) and the hub CA (hub-ca.crt)
 {{- end }}
 
 {{/*
-Secret the agent keeps its enrolled client certificate and key in (it creates it itself).
+Secret the agent keeps its enrolled client certificate and key in (it creates it itself). The
+name is fixed in the agent (IDENTITY_SECRET in packages/agent/src/identity.ts); the chart only
+names it in the Role and NOTES.txt.
 */}}
 {{- define "isthmus-agent.identitySecretName" -}}
 isthmus-agent-identity
-{{- end }}
-
-{{/*
-Lease of the leader election.
-*/}}
-{{- define "isthmus-agent.leaseName" -}}
-isthmus-agent-leader
 {{- end }}
