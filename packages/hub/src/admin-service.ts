@@ -18,6 +18,7 @@ import {
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
 import { StoreError } from "./store.js";
+import { HUB_VERSION } from "./version.js";
 
 function storeError(err: unknown, what: string): never {
   if (err instanceof StoreError && err.code === "conflict") {
@@ -397,7 +398,7 @@ export function createAdminHandlers(
     async getStatus(_req, call) {
       viewer(call);
       return {
-        hubVersion: "0.1.0",
+        hubVersion: HUB_VERSION,
         systemVersion: ctx.systemVersion(),
         policyCount: ctx.registry.policies.size,
         clusters: [...ctx.registry.clusters.keys()].sort().map(clusterStatus) as ClusterStatus[],

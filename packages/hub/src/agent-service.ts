@@ -1,4 +1,5 @@
 // AgentService: enrollment, renewal and the Connect stream of every agent.
+
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { errorField } from "@isthmus/logging";
@@ -9,15 +10,24 @@ import {
   type CatalogUpdate,
   Code,
   GrpcError,
+  type MeshFacts,
   type ServiceHandlers,
 } from "@isthmus/proto";
 import type { Sender } from "./distributor.js";
-import type { ClusterCatalog, HubContext } from "./hub.js";
+import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
 import { tokenMatches } from "./registry.js";
+import { HUB_VERSION } from "./version.js";
 
 type Sign = (clusterId: string, csrPem: string) => Promise<IssuedCertificate>;
 
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
+
+const meshFacts = (m: MeshFacts): ClusterFactsInput => ({
+  network: m.network,
+  trustDomain: m.trustDomain,
+  eastWestGateways: m.eastWestGateways.map((g) => ({ address: g.address, port: g.port })),
+  locality: m.locality,
+});
 
 function emptyCatalog(): ClusterCatalog {
   return {
@@ -97,31 +107,36 @@ export function createAgentHandlers(
 ): ServiceHandlers<(typeof AgentService)["method"]> {
   const log = ctx.logger.child({ module: "agents" });
 
-  const issue = async (clusterId: string, csrPem: string) => {
+  /** Signs the CSR, records the serial (the previous certificate stays valid until the new
+   * one is in use) and answers with the chain. Enrollment also spends the token. */
+  const issue = async (clusterId: string, csrPem: string, spendToken: boolean) => {
     let issued: IssuedCertificate;
     try {
       issued = await sign(clusterId, csrPem);
     } catch (err) {
       throw new GrpcError(Code.INVALID_ARGUMENT, `cannot sign csr: ${errorField(err)}`);
     }
-    return issued;
-  };
-
-  const rememberSerial = async (clusterId: string, serial: string, clearToken: boolean) => {
     const record = ctx.registry.clusters.get(clusterId);
     if (record === undefined)
       throw new GrpcError(Code.NOT_FOUND, `cluster "${clusterId}" is not registered`);
-    // Keep the previous certificate valid until the new one is in use (rotation).
-    const certSerials = [serial.toLowerCase(), ...record.certSerials].slice(0, 2);
     await ctx.registry.putCluster(
       {
         ...record,
-        certSerials,
-        tokenHash: clearToken ? "" : record.tokenHash,
-        tokenExpiresAt: clearToken ? 0 : record.tokenExpiresAt,
+        certSerials: [issued.serialNumber.toLowerCase(), ...record.certSerials].slice(0, 2),
+        tokenHash: spendToken ? "" : record.tokenHash,
+        tokenExpiresAt: spendToken ? 0 : record.tokenExpiresAt,
       },
       record.version,
     );
+    log.info(spendToken ? "cluster enrolled" : "certificate renewed", {
+      cluster: clusterId,
+      serial: issued.serialNumber,
+    });
+    return {
+      certificateChainPem: issued.certPem,
+      caPem: ctx.hubCa.certPem,
+      notAfter: timestampFromMs(issued.notAfter.getTime()),
+    };
   };
 
   return {
@@ -135,26 +150,11 @@ export function createAgentHandlers(
       if (record === undefined || !tokenMatches(req.bootstrapToken, record.tokenHash))
         throw refused;
       if (ctx.now() > record.tokenExpiresAt) throw refused;
-      const issued = await issue(req.clusterId, req.csrPem);
-      await rememberSerial(req.clusterId, issued.serialNumber, true);
-      log.info("cluster enrolled", { cluster: req.clusterId, serial: issued.serialNumber });
-      return {
-        certificateChainPem: issued.certPem,
-        caPem: ctx.hubCa.certPem,
-        notAfter: timestampFromMs(issued.notAfter.getTime()),
-      };
+      return issue(req.clusterId, req.csrPem, true);
     },
 
     async renew(req, call) {
-      const clusterId = ctx.verifyAgent(call);
-      const issued = await issue(clusterId, req.csrPem);
-      await rememberSerial(clusterId, issued.serialNumber, false);
-      log.info("certificate renewed", { cluster: clusterId, serial: issued.serialNumber });
-      return {
-        certificateChainPem: issued.certPem,
-        caPem: ctx.hubCa.certPem,
-        notAfter: timestampFromMs(issued.notAfter.getTime()),
-      };
+      return issue(ctx.verifyAgent(call), req.csrPem, false);
     },
 
     async connect(stream, call) {
@@ -210,22 +210,14 @@ export function createAgentHandlers(
               cat.agentVersion = hello.agentVersion;
               cat.revision = 0n;
               cat.warnings = hello.warnings.map((w) => ({ code: w.code, message: w.message }));
-              cat.mesh = hello.mesh && {
-                network: hello.mesh.network,
-                trustDomain: hello.mesh.trustDomain,
-                eastWestGateways: hello.mesh.eastWestGateways.map((g) => ({
-                  address: g.address,
-                  port: g.port,
-                })),
-                locality: hello.mesh.locality,
-              };
+              cat.mesh = hello.mesh && meshFacts(hello.mesh);
               ctx.metrics.connectedAgents.inc();
               await stream.send({
                 message: {
                   case: "welcome",
                   value: {
                     sessionId,
-                    hubVersion: "0.1.0",
+                    hubVersion: HUB_VERSION,
                     maxCatalogEntries: ctx.config.maxCatalogEntries,
                   },
                 },
@@ -286,15 +278,7 @@ export function createAgentHandlers(
               cat!.lastSeen = ctx.now();
               cat!.warnings = r.warnings.map((w) => ({ code: w.code, message: w.message }));
               if (r.mesh !== undefined) {
-                cat!.mesh = {
-                  network: r.mesh.network,
-                  trustDomain: r.mesh.trustDomain,
-                  eastWestGateways: r.mesh.eastWestGateways.map((g) => ({
-                    address: g.address,
-                    port: g.port,
-                  })),
-                  locality: r.mesh.locality,
-                };
+                cat!.mesh = meshFacts(r.mesh);
                 const facts = ctx.clusterFacts(clusterId);
                 if (facts !== undefined) ctx.applyCatalog([facts]);
               }

@@ -48,7 +48,7 @@ import {
 } from "./registry.js";
 import { openFileStore, type Store } from "./store.js";
 
-export const HUB_VERSION = "0.1.0";
+export { HUB_VERSION } from "./version.js";
 
 /** What the hub holds of one cluster's catalog, beside the policy engine. */
 export interface ClusterCatalog {
