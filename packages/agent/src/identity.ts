@@ -1,6 +1,6 @@
-import { FIELD_MANAGER } from "./apply/reconciler.js";
 import type { KubeClient } from "./kube/client.js";
 import { SECRETS } from "./kube/resources.js";
+import type { KubeObject } from "./render/types.js";
 
 export const IDENTITY_SECRET = "isthmus-agent-identity";
 
@@ -59,24 +59,37 @@ export function createSecretIdentityStore(
         issuedAt: new Date(issuedAt ?? notAfter),
       };
     },
+    // get, then create or update: the chart grants exactly these verbs on this one Secret
+    // (a create cannot be restricted by name, a patch is not needed).
     async save(identity) {
-      await client.apply(
-        SECRETS,
-        {
-          apiVersion: "v1",
-          kind: "Secret",
-          metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "isthmus" } },
-          type: "kubernetes.io/tls",
-          data: {
-            "tls.key": b64(identity.keyPem),
-            "tls.crt": b64(identity.certChainPem),
-            "ca.crt": b64(identity.caPem),
-            "not-after": b64(identity.notAfter.toISOString()),
-            "issued-at": b64(identity.issuedAt.toISOString()),
-          },
+      const secret: KubeObject = {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "isthmus" } },
+        type: "Opaque",
+        data: {
+          "tls.key": b64(identity.keyPem),
+          "tls.crt": b64(identity.certChainPem),
+          "ca.crt": b64(identity.caPem),
+          "not-after": b64(identity.notAfter.toISOString()),
+          "issued-at": b64(identity.issuedAt.toISOString()),
         },
-        { fieldManager: FIELD_MANAGER, force: true },
-      );
+      };
+      const existing = await client.get(SECRETS, name, namespace);
+      if (existing === undefined) {
+        await client.create(SECRETS, secret);
+        return;
+      }
+      const metadata = {
+        ...existing.metadata,
+        labels: { ...existing.metadata.labels, ...secret.metadata.labels },
+      };
+      await client.replace(SECRETS, {
+        ...existing,
+        metadata,
+        type: existing.type ?? "Opaque",
+        data: secret.data,
+      });
     },
   };
 }

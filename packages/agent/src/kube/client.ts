@@ -57,6 +57,8 @@ export interface KubeClient {
   /** Reads one object; undefined when it does not exist. */
   get(res: Resource, name: string, namespace?: string): Promise<KubeObject | undefined>;
   create(res: Resource, obj: KubeObject): Promise<KubeObject>;
+  /** Replaces an object (PUT); `metadata.resourceVersion` makes it conditional. */
+  replace(res: Resource, obj: KubeObject): Promise<KubeObject>;
   /** Server-side apply (`application/apply-patch+yaml`). */
   apply(
     res: Resource,
@@ -256,6 +258,14 @@ export function createKubeClient(config: KubeConfig): KubeClient {
         {
           body: obj,
         },
+      )) as KubeObject;
+    },
+    async replace(res, obj) {
+      return (await call(
+        "PUT",
+        objectPath(res, obj.metadata.name, obj.metadata.namespace),
+        `could not update ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
+        { body: obj },
       )) as KubeObject;
     },
     async apply(res, obj, options) {
