@@ -66,4 +66,5 @@ export const paymentsEndpoints: LocalServiceEndpoints = {
   addresses: ["10.0.0.12", "10.0.0.11"],
   targetPorts: { http: 8080, api: 9091, metrics: 9100 },
   inMesh: true,
+  podPorts: { 80: 8080, 9090: 9091, 9100: 9100 },
 };

@@ -353,10 +353,12 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
         network: mesh.network,
         locality: mesh.locality,
         endpoints(ns: string, name: string): LocalServiceEndpoints | undefined {
-          if (services.get(name, ns) === undefined) return undefined;
+          const service = services.get(name, ns);
+          if (service === undefined) return undefined;
           return endpointsOf(
             slicesOf(keyOf(ns, name), ns),
             namespaceInMesh(namespaces.get(ns)?.metadata.labels),
+            service.spec.ports,
           );
         },
       };

@@ -73,6 +73,7 @@ function sortedRecord(r: Record<string, string> | undefined): Record<string, str
 export function endpointsOf(
   slices: readonly EndpointSliceView[],
   inMesh: boolean,
+  servicePorts: ServiceView["spec"]["ports"] = [],
 ): LocalServiceEndpoints {
   const addresses = new Set<string>();
   const targetPorts: Record<string, number> = {};
@@ -86,7 +87,17 @@ export function endpointsOf(
     }
     for (const p of s.ports ?? []) if (p.port !== undefined) targetPorts[p.name ?? ""] = p.port;
   }
-  return { addresses: [...addresses].sort(), targetPorts, inMesh };
+  const podPorts: Record<number, number> = {};
+  for (const p of servicePorts ?? []) {
+    const numeric =
+      typeof p.targetPort === "number"
+        ? p.targetPort
+        : /^[0-9]+$/.test(p.targetPort ?? "")
+          ? Number(p.targetPort)
+          : undefined;
+    podPorts[p.port] = targetPorts[p.name ?? ""] ?? numeric ?? p.port;
+  }
+  return { addresses: [...addresses].sort(), targetPorts, inMesh, podPorts };
 }
 
 export const DEFAULT_SERVICE_ACCOUNT = "default";

@@ -3,12 +3,16 @@ import type { IntentHeader } from "./import.js";
 import { finish, objectName } from "./meta.js";
 import type { KubeObject, LocalFacts, ObjectError } from "./types.js";
 
-function rule(r: AccessRule): Record<string, unknown> {
+/** A rule's ports are Service ports; the sidecar sees the pods' ports, so the policy names
+ * those (the Service's target ports, from the local Service and its EndpointSlices). */
+function rule(r: AccessRule, podPorts: Readonly<Record<number, number>>): Record<string, unknown> {
   const out: Record<string, unknown> = {
     from: [{ source: { principals: [...new Set(r.principals)].sort() } }],
   };
   if (r.ports.length > 0) {
-    const ports = [...new Set(r.ports)].sort((a, b) => a - b).map(String);
+    const ports = [...new Set(r.ports.map((p) => podPorts[p] ?? p))]
+      .sort((a, b) => a - b)
+      .map(String);
     out.to = [{ operation: { ports } }];
   }
   return out;
@@ -27,6 +31,8 @@ export function renderAccess(
   facts: LocalFacts,
 ): { objects: KubeObject[]; errors: ObjectError[] } {
   const { namespace, service } = intent;
+  const podPorts = facts.endpoints(namespace, service)?.podPorts ?? {};
+  const toRule = (r: AccessRule) => rule(r, podPorts);
   const allowName = objectName("allow", service);
   const denyName = objectName("deny", service);
   const objects: KubeObject[] = [];
@@ -62,7 +68,7 @@ export function renderAccess(
       message: allowProblem,
     });
   } else {
-    const rules = intent.allow.map(rule);
+    const rules = intent.allow.map(toRule);
     if (intent.allowLocalTrustDomain) {
       rules.push({ from: [{ source: { principals: [`${facts.trustDomain}/*`] } }] });
     }
@@ -77,7 +83,7 @@ export function renderAccess(
         message: denyProblem,
       });
     } else {
-      objects.push(policy(denyName, "DENY", intent.deny.map(rule)));
+      objects.push(policy(denyName, "DENY", intent.deny.map(toRule)));
     }
   }
   return { objects, errors };

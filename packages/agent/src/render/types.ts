@@ -25,6 +25,9 @@ export interface LocalServiceEndpoints {
   readonly targetPorts: Readonly<Record<string, number>>;
   /** Whether the Service's namespace is in the mesh (its pods carry sidecars). */
   readonly inMesh: boolean;
+  /** Service port number -> the port the pods listen on (what a sidecar, and so an
+   * AuthorizationPolicy, sees). */
+  readonly podPorts: Readonly<Record<number, number>>;
 }
 
 /** What the renderer needs to know about the local cluster. */

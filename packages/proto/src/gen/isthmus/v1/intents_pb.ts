@@ -171,7 +171,8 @@ export type AccessRule = Message<"isthmus.v1.AccessRule"> & {
   principals: string[];
 
   /**
-   * Destination ports the rule applies to; empty means every port.
+   * Service ports the rule applies to; empty means every port. The agent maps them to the
+   * pods' target ports, which is what the destination sidecar sees.
    *
    * @generated from field: repeated uint32 ports = 2;
    */
