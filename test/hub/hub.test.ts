@@ -266,6 +266,56 @@ describe("hub", function () {
     });
   });
 
+  it("ends a session that sends an invalid or oversized catalog while other sessions go on", async () => {
+    await f.restart({ maxCatalogEntries: 3 });
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    const c = await enrollAgent(f, "c");
+    agents.push(a, b, c);
+    await join_(c, [], [frontendIdentity]);
+
+    await a.connect();
+    await a.next();
+    await snapshot(a, 1n, [{ ...payments, name: "Not_A_Name" }], []);
+    await assert.rejects(
+      async () => {
+        for (;;) await a.next();
+      },
+      rejectsWith(
+        Code.INVALID_ARGUMENT,
+        /^invalid isthmus\.v1\.ConnectRequest: catalog_update\.upserted_services\[0\]\.name: /,
+      ),
+    );
+
+    await b.connect();
+    await b.next();
+    const many = ["s1", "s2", "s3", "s4"].map((name) => ({ ...payments, name }));
+    await snapshot(b, 1n, many, []);
+    await assert.rejects(
+      async () => {
+        for (;;) await b.next();
+      },
+      rejectsWith(Code.RESOURCE_EXHAUSTED, /catalog of cluster "b" exceeds 3 entries/),
+    );
+
+    // c's session is untouched and still answered.
+    await c.send({
+      message: {
+        case: "catalogUpdate",
+        value: { revision: 2n, upsertedServices: [{ ...payments, name: "ledger" }] },
+      },
+    });
+    await eventually(async () => {
+      const listed = await f.admin.listCatalog({ filter: { clusterId: "c" } }, viewer);
+      assert.deepEqual(
+        listed.services.map((s) => s.service?.name),
+        ["ledger"],
+      );
+    });
+    const status = await f.admin.getCluster({ id: "c" }, viewer);
+    assert.equal(status.status?.connected, true);
+  });
+
   it("keeps NACK details in status and resends nothing refused until it changes", async () => {
     const a = await enrollAgent(f, "a");
     const b = await enrollAgent(f, "b");
