@@ -118,7 +118,6 @@ export function createAdminHandlers(
       storeError(err, `policies ${[...puts.map((p) => p.name), ...deletes].join(", ")}`);
     }
     ctx.deliver(ctx.engine.setPolicies([...ctx.registry.policies.values()]));
-    ctx.distributor.changedAll();
     log.info("policies written", { put: puts.length, deleted: deletes.length });
   }
 

@@ -154,7 +154,12 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const metrics = createHubMetrics();
   const startedAt = Date.now();
   let version = 0;
-  let warm = registry.clusters.size === 0 || config.warmupSeconds === 0;
+  // Warm-up waits for the clusters that were enrolled before the restart.
+  const enrolled = () =>
+    [...registry.clusters.values()]
+      .filter((r) => r.certSerials.length > 0)
+      .map((r) => r.cluster.id);
+  let warm = enrolled().length === 0 || config.warmupSeconds === 0;
   const now = () => Date.now();
 
   const engine = createPolicyEngine({
@@ -311,9 +316,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const agentHooks = {
     snapshotReceived() {
       if (warm) return;
-      const waiting = [...registry.clusters.keys()].filter(
-        (id) => (catalogs.get(id)?.revision ?? 0n) === 0n,
-      );
+      const waiting = enrolled().filter((id) => (catalogs.get(id)?.revision ?? 0n) === 0n);
       if (waiting.length === 0) endWarmup("every known cluster reconnected");
     },
   };
@@ -322,13 +325,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   addService(
     server,
     AgentService,
-    createAgentHandlers(ctx, agentHooks, async (clusterId, csrPem) => {
-      const issued = await signAgentCsr(hubCa, csrPem, {
-        clusterId,
-        validitySeconds: config.clientCertTtlSeconds,
-      });
-      return issued;
-    }),
+    createAgentHandlers(ctx, agentHooks, (clusterId, csrPem) =>
+      signAgentCsr(hubCa, csrPem, { clusterId, validitySeconds: config.clientCertTtlSeconds }),
+    ),
   );
   addService(server, AdminService, createAdminHandlers(ctx));
 
