@@ -14,23 +14,13 @@ export function registerAgentCommand(program: Command): void {
     .allowUnknownOption()
     .allowExcessArguments()
     .action(async (_flags: unknown, command: Command) => {
-      const { createAgent, parseAgentConfig } = await import("@isthmus/agent");
-      const { createLogger } = await import("@isthmus/logging");
-      let config: ReturnType<typeof parseAgentConfig>;
+      const { parseAgentConfig, runAgent } = await import("@isthmus/agent");
       try {
-        config = parseAgentConfig(command.args);
+        parseAgentConfig(command.args); // a bad flag is one clear line and exit code 2
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
-      const agent = createAgent({ ...config, logger: createLogger({ component: "agent" }) });
-      await agent.start();
-      process.stdout.write(
-        `agent of cluster ${config.clusterId} started${agent.healthAddress() ? `, health on ${agent.healthAddress()}` : ""}\n`,
-      );
-      await new Promise<void>((resolve) => {
-        process.once("SIGINT", () => resolve());
-        process.once("SIGTERM", () => resolve());
-      });
-      await agent.stop();
+      const code = await runAgent(command.args);
+      if (code !== 0) throw new Error(`agent stopped with exit code ${code} (see its log above)`);
     });
 }
