@@ -61,7 +61,7 @@ function runInChild(
     const childArgs = ["--child", name, "--dir", dir];
     if (args.smoke) childArgs.push("--smoke");
     const child = fork(RUN_PATH, childArgs, {
-      execArgv: ["--import", import.meta.resolve("tsx")],
+      execArgv: ["--expose-gc", "--import", import.meta.resolve("tsx")],
       env: { ...process.env, [SEED_ENV]: String(args.seed) },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
