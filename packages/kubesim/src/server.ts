@@ -57,6 +57,17 @@ interface Watcher {
 
 const json = "application/json";
 
+function parseJsonOrYaml(text: string): unknown {
+  if (text.trimStart().startsWith("{")) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // flow-style YAML such as `{a: b}`: not JSON
+    }
+  }
+  return parseYaml(text) as unknown;
+}
+
 function writeJson(
   res: ServerResponse,
   code: number,
@@ -100,7 +111,9 @@ function parseBody(raw: Buffer, contentType: string): unknown {
   const text = raw.toString("utf8");
   if (text.trim() === "") return undefined;
   try {
-    if (contentType.includes("yaml")) return parseYaml(text) as unknown;
+    // JSON is YAML, and clients (client-node, kubectl) send apply patches as JSON: try the
+    // JSON parser first, an order of magnitude faster than the YAML one.
+    if (contentType.includes("yaml")) return parseJsonOrYaml(text);
     return JSON.parse(text) as unknown;
   } catch (err: unknown) {
     throw badRequest(
