@@ -225,10 +225,11 @@ export function createCatalog(): MutableCatalog {
   let serviceCount = 0;
   let identityCount = 0;
 
-  const entry = (clusterId: string, what: string): ClusterEntry => {
+  /** `what` names the entry in errors; built only when one is thrown. */
+  const entry = (clusterId: string, what: () => string): ClusterEntry => {
     const e = clusters.get(clusterId);
     if (e === undefined) {
-      throw new ModelError(`${what}: unknown cluster "${clusterId}"`, "unknown-cluster");
+      throw new ModelError(`${what()}: unknown cluster "${clusterId}"`, "unknown-cluster");
     }
     return e;
   };
@@ -238,7 +239,8 @@ export function createCatalog(): MutableCatalog {
     const op = add ? addTo : removeFrom;
     op(servicesByNamespace, s.namespace, rec);
     op(servicesByName, s.name, rec);
-    for (const sa of new Set(s.serviceAccounts)) {
+    // Adding and removing are idempotent: repeated accounts need no dedupe.
+    for (const sa of s.serviceAccounts) {
       op(servicesBySa, identityKey(rec.clusterId, s.namespace, sa), rec);
     }
     if (add) {
@@ -281,9 +283,9 @@ export function createCatalog(): MutableCatalog {
     return prev;
   };
 
-  const checkName = (what: string, field: string, value: string): void => {
+  const checkName = (what: () => string, field: string, value: string): void => {
     if (typeof value !== "string" || value === "") {
-      throw new ModelError(`${what}: ${field} is empty`, "invalid-entry");
+      throw new ModelError(`${what()}: ${field} is empty`, "invalid-entry");
     }
   };
 
@@ -332,7 +334,7 @@ export function createCatalog(): MutableCatalog {
     },
 
     upsertCluster(input) {
-      checkName("cluster", "id", input.id);
+      checkName(() => "cluster", "id", input.id);
       const facts = normalizeClusterFacts(input);
       const e = clusters.get(facts.id);
       if (e === undefined) {
@@ -376,7 +378,7 @@ export function createCatalog(): MutableCatalog {
     },
 
     upsertService(clusterId, service) {
-      const what = `service ${clusterId}/${service.namespace}/${service.name}`;
+      const what = () => `service ${clusterId}/${service.namespace}/${service.name}`;
       const e = entry(clusterId, what);
       checkName(what, "namespace", service.namespace);
       checkName(what, "name", service.name);
@@ -400,7 +402,8 @@ export function createCatalog(): MutableCatalog {
     },
 
     upsertIdentity(clusterId, identity) {
-      const what = `workload identity ${clusterId}/${identity.namespace}/${identity.serviceAccount}`;
+      const what = () =>
+        `workload identity ${clusterId}/${identity.namespace}/${identity.serviceAccount}`;
       const e = entry(clusterId, what);
       checkName(what, "namespace", identity.namespace);
       checkName(what, "serviceAccount", identity.serviceAccount);

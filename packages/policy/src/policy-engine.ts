@@ -118,6 +118,8 @@ export interface PolicyEngine {
 }
 
 interface Rule extends CompiledRule {
+  /** Unique per compiled rule (a replaced rule of the same name gets a new id). */
+  id: number;
   members: Set<IdState>;
   dests: Set<DestState>;
 }
@@ -141,8 +143,13 @@ interface DestState {
   slotCount: number;
   /** Rules whose destinations match, in evaluation order, with the port slots they cover. */
   rules: Hit[];
-  /** Identities some rule decides on some slot: the deciding rule per slot (null: default). */
+  /**
+   * Identities some rule decides on some slot: the deciding rule per slot (null: default).
+   * Destinations with the same rules on the same slots share one map until one of them
+   * patches it (`decOwned`): copy on write.
+   */
   dec: Map<IdState, (Rule | null)[]>;
+  decOwned: boolean;
   /** Other clusters with an identity allowed on some port (after DENY-wins merging). */
   allowed: ReadonlySet<string>;
   /** Principals of the AccessIntent (null: none). */
@@ -232,6 +239,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   /** Copies of the policies as last given to setPolicies, by name. */
   let lastRaw = new Map<string, ConnectionPolicy>();
   let ordered: Rule[] = [];
+  let nextRuleId = 0;
   /** Some rule selects sources by service: service changes can change rule memberships. */
   let sourcesByService = false;
   const idStates = new Map<string, IdState>();
@@ -542,6 +550,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       slotCount: Math.max(1, ports.length),
       rules: [],
       dec: NO_DECISIONS,
+      decOwned: false,
       allowed: NO_CLUSTERS,
       allowGroups: null,
       denyGroups: null,
@@ -627,6 +636,17 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const warnings: Warning[] = [];
     const slotPorts = (slots: number[]) =>
       slots.length === d.slotCount ? [] : slots.map((s) => d.ports[s]!);
+    /** The port list of principals allowed (or denied) on every slot: empty. */
+    const everyPort: number[] = [];
+    /** Ports of the slots an entry allows (or denies). */
+    const portsWhere = (arr: (Rule | null)[], byDefault: boolean, allows: boolean) => {
+      const out: number[] = [];
+      for (let s = 0; s < arr.length; s++) {
+        const r = arr[s]!;
+        if ((r === null ? byDefault : !r.deny) === allows) out.push(d.ports[s]!);
+      }
+      return out;
+    };
     const localAllowed = allowLocal();
     const candidates = new Set<string>();
     for (const [st, arr] of d.dec) {
@@ -642,19 +662,19 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       // The common case: the principal names one identity, decided here, and it is in the
       // local trust domain exactly when it is in this cluster.
+      // Most entries decide every slot alike: count first, list ports only when they differ.
       const byDefault = defaultAllows(same);
-      const allowSlots: number[] = [];
-      const denySlots: number[] = [];
-      for (let s = 0; s < arr.length; s++) {
-        const r = arr[s]!;
-        if (r === null ? byDefault : !r.deny) allowSlots.push(s);
-        else denySlots.push(s);
-      }
-      if (allowSlots.length > 0 && !same) allowed.add(st.rec.clusterId);
+      let allows = 0;
+      for (const r of arr) if (r === null ? byDefault : !r.deny) allows++;
+      if (allows > 0 && !same) allowed.add(st.rec.clusterId);
       if (localAllowed && same) {
-        if (denySlots.length > 0) addToGroup(deny, slotPorts(denySlots), principal);
-      } else if (allowSlots.length > 0) {
-        addToGroup(allow, slotPorts(allowSlots), principal);
+        if (allows < arr.length) {
+          const ports = allows === 0 ? everyPort : portsWhere(arr, byDefault, false);
+          addToGroup(deny, ports, principal);
+        }
+      } else if (allows > 0) {
+        const ports = allows === arr.length ? everyPort : portsWhere(arr, byDefault, true);
+        addToGroup(allow, ports, principal);
       }
     }
     if (crossAllow()) {
@@ -997,19 +1017,33 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         // A new record (labels, principal) may change the principal lists even when the
         // deciding rules stay: rebuild whenever the identity's record was replaced.
         if (!sameEntry(before, arr) || replaced.has(st)) changedHere = true;
-        if (arr === null) d.dec.delete(st);
-        else {
-          if (d.dec === NO_DECISIONS) d.dec = new Map();
-          d.dec.set(st, arr);
+        if (arr === null && before === undefined) continue;
+        if (!d.decOwned) {
+          d.dec = new Map(d.dec);
+          d.decOwned = true;
         }
+        if (arr === null) d.dec.delete(st);
+        else d.dec.set(st, arr);
       }
       if (changedHere) tx.rebuild.add(d);
     }
 
-    // 4. Full decisions where rules changed.
-    for (const d of full) evaluateDest(d);
+    // 4. Full decisions where rules changed. Destinations with the same rules on the same
+    //    slots decide alike: the first one's decisions are shared with the others.
+    const decisionsByHits = new Map<string, Map<IdState, (Rule | null)[]>>();
+    const evaluate = (d: DestState) => {
+      let key = String(d.slotCount);
+      for (const hit of d.rules) key += `;${hit.rule.id}:${hit.slots.join(",")}`;
+      const shared = decisionsByHits.get(key);
+      if (shared === undefined) {
+        evaluateDest(d);
+        decisionsByHits.set(key, d.dec);
+      } else d.dec = shared;
+      d.decOwned = false;
+    };
+    for (const d of full) evaluate(d);
     for (const d of tx.decDests) {
-      if (dests.get(d.key) === d) evaluateDest(d);
+      if (dests.get(d.key) === d) evaluate(d);
     }
 
     // 5. Principals whose holders changed: other holders' destinations, and trust-domain wide
@@ -1117,7 +1151,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         continue;
       }
       if (old !== undefined) removed.push(old);
-      const r: Rule = { ...compiled, members: new Set(), dests: new Set() };
+      const r: Rule = { ...compiled, id: nextRuleId++, members: new Set(), dests: new Set() };
       added.push(r);
       next.push(r);
     }

@@ -293,8 +293,9 @@ function clustersMatching(
  * Identities that a rule's sources may match (a superset), drawn from the smallest index
  * each selector narrows to; callers confirm with ruleMatchesSource.
  */
-export function* sourceCandidates(rule: CompiledRule, catalog: Catalog): Generator<IdentityRecord> {
+export function sourceCandidates(rule: CompiledRule, catalog: Catalog): IdentityRecord[] {
   const seen = new Set<string>();
+  const out: IdentityRecord[] = [];
   for (const m of rule.from) {
     const options: Candidates<IdentityRecord>[] = [];
     const consider = (c: Candidates<IdentityRecord>) => options.push(c);
@@ -356,7 +357,7 @@ export function* sourceCandidates(rule: CompiledRule, catalog: Catalog): Generat
       for (const id of catalog.allIdentities()) {
         if (!seen.has(id.key)) {
           seen.add(id.key);
-          yield id;
+          out.push(id);
         }
       }
       continue;
@@ -365,19 +366,18 @@ export function* sourceCandidates(rule: CompiledRule, catalog: Catalog): Generat
       for (const id of part.values()) {
         if (!seen.has(id.key)) {
           seen.add(id.key);
-          yield id;
+          out.push(id);
         }
       }
     }
   }
+  return out;
 }
 
 /** Services that a rule's destinations may match (a superset), from the smallest index. */
-export function* destinationCandidates(
-  rule: CompiledRule,
-  catalog: Catalog,
-): Generator<ServiceRecord> {
+export function destinationCandidates(rule: CompiledRule, catalog: Catalog): ServiceRecord[] {
   const seen = new Set<string>();
+  const out: ServiceRecord[] = [];
   for (const m of rule.to) {
     const options: Candidates<ServiceRecord>[] = [];
     const consider = (c: Candidates<ServiceRecord>) => options.push(c);
@@ -405,13 +405,14 @@ export function* destinationCandidates(
       );
     }
     const chosen = smallest(options);
-    const source: Iterable<ServiceRecord> =
-      chosen === null ? catalog.allServices() : chosen.parts.flatMap((p) => [...p.values()]);
-    for (const s of source) {
+    const add = (s: ServiceRecord) => {
       if (!seen.has(s.key)) {
         seen.add(s.key);
-        yield s;
+        out.push(s);
       }
-    }
+    };
+    if (chosen === null) for (const s of catalog.allServices()) add(s);
+    else for (const part of chosen.parts) for (const s of part.values()) add(s);
   }
+  return out;
 }
