@@ -61,8 +61,7 @@ function canonicalText(kind: Intent["kind"]): string {
     }
     case "accessIntent": {
       const v = kind.value;
-      const rules = (rs: AccessRule[]) =>
-        rs.map((r) => `${j(r.ports)}${j(r.principals)}`).join(";");
+      const rules = accessRulesText;
       return `access|${j(v.namespace)}|${j(v.service)}|${j(v.selector)}|${rules(v.allow)}|${rules(v.deny)}|${v.allowLocalTrustDomain}`;
     }
     default:
@@ -170,19 +169,42 @@ export function addToGroup(groups: PrincipalGroups, ports: number[], principal: 
   g.principals.push(principal);
 }
 
+/**
+ * Rule lists built from principal groups, and their canonical text, by groups: destinations
+ * that share their groups (same decisions, cluster and ports) share one sorted list. Groups
+ * and rule lists are not changed once built.
+ */
+const rulesByGroups = new WeakMap<PrincipalGroups, AccessRule[]>();
+const textByRules = new WeakMap<AccessRule[], string>();
+
+function accessRulesText(rs: AccessRule[]): string {
+  let text = textByRules.get(rs);
+  if (text === undefined) {
+    const j = JSON.stringify;
+    text = rs.map((r) => `${j(r.ports)}${j(r.principals)}`).join(";");
+    textByRules.set(rs, text);
+  }
+  return text;
+}
+
 function comparePorts(a: number[], b: number[]): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
   return a.length - b.length;
 }
 
 function rules(groups: PrincipalGroups): AccessRule[] {
-  return [...groups.values()]
-    .sort((a, b) => comparePorts(a.ports, b.ports))
-    .map((g) => ({
-      $typeName: "isthmus.v1.AccessRule",
-      principals: [...g.principals].sort(),
-      ports: g.ports,
-    }));
+  let out = rulesByGroups.get(groups);
+  if (out === undefined) {
+    out = [...groups.values()]
+      .sort((a, b) => comparePorts(a.ports, b.ports))
+      .map((g) => ({
+        $typeName: "isthmus.v1.AccessRule",
+        principals: [...g.principals].sort(),
+        ports: g.ports,
+      }));
+    rulesByGroups.set(groups, out);
+  }
+  return out;
 }
 
 /** The AccessIntent content (without name and version). */

@@ -160,6 +160,17 @@ interface DestState {
   warnings: Warning[];
 }
 
+interface Principals {
+  allow: PrincipalGroups;
+  deny: PrincipalGroups;
+  allowed: Set<string>;
+  warnings: Warning[];
+  shareable: boolean;
+}
+
+/** Principals of one batch by decision map, then by `cluster|ports`. */
+type PrincipalsMemo = Map<Map<IdState, (Rule | null)[]>, Map<string, Principals>>;
+
 interface LogicalState {
   importers: Set<string>;
   exporters: Set<string>;
@@ -612,24 +623,14 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   /** Principals, allowed clusters and warnings of a destination from its decisions. */
-  const rebuildDest = (d: DestState): void => {
+  /**
+   * Principal lists, allowed clusters and shared-principal warnings of a destination from
+   * its decisions. Shareable when no principal is shared between clusters: then they depend
+   * only on the decisions, the destination's cluster and its ports.
+   */
+  const principalsOf = (d: DestState, localTd: string): Principals => {
     const rec = d.rec;
     const svc = rec.service;
-    const facts = catalog.cluster(rec.clusterId)!;
-    const localTd = facts.trustDomain;
-    d.enforceable = svc.inMesh && Object.keys(svc.selector).length > 0;
-    if (
-      d.dec.size === 0 &&
-      !crossAllow() &&
-      (!allowLocal() || catalog.clustersWithTrustDomain(localTd).size === 1)
-    ) {
-      // Nothing decided by a rule and no remote principal in the local trust domain.
-      d.allowed = NO_CLUSTERS;
-      d.allowGroups = null;
-      d.denyGroups = null;
-      d.warnings = NO_WARNINGS;
-      return;
-    }
     const allow: PrincipalGroups = new Map();
     const deny: PrincipalGroups = new Map();
     const allowed = new Set<string>();
@@ -721,6 +722,43 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         );
       }
     }
+    return { allow, deny, allowed, warnings, shareable: candidates.size === 0 };
+  };
+
+  const rebuildDest = (d: DestState, memo?: PrincipalsMemo): void => {
+    const rec = d.rec;
+    const svc = rec.service;
+    const facts = catalog.cluster(rec.clusterId)!;
+    const localTd = facts.trustDomain;
+    d.enforceable = svc.inMesh && Object.keys(svc.selector).length > 0;
+    if (
+      d.dec.size === 0 &&
+      !crossAllow() &&
+      (!allowLocal() || catalog.clustersWithTrustDomain(localTd).size === 1)
+    ) {
+      // Nothing decided by a rule and no remote principal in the local trust domain.
+      d.allowed = NO_CLUSTERS;
+      d.allowGroups = null;
+      d.denyGroups = null;
+      d.warnings = NO_WARNINGS;
+      return;
+    }
+    // Destinations sharing decisions (and cluster and ports) share their principal lists.
+    const memoKey = `${rec.clusterId}|${d.ports.join(",")}`;
+    let p = memo?.get(d.dec)?.get(memoKey);
+    if (p === undefined) {
+      p = principalsOf(d, localTd);
+      if (memo !== undefined && p.shareable) {
+        let byPlace = memo.get(d.dec);
+        if (byPlace === undefined) {
+          byPlace = new Map();
+          memo.set(d.dec, byPlace);
+        }
+        byPlace.set(memoKey, p);
+      }
+    }
+    const { allow, deny, allowed } = p;
+    const warnings = [...p.warnings];
     if (!d.enforceable && (d.dec.size > 0 || allowed.size > 0)) {
       warnings.unshift(
         svc.inMesh
@@ -1077,10 +1115,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
 
     // 6. Rebuild destinations, then their logical services, then access intents.
     const finalize = new Set<DestState>();
+    const memo: PrincipalsMemo = new Map();
     const rebuildOne = (d: DestState) => {
       if (dests.get(d.key) !== d) return;
       const before = { allowed: d.allowed, enforceable: d.enforceable };
-      rebuildDest(d);
+      rebuildDest(d, memo);
       finalize.add(d);
       if (
         before.enforceable !== d.enforceable ||
