@@ -260,6 +260,26 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const intentsByCluster = new Map<string, Map<string, Intent>>();
   const EMPTY_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
 
+  /**
+   * Intent names of each backed logical service, built once: intent maps are looked up by
+   * name in every batch, and a kept string hashes once.
+   */
+  const intentNames = new Map<string, { import: string; export: string; access: string }>();
+  const intentNamesOf = (key: string, namespace: string, name: string) => {
+    let names = intentNames.get(key);
+    if (names === undefined) {
+      names = {
+        import: importName(namespace, name),
+        export: exportName(namespace, name),
+        access: accessName(namespace, name),
+      };
+      intentNames.set(key, names);
+    }
+    return names;
+  };
+  const namesOf = (rec: ServiceRecord) =>
+    intentNamesOf(rec.logicalKey, rec.service.namespace, rec.service.name);
+
   const allowLocal = () => defaults.sameCluster === Decision.ALLOW;
   /**
    * Whether every service of a cluster needs an AccessIntent or principal lists even when
@@ -371,7 +391,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     destsByCluster.get(d.rec.clusterId)?.delete(d);
     tx.decDests.delete(d);
     tx.rebuild.delete(d);
-    setIntent(tx, d.rec.clusterId, accessName(d.rec.service.namespace, d.rec.service.name), null);
+    setIntent(tx, d.rec.clusterId, namesOf(d.rec).access, null);
     tx.logical.add(d.rec.logicalKey);
   };
 
@@ -784,7 +804,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const finalizeAccess = (tx: Tx, d: DestState): void => {
     const present =
       d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
-    const name = accessName(d.rec.service.namespace, d.rec.service.name);
+    const name = namesOf(d.rec).access;
     if (!present) {
       if (intentsByCluster.get(d.rec.clusterId)?.has(name))
         setIntent(tx, d.rec.clusterId, name, null);
@@ -803,6 +823,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const slash = key.indexOf("/");
     const ns = key.slice(0, slash);
     const name = key.slice(slash + 1);
+    const names = intentNamesOf(key, ns, name);
     const backing: DestState[] = [];
     for (const rec of catalog.logicalService(ns, name).values()) {
       const d = dests.get(rec.key);
@@ -829,6 +850,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           finalize.add(d);
         }
       }
+      if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
       return;
     }
     const prev = prevState ?? { importers: new Set<string>(), exporters: new Set<string>() };
@@ -862,7 +884,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         intent = buildImport(ns, name, local, backends);
         built.set(shape, intent);
       }
-      setIntent(tx, c, importName(ns, name), intent);
+      setIntent(tx, c, names.import, intent);
       next.importers.add(c);
       for (const d of list) {
         const by = importedBy.get(d) ?? [];
@@ -871,13 +893,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
     }
     for (const c of prev.importers) {
-      if (!next.importers.has(c)) setIntent(tx, c, importName(ns, name), null);
+      if (!next.importers.has(c)) setIntent(tx, c, names.import, null);
     }
     for (const d of backing) {
       const by = importedBy.get(d);
       const exported = by !== undefined;
       if (exported) {
-        setIntent(tx, d.rec.clusterId, exportName(ns, name), buildExport(d.rec, by));
+        setIntent(tx, d.rec.clusterId, names.export, buildExport(d.rec, by));
         next.exporters.add(d.rec.clusterId);
       }
       if (d.exported !== exported) {
@@ -886,10 +908,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
     }
     for (const c of prev.exporters) {
-      if (!next.exporters.has(c)) setIntent(tx, c, exportName(ns, name), null);
+      if (!next.exporters.has(c)) setIntent(tx, c, names.export, null);
     }
     if (next.importers.size === 0 && next.exporters.size === 0) logical.delete(key);
     else logical.set(key, next);
+    if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
   };
 
   const matchingRules = (st: IdState): Set<Rule> => {
