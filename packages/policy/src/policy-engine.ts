@@ -158,6 +158,8 @@ interface DestState {
   enforceable: boolean;
   exported: boolean;
   warnings: Warning[];
+  /** Registered (in `dests`): false once removed, and for the states of explain and impact. */
+  live: boolean;
 }
 
 interface Principals {
@@ -199,6 +201,7 @@ const BULK = 64;
 const NO_DECISIONS = new Map<never, never>();
 const NO_CLUSTERS: ReadonlySet<string> = new Set();
 const NO_WARNINGS: Warning[] = [];
+const NO_DESTS: ReadonlySet<never> = new Set();
 
 function warning(code: string, message: string): Warning {
   return create(WarningSchema, { code, message });
@@ -256,6 +259,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const idStates = new Map<string, IdState>();
   const dests = new Map<string, DestState>();
   const destsByCluster = new Map<string, Set<DestState>>();
+  /** Registered destinations by logical service (`namespace/name`). */
+  const destsByLogical = new Map<string, Set<DestState>>();
   const logical = new Map<string, LogicalState>();
   const intentsByCluster = new Map<string, Map<string, Intent>>();
   const EMPTY_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
@@ -388,7 +393,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     if (d === undefined) return;
     for (const hit of d.rules) hit.rule.dests.delete(d);
     dests.delete(key);
+    d.live = false;
     destsByCluster.get(d.rec.clusterId)?.delete(d);
+    const backing = destsByLogical.get(d.rec.logicalKey);
+    backing?.delete(d);
+    if (backing?.size === 0) destsByLogical.delete(d.rec.logicalKey);
     tx.decDests.delete(d);
     tx.rebuild.delete(d);
     setIntent(tx, d.rec.clusterId, namesOf(d.rec).access, null);
@@ -588,9 +597,16 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       enforceable: rec.service.inMesh && Object.keys(rec.service.selector).length > 0,
       exported: false,
       warnings: NO_WARNINGS,
+      live: register,
     };
     if (!register) return d;
     dests.set(rec.key, d);
+    let backing = destsByLogical.get(rec.logicalKey);
+    if (backing === undefined) {
+      backing = new Set();
+      destsByLogical.set(rec.logicalKey, backing);
+    }
+    backing.add(d);
     let set = destsByCluster.get(rec.clusterId);
     if (set === undefined) {
       set = new Set();
@@ -824,11 +840,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const ns = key.slice(0, slash);
     const name = key.slice(slash + 1);
     const names = intentNamesOf(key, ns, name);
-    const backing: DestState[] = [];
-    for (const rec of catalog.logicalService(ns, name).values()) {
-      const d = dests.get(rec.key);
-      if (d !== undefined) backing.push(d);
-    }
+    const backing = destsByLogical.get(key) ?? NO_DESTS;
     const importers = new Map<string, DestState[]>();
     for (const d of backing) {
       if (!d.enforceable) continue;
@@ -1104,7 +1116,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     };
     for (const d of full) evaluate(d);
     for (const d of tx.decDests) {
-      if (dests.get(d.key) === d) evaluate(d);
+      if (d.live) evaluate(d);
     }
 
     // 5. Principals whose holders changed: other holders' destinations, and trust-domain wide
@@ -1140,7 +1152,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const finalize = new Set<DestState>();
     const memo: PrincipalsMemo = new Map();
     const rebuildOne = (d: DestState) => {
-      if (dests.get(d.key) !== d) return;
+      if (!d.live) return;
       const before = { allowed: d.allowed, enforceable: d.enforceable };
       rebuildDest(d, memo);
       finalize.add(d);
@@ -1159,7 +1171,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d);
     for (const d of tx.rebuild) if (!full.has(d) && !tx.decDests.has(d)) rebuildOne(d);
     for (const key of tx.logical) recomputeLogical(tx, key, finalize);
-    for (const d of finalize) if (dests.get(d.key) === d) finalizeAccess(tx, d);
+    for (const d of finalize) if (d.live) finalizeAccess(tx, d);
     return finishTx(tx);
   };
 
