@@ -200,7 +200,10 @@ function matchDestinationScope(m: DestinationMatcher, rec: ServiceRecord, facts:
 
 /** The distinct service ports of a service, sorted; slots of decisions. */
 export function servicePorts(rec: ServiceRecord): number[] {
-  return [...new Set(rec.service.ports.map((p) => p.port))].sort((a, b) => a - b);
+  const ports = rec.service.ports;
+  // Most services have one port: no set, no sort.
+  if (ports.length === 1) return [ports[0]!.port];
+  return [...new Set(ports.map((p) => p.port))].sort((a, b) => a - b);
 }
 
 /**
