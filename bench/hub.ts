@@ -8,19 +8,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { createHub, defaultHubConfig } from "@isthmus/hub";
-import { createAgentCsr } from "@isthmus/pki";
 import {
   Action,
   AdminService,
-  AgentService,
   ConfigDeltaSchema,
   type ConnectionPolicySchema,
   clientCredentials,
   createClient,
+  type Intent,
   type ServiceSchema,
   Visibility,
 } from "@isthmus/proto";
 import { type BenchOptions, type Figure, timeEach } from "./harness.js";
+import { connectSimulatedAgent } from "./lib/sim-agent.js";
 
 const TOKEN = "bench-admin-token-0123456789";
 const auth = { metadata: { authorization: `Bearer ${TOKEN}` } };
@@ -85,28 +85,18 @@ async function simAgent(
   token: string,
   services: number,
 ): Promise<SimAgent> {
-  const csr = await createAgentCsr(id);
-  const anonymous = createClient(AgentService, address, clientCredentials({ caPem }));
-  const enrolled = await anonymous.enroll({
-    clusterId: id,
-    bootstrapToken: token,
-    csrPem: csr.csrPem,
-  });
-  anonymous.close();
-  const client = createClient(
-    AgentService,
-    address,
-    clientCredentials({ caPem, certChainPem: enrolled.certificateChainPem, keyPem: csr.keyPem }),
-  );
-  const stream = client.connect();
-  const held = new Map<
-    string,
-    MessageInitShape<typeof ConfigDeltaSchema>["upserted"] extends (infer T)[] | undefined
-      ? T
-      : never
-  >();
+  const held = new Map<string, Intent>();
   let waiters: ((t: number) => void)[] = [];
   let revision = 1n;
+  const sim = await connectSimulatedAgent(address, caPem, id, token, (d) => {
+    agent.lastBytes = toBinary(ConfigDeltaSchema, d).length;
+    for (const i of d.upserted) held.set(i.name, i);
+    for (const n of d.removed) held.delete(n);
+    const t = performance.now();
+    const w = waiters;
+    waiters = [];
+    for (const resolve of w) resolve(t);
+  });
   const agent: SimAgent = {
     lastBytes: 0,
     nextAck: () => new Promise((resolve) => waiters.push(resolve)),
@@ -116,7 +106,7 @@ async function simAgent(
         create(ConfigDeltaSchema, { nonce: "x", upserted: [...held.values()], complete: true }),
       ).length,
     snapshot: (list) =>
-      stream.send({
+      sim.send({
         message: {
           case: "catalogUpdate",
           value: {
@@ -128,7 +118,7 @@ async function simAgent(
         },
       }),
     update: (s) =>
-      stream.send({
+      sim.send({
         message: {
           case: "catalogUpdate",
           value: {
@@ -138,10 +128,7 @@ async function simAgent(
           },
         },
       }),
-    close: () => {
-      stream.cancel();
-      client.close();
-    },
+    close: () => sim.close(),
   };
   function identities() {
     return [
@@ -159,36 +146,6 @@ async function simAgent(
       })),
     ];
   }
-  (async () => {
-    for await (const m of stream.responses) {
-      if (m.message.case !== "configDelta") continue;
-      const d = m.message.value;
-      agent.lastBytes = toBinary(ConfigDeltaSchema, d).length;
-      for (const i of d.upserted) held.set(i.name, i);
-      for (const n of d.removed) held.delete(n);
-      await stream.send({
-        message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
-      });
-      const t = performance.now();
-      const w = waiters;
-      waiters = [];
-      for (const resolve of w) resolve(t);
-    }
-  })().catch(() => {});
-  await stream.send({
-    message: {
-      case: "hello",
-      value: {
-        clusterId: id,
-        agentVersion: "bench",
-        mesh: {
-          network: `net-${id}`,
-          trustDomain: `${id}.local`,
-          eastWestGateways: [{ address: "10.0.0.1", port: 15443 }],
-        },
-      },
-    },
-  });
   return agent;
 }
 

@@ -10,11 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createHub, defaultHubConfig } from "@isthmus/hub";
-import { createAgentCsr } from "@isthmus/pki";
 import {
   Action,
   AdminService,
-  AgentService,
   type ConnectionPolicySchema,
   clientCredentials,
   createClient,
@@ -23,6 +21,7 @@ import {
   type WorkloadIdentitySchema,
 } from "@isthmus/proto";
 import { type BenchOptions, createRandom, type Figure } from "./harness.js";
+import { connectSimulatedAgent } from "./lib/sim-agent.js";
 
 const TOKEN = "bench-admin-token-0123456789";
 const auth = { metadata: { authorization: `Bearer ${TOKEN}` }, timeoutMs: 120_000 };
@@ -158,51 +157,16 @@ async function simAgent(
   id: string,
   token: string,
 ): Promise<SimAgent> {
-  const csr = await createAgentCsr(id);
-  const anonymous = createClient(AgentService, address, clientCredentials({ caPem }));
-  const enrolled = await anonymous.enroll({
-    clusterId: id,
-    bootstrapToken: token,
-    csrPem: csr.csrPem,
-  });
-  anonymous.close();
-  const client = createClient(
-    AgentService,
-    address,
-    clientCredentials({ caPem, certChainPem: enrolled.certificateChainPem, keyPem: csr.keyPem }),
-  );
-  const stream = client.connect();
   const held = new Set<string>();
   let revision = 1n;
-  (async () => {
-    for await (const m of stream.responses) {
-      if (m.message.case !== "configDelta") continue;
-      const d = m.message.value;
-      for (const i of d.upserted) held.add(i.name);
-      for (const n of d.removed) held.delete(n);
-      await stream.send({
-        message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
-      });
-    }
-  })().catch(() => {});
-  await stream.send({
-    message: {
-      case: "hello",
-      value: {
-        clusterId: id,
-        agentVersion: "bench",
-        mesh: {
-          network: `net-${id}`,
-          trustDomain: `${id}.local`,
-          eastWestGateways: [{ address: "10.0.0.1", port: 15443 }],
-        },
-      },
-    },
+  const sim = await connectSimulatedAgent(address, caPem, id, token, (d) => {
+    for (const i of d.upserted) held.add(i.name);
+    for (const n of d.removed) held.delete(n);
   });
   return {
     intents: () => held.size,
     send: (u) =>
-      stream.send({
+      sim.send({
         message: {
           case: "catalogUpdate",
           value: {
@@ -213,10 +177,7 @@ async function simAgent(
           },
         },
       }),
-    close: () => {
-      stream.cancel();
-      client.close();
-    },
+    close: () => sim.close(),
   };
 }
 
