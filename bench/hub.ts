@@ -1,29 +1,14 @@
-// Hub fan-out: N simulated agents (real gRPC streams over loopback TLS, enrolled with real
-// certificates) on one hub. Figures: a policy change that affects every cluster until all
-// ACKed; one service change until every affected agent ACKed; the bytes of such a delta
-// against a full snapshot of that cluster's intents; and the floor, the cheapest unary round
-// trip on the same hub (GetPolicy), so that fan-out can be read as a multiple of it.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { createHub, defaultHubConfig } from "@isthmus/hub";
 import {
   Action,
-  AdminService,
   ConfigDeltaSchema,
   type ConnectionPolicySchema,
-  clientCredentials,
-  createClient,
   type Intent,
   type ServiceSchema,
   Visibility,
 } from "@isthmus/proto";
 import { type BenchOptions, type Figure, timeEach } from "./harness.js";
-import { connectSimulatedAgent } from "./lib/sim-agent.js";
-
-const TOKEN = "bench-admin-token-0123456789";
-const auth = { metadata: { authorization: `Bearer ${TOKEN}` } };
+import { connectSimulatedAgent, startBenchHub } from "./lib/bench-hub.js";
 
 interface Scale {
   clusters: number;
@@ -151,20 +136,8 @@ async function simAgent(
 
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
-  const dataDir = mkdtempSync(join(tmpdir(), "isthmus-bench-hub-"));
-  const hub = await createHub({
-    config: {
-      ...defaultHubConfig,
-      listen: "127.0.0.1:0",
-      metricsListen: "",
-      dataDir,
-      adminTokens: [{ name: "bench", role: "admin", token: TOKEN }],
-      debounce: { windowMs: 10, maxMs: 100 },
-      warmupSeconds: 0,
-    },
-  });
-  const address = `localhost:${hub.port}`;
-  const admin = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));
+  const bench = await startBenchHub({ windowMs: 10, maxMs: 100 });
+  const { hub, address, admin, auth } = bench;
   const agents: SimAgent[] = [];
   try {
     await admin.applyPolicies(
@@ -244,8 +217,6 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     ];
   } finally {
     for (const a of agents) a.close();
-    admin.close();
-    await hub.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await bench.close();
   }
 }

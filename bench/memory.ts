@@ -1,30 +1,14 @@
-// Hub memory per catalog service: one hub in this process, simulated agents (real enrollment,
-// real gRPC streams over loopback TLS) that send full catalog snapshots of 100k services in
-// all (100 clusters of 1000), with a policy set that compiles intents for many of them. RSS
-// and heap are read after a GC (bench/run.ts starts modules with --expose-gc) with the hub
-// up and every agent connected but no catalog (the empty hub), and again once every cluster
-// has reported its catalog and ACKed its intents; the difference per service is the figure.
-// Target: under 4 KiB per service.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createHub, defaultHubConfig } from "@isthmus/hub";
 import {
   Action,
-  AdminService,
   type ConnectionPolicySchema,
-  clientCredentials,
-  createClient,
   type ServiceSchema,
   Visibility,
   type WorkloadIdentitySchema,
 } from "@isthmus/proto";
 import { type BenchOptions, createRandom, type Figure } from "./harness.js";
-import { connectSimulatedAgent } from "./lib/sim-agent.js";
+import { connectSimulatedAgent, startBenchHub } from "./lib/bench-hub.js";
 
-const TOKEN = "bench-admin-token-0123456789";
-const auth = { metadata: { authorization: `Bearer ${TOKEN}` }, timeoutMs: 120_000 };
 const MiB = 1024 * 1024;
 
 const RSS_PER = "hub RSS per catalog service";
@@ -195,20 +179,9 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
   const random = createRandom();
   const total = s.clusters * s.servicesPerCluster;
-  const dataDir = mkdtempSync(join(tmpdir(), "isthmus-bench-memory-"));
-  const hub = await createHub({
-    config: {
-      ...defaultHubConfig,
-      listen: "127.0.0.1:0",
-      metricsListen: "",
-      dataDir,
-      adminTokens: [{ name: "bench", role: "admin", token: TOKEN }],
-      debounce: { windowMs: 50, maxMs: 500 },
-      warmupSeconds: 0,
-    },
-  });
-  const address = `localhost:${hub.port}`;
-  const admin = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));
+  const bench = await startBenchHub({ windowMs: 50, maxMs: 500 });
+  const { hub, address, admin } = bench;
+  const auth = { ...bench.auth, timeoutMs: 120_000 };
   const agents: SimAgent[] = [];
   const status = () => admin.getStatus({}, auth);
   try {
@@ -273,8 +246,6 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     ];
   } finally {
     for (const a of agents) a.close();
-    admin.close();
-    await hub.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await bench.close();
   }
 }

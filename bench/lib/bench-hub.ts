@@ -1,14 +1,20 @@
-// A simulated agent for hub benchmarks: enrolls with a real bootstrap token and CSR, opens
+// A hub for benchmarks, and a simulated agent: enrolls with a real bootstrap token and CSR, opens
 // the Connect stream with its client certificate, says Hello and ACKs every ConfigDelta as
 // soon as it is decoded (no Kubernetes behind it).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { createHub, defaultHubConfig, type Hub } from "@isthmus/hub";
 import { createAgentCsr } from "@isthmus/pki";
 import {
+  AdminService,
   AgentService,
   type ConfigDelta,
   type ConnectRequestSchema,
   clientCredentials,
   createClient,
+  type ServiceClient,
 } from "@isthmus/proto";
 
 export interface SimulatedAgent {
@@ -62,6 +68,49 @@ export async function connectSimulatedAgent(
     close: () => {
       stream.cancel();
       client.close();
+    },
+  };
+}
+
+const BENCH_TOKEN = "bench-admin-token-0123456789";
+
+export interface BenchHub {
+  hub: Hub;
+  address: string;
+  admin: ServiceClient<(typeof AdminService)["method"]>;
+  /** Call options carrying the admin token. */
+  auth: { metadata: Record<string, string> };
+  close(): Promise<void>;
+}
+
+/** A hub on loopback TLS with a fresh data directory and an admin client. */
+export async function startBenchHub(debounce: {
+  windowMs: number;
+  maxMs: number;
+}): Promise<BenchHub> {
+  const dataDir = mkdtempSync(join(tmpdir(), "isthmus-bench-hub-"));
+  const hub = await createHub({
+    config: {
+      ...defaultHubConfig,
+      listen: "127.0.0.1:0",
+      metricsListen: "",
+      dataDir,
+      adminTokens: [{ name: "bench", role: "admin", token: BENCH_TOKEN }],
+      debounce,
+      warmupSeconds: 0,
+    },
+  });
+  const address = `localhost:${hub.port}`;
+  const admin = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));
+  return {
+    hub,
+    address,
+    admin,
+    auth: { metadata: { authorization: `Bearer ${BENCH_TOKEN}` } },
+    async close() {
+      admin.close();
+      await hub.close();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
