@@ -1,37 +1,19 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { parse } from "yaml";
+import { type CliRun, runIsthmus } from "../helpers/cli.js";
 import { ADMIN_TOKEN, type HubFixture, startHub } from "../helpers/hub-fixture.js";
 
-const run = promisify(execFile);
-const bin = join(import.meta.dirname, "../../packages/cli/bin/isthmus.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function isthmus(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
-      env: {
-        ...process.env,
-        ISTHMUS_HUB: "",
-        ISTHMUS_TOKEN: "",
-        ISTHMUS_CA: "",
-        XDG_CONFIG_HOME: "/nonexistent",
-        ...env,
-      },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+/** The CLI with no connection settings from this machine's environment or config file. */
+function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runIsthmus(args, {
+    ISTHMUS_HUB: "",
+    ISTHMUS_TOKEN: "",
+    ISTHMUS_CA: "",
+    XDG_CONFIG_HOME: "/nonexistent",
+    ...env,
+  });
 }
 
 const policyYaml = `apiVersion: isthmus.dev/v1alpha1

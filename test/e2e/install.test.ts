@@ -1,25 +1,12 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { type KubeSim, startKubeSim } from "@isthmus/kubesim";
+import { type CliRun, runIsthmus } from "../helpers/cli.js";
 
-const run = promisify(execFile);
-const bin = join(import.meta.dirname, "../../packages/cli/bin/isthmus.js");
-
-async function isthmus(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
-      env: { ...process.env, PATH: "/usr/bin:/bin" },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+/** The CLI without helm on PATH, so that install prints the helm command. */
+const isthmus = (args: string[]): Promise<CliRun> => runIsthmus(args, { PATH: "/usr/bin:/bin" });
 
 describe("isthmus install: one root for every cluster", function () {
   this.timeout(120_000);

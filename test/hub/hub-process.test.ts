@@ -4,9 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Action, AdminService, clientCredentials, createClient } from "@isthmus/proto";
+import { isthmusBin } from "../helpers/cli.js";
 import { ADMIN_TOKEN, admin } from "../helpers/hub-fixture.js";
-
-const bin = join(import.meta.dirname, "../../packages/cli/bin/isthmus.js");
 
 async function startHubProcess(
   dataDir: string,
@@ -15,7 +14,7 @@ async function startHubProcess(
   const child = spawn(
     process.execPath,
     [
-      bin,
+      isthmusBin,
       "hub",
       "--listen",
       "127.0.0.1:0",

@@ -1,34 +1,12 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { PLUGIN_CA_FILES } from "@isthmus/pki";
+import { type CliRun, runIsthmus } from "../helpers/cli.js";
 import { cleanup, copyFolder, openssl, snapshot, tempFolder } from "./fixtures.js";
 
-const execFileAsync = promisify(execFile);
-const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-const bin = join(repoRoot, "packages", "cli", "bin", "isthmus.js");
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function isthmus(...args: string[]): Promise<Run> {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [bin, ...args], {
-      cwd: repoRoot,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (reason) {
-    const failed = reason as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const isthmus = (...args: string[]): Promise<CliRun> => runIsthmus(args);
 
 describe("cli: isthmus certs", () => {
   let parent: string;
