@@ -1,29 +1,46 @@
-// End-to-end convergence: kubesim clusters with real agents and one hub, all in this process
-// (`startSandbox`). A policy lets the frontend in `web` of every cluster call every service
-// in `shop`; Services are created in `shop` (one cluster at a time, rotating) at a steady
-// churn, and each creation is timed until the import ServiceEntry for it exists in every
-// cluster that imports it. The floor, timed in the same run on the same sandbox: one kubesim
-// watch event, two gRPC round trips on the hub and one kubesim write over HTTP: the hops a
-// change has to make at the least (cluster -> agent, agent -> hub -> agent, agent -> cluster).
+// End-to-end convergence: 10 kubesim clusters, each with its real agent, and one hub.
+// As deployed, every cluster is a process of its own (an API server, and the agent that runs
+// in the cluster): bench/lib/convergence-cluster.ts, forked once per cluster, holds a kubesim
+// seeded as `startSandbox` seeds its clusters and the cluster's agent. The hub runs in this
+// process (`startSandbox` with no clusters), which also follows the results through one HTTP
+// watch per cluster. Agents in the cluster processes rather than beside the hub: that is the
+// deployment (the hub never shares a process with an agent), and on 2 cores it spreads the
+// work of 10 API servers and 10 agents over both of them.
+//
+// A policy lets the frontend in `web` of every cluster call every service in `shop`;
+// Services are created in `shop` (one cluster at a time, rotating) at a steady churn, and
+// each creation is timed from the IPC message that asks the cluster process for it until
+// the import ServiceEntry for it exists in every cluster that imports it. The floor, timed
+// in the same run on the same clusters, from a cluster process (where the agent is): one
+// kubesim watch event, two gRPC round trips to the hub and one kubesim write over HTTP: the
+// hops a change has to make at the least (cluster -> agent, agent -> hub -> agent, agent ->
+// cluster).
+import { type ChildProcess, fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent, get, type IncomingMessage, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type Scene, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
-import { type KubeObject, type KubeSim, sampleApp } from "@isthmus/kubesim";
+import type { KubeObject } from "@isthmus/kubesim";
 import { Action } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
+import type { FromCluster, ToCluster } from "./lib/convergence-cluster.js";
+import { openWatch } from "./lib/kube-http.js";
 
 const converge = (intervalMs: number) =>
   `service created -> import SE in every importer, ${1000 / intervalMs} events/s`;
-const cpu = (intervalMs: number) => `process CPU time per event, ${1000 / intervalMs} events/s`;
+const cpu = (intervalMs: number) =>
+  `CPU time per event (all processes), ${1000 / intervalMs} events/s`;
+const hubCpu = (intervalMs: number) =>
+  `hub process CPU time per event, ${1000 / intervalMs} events/s`;
 const FLOOR = "floor: watch event + 2 gRPC round trips + HTTP write";
 const WATCH = "floor part: kubesim watch event (in-process write -> line read)";
-const GRPC = "floor part: hub admin GetStatus round trip";
+const GRPC = "floor part: hub admin GetStatus round trip (cluster process -> hub)";
 const WRITE = "floor part: kubesim server-side apply over HTTP";
 
 const NS = "shop";
 const SE = ["networking.istio.io/v1", "ServiceEntry"] as const;
+const CHILD = fileURLToPath(new URL("./lib/convergence-cluster.ts", import.meta.url));
 
 interface Scale {
   clusters: number;
@@ -76,68 +93,56 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, why: () => string
   }
 }
 
-/** A Service in `shop` with two ready pods and its EndpointSlice (no Node or Namespace: they
- * exist already, and rewriting them would be churn of its own). */
-function shopService(k: number, cluster: number): KubeObject[] {
-  return sampleApp({
-    name: `svc-${k}`,
-    namespace: NS,
-    replicas: 2,
-    serviceAccount: `svc-${k}`,
-    podIpPrefix: `10.${100 + cluster}.${k % 250}`,
-  }).filter((o) => o.kind !== "Node" && o.kind !== "Namespace");
+/** A cluster process: its API server's URL and a request/answer channel over IPC. */
+interface ClusterProcess {
+  child: ChildProcess;
+  url: string;
+  send(m: ToCluster): void;
+  /** Sends `m` and resolves with the next answer of `type`. */
+  ask<T extends FromCluster["type"]>(
+    m: ToCluster,
+    type: T,
+  ): Promise<Extract<FromCluster, { type: T }>>;
 }
 
-/** Opens a watch and calls `onLine` for each event line; resolves once the stream is open. */
-function openWatch(url: string, onLine: (line: string) => void): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    get(url, { agent: false }, (res) => {
-      let buf = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        buf += c;
-        for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-      resolve(res);
-    }).on("error", reject);
+function forkCluster(
+  start: Extract<ToCluster, { type: "start" }>["start"],
+): Promise<ClusterProcess> {
+  const child = fork(CHILD, [], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+  const waiting = new Map<string, ((m: FromCluster) => void)[]>();
+  let failure: Error | undefined;
+  const failAll = (err: Error) => {
+    failure ??= err;
+    for (const list of waiting.values())
+      for (const f of list) f({ type: "error", message: err.message });
+    waiting.clear();
+  };
+  child.on("message", (m: FromCluster) => {
+    if (m.type === "error") return failAll(new Error(`cluster process: ${m.message}`));
+    const list = waiting.get(m.type);
+    list?.shift()?.(m);
   });
-}
-
-/** One server-side apply of a ConfigMap over HTTP (keep-alive), until the response's end. */
-function applyOverHttp(agent: Agent, sim: KubeSim, round: number): Promise<void> {
-  const body = JSON.stringify({
-    apiVersion: "v1",
-    kind: "ConfigMap",
-    metadata: { name: "floor-write", namespace: "isthmus-system" },
-    data: { round: String(round) },
-  });
-  const url = `${sim.url}/api/v1/namespaces/isthmus-system/configmaps/floor-write?fieldManager=bench&force=true`;
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        agent,
-        method: "PATCH",
-        headers: {
-          "content-type": "application/apply-patch+yaml",
-          "content-length": Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on("end", () =>
-          res.statusCode === 200 || res.statusCode === 201
-            ? resolve()
-            : reject(new Error(`apply: HTTP ${res.statusCode}`)),
-        );
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
+  child.on("exit", (code, signal) =>
+    failAll(new Error(`cluster process exited (${code ?? signal})`)),
+  );
+  const ask = <T extends FromCluster["type"]>(m: ToCluster, type: T) =>
+    new Promise<Extract<FromCluster, { type: T }>>((resolve, reject) => {
+      if (failure !== undefined) return reject(failure);
+      const list = waiting.get(type) ?? [];
+      list.push((answer) =>
+        answer.type === "error"
+          ? reject(new Error(answer.message))
+          : resolve(answer as Extract<FromCluster, { type: T }>),
+      );
+      waiting.set(type, list);
+      child.send(m);
+    });
+  return ask({ type: "start", start }, "ready").then(({ url }) => ({
+    child,
+    url,
+    send: (m) => child.send(m),
+    ask,
+  }));
 }
 
 interface Pending {
@@ -150,38 +155,34 @@ const IMPORT = /^isthmus-import-(svc-\d+)$/;
 
 /** Follows the import ServiceEntries of `shop` in every cluster through one kubesim watch
  * each (HTTP, as any client sees them): resolves an event once its ServiceEntry has been
- * written in every cluster waited for. Polling `sim.find` instead costs more than the system
- * under test once hundreds of events are pending (a miss throws a NotFound error inside). */
-async function createWatcher(sims: KubeSim[]) {
+ * written in every cluster waited for. */
+async function createWatcher(urls: string[]) {
   const pending = new Map<string, Pending>();
   const seen = new Map<string, Set<number>>();
   const now = performance.now.bind(performance);
   const streams = await Promise.all(
-    sims.map((sim, i) =>
-      openWatch(
-        `${sim.url}/apis/${SE[0]}/namespaces/${NS}/serviceentries?watch=1&resourceVersion=${sim.resourceVersion()}`,
-        (line) => {
-          const e = JSON.parse(line) as { type: string; object?: { metadata?: { name?: string } } };
-          if (e.type !== "ADDED" && e.type !== "MODIFIED") return;
-          const svc = IMPORT.exec(e.object?.metadata?.name ?? "")?.[1];
-          if (svc === undefined) return;
-          let s = seen.get(svc);
-          if (s === undefined) {
-            s = new Set();
-            seen.set(svc, s);
-          }
-          s.add(i);
-          const p = pending.get(svc);
-          if (p === undefined || !p.waitingFor.delete(i) || p.waitingFor.size > 0) return;
-          pending.delete(svc);
-          p.done(now() - p.started);
-        },
-      ),
+    urls.map((url, i) =>
+      openWatch(`${url}/apis/${SE[0]}/namespaces/${NS}/serviceentries?watch=1`, (line) => {
+        const e = JSON.parse(line) as { type: string; object?: { metadata?: { name?: string } } };
+        if (e.type !== "ADDED" && e.type !== "MODIFIED") return;
+        const svc = IMPORT.exec(e.object?.metadata?.name ?? "")?.[1];
+        if (svc === undefined) return;
+        let s = seen.get(svc);
+        if (s === undefined) {
+          s = new Set();
+          seen.set(svc, s);
+        }
+        s.add(i);
+        const p = pending.get(svc);
+        if (p === undefined || !p.waitingFor.delete(i) || p.waitingFor.size > 0) return;
+        pending.delete(svc);
+        p.done(now() - p.started);
+      }),
     ),
   );
   return {
     /** Resolves with the ms from `started` until svc's import ServiceEntry is in every one
-     * of `clusters` (indexes into sims). */
+     * of `clusters` (indexes). */
     wait(svc: string, clusters: number[], started: number): Promise<number> {
       return new Promise((done) => {
         const already = seen.get(svc);
@@ -216,18 +217,40 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     kind: "Namespace",
     metadata: { name: NS, labels: { "istio-injection": "enabled" } },
   };
+  // The hub alone: the clusters are processes of their own.
   const sandbox = await startSandbox({
-    scene,
+    scene: { clusters: [] },
     dir,
     hub: { debounce: { windowMs: 10, maxMs: 100 } },
-    agentDebounceMs: 10,
-    extraObjects: Object.fromEntries(scene.clusters.map((c) => [c.id, [shopNamespace]])),
   });
   const { client: admin, call } = sandbox.admin();
-  const httpAgent = new Agent({ keepAlive: true, maxSockets: 1 });
-  let watchStream: IncomingMessage | undefined;
+  const clusters: ClusterProcess[] = [];
   let watcher: Awaited<ReturnType<typeof createWatcher>> | undefined;
   try {
+    const tokens: string[] = [];
+    for (const c of scene.clusters) {
+      const created = await admin.createCluster(
+        { cluster: { id: c.id, labels: c.labels ?? {} } },
+        call,
+      );
+      tokens.push(created.bootstrapToken);
+    }
+    clusters.push(
+      ...(await Promise.all(
+        scene.clusters.map((_, index) =>
+          forkCluster({
+            scene,
+            index,
+            hubAddress: sandbox.address,
+            hubCaPem: sandbox.hub.caPem,
+            bootstrapToken: tokens[index]!,
+            adminToken: sandbox.adminToken,
+            agentDebounceMs: 10,
+            extraObjects: [shopNamespace],
+          }),
+        ),
+      )),
+    );
     await waitConverged(sandbox, 60_000);
     await admin.applyPolicies(
       {
@@ -244,10 +267,9 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       call,
     );
     await waitConverged(sandbox, 60_000);
-    const sims = sandbox.clusters.map((c) => c.sim);
-    watcher = await createWatcher(sims);
+    watcher = await createWatcher(clusters.map((c) => c.url));
     const w = watcher;
-    const all = sims.map((_, i) => i);
+    const all = clusters.map((_, i) => i);
 
     // Warm-up, one event at a time; it also tells which clusters import a new service: every
     // cluster has a frontend, so all of them but perhaps the one that backs it.
@@ -256,7 +278,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     for (; k < s.warmup; k++) {
       const origin = k % s.clusters;
       const started = performance.now();
-      sims[origin]!.load(shopService(k, origin));
+      clusters[origin]!.send({ type: "create", k });
       await withTimeout(
         w.wait(
           `svc-${k}`,
@@ -274,12 +296,22 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       selfImports = self;
     }
 
-    /** One creation every intervalMs, each timed on its own (they overlap); also the
-     * process's CPU time (user + system) per event over the run. */
+    /** CPU time (user + system, µs) of this process and of every cluster process. */
+    const cpuNow = async () => {
+      const hub = process.cpuUsage();
+      const answers = await Promise.all(clusters.map((c) => c.ask({ type: "cpu" }, "cpu")));
+      return {
+        hub: hub.user + hub.system,
+        all: hub.user + hub.system + answers.reduce((sum, a) => sum + a.micros, 0),
+      };
+    };
+
+    /** One creation every intervalMs, each timed on its own (they overlap); also the CPU
+     * time per event over the run. */
     const churn = async (events: number, intervalMs: number) => {
       const samples: number[] = [];
       const waits: Promise<void>[] = [];
-      const cpu0 = process.cpuUsage();
+      const cpu0 = await cpuNow();
       const t0 = performance.now();
       for (let e = 0; e < events; e++, k++) {
         const delay = t0 + e * intervalMs - performance.now();
@@ -287,7 +319,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         const origin = k % s.clusters;
         const importers = selfImports ? all : all.filter((i) => i !== origin);
         const started = performance.now();
-        sims[origin]!.load(shopService(k, origin));
+        clusters[origin]!.send({ type: "create", k });
         waits.push(
           w.wait(`svc-${k}`, importers, started).then((ms) => {
             samples[e] = ms;
@@ -299,58 +331,23 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         120_000,
         () => `${w.size} events not converged 120 s after the last creation`,
       );
-      const cpu = process.cpuUsage(cpu0);
+      const cpu1 = await cpuNow();
       await waitConverged(sandbox, 60_000);
-      return { samples, cpuMsPerEvent: (cpu.user + cpu.system) / 1000 / events };
+      return {
+        samples,
+        cpuMsPerEvent: (cpu1.all - cpu0.all) / 1000 / events,
+        hubCpuMsPerEvent: (cpu1.hub - cpu0.hub) / 1000 / events,
+      };
     };
     const fast = await churn(s.events, s.intervalMs);
     const slow = await churn(s.slowEvents, s.slowIntervalMs);
 
-    // The floor, on the same (now quiet) sandbox.
-    const sim = sims[0]!;
-    sim.create({
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { name: "floor-watch", namespace: "kube-system" },
-      data: { round: "-1" },
-    });
-    let lineArrived: (() => void) | undefined;
-    watchStream = await openWatch(
-      `${sim.url}/api/v1/namespaces/kube-system/configmaps?watch=1&resourceVersion=${sim.resourceVersion()}`,
-      () => {
-        const f = lineArrived;
-        lineArrived = undefined;
-        f?.();
-      },
+    // The floor, on the same (now quiet) clusters, from the first cluster's process.
+    const { samples: f } = await clusters[0]!.ask(
+      { type: "floor", warmup: smoke ? 3 : 30, rounds: s.floorRounds },
+      "floor",
     );
-    const floor: number[] = [];
-    const watchParts: number[] = [];
-    const grpcParts: number[] = [];
-    const writeParts: number[] = [];
-    const warm = smoke ? 3 : 30;
-    for (let r = 0; r < warm + s.floorRounds; r++) {
-      const line = new Promise<void>((resolve) => {
-        lineArrived = resolve;
-      });
-      let t = performance.now();
-      sim.patch("v1", "ConfigMap", "floor-watch", "kube-system", { data: { round: String(r) } });
-      await line;
-      const w = performance.now() - t;
-      const g: number[] = [];
-      for (let i = 0; i < 2; i++) {
-        t = performance.now();
-        await admin.getStatus({}, call);
-        g.push(performance.now() - t);
-      }
-      t = performance.now();
-      await applyOverHttp(httpAgent, sim, r);
-      const h = performance.now() - t;
-      if (r < warm) continue;
-      watchParts.push(w);
-      grpcParts.push(...g);
-      writeParts.push(h);
-      floor.push(w + g[0]! + g[1]! + h);
-    }
+    const floor = f.watch.map((w, r) => w + f.grpc[2 * r]! + f.grpc[2 * r + 1]! + f.write[r]!);
     return [
       { name: converge(s.intervalMs), unit: "ms", samples: fast.samples, reference: FLOOR },
       {
@@ -361,16 +358,27 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       },
       { name: cpu(s.intervalMs), unit: "ms", samples: [fast.cpuMsPerEvent] },
       { name: cpu(s.slowIntervalMs), unit: "ms", samples: [slow.cpuMsPerEvent] },
+      { name: hubCpu(s.intervalMs), unit: "ms", samples: [fast.hubCpuMsPerEvent] },
+      { name: hubCpu(s.slowIntervalMs), unit: "ms", samples: [slow.hubCpuMsPerEvent] },
       { name: FLOOR, unit: "ms", samples: floor },
-      { name: WATCH, unit: "ms", samples: watchParts, reference: FLOOR },
-      { name: GRPC, unit: "ms", samples: grpcParts, reference: FLOOR },
-      { name: WRITE, unit: "ms", samples: writeParts, reference: FLOOR },
+      { name: WATCH, unit: "ms", samples: f.watch, reference: FLOOR },
+      { name: GRPC, unit: "ms", samples: f.grpc, reference: FLOOR },
+      { name: WRITE, unit: "ms", samples: f.write, reference: FLOOR },
     ];
   } finally {
-    watchStream?.destroy();
     watcher?.close();
-    httpAgent.destroy();
     admin.close();
+    await Promise.all(
+      clusters.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            c.child.removeAllListeners("exit");
+            if (c.child.exitCode !== null || c.child.signalCode !== null) return resolve();
+            c.child.once("exit", () => resolve());
+            c.send({ type: "stop" });
+          }),
+      ),
+    );
     await sandbox.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -144,6 +144,47 @@ const ISTHMUS_KINDS: [string, string][] = [
   ["security.istio.io/v1", "AuthorizationPolicy"],
 ];
 
+/** Namespaces every sandbox cluster starts with. */
+export const SANDBOX_NAMESPACES = ["default", "kube-system", "istio-system", "isthmus-system"];
+
+/** What the sandbox loads into the scene's cluster number `index` (besides
+ * SANDBOX_NAMESPACES): the Istio installation, the cluster's apps, and every namespace of the
+ * scene. Exported so that a cluster can be served by another process with the same content. */
+export function sceneObjects(scene: Scene, index: number): KubeObject[] {
+  const sc = scene.clusters[index];
+  if (sc === undefined) throw new Error(`sandbox: no cluster number ${index} in the scene`);
+  const n = index + 1;
+  const sceneNamespaces = [
+    ...new Set(scene.clusters.flatMap((c) => (c.apps ?? []).map((a) => a.namespace))),
+  ].sort();
+  return [
+    ...istioScene({
+      clusterId: sc.id,
+      network: `network-${sc.id}`,
+      trustDomain: `${sc.id}.local`,
+      eastWestAddress: `192.0.2.${n}`,
+    }),
+    ...(sc.apps ?? []).flatMap((a, j) =>
+      sampleApp({
+        name: a.name,
+        namespace: a.namespace,
+        replicas: a.replicas ?? 2,
+        port: a.port ?? 8080,
+        portName: a.portName ?? "http",
+        serviceAccount: a.serviceAccount ?? a.name,
+        podIpPrefix: `10.${n}.${j}`,
+      }),
+    ),
+    // Namespace sameness (as in the Multi-Cluster Services API): every namespace of the
+    // scene exists in every cluster, so that imports have a namespace to live in.
+    ...sceneNamespaces.map((name) => ({
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name, labels: { "istio-injection": "enabled" } },
+    })),
+  ];
+}
+
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const logger = options.logger ?? silentLogger;
   const adminToken = randomBytes(24).toString("base64url");
@@ -218,45 +259,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     },
   };
 
-  const sceneNamespaces = [
-    ...new Set(options.scene.clusters.flatMap((c) => (c.apps ?? []).map((a) => a.namespace))),
-  ].sort();
   try {
     const { client, call } = admin();
     try {
       for (const [i, sc] of options.scene.clusters.entries()) {
-        const n = i + 1;
-        const sim = await startKubeSim({
-          name: sc.id,
-          namespaces: ["default", "kube-system", "istio-system", "isthmus-system"],
-        });
-        sim.load([
-          ...istioScene({
-            clusterId: sc.id,
-            network: `network-${sc.id}`,
-            trustDomain: `${sc.id}.local`,
-            eastWestAddress: `192.0.2.${n}`,
-          }),
-          ...(sc.apps ?? []).flatMap((a) =>
-            sampleApp({
-              name: a.name,
-              namespace: a.namespace,
-              replicas: a.replicas ?? 2,
-              port: a.port ?? 8080,
-              portName: a.portName ?? "http",
-              serviceAccount: a.serviceAccount ?? a.name,
-              podIpPrefix: `10.${n}.${(sc.apps ?? []).indexOf(a)}`,
-            }),
-          ),
-          // Namespace sameness (as in the Multi-Cluster Services API): every namespace of the
-          // scene exists in every cluster, so that imports have a namespace to live in.
-          ...sceneNamespaces.map((name) => ({
-            apiVersion: "v1",
-            kind: "Namespace",
-            metadata: { name, labels: { "istio-injection": "enabled" } },
-          })),
-          ...(options.extraObjects?.[sc.id] ?? []),
-        ]);
+        const sim = await startKubeSim({ name: sc.id, namespaces: SANDBOX_NAMESPACES });
+        sim.load([...sceneObjects(options.scene, i), ...(options.extraObjects?.[sc.id] ?? [])]);
         const kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
         const created = await client.createCluster(
           { cluster: { id: sc.id, labels: sc.labels ?? {} } },

@@ -1,0 +1,191 @@
+// One cluster of the convergence benchmark, as a child process (`fork` of this file): a
+// kubesim API server seeded as the sandbox seeds its clusters, and the cluster's real agent,
+// as deployed (the agent runs in its cluster, apart from the hub). The parent (the hub's
+// process) drives it over IPC: create a Service, report CPU time, measure the floor's hops
+// from here (watch event on this API server, round trips to the hub, a write to this API
+// server), stop.
+import { Agent as HttpAgent } from "node:http";
+import { pathToFileURL } from "node:url";
+import { createAgent } from "@isthmus/agent";
+import { SANDBOX_NAMESPACES, type Scene, sceneObjects } from "@isthmus/cli/sandbox";
+import { type KubeObject, sampleApp, startKubeSim } from "@isthmus/kubesim";
+import { silentLogger } from "@isthmus/logging";
+import { AdminService, clientCredentials, createClient } from "@isthmus/proto";
+import { applyOverHttp, openWatch } from "./kube-http.js";
+
+export const SHOP = "shop";
+
+/** What the parent sends first. */
+export interface ClusterStart {
+  scene: Scene;
+  index: number;
+  hubAddress: string;
+  hubCaPem: string;
+  bootstrapToken: string;
+  adminToken: string;
+  agentDebounceMs: number;
+  extraObjects: KubeObject[];
+}
+
+export type ToCluster =
+  | { type: "start"; start: ClusterStart }
+  /** Create svc-k (Service, two ready pods, Endpoints, EndpointSlice) in `shop`. */
+  | { type: "create"; k: number }
+  | { type: "cpu" }
+  | { type: "floor"; warmup: number; rounds: number }
+  | { type: "stop" };
+
+export interface FloorSamples {
+  watch: number[];
+  grpc: number[];
+  write: number[];
+}
+
+export type FromCluster =
+  | { type: "ready"; url: string }
+  | { type: "cpu"; micros: number }
+  | { type: "floor"; samples: FloorSamples }
+  | { type: "error"; message: string };
+
+/** A Service in `shop` with two ready pods and its EndpointSlice (no Node or Namespace: they
+ * exist already, and rewriting them would be churn of its own). */
+function shopService(k: number, cluster: number): KubeObject[] {
+  return sampleApp({
+    name: `svc-${k}`,
+    namespace: SHOP,
+    replicas: 2,
+    serviceAccount: `svc-${k}`,
+    podIpPrefix: `10.${100 + cluster}.${k % 250}`,
+  }).filter((o) => o.kind !== "Node" && o.kind !== "Namespace");
+}
+
+async function main(): Promise<void> {
+  const send = (m: FromCluster) => process.send?.(m);
+  const start = await new Promise<ClusterStart>((resolve) => {
+    const first = (m: ToCluster) => {
+      if (m.type !== "start") return;
+      process.off("message", first);
+      resolve(m.start);
+    };
+    process.on("message", first);
+  });
+  // The parent is gone: nothing left to serve.
+  process.on("disconnect", () => process.exit(0));
+  const id = start.scene.clusters[start.index]!.id;
+  const sim = await startKubeSim({ name: id, namespaces: SANDBOX_NAMESPACES });
+  sim.load([...sceneObjects(start.scene, start.index), ...start.extraObjects]);
+  const agent = createAgent({
+    clusterId: id,
+    hubAddress: start.hubAddress,
+    hubCaPem: start.hubCaPem,
+    bootstrapToken: start.bootstrapToken,
+    kubeconfig: sim.kubeconfig(),
+    debounceMs: start.agentDebounceMs,
+    logger: silentLogger,
+  });
+  await agent.start();
+
+  /** The floor's hops as the agent makes them from here: an in-process write until the line
+   * is read on an HTTP watch, two GetStatus round trips to the hub (TLS), one server-side
+   * apply over HTTP. */
+  const floor = async (warmup: number, rounds: number): Promise<FloorSamples> => {
+    const admin = createClient(
+      AdminService,
+      start.hubAddress,
+      clientCredentials({ caPem: start.hubCaPem }),
+    );
+    const call = { metadata: { authorization: `Bearer ${start.adminToken}` }, timeoutMs: 15_000 };
+    const http = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    sim.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "floor-watch", namespace: "kube-system" },
+      data: { round: "-1" },
+    });
+    let lineArrived: (() => void) | undefined;
+    const stream = await openWatch(
+      `${sim.url}/api/v1/namespaces/kube-system/configmaps?watch=1&resourceVersion=${sim.resourceVersion()}`,
+      () => {
+        const f = lineArrived;
+        lineArrived = undefined;
+        f?.();
+      },
+    );
+    const out: FloorSamples = { watch: [], grpc: [], write: [] };
+    try {
+      for (let r = 0; r < warmup + rounds; r++) {
+        const line = new Promise<void>((resolve) => {
+          lineArrived = resolve;
+        });
+        let t = performance.now();
+        sim.patch("v1", "ConfigMap", "floor-watch", "kube-system", {
+          data: { round: String(r) },
+        });
+        await line;
+        const w = performance.now() - t;
+        const g: number[] = [];
+        for (let i = 0; i < 2; i++) {
+          t = performance.now();
+          await admin.getStatus({}, call);
+          g.push(performance.now() - t);
+        }
+        t = performance.now();
+        await applyOverHttp(http, sim.url, r);
+        const h = performance.now() - t;
+        if (r < warmup) continue;
+        out.watch.push(w);
+        out.grpc.push(...g);
+        out.write.push(h);
+      }
+      return out;
+    } finally {
+      stream.destroy();
+      http.destroy();
+      admin.close();
+    }
+  };
+
+  process.on("message", (m: ToCluster) => {
+    const fail = (err: unknown) =>
+      send({ type: "error", message: `${id}: ${err instanceof Error ? err.message : err}` });
+    try {
+      switch (m.type) {
+        case "create":
+          sim.load(shopService(m.k, start.index));
+          break;
+        case "cpu": {
+          const u = process.cpuUsage();
+          send({ type: "cpu", micros: u.user + u.system });
+          break;
+        }
+        case "floor":
+          floor(m.warmup, m.rounds).then((samples) => send({ type: "floor", samples }), fail);
+          break;
+        case "stop":
+          agent
+            .stop()
+            .then(() => sim.close())
+            .then(
+              () => process.exit(0),
+              () => process.exit(1),
+            );
+          break;
+        case "start":
+          break;
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+  send({ type: "ready", url: sim.url });
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    process.send?.({
+      type: "error",
+      message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    } satisfies FromCluster);
+    process.exit(1);
+  });
+}
