@@ -47,48 +47,83 @@ describe("agent building blocks", () => {
     assert.deepEqual(runs, ["a", "a"]);
   });
 
-  it("debounces catalog changes: trailing window, bounded by a maximum wait", () => {
-    let t = 0;
+  /** A manual clock: timers run in time order when `advance` passes them. */
+  function manualClock() {
+    const state = { t: 0 };
     const timers = new Map<number, { at: number; fn: () => void }>();
     let ids = 0;
     const clock: Clock = {
-      now: () => t,
+      now: () => state.t,
       setTimeout: (fn, ms) => {
-        timers.set(++ids, { at: t + ms, fn });
+        timers.set(++ids, { at: state.t + ms, fn });
         return ids;
       },
       clearTimeout: (h) => void timers.delete(h as number),
     };
     const advance = (ms: number) => {
-      const end = t + ms;
+      const end = state.t + ms;
       for (;;) {
-        const due = [...timers].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        const due = [...timers]
+          .filter(([, x]) => x.at <= end)
+          .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
         if (due === undefined) break;
         timers.delete(due[0]);
-        t = due[1].at;
+        state.t = due[1].at;
         due[1].fn();
       }
-      t = end;
+      state.t = end;
     };
+    return { clock, advance, state, pending: () => timers.size };
+  }
+
+  it("debounces catalog changes: a lone change goes out on the next tick, bursts wait for quiet", () => {
+    const { clock, advance, state } = manualClock();
     const fired: number[] = [];
-    const d = createDebouncer(() => fired.push(t), { windowMs: 100, maxMs: 250, clock });
+    const d = createDebouncer(() => fired.push(state.t), { windowMs: 100, maxMs: 250, clock });
+    // Idle: the first change runs on the next tick, with the changes of the same tick.
+    d.trigger();
+    d.trigger();
+    assert.deepEqual(fired, [], "not synchronously");
+    advance(0);
+    assert.deepEqual(fired, [0]);
+    // Within windowMs of that run: a burst, so wait for windowMs of quiet.
+    advance(50);
     d.trigger();
     advance(50);
-    d.trigger(); // quiet window restarts
+    d.trigger(); // the quiet window restarts
     advance(99);
-    assert.deepEqual(fired, []);
+    assert.deepEqual(fired, [0]);
     advance(1);
-    assert.deepEqual(fired, [150]);
-    // A steady stream of changes still goes out after at most maxMs.
+    assert.deepEqual(fired, [0, 200]);
+    // A steady stream of changes still goes out at most maxMs after the first of a burst.
     for (let i = 0; i < 10; i++) {
-      d.trigger();
+      d.trigger(); // at 200, 260, ..., 740
       advance(60);
     }
-    assert.deepEqual(fired, [150, 400, 700]);
+    assert.deepEqual(fired, [0, 200, 450, 750]);
+    // Quiet for windowMs since the last run: idle again.
+    advance(200);
+    d.trigger();
+    advance(0);
+    assert.deepEqual(fired, [0, 200, 450, 750, 1000]);
     d.trigger();
     d.cancel();
     advance(1000);
-    assert.deepEqual(fired, [150, 400, 700], "cancelled");
+    assert.deepEqual(fired, [0, 200, 450, 750, 1000], "cancelled");
+  });
+
+  it("debounces with the real clock: an idle change runs on the next turn of the event loop", async () => {
+    let runs = 0;
+    const d = createDebouncer(() => runs++, { windowMs: 60_000, maxMs: 60_000 });
+    d.trigger();
+    d.trigger();
+    assert.equal(runs, 0);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(runs, 1, "one run for both changes, without waiting for the window");
+    d.trigger(); // within the window: waits for quiet
+    await new Promise((r) => setImmediate(r));
+    assert.equal(runs, 1);
+    d.cancel();
   });
 
   it("runAgent refuses a bad configuration with exit code 2", async () => {

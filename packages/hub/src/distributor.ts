@@ -1,12 +1,16 @@
 // Delivery of intents to connected agents: per session, the versions the agent has
-// applied; on every change, a debounced diff between the engine's desired set and those
-// versions, at most one delta in flight, ACK/NACK tracking and convergence measurement.
+// applied; on every change, a diff between the engine's desired set and those versions
+// (sent on the next tick when the cluster was idle, debounced during bursts), at most one
+// delta in flight, ACK/NACK tracking and convergence measurement.
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "@isthmus/logging";
 import type { ConfigDeltaSchema, Intent, NackRecord } from "@isthmus/proto";
 
 export interface DistributorOptions {
+  /** A change to a cluster that was sent nothing within the last `windowMs` goes out on the
+   * next tick (a timer of 0 ms). Otherwise (a burst) it waits for `windowMs` without
+   * changes, at most `maxMs` after the first change. */
   debounce: { windowMs: number; maxMs: number };
   /** The desired intents of a cluster, by name. */
   desired(clusterId: string): ReadonlyMap<string, Intent>;
@@ -23,6 +27,7 @@ export interface DistributorOptions {
     converged(seconds: number): void;
   };
   now?: () => number;
+  /** Default: `setTimeout`, and `setImmediate` for 0 ms. */
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (t: unknown) => void;
 }
@@ -55,6 +60,10 @@ interface Session {
   inFlight: InFlight | undefined;
   dirtySince: number | undefined;
   timer: unknown;
+  /** The pending timer is the idle one (0 ms): later changes join it. */
+  timerLeading: boolean;
+  /** When the last delta was sent. */
+  lastSent: number | undefined;
   trackers: Tracker[];
   sentComplete: boolean;
   history: History;
@@ -78,8 +87,17 @@ const MAX_NACKS = 10;
 
 export function createDistributor(options: DistributorOptions) {
   const now = options.now ?? Date.now;
-  const setTimer = options.setTimer ?? ((fn: () => void, ms: number) => setTimeout(fn, ms));
-  const clearTimer = options.clearTimer ?? ((t: unknown) => clearTimeout(t as NodeJS.Timeout));
+  const setTimer =
+    options.setTimer ??
+    ((fn: () => void, ms: number): unknown =>
+      ms <= 0 ? { immediate: setImmediate(fn) } : setTimeout(fn, ms));
+  const clearTimer =
+    options.clearTimer ??
+    ((t: unknown) => {
+      if (typeof t === "object" && t !== null && "immediate" in t)
+        clearImmediate(t.immediate as NodeJS.Immediate);
+      else clearTimeout(t as NodeJS.Timeout);
+    });
   const sessions = new Map<string, Session>();
   const histories = new Map<string, History>();
   const log = options.logger;
@@ -87,6 +105,7 @@ export function createDistributor(options: DistributorOptions) {
   function flush(s: Session): void {
     if (s.timer !== undefined) clearTimer(s.timer);
     s.timer = undefined;
+    s.timerLeading = false;
     if (s.inFlight !== undefined || sessions.get(s.clusterId) !== s) return;
     const since = s.dirtySince;
     s.dirtySince = undefined;
@@ -117,6 +136,7 @@ export function createDistributor(options: DistributorOptions) {
     };
     s.trackers = [];
     s.inFlight = inFlight;
+    s.lastSent = inFlight.sentAt;
     if (complete) s.sentComplete = true;
     if (since !== undefined) options.metrics.debounced((now() - since) / 1000);
     const delta = { nonce, systemVersion, upserted, removed, complete };
@@ -144,7 +164,15 @@ export function createDistributor(options: DistributorOptions) {
     const t = now();
     if (s.dirtySince === undefined) s.dirtySince = t;
     if (s.inFlight !== undefined) return; // flushed when the ACK arrives
-    if (s.timer !== undefined) clearTimer(s.timer);
+    if (s.timer !== undefined) {
+      if (s.timerLeading) return; // goes out on the next tick anyway
+      clearTimer(s.timer);
+    } else if (s.lastSent === undefined || t - s.lastSent >= options.debounce.windowMs) {
+      // Idle: nothing sent within the last window, so no burst to gather.
+      s.timerLeading = true;
+      s.timer = setTimer(() => flush(s), 0);
+      return;
+    }
     const waited = t - s.dirtySince;
     const wait = Math.max(0, Math.min(options.debounce.windowMs, options.debounce.maxMs - waited));
     s.timer = setTimer(() => flush(s), wait);
@@ -163,6 +191,8 @@ export function createDistributor(options: DistributorOptions) {
         inFlight: undefined,
         dirtySince: undefined,
         timer: undefined,
+        timerLeading: false,
+        lastSent: undefined,
         trackers: [],
         sentComplete: false,
         history: histories.get(clusterId) ?? { ackedVersion: "", nacks: [] },

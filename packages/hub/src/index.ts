@@ -7,5 +7,6 @@ export {
   type Role,
   resolveHubConfig,
 } from "./config.js";
+export { createDistributor, type Distributor, type DistributorOptions } from "./distributor.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
 export { openFileStore, type Store, type StoreEntry, StoreError, type TxnOp } from "./store.js";

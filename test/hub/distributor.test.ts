@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { createDistributor } from "@isthmus/hub";
+import { silentLogger } from "@isthmus/logging";
+import { type Intent, IntentSchema } from "@isthmus/proto";
+
+/** A distributor on a manual clock with one cluster "c1" whose desired set the test edits. */
+function setup(debounce = { windowMs: 100, maxMs: 250 }) {
+  const state = { t: 1_000 };
+  const timers = new Map<number, { at: number; fn: () => void }>();
+  let ids = 0;
+  const desired = new Map<string, Intent>();
+  const sent: { at: number; nonce: string; upserted: string[] }[] = [];
+  const d = createDistributor({
+    debounce,
+    desired: () => desired,
+    systemVersion: () => "1",
+    removalsAllowed: () => true,
+    logger: silentLogger,
+    metrics: {
+      deltaSent() {},
+      debounced() {},
+      pushed() {},
+      nack() {},
+      converged() {},
+    },
+    now: () => state.t,
+    setTimer: (fn, ms) => {
+      timers.set(++ids, { at: state.t + ms, fn });
+      return ids;
+    },
+    clearTimer: (h) => void timers.delete(h as number),
+  });
+  const advance = (ms: number) => {
+    const end = state.t + ms;
+    for (;;) {
+      const due = [...timers]
+        .filter(([, x]) => x.at <= end)
+        .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
+      if (due === undefined) break;
+      timers.delete(due[0]);
+      state.t = due[1].at;
+      due[1].fn();
+    }
+    state.t = end;
+  };
+  const put = (name: string, version: string) =>
+    desired.set(name, create(IntentSchema, { name, version }));
+  const sender = {
+    async send(delta: { nonce?: string; upserted?: { name?: string }[] }) {
+      sent.push({
+        at: state.t,
+        nonce: delta.nonce ?? "",
+        upserted: (delta.upserted ?? []).map((i) => i.name ?? ""),
+      });
+    },
+  };
+  const ackLast = () => assert.ok(d.ack("c1", sent.at(-1)!.nonce));
+  const times = () => sent.map((s) => s.at);
+  return { d, state, advance, put, sender, sent, ackLast, times };
+}
+
+describe("hub distributor: debounce", () => {
+  it("sends a change to an idle cluster on the next tick, with the changes of the same tick", () => {
+    const { d, advance, put, sender, sent, ackLast, times } = setup();
+    d.open("c1", sender, new Map());
+    assert.equal(sent.length, 1, "the first complete delta goes out at once");
+    ackLast();
+    advance(500);
+    put("a", "1");
+    d.changed(["c1"]);
+    put("b", "1");
+    d.changed(["c1"]);
+    assert.equal(sent.length, 1, "not synchronously");
+    advance(0);
+    assert.deepEqual(times(), [1000, 1500], "no window to wait for");
+    assert.deepEqual(sent[1]!.upserted, ["a", "b"]);
+    assert.equal(d.view("c1").inSync, false, "in flight");
+    ackLast();
+    assert.equal(d.view("c1").inSync, true);
+  });
+
+  it("gathers a burst: after a recent delta, waits windowMs of quiet, at most maxMs", () => {
+    const { d, advance, put, sender, ackLast, times } = setup();
+    d.open("c1", sender, new Map());
+    ackLast(); // sent at 1000
+    advance(50);
+    put("a", "1");
+    d.changed(["c1"]); // 50 ms after the last delta: a burst
+    advance(0);
+    assert.deepEqual(times(), [1000], "waits for the window");
+    advance(60);
+    put("b", "1");
+    d.changed(["c1"]); // the quiet window restarts
+    advance(99);
+    assert.deepEqual(times(), [1000]);
+    advance(1);
+    assert.deepEqual(times(), [1000, 1210]);
+    ackLast();
+    // A steady stream within the window still goes out maxMs after its first change.
+    for (let i = 0; i < 6; i++) {
+      put("c", String(i));
+      d.changed(["c1"]); // at 1210, 1270, ..., 1510
+      advance(60);
+    }
+    assert.deepEqual(times(), [1000, 1210, 1460]);
+  });
+
+  it("sends changes made while a delta is in flight as soon as it is ACKed", () => {
+    const { d, advance, put, sender, sent, ackLast, times } = setup();
+    d.open("c1", sender, new Map());
+    put("a", "1");
+    d.changed(["c1"]);
+    advance(30);
+    put("b", "1");
+    d.changed(["c1"]);
+    assert.equal(sent.length, 1, "one delta in flight");
+    ackLast();
+    assert.deepEqual(times(), [1000, 1030], "on the ACK, no debounce");
+    assert.deepEqual(sent[1]!.upserted, ["a", "b"]);
+  });
+});
