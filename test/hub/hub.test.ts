@@ -220,11 +220,10 @@ describe("hub", function () {
 
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     const da = await a.nextDelta();
-    assert.deepEqual(
-      da.upserted.map((i) => i.name),
-      ["import/payments/payments-api"],
-    );
-    assert.equal(da.upserted[0]?.kind.case, "importIntent");
+    assert.deepEqual(da.upserted.map((i) => `${i.name} ${i.kind.case}`).sort(), [
+      "import/payments/payments-api importIntent",
+      "import/payments/payments-api/b importBackendIntent",
+    ]);
     const db = await b.nextDelta();
     assert.deepEqual(db.upserted.map((i) => i.name).sort(), [
       "access/payments/payments-api",
@@ -264,6 +263,48 @@ describe("hub", function () {
         ["ledger"],
       );
     });
+  });
+
+  it("shows compilation warnings in status and updates them after a change", async () => {
+    const a = await enrollAgent(f, "a");
+    const b = await enrollAgent(f, "b");
+    agents.push(a, b);
+    const mesh = (trustDomain: string) => ({
+      network: "net",
+      trustDomain,
+      eastWestGateways: [{ address: "192.0.2.1", port: 15443 }],
+      locality: "",
+    });
+    for (const agent of [a, b]) {
+      await agent.connect({ mesh: mesh("shared.local") });
+      assert.equal((await agent.next()).message.case, "welcome");
+      await agent.ackDelta(await agent.nextDelta());
+    }
+    const shared = async () => {
+      const status = await f.admin.getStatus({}, viewer);
+      return status.clusters.map((c) => [
+        c.cluster?.id,
+        c.warnings.filter((w) => w.code === "shared-trust-domain").length,
+      ]);
+    };
+    await eventually(async () =>
+      assert.deepEqual(await shared(), [
+        ["a", 1],
+        ["b", 1],
+      ]),
+    );
+    // Asked again with no change in between: the same (cached) warnings.
+    assert.deepEqual(await shared(), [
+      ["a", 1],
+      ["b", 1],
+    ]);
+    await b.send({ message: { case: "statusReport", value: { mesh: mesh("b.local") } } });
+    await eventually(async () =>
+      assert.deepEqual(await shared(), [
+        ["a", 0],
+        ["b", 0],
+      ]),
+    );
   });
 
   it("ends a session that sends an invalid or oversized catalog while other sessions go on", async () => {
@@ -358,7 +399,7 @@ describe("hub", function () {
     await join_(b, [payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     await a.ackDelta(await a.nextDelta());
-    assert.equal(a.applied.size, 1);
+    assert.equal(a.applied.size, 2);
     a.stream!.cancel();
     const again = agentWithCert(f, "a", a.certPem, a.keyPem);
     agents.push(again);
@@ -377,10 +418,10 @@ describe("hub", function () {
     await stale.next();
     const d = await stale.nextDelta();
     assert.deepEqual(d.removed, ["import/old/gone"]);
-    assert.deepEqual(
-      d.upserted.map((i) => i.name),
-      ["import/payments/payments-api"],
-    );
+    assert.deepEqual(d.upserted.map((i) => i.name).sort(), [
+      "import/payments/payments-api",
+      "import/payments/payments-api/b",
+    ]);
   });
 
   it("checks roles, tokens and policy versions on the admin API", async () => {
@@ -523,10 +564,10 @@ describe("hub reliability", function () {
     await join_(b, [payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     const imported = await a.nextDelta();
-    assert.deepEqual(
-      imported.upserted.map((i) => i.name),
-      ["import/payments/payments-api"],
-    );
+    assert.deepEqual(imported.upserted.map((i) => i.name).sort(), [
+      "import/payments/payments-api",
+      "import/payments/payments-api/b",
+    ]);
     await a.ackDelta(imported);
 
     b.stream!.cancel();
@@ -542,7 +583,10 @@ describe("hub reliability", function () {
 
     // After the grace period, a's import goes away.
     const removal = await a.nextDelta();
-    assert.deepEqual(removal.removed, ["import/payments/payments-api"]);
+    assert.deepEqual([...removal.removed].sort(), [
+      "import/payments/payments-api",
+      "import/payments/payments-api/b",
+    ]);
     const listed = await f.admin.listCatalog({ filter: { clusterId: "b" } }, viewer);
     assert.deepEqual(listed.services, []);
   });

@@ -77,7 +77,7 @@ export function createAdminHandlers(
     if (record === undefined) throw new GrpcError(Code.NOT_FOUND, `cluster "${id}" not found`);
     const cat = ctx.catalogs.get(id);
     const view = ctx.distributor.view(id);
-    const warnings = [...(cat?.warnings ?? []), ...ctx.engine.warnings(id)];
+    const warnings = [...(cat?.warnings ?? []), ...ctx.warnings(id)];
     return {
       cluster: record.cluster,
       connected: cat?.connected ?? false,
