@@ -2,30 +2,26 @@ import assert from "node:assert/strict";
 import { type Controller, createController, objectName } from "@isthmus/agent";
 import type { KubeObject } from "@isthmus/kubesim";
 import { eventually, loadApps, noDelay, startCluster, type TestCluster } from "./cluster.js";
-import { intent } from "./fixtures.js";
+import { importIntents, intent } from "./fixtures.js";
 import { validateIstio } from "./istio-schemas.js";
 
-const importPayments = intent({
-  name: "import/payments/payments-api",
-  version: "1",
-  kind: {
-    case: "importIntent",
-    value: {
-      namespace: "payments",
-      service: "payments-api",
-      ports: [{ name: "http", port: 8080 }],
-      localBackend: true,
-      backends: [
-        {
-          clusterId: "prod-us",
-          network: "net-us",
-          weight: 3,
-          gateways: [{ address: "203.0.113.20", port: 15443 }],
-        },
-      ],
-    },
+const importPayments = importIntents(
+  "1",
+  {
+    namespace: "payments",
+    service: "payments-api",
+    ports: [{ name: "http", port: 8080 }],
+    localBackend: true,
   },
-});
+  [
+    {
+      clusterId: "prod-us",
+      network: "net-us",
+      weight: 3,
+      gateways: [{ address: "203.0.113.20", port: 15443 }],
+    },
+  ],
+);
 const exportFrontend = intent({
   name: "export/web/frontend",
   version: "1",
@@ -54,7 +50,7 @@ const accessPayments = intent({
     },
   },
 });
-const all = [importPayments, exportFrontend, accessPayments];
+const all = [...importPayments, exportFrontend, accessPayments];
 
 function endpointsOf(obj: KubeObject | undefined): string[] {
   return ((obj?.spec as { endpoints?: { address: string }[] } | undefined)?.endpoints ?? []).map(
@@ -181,7 +177,7 @@ describe("agent apply (kubesim + client-node)", () => {
     });
     await start();
     const report = await ctl!.reconciler.applyDelta({
-      upserted: [importPayments],
+      upserted: importPayments,
       removed: [],
       complete: true,
     });
@@ -214,7 +210,7 @@ describe("agent apply (kubesim + client-node)", () => {
   it("re-renders local ServiceEntries on pod churn without the hub", async () => {
     await start();
     await ctl!.reconciler.applyDelta({
-      upserted: [importPayments, exportFrontend],
+      upserted: [...importPayments, exportFrontend],
       removed: [],
       complete: true,
     });
@@ -279,6 +275,54 @@ describe("agent apply (kubesim + client-node)", () => {
     );
   });
 
+  it("re-renders an import when only one of its backends changes or goes", async () => {
+    await start();
+    await ctl!.reconciler.applyDelta({ upserted: all, removed: [], complete: true });
+    const [, backend] = importPayments;
+    const moved = intent({
+      name: backend!.name,
+      version: "2",
+      kind: {
+        case: "importBackendIntent",
+        value: {
+          namespace: "payments",
+          service: "payments-api",
+          ports: [{ name: "http", port: 8080 }],
+          backend: {
+            clusterId: "prod-us",
+            network: "net-us",
+            weight: 4,
+            gateways: [{ address: "203.0.113.99", port: 15443 }],
+          },
+        },
+      },
+    });
+    const perCluster = objectName("import", "payments-api", "prod-us");
+    const report = await ctl!.reconciler.applyDelta({
+      upserted: [moved],
+      removed: [],
+      complete: true,
+    });
+    assert.deepEqual(report.errors, []);
+    const se = (name: string) =>
+      c.sim.find("networking.istio.io/v1", "ServiceEntry", name, "payments");
+    assert.ok(endpointsOf(se("isthmus-import-payments-api")).includes("203.0.113.99"));
+    assert.ok(!endpointsOf(se("isthmus-import-payments-api")).includes("203.0.113.20"));
+    assert.deepEqual(endpointsOf(se(perCluster)), ["203.0.113.99"]);
+
+    const gone = await ctl!.reconciler.applyDelta({
+      upserted: [],
+      removed: [backend!.name],
+      complete: true,
+    });
+    assert.deepEqual(gone.errors, []);
+    await eventually(() =>
+      assert.equal(se(perCluster), undefined, "the backend's per-cluster entry is pruned"),
+    );
+    assert.ok(!endpointsOf(se("isthmus-import-payments-api")).includes("203.0.113.99"));
+    assert.equal(ctl!.reconciler.appliedVersions()["import/payments/payments-api"], "1");
+  });
+
   it("adopts owned objects after a restart and prunes nothing before a complete config", async () => {
     await start();
     await ctl!.reconciler.applyDelta({ upserted: all, removed: [], complete: true });
@@ -305,9 +349,22 @@ describe("agent apply (kubesim + client-node)", () => {
       "access/payments/payments-api": "1",
       "export/web/frontend": "1",
       "import/payments/payments-api": "1",
+      "import/payments/payments-api/prod-us": "1-prod-us",
     });
     const r1 = await ctl!.reconciler.applyDelta({ upserted: [], removed: [], complete: false });
     assert.deepEqual(r1.errors, []);
+    await ctl!.reconciler.idle();
+    assert.ok(
+      endpointsOf(
+        c.sim.get(
+          "networking.istio.io/v1",
+          "ServiceEntry",
+          "isthmus-import-payments-api",
+          "payments",
+        ),
+      ).includes("203.0.113.20"),
+      "the adopted import is re-rendered with its adopted backend",
+    );
     assert.ok(
       c.sim.find("networking.istio.io/v1", "ServiceEntry", "isthmus-import-old", "payments"),
       "not pruned before a complete config",

@@ -10,7 +10,15 @@ import {
   renderIntent,
 } from "@isthmus/agent";
 import { stringify } from "yaml";
-import { facts, importPayments, intent, paymentsEndpoints, paymentsPorts } from "./fixtures.js";
+import {
+  facts,
+  importIntents,
+  importPayments,
+  intent,
+  paymentsEndpoints,
+  paymentsPorts,
+  renderImportIntents,
+} from "./fixtures.js";
 import { expectGolden } from "./golden.js";
 import { validateIstio } from "./istio-schemas.js";
 
@@ -27,17 +35,32 @@ const local = facts({ "payments/payments-api": paymentsEndpoints });
 
 describe("agent rendering", () => {
   it("renders an import with local and remote backends", () => {
-    const r = renderIntent(importPayments, local);
+    const r = renderImportIntents(importPayments, local);
     assert.deepEqual(r.errors, []);
     assert.deepEqual(
       r.objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`),
       [
         "ServiceEntry payments/isthmus-import-payments-api",
         `ServiceEntry payments/${objectName("import", "payments-api", "prod-eu")}`,
-        `ServiceEntry payments/${objectName("import", "payments-api", "prod-asia")}`,
-        `ServiceEntry payments/${objectName("import", "payments-api", "prod-us")}`,
         "DestinationRule payments/isthmus-import-payments-api",
+        `ServiceEntry payments/${objectName("import", "payments-api", "prod-us")}`,
+        `ServiceEntry payments/${objectName("import", "payments-api", "prod-asia")}`,
       ],
+    );
+    assert.deepEqual(
+      r.objects.map((o) => o.metadata.annotations?.["isthmus.dev/intent-name"]),
+      [
+        ...Array(3).fill("import/payments/payments-api"),
+        "import/payments/payments-api/prod-us",
+        "import/payments/payments-api/prod-asia",
+      ],
+      "each backend's per-cluster host belongs to the backend's intent",
+    );
+    const perCluster = r.objects[3]!.spec as { hosts: string[]; endpoints: { address: string }[] };
+    assert.deepEqual(perCluster.hosts, ["prod-us.payments-api.payments.svc.clusterset.local"]);
+    assert.deepEqual(
+      perCluster.endpoints.map((e) => e.address),
+      ["203.0.113.20", "203.0.113.21"],
     );
     const se = r.objects[0]!.spec as { hosts: string[]; endpoints: { address: string }[] };
     assert.deepEqual(se.hosts, ["payments-api.payments.svc.clusterset.local"]);
@@ -55,32 +78,28 @@ describe("agent rendering", () => {
   });
 
   it("renders an import without local backend and without the local cluster as backend", () => {
-    const i = intent({
-      name: "import/shop/cart",
-      version: "7",
-      kind: {
-        case: "importIntent",
-        value: {
-          namespace: "shop",
-          service: "cart",
-          ports: [{ port: 6379, name: "" }],
-          localBackend: false,
-          backends: [
-            {
-              clusterId: "prod-eu",
-              network: "net-eu",
-              gateways: [{ address: "198.51.100.1", port: 15443 }],
-            },
-            {
-              clusterId: "prod-us",
-              network: "net-us",
-              gateways: [{ address: "198.51.100.9", port: 15443 }],
-            },
-          ],
-        },
+    const i = importIntents(
+      "7",
+      {
+        namespace: "shop",
+        service: "cart",
+        ports: [{ port: 6379, name: "" }],
+        localBackend: false,
       },
-    });
-    const r = renderIntent(i, local);
+      [
+        {
+          clusterId: "prod-eu",
+          network: "net-eu",
+          gateways: [{ address: "198.51.100.1", port: 15443 }],
+        },
+        {
+          clusterId: "prod-us",
+          network: "net-us",
+          gateways: [{ address: "198.51.100.9", port: 15443 }],
+        },
+      ],
+    );
+    const r = renderImportIntents(i, local);
     assert.equal(
       r.objects.length,
       3,
@@ -231,21 +250,21 @@ describe("agent rendering", () => {
   });
 
   it("labels, annotates and hashes every object deterministically", () => {
-    const a = renderIntent(importPayments, local);
-    const b = renderIntent(
+    const a = renderImportIntents(importPayments, local);
+    const b = renderImportIntents(
       importPayments,
       facts({
         "payments/payments-api": { ...paymentsEndpoints, addresses: ["10.0.0.11", "10.0.0.12"] },
       }),
     );
     assert.deepEqual(a, b, "endpoint order in the cache does not matter");
-    for (const o of a.objects) {
+    for (const o of a.objects.slice(0, 3)) {
       assert.equal(o.metadata.labels?.[MANAGED_BY_LABEL], "isthmus");
       assert.equal(o.metadata.labels?.[INTENT_LABEL], "import.payments.payments-api");
       assert.equal(o.metadata.annotations?.["isthmus.dev/intent-version"], "v1-abc");
       assert.equal(o.metadata.annotations?.[CONTENT_HASH_ANNOTATION], contentHash(o));
     }
-    const churned = renderIntent(
+    const churned = renderImportIntents(
       importPayments,
       facts({ "payments/payments-api": { ...paymentsEndpoints, addresses: ["10.0.0.13"] } }),
     );
@@ -254,8 +273,8 @@ describe("agent rendering", () => {
       a.objects[0]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
     );
     assert.equal(
-      churned.objects[4]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
-      a.objects[4]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
+      churned.objects[2]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
+      a.objects[2]!.metadata.annotations?.[CONTENT_HASH_ANNOTATION],
       "the DestinationRule does not depend on endpoints",
     );
   });
@@ -270,22 +289,13 @@ describe("agent rendering", () => {
       label.length <= 63 && /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(label),
       label,
     );
-    const i = intent({
-      name: `import/${"n".repeat(63)}/${long}`,
-      version: "1",
-      kind: {
-        case: "importIntent",
-        value: {
-          namespace: "n".repeat(63),
-          service: long,
-          ports: [{ name: "http", port: 80 }],
-          backends: [
-            { clusterId: "c".repeat(63), gateways: [{ address: "192.0.2.1", port: 15443 }] },
-          ],
-        },
-      },
-    });
-    const r = renderIntent(i, local);
+    const i = importIntents(
+      "1",
+      { namespace: "n".repeat(63), service: long, ports: [{ name: "http", port: 80 }] },
+      [{ clusterId: "c".repeat(63), gateways: [{ address: "192.0.2.1", port: 15443 }] }],
+    );
+    const r = renderImportIntents(i, local);
+    assert.equal(r.objects.length, 3);
     for (const o of r.objects) {
       validateIstio(o);
       assert.ok(o.metadata.name.length <= 63, o.metadata.name);

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import * as grpc from "@grpc/grpc-js";
 import {
   Action,
@@ -283,6 +285,61 @@ describe("grpc glue over TLS", () => {
       assert.equal((await admin.getStatus({})).policyCount, 3);
     } finally {
       admin.close();
+      await shutdown(server);
+    }
+  });
+
+  it("keeps no reference to a streamed message once it is handed out", async () => {
+    // A quiet stream must not pin its last message (a catalog snapshot or a config delta can
+    // be tens of MiB): WeakRefs to the last messages on both sides are cleared by a GC while
+    // both ends wait for the next one.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const server = createServer();
+    let received: WeakRef<object> | undefined;
+    let release!: () => void;
+    const quiet = new Promise<void>((r) => {
+      release = r;
+    });
+    addService(server, AdminService, adminHandlers());
+    addService(server, AgentService, {
+      ...agentHandlers({ certificateSubject: undefined }),
+      connect: async (stream) => {
+        const requests = stream.requests[Symbol.asyncIterator]();
+        received = new WeakRef(await next(requests));
+        await stream.send({ message: { case: "welcome", value: { sessionId: "s" } } });
+        const more = requests.next();
+        await quiet;
+        await more;
+      },
+    });
+    const port = await listen(
+      server,
+      "127.0.0.1:0",
+      serverCredentials({ certChainPem: tls.serverCertPem, keyPem: tls.serverKeyPem }),
+    );
+    const agent = createClient(
+      AgentService,
+      `localhost:${port}`,
+      clientCredentials({ caPem: tls.caPem }),
+    );
+    try {
+      const stream = agent.connect();
+      const responses = stream.responses[Symbol.asyncIterator]();
+      await stream.send({ message: { case: "hello", value: { clusterId: "c1" } } });
+      const welcome = new WeakRef(await next(responses));
+      const pending = responses.next();
+      await new Promise((r) => setTimeout(r, 50));
+      gc();
+      await new Promise((r) => setImmediate(r));
+      gc();
+      assert.equal(welcome.deref(), undefined, "client side: the Welcome is not kept");
+      assert.equal(received?.deref(), undefined, "server side: the Hello is not kept");
+      release();
+      stream.end();
+      await pending;
+    } finally {
+      agent.close();
       await shutdown(server);
     }
   });

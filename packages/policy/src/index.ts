@@ -8,7 +8,7 @@ export type {
 } from "@isthmus/model";
 export { canonicalJson, contentVersion, hash64 } from "./content-hash.js";
 export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
-export { accessName, exportName, importName } from "./intent-builder.js";
+export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
 export {
   type ClusterDelta,
   createPolicyEngine,

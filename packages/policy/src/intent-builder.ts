@@ -3,7 +3,8 @@ import type {
   AccessIntent,
   AccessRule,
   ExportIntent,
-  ImportBackend,
+  GatewayAddress,
+  ImportBackendIntent,
   ImportIntent,
   Intent,
   ServicePort,
@@ -12,6 +13,8 @@ import { hash64 } from "./content-hash.js";
 
 /** Stable intent names. */
 export const importName = (ns: string, svc: string) => `import/${ns}/${svc}`;
+export const importBackendName = (ns: string, svc: string, cluster: string) =>
+  `import/${ns}/${svc}/${cluster}`;
 export const exportName = (ns: string, svc: string) => `export/${ns}/${svc}`;
 export const accessName = (ns: string, svc: string) => `access/${ns}/${svc}`;
 
@@ -52,8 +55,13 @@ function canonicalText(kind: Intent["kind"]): string {
   switch (kind.case) {
     case "importIntent": {
       const v = kind.value;
-      const backends = v.backends.map(backendText).join(";");
-      return `import|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${v.localBackend}|${backends}`;
+      return `import|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${v.localBackend}`;
+    }
+    case "importBackendIntent": {
+      const v = kind.value;
+      const b = v.backend;
+      const gateways = (b?.gateways ?? []).map((g) => `${j(g.address)}:${g.port}`).join(" ");
+      return `backend|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${j(b?.clusterId)},${j(b?.network)},${j(b?.locality)},${b?.weight},${gateways}`;
     }
     case "exportIntent": {
       const v = kind.value;
@@ -76,59 +84,71 @@ function portsText(ps: ServicePort[]): string {
     .join(";");
 }
 
-function intent(name: string, kind: Intent["kind"], text?: string): Intent {
+function intent(name: string, kind: Intent["kind"]): Intent {
   return {
     $typeName: "isthmus.v1.Intent",
     name,
-    version: hash64(text ?? canonicalText(kind)),
+    version: hash64(canonicalText(kind)),
     kind,
   };
 }
 
-function backendText(b: ImportBackend): string {
-  const j = JSON.stringify;
-  const gateways = b.gateways.map((g) => `${j(g.address)}:${g.port}`).join(" ");
-  return `${j(b.clusterId)},${j(b.network)},${j(b.locality)},${b.weight},${gateways}`;
-}
+/** Gateway lists by cluster facts: every backend of a cluster shares one. */
+const gatewaysByFacts = new WeakMap<ClusterFacts, GatewayAddress[]>();
 
-/** A remote backing cluster of an import; share one across importers to build it once. */
-export interface Backend {
-  rec: ServiceRecord;
-  facts: ClusterFacts;
-  built?: { value: ImportBackend; text: string };
-}
-
-function built(b: Backend): { value: ImportBackend; text: string } {
-  if (b.built === undefined) {
-    const value: ImportBackend = {
-      $typeName: "isthmus.v1.ImportBackend",
-      clusterId: b.rec.clusterId,
-      network: b.facts.network,
-      gateways: b.facts.gateways.map((g) => ({
-        $typeName: "isthmus.v1.GatewayAddress",
-        address: g.address,
-        port: g.port,
-      })),
-      locality: b.facts.locality,
-      weight: b.rec.service.readyEndpoints,
-    };
-    b.built = { value, text: backendText(value) };
+function gatewaysOf(facts: ClusterFacts): GatewayAddress[] {
+  let out = gatewaysByFacts.get(facts);
+  if (out === undefined) {
+    out = facts.gateways.map((g) => ({
+      $typeName: "isthmus.v1.GatewayAddress",
+      address: g.address,
+      port: g.port,
+    }));
+    gatewaysByFacts.set(facts, out);
   }
-  return b.built;
+  return out;
 }
 
-/** ImportIntent: backends sorted by cluster id; ports from the local copy, then the backends. */
+/**
+ * The ImportBackendIntent of a service in its backing cluster: the same for every importer.
+ * `previous` (the intent built before) is returned when the content did not change, so that
+ * importers keep sharing one object.
+ */
+export function buildImportBackend(
+  rec: ServiceRecord,
+  facts: ClusterFacts,
+  previous?: Intent,
+): Intent {
+  const value: ImportBackendIntent = {
+    $typeName: "isthmus.v1.ImportBackendIntent",
+    namespace: rec.service.namespace,
+    service: rec.service.name,
+    ports: unionPorts([rec]),
+    backend: {
+      $typeName: "isthmus.v1.ImportBackend",
+      clusterId: rec.clusterId,
+      network: facts.network,
+      gateways: gatewaysOf(facts),
+      locality: facts.locality,
+      weight: rec.service.readyEndpoints,
+    },
+  };
+  const next = intent(importBackendName(value.namespace, value.service, rec.clusterId), {
+    case: "importBackendIntent",
+    value,
+  });
+  return previous?.version === next.version && previous.name === next.name ? previous : next;
+}
+
+/** ImportIntent (the header): ports from the local copy and the backends, by number. */
 export function buildImport(
   namespace: string,
   service: string,
   local: ServiceRecord | undefined,
-  backends: Backend[],
+  backends: readonly ServiceRecord[],
 ): Intent {
-  const sorted = [...backends].sort((a, b) =>
-    a.rec.clusterId < b.rec.clusterId ? -1 : a.rec.clusterId > b.rec.clusterId ? 1 : 0,
-  );
-  const sources = [...(local === undefined ? [] : [local]), ...sorted.map((b) => b.rec)].sort(
-    (a, b) => (a.clusterId < b.clusterId ? -1 : a.clusterId > b.clusterId ? 1 : 0),
+  const sources = [...(local === undefined ? [] : [local]), ...backends].sort((a, b) =>
+    a.clusterId < b.clusterId ? -1 : a.clusterId > b.clusterId ? 1 : 0,
   );
   const value: ImportIntent = {
     $typeName: "isthmus.v1.ImportIntent",
@@ -136,12 +156,8 @@ export function buildImport(
     service,
     ports: unionPorts(sources),
     localBackend: local !== undefined,
-    backends: sorted.map((b) => built(b).value),
   };
-  const j = JSON.stringify;
-  const backendsText = sorted.map((b) => built(b).text).join(";");
-  const text = `import|${j(namespace)}|${j(service)}|${portsText(value.ports)}|${value.localBackend}|${backendsText}`;
-  return intent(importName(namespace, service), { case: "importIntent", value }, text);
+  return intent(importName(namespace, service), { case: "importIntent", value });
 }
 
 /** ExportIntent of a backing service for the clusters that import it. */

@@ -28,12 +28,13 @@ import { PolicyError } from "./errors.js";
 import {
   accessName,
   addToGroup,
-  type Backend,
   buildAccess,
   buildAccessBody,
   buildExport,
   buildImport,
+  buildImportBackend,
   exportName,
+  importBackendName,
   importName,
   type PrincipalGroups,
 } from "./intent-builder.js";
@@ -160,6 +161,8 @@ interface DestState {
   warnings: Warning[];
   /** Registered (in `dests`): false once removed, and for the states of explain and impact. */
   live: boolean;
+  /** The ImportBackendIntent last built, and what it was built from. */
+  backend?: { rec: ServiceRecord; facts: ClusterFacts; intent: Intent };
 }
 
 interface Principals {
@@ -174,7 +177,8 @@ interface Principals {
 type PrincipalsMemo = Map<Map<IdState, (Rule | null)[]>, Map<string, Principals>>;
 
 interface LogicalState {
-  importers: Set<string>;
+  /** Importing cluster -> names of the backend intents it holds. */
+  importers: Map<string, string[]>;
   exporters: Set<string>;
 }
 
@@ -835,6 +839,16 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     setIntent(tx, d.rec.clusterId, name, buildAccess(body));
   };
 
+  /** The backend intent of a destination, rebuilt only when its service or cluster changed. */
+  const backendIntent = (d: DestState): Intent => {
+    const facts = catalog.cluster(d.rec.clusterId)!;
+    const b = d.backend;
+    if (b !== undefined && b.rec === d.rec && b.facts === facts) return b.intent;
+    const intent = buildImportBackend(d.rec, facts, b?.intent);
+    d.backend = { rec: d.rec, facts, intent };
+    return intent;
+  };
+
   const recomputeLogical = (tx: Tx, key: string, finalize: Set<DestState>): void => {
     const slash = key.indexOf("/");
     const ns = key.slice(0, slash);
@@ -865,47 +879,51 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
       return;
     }
-    const prev = prevState ?? { importers: new Set<string>(), exporters: new Set<string>() };
-    const next: LogicalState = { importers: new Set(), exporters: new Set() };
-    const importedBy = new Map<DestState, string[]>();
-    // Importers with the same backends (and no local copy) get the same intent; each
-    // backend is built once.
-    const built = new Map<string, Intent>();
-    const shared = new Map<DestState, { backend: Backend; index: number }>();
-    const backendOf = (d: DestState) => {
-      let b = shared.get(d);
-      if (b === undefined) {
-        b = {
-          backend: { rec: d.rec, facts: catalog.cluster(d.rec.clusterId)! },
-          index: shared.size,
-        };
-        shared.set(d, b);
-      }
-      return b;
+    const prev = prevState ?? {
+      importers: new Map<string, string[]>(),
+      exporters: new Set<string>(),
     };
+    const next: LogicalState = { importers: new Map(), exporters: new Set() };
+    const importedBy = new Map<DestState, string[]>();
+    // Importers with the same backends (and no local copy) get the same header; every
+    // importer of a backend gets the same backend intent.
+    const built = new Map<string, Intent>();
+    const index = new Map<DestState, number>();
     for (const [c, list] of importers) {
       const localRec = catalog.logicalService(ns, name).get(c);
       const local =
         localRec?.service.inMesh === true && Object.keys(localRec.service.selector).length > 0
           ? localRec
           : undefined;
-      const shape = `${local?.key ?? ""}|${list.map((d) => backendOf(d).index).join(",")}`;
-      let intent = built.get(shape);
-      if (intent === undefined) {
-        const backends: Backend[] = list.map((d) => backendOf(d).backend);
-        intent = buildImport(ns, name, local, backends);
-        built.set(shape, intent);
-      }
-      setIntent(tx, c, names.import, intent);
-      next.importers.add(c);
+      const held: string[] = [];
       for (const d of list) {
-        const by = importedBy.get(d) ?? [];
-        by.push(c);
-        importedBy.set(d, by);
+        if (!index.has(d)) index.set(d, index.size);
+        const backend = backendIntent(d);
+        setIntent(tx, c, backend.name, backend);
+        held.push(backend.name);
+        const by = importedBy.get(d);
+        if (by === undefined) importedBy.set(d, [c]);
+        else by.push(c);
       }
+      const shape = `${local?.key ?? ""}|${list.map((d) => index.get(d)).join(",")}`;
+      let header = built.get(shape);
+      if (header === undefined) {
+        header = buildImport(
+          ns,
+          name,
+          local,
+          list.map((d) => d.rec),
+        );
+        built.set(shape, header);
+      }
+      setIntent(tx, c, names.import, header);
+      next.importers.set(c, held);
     }
-    for (const c of prev.importers) {
-      if (!next.importers.has(c)) setIntent(tx, c, names.import, null);
+    for (const [c, was] of prev.importers) {
+      const now = next.importers.get(c);
+      if (now === undefined) setIntent(tx, c, names.import, null);
+      const kept = new Set(now);
+      for (const n of was) if (!kept.has(n)) setIntent(tx, c, n, null);
     }
     for (const d of backing) {
       const by = importedBy.get(d);
@@ -1453,20 +1471,16 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         ),
       );
     }
-    const imported = intentsByCluster
-      .get(source.clusterId)
-      ?.get(importName(destination.namespace, destination.service));
-    if (imported?.kind.case === "importIntent") {
-      for (const be of imported.kind.value.backends) {
-        const o = outcomes.find((x) => x.clusterId === be.clusterId);
-        if (o !== undefined && o.decision === Decision.DENY) {
-          warnings.push(
-            warning(
-              "unreachable-backend",
-              `cluster ${source.clusterId} imports ${dstName} from cluster ${be.clusterId}, where ${principal} is denied (${o.rule === "" ? "cross-cluster default" : `rule "${o.rule}"`}); its calls balanced to ${be.clusterId} fail`,
-            ),
-          );
-        }
+    const held = intentsByCluster.get(source.clusterId);
+    for (const o of outcomes) {
+      const name = importBackendName(destination.namespace, destination.service, o.clusterId);
+      if (o.decision === Decision.DENY && held?.has(name) === true) {
+        warnings.push(
+          warning(
+            "unreachable-backend",
+            `cluster ${source.clusterId} imports ${dstName} from cluster ${o.clusterId}, where ${principal} is denied (${o.rule === "" ? "cross-cluster default" : `rule "${o.rule}"`}); its calls balanced to ${o.clusterId} fail`,
+          ),
+        );
       }
     }
     const local = outcomes.find((o) => o.clusterId === source.clusterId);

@@ -105,15 +105,69 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
   return { code: e.code, details: e.message };
 }
 
-async function* decodeAll<I extends DescMessage>(
+/**
+ * The messages of a readable stream, one `read()` per `next()`, mapped by `map`. Unlike a
+ * readable's own iterator or an async generator, it keeps no reference to a message once
+ * handed out: those keep the last message alive while they wait for the next one, and a
+ * catalog snapshot or a config delta of tens of MiB would stay in memory for as long as its
+ * stream is quiet. Backpressure is the readable's: nothing is read before `next()`.
+ */
+function messagesOf<T>(
+  stream: NodeJS.ReadableStream & { read(): unknown },
+  map: (chunk: unknown) => T,
+  onReturn: () => void = () => {},
+): AsyncIterableIterator<T> {
+  let failure: { error: unknown } | undefined;
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  stream.on("readable", notify);
+  stream.on("end", () => {
+    ended = true;
+    notify();
+  });
+  stream.on("close", () => {
+    ended = true;
+    notify();
+  });
+  stream.on("error", (error: unknown) => {
+    failure ??= { error };
+    notify();
+  });
+  const next = async (): Promise<IteratorResult<T>> => {
+    for (;;) {
+      const chunk = stream.read();
+      if (chunk !== null) return { done: false, value: map(chunk) };
+      if (failure !== undefined) throw GrpcError.from(failure.error);
+      if (ended) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next,
+    return: async () => {
+      onReturn();
+      return { done: true, value: undefined };
+    },
+  };
+}
+
+// A handler that stops reading must still be able to end the call with a status, so leaving
+// the loop does not destroy the stream.
+const decodeAll = <I extends DescMessage>(
   schema: I,
   call: grpc.ServerReadableStream<Buffer, unknown> | grpc.ServerDuplexStream<Buffer, unknown>,
-): AsyncGenerator<MessageShape<I>> {
-  // A handler that stops reading must still be able to end the call with a status, so
-  // leaving the loop must not destroy the stream (the default of readable iterators).
-  for await (const bytes of call.iterator({ destroyOnReturn: false }))
-    yield decode(schema, bytes as Buffer);
-}
+): AsyncIterableIterator<MessageShape<I>> =>
+  messagesOf(call, (bytes) => decode(schema, bytes as Buffer));
 
 function sender<O extends DescMessage>(
   schema: O,
@@ -311,13 +365,13 @@ function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined
   else signal.addEventListener("abort", () => call.cancel(), { once: true });
 }
 
-async function* mapErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
-  try {
-    for await (const item of source) yield item;
-  } catch (err) {
-    throw GrpcError.from(err);
-  }
-}
+/** The responses of a client call; leaving the loop early cancels the call. */
+const responsesOf = <T>(call: grpc.ClientReadableStream<T> | grpc.ClientDuplexStream<unknown, T>) =>
+  messagesOf(
+    call,
+    (m) => m as T,
+    () => call.cancel(),
+  );
 
 function writeWithBackpressure<T>(stream: grpc.ClientWritableStream<T>, message: T): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -366,7 +420,7 @@ function clientMethod(client: grpc.Client, service: DescService, method: DescMet
           grpcCallOptions(options),
         );
         cancelOnAbort(call, options?.signal);
-        return mapErrors(call);
+        return responsesOf(call);
       };
     case "client_streaming":
       return (requests: AsyncIterable<MessageInitShape<DescMessage>>, options?: CallOptions) =>
@@ -402,7 +456,7 @@ function clientMethod(client: grpc.Client, service: DescService, method: DescMet
           send: (message) => writeWithBackpressure<Init>(call, message),
           end: () => call.end(),
           cancel: () => call.cancel(),
-          responses: mapErrors(call as AsyncIterable<MessageShape<DescMessage>>),
+          responses: responsesOf(call as grpc.ClientDuplexStream<Init, MessageShape<DescMessage>>),
         };
       };
   }

@@ -1,10 +1,10 @@
 import { fromJsonString } from "@bufbuild/protobuf";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import { type Intent, IntentSchema } from "@isthmus/proto";
+import { type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
 import type { Delay } from "../discovery/informer.js";
 import { isKubeApiError, KubeApiError, type KubeClient } from "../kube/client.js";
 import { RENDERED_KINDS } from "../kube/resources.js";
-import { dependsOnLocalEndpoints, renderIntent } from "../render/index.js";
+import { dependsOnLocalEndpoints, importOf, renderIntent } from "../render/index.js";
 import {
   CONTENT_HASH_ANNOTATION,
   INTENT_NAME_ANNOTATION,
@@ -122,7 +122,36 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   /** Objects of desired intents that could not be rendered: left as they are. */
   const kept = new Map<string, string>();
   const intentsByService = new Map<string, Set<string>>();
+  /** ImportIntent name -> its ImportBackendIntents' backends, by intent name. */
+  const backendsByImport = new Map<string, Map<string, ImportBackend>>();
   let complete = false;
+
+  /** Keeps an intent (or forgets one: `intent` undefined); returns the ImportIntent whose
+   * backends changed, if any. */
+  function hold(name: string, intent: Intent | undefined): string | undefined {
+    const before = intents.get(name);
+    if (intent === undefined) intents.delete(name);
+    else intents.set(name, intent);
+    let changed: string | undefined;
+    const previousImport = before === undefined ? undefined : importOf(before);
+    if (previousImport !== undefined) {
+      const backends = backendsByImport.get(previousImport);
+      backends?.delete(name);
+      if (backends?.size === 0) backendsByImport.delete(previousImport);
+      changed = previousImport;
+    }
+    const nextImport = intent === undefined ? undefined : importOf(intent);
+    if (nextImport !== undefined && intent?.kind.case === "importBackendIntent") {
+      let backends = backendsByImport.get(nextImport);
+      if (backends === undefined) {
+        backends = new Map();
+        backendsByImport.set(nextImport, backends);
+      }
+      backends.set(name, intent.kind.value.backend!);
+      changed = nextImport;
+    }
+    return changed;
+  }
 
   const serviceKey = (i: Intent) =>
     i.kind.case === undefined ? undefined : `${i.kind.value.namespace}/${i.kind.value.service}`;
@@ -221,7 +250,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
 
   /** Renders an intent into the desired set; returns the keys whose desired state changed. */
   function render(intent: Intent, facts: LocalFacts): { refs: string[]; errors: ObjectError[] } {
-    const result = renderIntent(intent, facts);
+    const backends = backendsByImport.get(intent.name);
+    const result = renderIntent(
+      intent,
+      facts,
+      backends === undefined ? [] : [...backends.values()],
+    );
     const before = refsByIntent.get(intent.name) ?? new Set<string>();
     const after = new Set<string>();
     const changed: string[] = [];
@@ -309,7 +343,6 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         list.push(o);
       }
       const facts = live.facts();
-      let known = 0;
       for (const [name, objects] of byIntent) {
         const versions = new Set(
           objects.map((o) => o.metadata.annotations?.[INTENT_VERSION_ANNOTATION] ?? ""),
@@ -336,15 +369,17 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           }
         }
         if (intent !== undefined && intent.name === name && intent.version === version) {
-          intents.set(name, intent);
-          known++;
-          // Re-render with today's endpoints: pods may have moved while the agent was down.
-          for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+          hold(name, intent);
         } else {
           adoptedOnly.set(name, version);
         }
       }
-      logger.info("adopted owned objects", { intents: byIntent.size, rerendered: known });
+      // Re-render with today's endpoints (pods may have moved while the agent was down), once
+      // every import has its backends.
+      for (const intent of intents.values()) {
+        for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+      }
+      logger.info("adopted owned objects", { intents: byIntent.size, rerendered: intents.size });
     },
     appliedVersions() {
       const out: Record<string, string> = {};
@@ -358,9 +393,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const errors: ObjectError[] = [];
       const owned = ownedByIntent();
       const ownedRefsOf = (name: string) => owned.get(name) ?? [];
+      /** Imports whose backends changed: rendered again unless upserted themselves. */
+      const imports = new Set<string>();
       for (const name of delta.removed) {
         for (const ref of forget(name)) touched.add(ref);
-        intents.delete(name);
+        const i = hold(name, undefined);
+        if (i !== undefined) imports.add(i);
         adoptedOnly.delete(name);
         removed.add(name);
         for (const ref of ownedRefsOf(name)) touched.add(ref);
@@ -372,7 +410,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         if (previous !== undefined && serviceKey(previous) !== serviceKey(intent)) {
           for (const ref of forget(intent.name)) touched.add(ref);
         }
-        intents.set(intent.name, intent);
+        const i = hold(intent.name, intent);
+        if (i !== undefined) imports.add(i);
+      }
+      for (const intent of delta.upserted) {
+        imports.delete(intent.name);
         const r = render(intent, facts);
         errors.push(...r.errors);
         // Every object of the intent is checked, not only the changed ones: an upsert is
@@ -380,6 +422,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const ref of refsByIntent.get(intent.name) ?? []) touched.add(ref);
         for (const ref of r.refs) touched.add(ref);
         for (const ref of ownedRefsOf(intent.name)) touched.add(ref);
+      }
+      for (const name of imports) {
+        const intent = intents.get(name);
+        if (intent !== undefined) for (const ref of render(intent, facts).refs) touched.add(ref);
       }
       if (delta.complete) {
         if (!complete) logger.info("first complete config applied: pruning enabled");

@@ -1,4 +1,4 @@
-import type { ImportIntent } from "@isthmus/proto";
+import type { ImportBackend, ImportBackendIntent, ImportIntent } from "@isthmus/proto";
 import { clusterHost, clustersetHost, finish, objectName } from "./meta.js";
 import { renderPorts } from "./ports.js";
 import { gatewayEndpoints, localEndpoints, seSpec } from "./service-entry.js";
@@ -22,27 +22,26 @@ export const OUTLIER_DETECTION = {
 };
 
 /**
- * ImportIntent -> a ServiceEntry for `<svc>.<ns>.svc.clusterset.local` whose endpoints are
- * the local ready pods (when the cluster backs the service itself) and one endpoint per
- * remote east-west gateway; one ServiceEntry per backing cluster (this one included when it
- * backs the service) for `<cluster>.<svc>.<ns>.svc.clusterset.local`; and a DestinationRule
- * for the clusterset
- * host (Istio mTLS, locality load balancing with outlier detection).
+ * ImportIntent and its backends -> a ServiceEntry for `<svc>.<ns>.svc.clusterset.local`
+ * whose endpoints are the local ready pods (when the cluster backs the service itself) and
+ * one endpoint per remote east-west gateway; a ServiceEntry for this cluster's own
+ * `<cluster>.<svc>.<ns>.svc.clusterset.local` host when it backs the service; and a
+ * DestinationRule for the clusterset host (Istio mTLS, locality load balancing with outlier
+ * detection). The per-cluster hosts of the remote backends are their own intents'
+ * (`renderImportBackend`).
  */
 export function renderImport(
   header: IntentHeader,
   intent: ImportIntent,
+  backends: readonly ImportBackend[],
   facts: LocalFacts,
 ): KubeObject[] {
   const { namespace, service } = intent;
   const ports = renderPorts(intent.ports);
-  const backends = [...intent.backends]
-    .filter((b) => b.clusterId !== facts.clusterId)
-    .sort((a, b) => a.clusterId.localeCompare(b.clusterId));
   const local = intent.localBackend
     ? localEndpoints(facts, facts.endpoints(namespace, service), ports)
     : [];
-  const remote = backends.flatMap((b) => gatewayEndpoints(b, ports));
+  const remote = remoteBackends(backends, facts).flatMap((b) => gatewayEndpoints(b, ports));
   const host = clustersetHost(namespace, service);
   const done = (o: KubeObject & { metadata: { name: string; namespace: string } }) =>
     finish(o, header.name, header.version);
@@ -74,20 +73,6 @@ export function renderImport(
       }),
     );
   }
-  for (const b of backends) {
-    objects.push(
-      done({
-        apiVersion: "networking.istio.io/v1",
-        kind: "ServiceEntry",
-        metadata: { name: objectName("import", service, b.clusterId), namespace },
-        spec: seSpec(
-          [clusterHost(b.clusterId, namespace, service)],
-          ports,
-          gatewayEndpoints(b, ports),
-        ),
-      }),
-    );
-  }
   objects.push(
     done({
       apiVersion: "networking.istio.io/v1",
@@ -104,4 +89,43 @@ export function renderImport(
     }),
   );
   return objects;
+}
+
+/** The backends of other clusters, by cluster id (this cluster's pods are local endpoints). */
+function remoteBackends(backends: readonly ImportBackend[], facts: LocalFacts): ImportBackend[] {
+  return backends
+    .filter((b) => b.clusterId !== facts.clusterId)
+    .sort((a, b) => a.clusterId.localeCompare(b.clusterId));
+}
+
+/**
+ * ImportBackendIntent -> the ServiceEntry for the backing cluster's own host
+ * `<cluster>.<svc>.<ns>.svc.clusterset.local`, reached through its east-west gateways; nothing
+ * when the backend is this cluster.
+ */
+export function renderImportBackend(
+  header: IntentHeader,
+  intent: ImportBackendIntent,
+  facts: LocalFacts,
+): KubeObject[] {
+  const { namespace, service, backend } = intent;
+  if (backend === undefined || backend.clusterId === facts.clusterId) return [];
+  const ports = renderPorts(intent.ports);
+  return [
+    finish(
+      {
+        apiVersion: "networking.istio.io/v1",
+        kind: "ServiceEntry",
+        metadata: { name: objectName("import", service, backend.clusterId), namespace },
+        spec: seSpec(
+          [clusterHost(backend.clusterId, namespace, service)],
+          ports,
+          gatewayEndpoints(backend, ports),
+        ),
+      },
+      header.name,
+      header.version,
+      header.primaryAnnotations,
+    ),
+  ];
 }

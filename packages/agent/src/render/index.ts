@@ -1,8 +1,8 @@
 import { toJsonString } from "@bufbuild/protobuf";
-import { type Intent, IntentSchema } from "@isthmus/proto";
+import { type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
 import { renderAccess } from "./access.js";
 import { renderExport } from "./export.js";
-import { type IntentHeader, renderImport } from "./import.js";
+import { type IntentHeader, renderImport, renderImportBackend } from "./import.js";
 import { INTENT_SOURCE_ANNOTATION, isDns1123Label } from "./meta.js";
 import type { LocalFacts, RenderResult } from "./types.js";
 
@@ -11,10 +11,15 @@ export { istioProtocol, renderPorts } from "./ports.js";
 export * from "./types.js";
 
 /**
- * Renders one intent into Istio objects. Pure: the same intent and facts give the same
- * objects, byte for byte. Problems are returned per object, never thrown.
+ * Renders one intent into Istio objects; an ImportIntent with the backends of its
+ * ImportBackendIntents. Pure: the same intent, backends and facts give the same objects, byte
+ * for byte. Problems are returned per object, never thrown.
  */
-export function renderIntent(intent: Intent, facts: LocalFacts): RenderResult {
+export function renderIntent(
+  intent: Intent,
+  facts: LocalFacts,
+  backends: readonly ImportBackend[] = [],
+): RenderResult {
   const result: RenderResult = {
     intentName: intent.name,
     intentVersion: intent.version,
@@ -40,7 +45,12 @@ export function renderIntent(intent: Intent, facts: LocalFacts): RenderResult {
   switch (kind.case) {
     case "importIntent":
       header.primaryAnnotations[INTENT_SOURCE_ANNOTATION] = toJsonString(IntentSchema, intent);
-      result.objects = renderImport(header, kind.value, facts);
+      result.objects = renderImport(header, kind.value, backends, facts);
+      break;
+    case "importBackendIntent":
+      if (kind.value.backend === undefined) return fail(`intent "${intent.name}" has no backend`);
+      header.primaryAnnotations[INTENT_SOURCE_ANNOTATION] = toJsonString(IntentSchema, intent);
+      result.objects = renderImportBackend(header, kind.value, facts);
       break;
     case "exportIntent":
       header.primaryAnnotations[INTENT_SOURCE_ANNOTATION] = toJsonString(IntentSchema, intent);
@@ -54,6 +64,12 @@ export function renderIntent(intent: Intent, facts: LocalFacts): RenderResult {
     }
   }
   return result;
+}
+
+/** The name of the ImportIntent an ImportBackendIntent belongs to; undefined for others. */
+export function importOf(intent: Intent): string | undefined {
+  if (intent.kind.case !== "importBackendIntent") return undefined;
+  return `import/${intent.kind.value.namespace}/${intent.kind.value.service}`;
 }
 
 /** Whether an intent's objects depend on the local endpoints of its service. */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/intents.proto.
  */
 export const file_isthmus_v1_intents: GenFile = /*@__PURE__*/
-  fileDesc("Chhpc3RobXVzL3YxL2ludGVudHMucHJvdG8SCmlzdGhtdXMudjEihAEKDUltcG9ydEJhY2tlbmQSEgoKY2x1c3Rlcl9pZBgBIAEoCRIPCgduZXR3b3JrGAIgASgJEiwKCGdhdGV3YXlzGAMgAygLMhouaXN0aG11cy52MS5HYXRld2F5QWRkcmVzcxIQCghsb2NhbGl0eRgEIAEoCRIOCgZ3ZWlnaHQYBSABKA0ingEKDEltcG9ydEludGVudBIRCgluYW1lc3BhY2UYASABKAkSDwoHc2VydmljZRgCIAEoCRImCgVwb3J0cxgDIAMoCzIXLmlzdGhtdXMudjEuU2VydmljZVBvcnQSFQoNbG9jYWxfYmFja2VuZBgEIAEoCBIrCghiYWNrZW5kcxgFIAMoCzIZLmlzdGhtdXMudjEuSW1wb3J0QmFja2VuZCJ2CgxFeHBvcnRJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSJgoFcG9ydHMYAyADKAsyFy5pc3RobXVzLnYxLlNlcnZpY2VQb3J0EhoKEmltcG9ydGluZ19jbHVzdGVycxgEIAMoCSIvCgpBY2Nlc3NSdWxlEhIKCnByaW5jaXBhbHMYASADKAkSDQoFcG9ydHMYAiADKA0ijAIKDEFjY2Vzc0ludGVudBIRCgluYW1lc3BhY2UYASABKAkSDwoHc2VydmljZRgCIAEoCRI4CghzZWxlY3RvchgDIAMoCzImLmlzdGhtdXMudjEuQWNjZXNzSW50ZW50LlNlbGVjdG9yRW50cnkSJQoFYWxsb3cYBCADKAsyFi5pc3RobXVzLnYxLkFjY2Vzc1J1bGUSJAoEZGVueRgFIAMoCzIWLmlzdGhtdXMudjEuQWNjZXNzUnVsZRIgChhhbGxvd19sb2NhbF90cnVzdF9kb21haW4YBiABKAgaLwoNU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsgBCgZJbnRlbnQSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEjEKDWltcG9ydF9pbnRlbnQYAyABKAsyGC5pc3RobXVzLnYxLkltcG9ydEludGVudEgAEjEKDWV4cG9ydF9pbnRlbnQYBCABKAsyGC5pc3RobXVzLnYxLkV4cG9ydEludGVudEgAEjEKDWFjY2Vzc19pbnRlbnQYBSABKAsyGC5pc3RobXVzLnYxLkFjY2Vzc0ludGVudEgAQgYKBGtpbmRiBnByb3RvMw", [file_isthmus_v1_catalog]);
+  fileDesc("Chhpc3RobXVzL3YxL2ludGVudHMucHJvdG8SCmlzdGhtdXMudjEihAEKDUltcG9ydEJhY2tlbmQSEgoKY2x1c3Rlcl9pZBgBIAEoCRIPCgduZXR3b3JrGAIgASgJEiwKCGdhdGV3YXlzGAMgAygLMhouaXN0aG11cy52MS5HYXRld2F5QWRkcmVzcxIQCghsb2NhbGl0eRgEIAEoCRIOCgZ3ZWlnaHQYBSABKA0igQEKDEltcG9ydEludGVudBIRCgluYW1lc3BhY2UYASABKAkSDwoHc2VydmljZRgCIAEoCRImCgVwb3J0cxgDIAMoCzIXLmlzdGhtdXMudjEuU2VydmljZVBvcnQSFQoNbG9jYWxfYmFja2VuZBgEIAEoCEoECAUQBlIIYmFja2VuZHMijQEKE0ltcG9ydEJhY2tlbmRJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSJgoFcG9ydHMYAyADKAsyFy5pc3RobXVzLnYxLlNlcnZpY2VQb3J0EioKB2JhY2tlbmQYBCABKAsyGS5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmQidgoMRXhwb3J0SW50ZW50EhEKCW5hbWVzcGFjZRgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEiYKBXBvcnRzGAMgAygLMhcuaXN0aG11cy52MS5TZXJ2aWNlUG9ydBIaChJpbXBvcnRpbmdfY2x1c3RlcnMYBCADKAkiLwoKQWNjZXNzUnVsZRISCgpwcmluY2lwYWxzGAEgAygJEg0KBXBvcnRzGAIgAygNIowCCgxBY2Nlc3NJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSOAoIc2VsZWN0b3IYAyADKAsyJi5pc3RobXVzLnYxLkFjY2Vzc0ludGVudC5TZWxlY3RvckVudHJ5EiUKBWFsbG93GAQgAygLMhYuaXN0aG11cy52MS5BY2Nlc3NSdWxlEiQKBGRlbnkYBSADKAsyFi5pc3RobXVzLnYxLkFjY2Vzc1J1bGUSIAoYYWxsb3dfbG9jYWxfdHJ1c3RfZG9tYWluGAYgASgIGi8KDVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKKAgoGSW50ZW50EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIxCg1pbXBvcnRfaW50ZW50GAMgASgLMhguaXN0aG11cy52MS5JbXBvcnRJbnRlbnRIABIxCg1leHBvcnRfaW50ZW50GAQgASgLMhguaXN0aG11cy52MS5FeHBvcnRJbnRlbnRIABIxCg1hY2Nlc3NfaW50ZW50GAUgASgLMhguaXN0aG11cy52MS5BY2Nlc3NJbnRlbnRIABJAChVpbXBvcnRfYmFja2VuZF9pbnRlbnQYBiABKAsyHy5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmRJbnRlbnRIAEIGCgRraW5kYgZwcm90bzM", [file_isthmus_v1_catalog]);
 
 /**
  * One remote cluster that backs an imported service.
@@ -64,8 +64,12 @@ export const ImportBackendSchema: GenMessage<ImportBackend> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_intents, 0);
 
 /**
- * Cluster C must reach logical service namespace/service in other clusters.
- * Rendered as a ServiceEntry for the clusterset host(s) and a DestinationRule.
+ * Cluster C must reach logical service namespace/service in other clusters: the header of
+ * an import, named "import/<ns>/<svc>". The remote backing clusters travel as one
+ * ImportBackendIntent each ("import/<ns>/<svc>/<cluster>"), so that a change in one backing
+ * cluster (its ready endpoint count, its gateways) is one small intent, not the whole import.
+ * Rendered with those backends as a ServiceEntry for the clusterset host, a ServiceEntry for
+ * the local per-cluster host when C backs the service, and a DestinationRule.
  *
  * @generated from message isthmus.v1.ImportIntent
  */
@@ -85,7 +89,7 @@ export type ImportIntent = Message<"isthmus.v1.ImportIntent"> & {
   service: string;
 
   /**
-   * Ports of the logical service (union over the backing clusters).
+   * Ports of the logical service (union over the local copy and the backing clusters).
    *
    * @generated from field: repeated isthmus.v1.ServicePort ports = 3;
    */
@@ -97,13 +101,6 @@ export type ImportIntent = Message<"isthmus.v1.ImportIntent"> & {
    * @generated from field: bool local_backend = 4;
    */
   localBackend: boolean;
-
-  /**
-   * Remote backing clusters reachable through their east-west gateways.
-   *
-   * @generated from field: repeated isthmus.v1.ImportBackend backends = 5;
-   */
-  backends: ImportBackend[];
 };
 
 /**
@@ -112,6 +109,52 @@ export type ImportIntent = Message<"isthmus.v1.ImportIntent"> & {
  */
 export const ImportIntentSchema: GenMessage<ImportIntent> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_intents, 1);
+
+/**
+ * One remote cluster that backs an import of cluster C, named "import/<ns>/<svc>/<cluster>";
+ * C holds one for every backing cluster it may reach. Its content does not depend on C, so
+ * every importer gets the same intent. Rendered as the ServiceEntry for the per-cluster host
+ * `<cluster>.<svc>.<ns>.svc.clusterset.local`, and as the gateway endpoints of the clusterset
+ * host in the ServiceEntry of the ImportIntent "import/<ns>/<svc>".
+ *
+ * @generated from message isthmus.v1.ImportBackendIntent
+ */
+export type ImportBackendIntent = Message<"isthmus.v1.ImportBackendIntent"> & {
+  /**
+   * Namespace of the logical service.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * Name of the logical service.
+   *
+   * @generated from field: string service = 2;
+   */
+  service: string;
+
+  /**
+   * Ports of the service in the backing cluster.
+   *
+   * @generated from field: repeated isthmus.v1.ServicePort ports = 3;
+   */
+  ports: ServicePort[];
+
+  /**
+   * The backing cluster.
+   *
+   * @generated from field: isthmus.v1.ImportBackend backend = 4;
+   */
+  backend?: ImportBackend | undefined;
+};
+
+/**
+ * Describes the message isthmus.v1.ImportBackendIntent.
+ * Use `create(ImportBackendIntentSchema)` to create a new message.
+ */
+export const ImportBackendIntentSchema: GenMessage<ImportBackendIntent> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_intents, 2);
 
 /**
  * Cluster C backs namespace/service and some remote cluster imports it.
@@ -155,7 +198,7 @@ export type ExportIntent = Message<"isthmus.v1.ExportIntent"> & {
  * Use `create(ExportIntentSchema)` to create a new message.
  */
 export const ExportIntentSchema: GenMessage<ExportIntent> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_intents, 2);
+  messageDesc(file_isthmus_v1_intents, 3);
 
 /**
  * A set of principals allowed or denied on some ports.
@@ -184,7 +227,7 @@ export type AccessRule = Message<"isthmus.v1.AccessRule"> & {
  * Use `create(AccessRuleSchema)` to create a new message.
  */
 export const AccessRuleSchema: GenMessage<AccessRule> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_intents, 3);
+  messageDesc(file_isthmus_v1_intents, 4);
 
 /**
  * Who may call the workloads behind namespace/service in this cluster.
@@ -241,7 +284,7 @@ export type AccessIntent = Message<"isthmus.v1.AccessIntent"> & {
  * Use `create(AccessIntentSchema)` to create a new message.
  */
 export const AccessIntentSchema: GenMessage<AccessIntent> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_intents, 4);
+  messageDesc(file_isthmus_v1_intents, 5);
 
 /**
  * One intent with its stable name and content version.
@@ -292,6 +335,14 @@ export type Intent = Message<"isthmus.v1.Intent"> & {
      */
     value: AccessIntent;
     case: "accessIntent";
+  } | {
+    /**
+     * One remote backing cluster of an import.
+     *
+     * @generated from field: isthmus.v1.ImportBackendIntent import_backend_intent = 6;
+     */
+    value: ImportBackendIntent;
+    case: "importBackendIntent";
   } | { case: undefined; value?: undefined };
 };
 
@@ -300,5 +351,5 @@ export type Intent = Message<"isthmus.v1.Intent"> & {
  * Use `create(IntentSchema)` to create a new message.
  */
 export const IntentSchema: GenMessage<Intent> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_intents, 5);
+  messageDesc(file_isthmus_v1_intents, 6);
 
