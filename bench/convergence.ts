@@ -108,7 +108,12 @@ interface ClusterProcess {
 function forkCluster(
   start: Extract<ToCluster, { type: "start" }>["start"],
 ): Promise<ClusterProcess> {
-  const child = fork(CHILD, [], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster process writes a CPU profile there on exit.
+  const prof = process.env.ISTHMUS_BENCH_CPU_PROF;
+  const child = fork(CHILD, [], {
+    execArgv: ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
+    stdio: "inherit",
+  });
   const waiting = new Map<string, ((m: FromCluster) => void)[]>();
   let failure: Error | undefined;
   const failAll = (err: Error) => {

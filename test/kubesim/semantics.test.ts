@@ -73,6 +73,27 @@ describe("kubesim semantics (in process)", () => {
     assert.deepEqual(patched.metadata.finalizers, ["a", "b"], "finalizers merge as a set");
   });
 
+  it("stores copies: a caller's object, and keys such as __proto__, stay as they were", () => {
+    const sim = createKubeSim();
+    const data = JSON.parse('{"__proto__": "kept", "list": "a"}') as Record<string, string>;
+    const input: KubeObject = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "cm", namespace: "default", labels: { a: "1" } },
+      data,
+    };
+    const created = sim.create(input);
+    input.metadata.labels!.a = "changed";
+    data.list = "changed";
+    (created.data as Record<string, string>).list = "changed too";
+    const stored = sim.get("v1", "ConfigMap", "cm", "default");
+    assert.equal(stored.metadata.labels?.a, "1");
+    assert.deepEqual(Object.keys(stored.data as object), ["__proto__", "list"]);
+    assert.equal(Object.getPrototypeOf(stored.data), Object.prototype);
+    assert.equal((stored.data as Record<string, string>).list, "a");
+    assert.equal(Object.getOwnPropertyDescriptor(stored.data, "__proto__")?.value, "kept");
+  });
+
   it("keeps objects with finalizers until the last finalizer is removed", () => {
     const sim = createKubeSim();
     sim.create({
