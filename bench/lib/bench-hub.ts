@@ -14,6 +14,7 @@ import {
   type ConnectRequestSchema,
   clientCredentials,
   createClient,
+  forEachMessage,
   type ServiceClient,
 } from "@isthmus/proto";
 
@@ -39,16 +40,16 @@ export async function connectSimulatedAgent(
     clientCredentials({ caPem, certChainPem: enrolled.certificateChainPem, keyPem: csr.keyPem }),
   );
   const stream = client.connect();
-  (async () => {
-    for await (const m of stream.responses) {
-      if (m.message.case !== "configDelta") continue;
-      const d = m.message.value;
-      await stream.send({
-        message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
-      });
-      onDelta(d);
-    }
-  })().catch(() => {});
+  // Not a `for await` loop: it would keep each agent's last delta alive, and the memory
+  // benchmark would count 100 decoded snapshots as hub memory.
+  forEachMessage(stream.responses, async (m) => {
+    if (m.message.case !== "configDelta") return;
+    const d = m.message.value;
+    await stream.send({
+      message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
+    });
+    onDelta(d);
+  }).catch(() => {});
   await stream.send({
     message: {
       case: "hello",

@@ -15,6 +15,7 @@ import {
   clientCredentials,
   createClient,
   createServer,
+  forEachMessage,
   GrpcError,
   listen,
   type ServiceHandlers,
@@ -342,6 +343,44 @@ describe("grpc glue over TLS", () => {
       agent.close();
       await shutdown(server);
     }
+  });
+
+  it("forEachMessage handles messages in order and keeps none once handled", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    let finish!: () => void;
+    const messages: AsyncIterable<number[]> = {
+      [Symbol.asyncIterator]: () => {
+        let i = 0;
+        return {
+          next: () =>
+            i++ < 2
+              ? Promise.resolve({ done: false, value: [i, ...Array(1000).fill(0)] })
+              : new Promise((resolve) => {
+                  finish = () => resolve({ done: true, value: undefined });
+                }),
+        };
+      },
+    };
+    const seen: number[] = [];
+    let last: WeakRef<number[]> | undefined;
+    const done = forEachMessage(messages, async (m) => {
+      await new Promise((r) => setImmediate(r));
+      seen.push(m[0]!);
+      last = new WeakRef(m);
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    gc();
+    assert.deepEqual(seen, [1, 2]);
+    assert.equal(last?.deref(), undefined, "the last handled message is not kept");
+    finish();
+    await done;
+    await assert.rejects(
+      forEachMessage(messages, () => {
+        throw new Error("handler failed");
+      }),
+      /handler failed/,
+    );
   });
 
   it("enforces client certificates when required", async () => {

@@ -65,7 +65,7 @@ export function createController(options: ControllerOptions): Controller {
 
   cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));
   cache.onMesh(() => reconciler.meshChanged());
-  cache.onRendered((_event, obj) => reconciler.objectChanged(obj));
+  cache.onRendered((event, obj) => reconciler.objectChanged(obj, event === "delete"));
 
   // A NACKed object is not resent by the hub until its intent changes: keep trying it here.
   let retryTimer: NodeJS.Timeout | undefined;

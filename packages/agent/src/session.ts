@@ -9,6 +9,7 @@ import {
   type ConnectResponseSchema,
   clientCredentials,
   createClient,
+  forEachMessage,
   GrpcError,
   type ServiceClient,
 } from "@isthmus/proto";
@@ -309,13 +310,12 @@ export function createSession(options: SessionOptions): Session {
     schedule();
 
     try {
-      for (;;) {
-        const next = await responses.next();
-        if (next.done) break;
-        const msg = next.value.message;
-        if (msg.case === "configDelta") await applyConfig(msg.value, send);
-        else logger.warn("unexpected message from the hub", { kind: msg.case ?? "none" });
-      }
+      // Not a `for await` loop, which would keep the last delta alive until the next one.
+      await forEachMessage({ [Symbol.asyncIterator]: () => responses }, ({ message }) =>
+        message.case === "configDelta"
+          ? applyConfig(message.value, send)
+          : logger.warn("unexpected message from the hub", { kind: message.case ?? "none" }),
+      );
     } finally {
       active = undefined;
       debouncer.cancel();

@@ -161,6 +161,28 @@ function messagesOf<T>(
   };
 }
 
+/**
+ * Handles every message of a stream in order, one at a time (the next is read once `handle`
+ * settled); resolves at the end of the stream, rejects with the first error of the stream or
+ * of `handle`. Use it instead of a `for await` loop for streams whose messages are large: V8
+ * keeps a suspended async function's locals, so such a loop pins its last message while it
+ * waits for the next one; here nothing refers to a handled message.
+ */
+export function forEachMessage<T>(
+  messages: AsyncIterable<T>,
+  handle: (message: T) => unknown,
+): Promise<void> {
+  const it = messages[Symbol.asyncIterator]();
+  return new Promise<void>((resolve, reject) => {
+    const step = (): void => {
+      it.next()
+        .then((r) => (r.done === true ? resolve() : Promise.resolve(handle(r.value)).then(step)))
+        .catch(reject);
+    };
+    step();
+  });
+}
+
 // A handler that stops reading must still be able to end the call with a status, so leaving
 // the loop does not destroy the stream.
 const decodeAll = <I extends DescMessage>(

@@ -78,8 +78,8 @@ export interface Reconciler {
   endpointsChanged(namespace: string, service: string): void;
   /** Mesh facts changed (trust domain, network, locality): re-render everything. */
   meshChanged(): void;
-  /** A live object of a rendered kind changed: repair drift. */
-  objectChanged(obj: KubeObject): void;
+  /** A live object of a rendered kind changed (or was deleted): repair drift. */
+  objectChanged(obj: KubeObject, deleted?: boolean): void;
   /** Re-enqueues the objects whose last attempt failed; returns how many. */
   retryFailed(): number;
   /** Whether a complete delta was applied (pruning enabled). */
@@ -312,17 +312,31 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return refs;
   }
 
-  /** Live owned objects by intent name, built once per delta. */
-  function ownedByIntent(): Map<string, string[]> {
-    const out = new Map<string, string[]>();
-    for (const o of live.liveObjects()) {
-      const name = isOwned(o) ? intentNameOf(o) : undefined;
-      if (name === undefined) continue;
-      const list = out.get(name);
-      if (list === undefined) out.set(name, [objectRef(o)]);
-      else list.push(objectRef(o));
+  /** Live owned objects: intent name -> refs, and ref -> intent name (from adoption and the
+   * informer's events), so that a delta finds an intent's objects without a scan. */
+  const ownedByIntent = new Map<string, Set<string>>();
+  const ownerOf = new Map<string, string>();
+
+  function track(obj: KubeObject, deleted: boolean): void {
+    const ref = objectRef(obj);
+    const before = ownerOf.get(ref);
+    const after = !deleted && isOwned(obj) ? (intentNameOf(obj) ?? "") : undefined;
+    if (before === after) return;
+    if (before !== undefined) {
+      const refs = ownedByIntent.get(before);
+      refs?.delete(ref);
+      if (refs?.size === 0) ownedByIntent.delete(before);
+      ownerOf.delete(ref);
     }
-    return out;
+    if (after !== undefined) {
+      ownerOf.set(ref, after);
+      let refs = ownedByIntent.get(after);
+      if (refs === undefined) {
+        refs = new Set();
+        ownedByIntent.set(after, refs);
+      }
+      refs.add(ref);
+    }
   }
 
   /** Objects whose last reconciliation failed; retried by `retryFailed`. */
@@ -332,6 +346,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     adopt() {
       const byIntent = new Map<string, KubeObject[]>();
       for (const o of live.liveObjects()) {
+        track(o, false);
         if (!isOwned(o)) continue;
         const name = intentNameOf(o);
         if (name === undefined) continue;
@@ -391,8 +406,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const facts = live.facts();
       const touched = new Set<string>();
       const errors: ObjectError[] = [];
-      const owned = ownedByIntent();
-      const ownedRefsOf = (name: string) => owned.get(name) ?? [];
+      const ownedRefsOf = (name: string) => ownedByIntent.get(name) ?? [];
       /** Imports whose backends changed: rendered again unless upserted themselves. */
       const imports = new Set<string>();
       for (const name of delta.removed) {
@@ -427,13 +441,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         const intent = intents.get(name);
         if (intent !== undefined) for (const ref of render(intent, facts).refs) touched.add(ref);
       }
-      if (delta.complete) {
-        if (!complete) logger.info("first complete config applied: pruning enabled");
+      if (delta.complete && !complete) {
+        // Pruning starts: every owned object outside the desired set goes. From now on what
+        // leaves the desired set is touched where it leaves (removal, render, drift event).
+        logger.info("first complete config applied: pruning enabled");
         complete = true;
-        for (const o of live.liveObjects()) {
-          const ref = objectRef(o);
-          if (isOwned(o) && !desired.has(ref)) touched.add(ref);
-        }
+        for (const ref of ownerOf.keys()) if (!desired.has(ref)) touched.add(ref);
       }
       const outcomes = await Promise.all(
         [...touched].map(async (ref) => [ref, await queue.enqueue(ref)] as const),
@@ -470,7 +483,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
       }
     },
-    objectChanged(obj) {
+    objectChanged(obj, deleted = false) {
+      track(obj, deleted);
       const ref = objectRef(obj);
       if (desired.has(ref) || isOwned(obj)) void queue.enqueue(ref);
     },
