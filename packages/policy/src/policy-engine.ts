@@ -206,6 +206,8 @@ const NO_DECISIONS = new Map<never, never>();
 const NO_CLUSTERS: ReadonlySet<string> = new Set();
 const NO_WARNINGS: Warning[] = [];
 const NO_DESTS: ReadonlySet<never> = new Set();
+/** The rules of an identity no rule selects (most of them): one set, never added to. */
+const NO_RULES = new Set<never>();
 
 function warning(code: string, message: string): Warning {
   return create(WarningSchema, { code, message });
@@ -1036,12 +1038,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           r.members.delete(st);
           noteChange(r, st);
         }
-        st.rules = new Set();
+        st.rules = NO_RULES;
         idStates.delete(key);
         continue;
       }
       if (st === undefined) {
-        st = { key, rec, rules: new Set() };
+        st = { key, rec, rules: NO_RULES };
         idStates.set(key, st);
       } else if (st.rec !== rec && st.rec.principal !== rec.principal) {
         // The principal changed: every destination deciding it needs a rebuild.
@@ -1079,7 +1081,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           noteChange(r, st);
         }
       }
-      st.rules = next;
+      st.rules = next.size === 0 ? NO_RULES : next;
     }
 
     // 3. Patch the decisions of changed identities where their rules apply.
@@ -1296,7 +1298,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         list.push({ rule: r, slots });
         addedHits.set(d, list);
       }
-      for (const st of r.members) st.rules.add(r);
+      for (const st of r.members) {
+        if (st.rules === NO_RULES) st.rules = new Set();
+        st.rules.add(r);
+      }
     }
     rules = new Map(plan.next.map((r) => [r.name, r]));
     ordered = plan.next;
