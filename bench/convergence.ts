@@ -16,7 +16,8 @@
 // hops a change has to make at the least (cluster -> agent, agent -> hub -> agent, agent ->
 // cluster).
 import { type ChildProcess, fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -109,7 +110,8 @@ interface ClusterProcess {
 function forkCluster(
   start: Extract<ToCluster, { type: "start" }>["start"],
 ): Promise<ClusterProcess> {
-  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster process writes a CPU profile there on exit.
+  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster process writes a CPU profile there on exit
+  // (and this process one of its own, see profileHub).
   const prof = process.env.ISTHMUS_BENCH_CPU_PROF;
   const child = fork(CHILD, [], {
     execArgv: ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
@@ -158,6 +160,8 @@ interface Pending {
 }
 
 const IMPORT = /^isthmus-import-(svc-\d+)$/;
+/** A watch line that may carry one: checked again on the parsed object. */
+const IMPORT_LINE = /"name":"isthmus-import-svc-\d+"/;
 
 /** Follows the import ServiceEntries of `shop` in every cluster through one kubesim watch
  * each (HTTP, as any client sees them): resolves an event once its ServiceEntry has been
@@ -169,6 +173,9 @@ async function createWatcher(urls: string[]) {
   const streams = await Promise.all(
     urls.map((url, i) =>
       openWatch(`${url}/apis/${SE[0]}/namespaces/${NS}/serviceentries?watch=1`, (line) => {
+        // Most lines are other ServiceEntries (per-cluster imports, exports): not worth
+        // parsing in the hub's process, whose CPU time is a figure of its own.
+        if (!IMPORT_LINE.test(line)) return;
         const e = JSON.parse(line) as { type: string; object?: { metadata?: { name?: string } } };
         if (e.type !== "ADDED" && e.type !== "MODIFIED") return;
         const svc = IMPORT.exec(e.object?.metadata?.name ?? "")?.[1];
@@ -208,6 +215,22 @@ async function createWatcher(urls: string[]) {
   };
 }
 
+/** With ISTHMUS_BENCH_CPU_PROF=<dir>, profiles this process (the hub and the watches) from
+ * now until the returned function writes `hub.<pid>.cpuprofile` there. */
+async function profileHub(): Promise<() => Promise<void>> {
+  const dir = process.env.ISTHMUS_BENCH_CPU_PROF;
+  if (!dir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.start");
+  return async () => {
+    const { profile } = await session.post("Profiler.stop");
+    writeFileSync(join(dir, `hub.${process.pid}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
   const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-convergence-"));
@@ -231,6 +254,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   });
   const { client: admin, call } = sandbox.admin();
   const clusters: ClusterProcess[] = [];
+  const stopProfile = await profileHub();
   let watcher: Awaited<ReturnType<typeof createWatcher>> | undefined;
   try {
     const tokens: string[] = [];
@@ -376,6 +400,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: WRITE, unit: "ms", samples: f.write, reference: FLOOR },
     ];
   } finally {
+    await stopProfile();
     watcher?.close();
     admin.close();
     await Promise.all(
