@@ -10,11 +10,13 @@ import { createAgentCsr } from "@isthmus/pki";
 import {
   AdminService,
   AgentService,
+  Code,
   type ConfigDelta,
   type ConnectRequestSchema,
   clientCredentials,
   createClient,
   forEachMessage,
+  GrpcError,
   type ServiceClient,
 } from "@isthmus/proto";
 
@@ -49,7 +51,11 @@ export async function connectSimulatedAgent(
       message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
     });
     onDelta(d);
-  }).catch(() => {});
+  }).catch((err: unknown) => {
+    // A stream the benchmark did not cancel itself broke: say so, the figures are off.
+    if (!(err instanceof GrpcError && err.code === Code.CANCELLED))
+      console.error(`simulated agent ${clusterId}: stream failed: ${String(err)}`);
+  });
   await stream.send({
     message: {
       case: "hello",

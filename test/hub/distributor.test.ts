@@ -120,3 +120,25 @@ describe("hub distributor: debounce", () => {
     assert.deepEqual(sent[1]!.upserted, ["a", "b"]);
   });
 });
+
+describe("hub distributor: what is compared", () => {
+  it("compares only the intents a change names, and everything when none are named", () => {
+    const { d, advance, put, sender, sent, ackLast } = setup();
+    put("a", "1");
+    put("b", "1");
+    d.open("c1", sender, new Map([["gone", "1"]]));
+    assert.deepEqual(sent[0]!.upserted, ["a", "b"], "a new session compares the whole set");
+    ackLast();
+    advance(500);
+    put("a", "2");
+    put("c", "1");
+    d.changed(["c1"], undefined, () => ["a"]);
+    advance(0);
+    assert.deepEqual(sent[1]!.upserted, ["a"], "only the named intent");
+    ackLast();
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    assert.deepEqual(sent[2]!.upserted, ["c"], "unnamed: the whole set again");
+  });
+});

@@ -58,6 +58,8 @@ interface Session {
   /** Intent name -> version the agent refused; not resent until the version changes. */
   refused: Map<string, string>;
   inFlight: InFlight | undefined;
+  /** Intents whose desired version may differ from the agent's ("all": compare every one). */
+  dirty: Set<string> | "all";
   dirtySince: number | undefined;
   timer: unknown;
   /** The pending timer is the idle one (0 ms): later changes join it. */
@@ -110,14 +112,24 @@ export function createDistributor(options: DistributorOptions) {
     const since = s.dirtySince;
     s.dirtySince = undefined;
     const desired = options.desired(s.clusterId);
-    const upserted: Intent[] = [];
-    for (const [name, intent] of desired) {
-      if (s.applied.get(name) === intent.version) continue;
-      if (s.refused.get(name) === intent.version) continue;
-      upserted.push(intent);
-    }
     const complete = options.removalsAllowed();
-    const removed = complete ? [...s.applied.keys()].filter((name) => !desired.has(name)) : [];
+    const upserted: Intent[] = [];
+    const removed: string[] = [];
+    const compare = (name: string, intent: Intent | undefined) => {
+      if (intent === undefined) {
+        if (complete && s.applied.has(name)) removed.push(name);
+      } else if (s.applied.get(name) !== intent.version && s.refused.get(name) !== intent.version) {
+        upserted.push(intent);
+      }
+    };
+    if (s.dirty === "all") {
+      for (const [name, intent] of desired) compare(name, intent);
+      if (complete) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
+    } else {
+      for (const name of s.dirty) compare(name, desired.get(name));
+    }
+    // Removals withheld during warm-up are found by the full comparison at its end.
+    s.dirty = new Set();
     if (upserted.length === 0 && removed.length === 0 && (s.sentComplete || !complete)) {
       // Nothing to say: the trackers waiting on this cluster are satisfied.
       settle(s.clusterId, s.trackers);
@@ -160,7 +172,9 @@ export function createDistributor(options: DistributorOptions) {
     }
   }
 
-  function schedule(s: Session): void {
+  function schedule(s: Session, names: Iterable<string> | undefined): void {
+    if (names === undefined) s.dirty = "all";
+    else if (s.dirty !== "all") for (const name of names) s.dirty.add(name);
     const t = now();
     if (s.dirtySince === undefined) s.dirtySince = t;
     if (s.inFlight !== undefined) return; // flushed when the ACK arrives
@@ -189,6 +203,7 @@ export function createDistributor(options: DistributorOptions) {
         applied,
         refused: new Map(),
         inFlight: undefined,
+        dirty: "all",
         dirtySince: undefined,
         timer: undefined,
         timerLeading: false,
@@ -209,8 +224,16 @@ export function createDistributor(options: DistributorOptions) {
       settle(clusterId, [...s.trackers, ...(s.inFlight?.trackers ?? [])]);
       sessions.delete(clusterId);
     },
-    /** Marks clusters whose desired set may have changed; `origin` is the catalog change's time. */
-    changed(clusterIds: Iterable<string>, origin?: number): void {
+    /**
+     * Marks clusters whose desired set may have changed; `origin` is the catalog change's
+     * time. `names`, when given, lists a cluster's intents that changed (the engine's deltas
+     * name them), so that only those are compared; otherwise the whole set is.
+     */
+    changed(
+      clusterIds: Iterable<string>,
+      origin?: number,
+      names?: (clusterId: string) => Iterable<string>,
+    ): void {
       const targets = [...clusterIds].map((id) => sessions.get(id)).filter((s) => s !== undefined);
       const tracker: Tracker | undefined =
         origin === undefined || targets.length === 0
@@ -218,12 +241,12 @@ export function createDistributor(options: DistributorOptions) {
           : { origin, remaining: new Set(targets.map((s) => s.clusterId)) };
       for (const s of targets) {
         if (tracker !== undefined) s.trackers.push(tracker);
-        schedule(s);
+        schedule(s, names?.(s.clusterId));
       }
     },
     /** Marks every connected cluster (policy change, end of warm-up). */
     changedAll(): void {
-      for (const s of sessions.values()) schedule(s);
+      for (const s of sessions.values()) schedule(s, undefined);
     },
     ack(clusterId: string, nonce: string): boolean {
       const s = sessions.get(clusterId);

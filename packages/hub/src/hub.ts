@@ -238,7 +238,10 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     deliver(deltas, origin) {
       if (deltas.size === 0) return;
       version += 1;
-      distributor.changed(deltas.keys(), origin);
+      distributor.changed(deltas.keys(), origin, (id) => {
+        const d = deltas.get(id)!;
+        return [...d.upserted.map((i) => i.name), ...d.removed];
+      });
     },
     applyCatalog(changes, origin) {
       if (changes.length === 0) return;
