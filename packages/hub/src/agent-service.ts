@@ -173,7 +173,12 @@ export function createAgentHandlers(
       const aborted = new Promise<never>((_, reject) => {
         abort.signal.addEventListener(
           "abort",
-          () => reject(new GrpcError(Code.ABORTED, "session replaced or cluster deleted")),
+          () =>
+            reject(
+              abort.signal.reason instanceof GrpcError
+                ? abort.signal.reason
+                : new GrpcError(Code.ABORTED, "session replaced or cluster deleted"),
+            ),
           { once: true },
         );
       });
@@ -268,7 +273,14 @@ export function createAgentHandlers(
                 u.originTime === undefined
                   ? undefined
                   : Number(u.originTime.seconds) * 1000 + u.originTime.nanos / 1e6;
-              ctx.applyCatalog(mergeCatalog(ctx, clusterId, cat!, u), origin);
+              ctx.queueCatalog(mergeCatalog(ctx, clusterId, cat!, u), origin, (err) =>
+                abort.abort(
+                  new GrpcError(
+                    Code.INVALID_ARGUMENT,
+                    `catalog update ${u.revision} refused: ${err instanceof Error ? err.message : String(err)}`,
+                  ),
+                ),
+              );
               ctx.metrics.catalogServices.set({ cluster: clusterId }, cat!.services.size);
               if (u.fullSnapshot) hooks.snapshotReceived();
               break;

@@ -88,8 +88,18 @@ export interface HubContext {
   systemVersion(): string;
   /** The engine's compilation warnings of a cluster, cached until the engine changes. */
   warnings(clusterId: string): readonly EngineWarning[];
-  /** Applies catalog changes to the engine and schedules deliveries. */
+  /** Applies catalog changes to the engine (after any queued ones) and schedules deliveries. */
   applyCatalog(changes: CatalogChange[], origin?: number): void;
+  /**
+   * Queues an agent's catalog changes: applied in one engine batch with every update that
+   * arrived in the same turn of the event loop. `refused` is called if the engine refuses
+   * them (nothing of them is applied then; the other updates of the batch are).
+   */
+  queueCatalog(
+    changes: CatalogChange[],
+    origin: number | undefined,
+    refused: (err: unknown) => void,
+  ): void;
   /** Schedules deliveries for engine deltas. */
   deliver(deltas: Deltas, origin?: number): void;
   authorizeAdmin(ctx: CallContext, role: Role): void;
@@ -220,6 +230,38 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     },
   });
 
+  // Agents' catalog updates that arrived in the same turn of the event loop go to the engine in
+  // one batch: after a hub restart a hundred snapshots arrive together, and one batch computes
+  // each logical service once instead of once per backing cluster's snapshot.
+  let queued: {
+    changes: CatalogChange[];
+    origin: number | undefined;
+    refused(err: unknown): void;
+  }[] = [];
+  const flushCatalog = (): void => {
+    if (queued.length === 0) return;
+    const batch = queued;
+    queued = [];
+    const deliverAll = (deltas: Deltas, items: typeof batch) => {
+      const origins = items.flatMap((q) => (q.origin === undefined ? [] : [q.origin]));
+      if (origins.length === 0) ctx.deliver(deltas);
+      // One convergence measurement per update, each waiting on the clusters of the batch.
+      for (const origin of origins) ctx.deliver(deltas, origin);
+    };
+    try {
+      deliverAll(engine.applyCatalog(batch.flatMap((q) => q.changes)), batch);
+    } catch {
+      // The engine checks a batch before it changes anything: nothing was applied. One by
+      // one, so that a refused update holds back no other.
+      for (const q of batch) {
+        try {
+          deliverAll(engine.applyCatalog(q.changes), [q]);
+        } catch (err) {
+          q.refused(err);
+        }
+      }
+    }
+  };
   const ctx: HubContext = {
     config,
     logger,
@@ -244,8 +286,14 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       });
     },
     applyCatalog(changes, origin) {
+      flushCatalog();
       if (changes.length === 0) return;
       ctx.deliver(engine.applyCatalog(changes), origin);
+    },
+    queueCatalog(changes, origin, refused) {
+      if (changes.length === 0) return;
+      if (queued.length === 0) setImmediate(flushCatalog);
+      queued.push({ changes, origin, refused });
     },
     clusterFacts(id) {
       const record = registry.clusters.get(id);
