@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { errorField } from "@isthmus/logging";
+import { intern } from "@isthmus/model";
 import type { IssuedCertificate } from "@isthmus/pki";
 import type { CatalogChange } from "@isthmus/policy";
 import {
@@ -45,12 +46,47 @@ function emptyCatalog(): ClusterCatalog {
 }
 
 /** Turns a CatalogUpdate into engine changes and merges it into the hub's copy. */
+/** Label values as one shared copy each (label keys are property names, shared already). */
+function internValues(labels: Record<string, string>): void {
+  for (const k of Object.keys(labels)) labels[k] = intern(labels[k]!);
+}
+
+/**
+ * The catalog keeps its entries for as long as they are reported, so it keeps them lean:
+ * decoded repeated fields keep the spare room they grew into (16 slots for one element), so
+ * exact-size copies; and one shared copy of each string (`intern`), since every cluster
+ * reports the same namespaces, protocols, port names and label values.
+ */
+function compact(u: CatalogUpdate): void {
+  for (const s of u.upsertedServices) {
+    s.namespace = intern(s.namespace);
+    s.name = intern(s.name);
+    s.ports = s.ports.map((p) => {
+      p.name = intern(p.name);
+      p.protocol = intern(p.protocol);
+      p.targetPort = intern(p.targetPort);
+      p.appProtocol = intern(p.appProtocol);
+      return p;
+    });
+    s.serviceAccounts = s.serviceAccounts.map(intern);
+    internValues(s.labels);
+    internValues(s.selector);
+  }
+  for (const i of u.upsertedIdentities) {
+    i.namespace = intern(i.namespace);
+    i.serviceAccount = intern(i.serviceAccount);
+    i.labelSets = i.labelSets.slice();
+    for (const set of i.labelSets) internValues(set.labels);
+  }
+}
+
 function mergeCatalog(
   ctx: HubContext,
   clusterId: string,
   cat: ClusterCatalog,
   u: CatalogUpdate,
 ): CatalogChange[] {
+  compact(u);
   const emit = (service: { namespace: string; name: string }, present: boolean) => {
     const k = key(service.namespace, service.name);
     for (const listener of ctx.catalogEvents)

@@ -76,6 +76,19 @@ export function trustDomainOf(principal: string): string {
   return at < 0 ? principal : principal.slice(0, at);
 }
 
+/**
+ * One flat copy of a string's content. Property names live in V8's string table: one copy per
+ * content, dropped once unused. A catalog repeats the same strings in every cluster (label
+ * values, protocols, port names, namespaces), each decoded message carries its own copy, and
+ * keys built by concatenation are chains of pieces until flattened; kept for long, they cost
+ * several times what one shared flat string does.
+ */
+export function intern(s: string): string {
+  const o: Record<string, 0> = { [s]: 0 };
+  for (const k in o) return k;
+  return s;
+}
+
 /** Catalog key of a service: `cluster/namespace/name`. */
 export function serviceKey(clusterId: string, namespace: string, name: string): string {
   return `${clusterId}/${namespace}/${name}`;
@@ -146,7 +159,7 @@ export interface Catalog {
     clusterId: string,
     namespace: string,
     serviceAccount: string,
-  ): ReadonlySet<ServiceRecord>;
+  ): readonly ServiceRecord[];
 
   identity(
     clusterId: string,
@@ -166,7 +179,7 @@ export interface Catalog {
   identityNamespaces(): IterableIterator<string>;
   serviceAccountNames(): IterableIterator<string>;
   /** Identities holding a principal: more than one only when clusters share a trust domain. */
-  identitiesWithPrincipal(principal: string): ReadonlySet<IdentityRecord>;
+  identitiesWithPrincipal(principal: string): readonly IdentityRecord[];
 
   readonly serviceCount: number;
   readonly identityCount: number;
@@ -204,6 +217,30 @@ function removeFrom<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
   if (set.size === 0) index.delete(key);
 }
 
+/**
+ * The same for indexes whose keys almost always hold one value (a principal, a service
+ * account of a cluster): a one-element array costs a third of a Set, and there are as many of
+ * them as identities.
+ */
+function addToList<K, V>(index: Map<K, V[]>, key: K, value: V): void {
+  const list = index.get(key);
+  if (list === undefined) index.set(key, [value]);
+  else if (!list.includes(value)) index.set(key, [...list, value]);
+}
+
+function removeFromList<K, V>(index: Map<K, V[]>, key: K, value: V): void {
+  const list = index.get(key);
+  if (list === undefined || !list.includes(value)) return;
+  if (list.length === 1) index.delete(key);
+  else
+    index.set(
+      key,
+      list.filter((v) => v !== value),
+    );
+}
+
+const NO_VALUES: readonly never[] = [];
+
 interface ClusterEntry {
   facts: ClusterFacts;
   services: Map<string, ServiceRecord>;
@@ -217,11 +254,11 @@ export function createCatalog(): MutableCatalog {
   const logical = new Map<string, Map<string, ServiceRecord>>();
   const servicesByNamespace = new Map<string, Set<ServiceRecord>>();
   const servicesByName = new Map<string, Set<ServiceRecord>>();
-  const servicesBySa = new Map<string, Set<ServiceRecord>>();
+  const servicesBySa = new Map<string, ServiceRecord[]>();
   const identitiesByNamespace = new Map<string, Set<IdentityRecord>>();
   const identitiesBySa = new Map<string, Set<IdentityRecord>>();
   const identitiesByNsSa = new Map<string, Set<IdentityRecord>>();
-  const identitiesByPrincipal = new Map<string, Set<IdentityRecord>>();
+  const identitiesByPrincipal = new Map<string, IdentityRecord[]>();
   let serviceCount = 0;
   let identityCount = 0;
 
@@ -240,8 +277,9 @@ export function createCatalog(): MutableCatalog {
     op(servicesByNamespace, s.namespace, rec);
     op(servicesByName, s.name, rec);
     // Adding and removing are idempotent: repeated accounts need no dedupe.
+    const listOp = add ? addToList : removeFromList;
     for (const sa of s.serviceAccounts) {
-      op(servicesBySa, identityKey(rec.clusterId, s.namespace, sa), rec);
+      listOp(servicesBySa, identityKey(rec.clusterId, s.namespace, sa), rec);
     }
     if (add) {
       let backing = logical.get(rec.logicalKey);
@@ -262,7 +300,7 @@ export function createCatalog(): MutableCatalog {
     op(identitiesByNamespace, rec.identity.namespace, rec);
     op(identitiesBySa, rec.identity.serviceAccount, rec);
     op(identitiesByNsSa, `${rec.identity.namespace}/${rec.identity.serviceAccount}`, rec);
-    op(identitiesByPrincipal, rec.principal, rec);
+    (add ? addToList : removeFromList)(identitiesByPrincipal, rec.principal, rec);
   };
 
   const removeServiceRecord = (e: ClusterEntry, nsName: string): ServiceRecord | undefined => {
@@ -310,7 +348,7 @@ export function createCatalog(): MutableCatalog {
     serviceNamespaces: () => servicesByNamespace.keys(),
     serviceNames: () => servicesByName.keys(),
     servicesWithServiceAccount: (clusterId, namespace, sa) =>
-      servicesBySa.get(identityKey(clusterId, namespace, sa)) ?? EMPTY_SET,
+      servicesBySa.get(identityKey(clusterId, namespace, sa)) ?? NO_VALUES,
 
     identity: (clusterId, namespace, sa) =>
       clusters.get(clusterId)?.identities.get(`${namespace}/${sa}`),
@@ -324,7 +362,7 @@ export function createCatalog(): MutableCatalog {
       identitiesByNsSa.get(`${namespace}/${sa}`) ?? EMPTY_SET,
     identityNamespaces: () => identitiesByNamespace.keys(),
     serviceAccountNames: () => identitiesBySa.keys(),
-    identitiesWithPrincipal: (principal) => identitiesByPrincipal.get(principal) ?? EMPTY_SET,
+    identitiesWithPrincipal: (principal) => identitiesByPrincipal.get(principal) ?? NO_VALUES,
 
     get serviceCount() {
       return serviceCount;
@@ -354,10 +392,8 @@ export function createCatalog(): MutableCatalog {
             key: rec.key,
             clusterId: rec.clusterId,
             identity: rec.identity,
-            principal: principalOf(
-              facts.trustDomain,
-              rec.identity.namespace,
-              rec.identity.serviceAccount,
+            principal: intern(
+              principalOf(facts.trustDomain, rec.identity.namespace, rec.identity.serviceAccount),
             ),
           };
           e.identities.set(nsSa, next);
@@ -382,10 +418,10 @@ export function createCatalog(): MutableCatalog {
       const e = entry(clusterId, what);
       checkName(what, "namespace", service.namespace);
       checkName(what, "name", service.name);
-      const nsName = `${service.namespace}/${service.name}`;
+      const nsName = intern(`${service.namespace}/${service.name}`);
       const prev = removeServiceRecord(e, nsName);
       const rec: ServiceRecord = {
-        key: serviceKey(clusterId, service.namespace, service.name),
+        key: intern(serviceKey(clusterId, service.namespace, service.name)),
         clusterId,
         logicalKey: nsName,
         service,
@@ -407,13 +443,15 @@ export function createCatalog(): MutableCatalog {
       const e = entry(clusterId, what);
       checkName(what, "namespace", identity.namespace);
       checkName(what, "serviceAccount", identity.serviceAccount);
-      const nsSa = `${identity.namespace}/${identity.serviceAccount}`;
+      const nsSa = intern(`${identity.namespace}/${identity.serviceAccount}`);
       const prev = removeIdentityRecord(e, nsSa);
       const rec: IdentityRecord = {
-        key: identityKey(clusterId, identity.namespace, identity.serviceAccount),
+        key: intern(identityKey(clusterId, identity.namespace, identity.serviceAccount)),
         clusterId,
         identity,
-        principal: principalOf(e.facts.trustDomain, identity.namespace, identity.serviceAccount),
+        principal: intern(
+          principalOf(e.facts.trustDomain, identity.namespace, identity.serviceAccount),
+        ),
       };
       e.identities.set(nsSa, rec);
       indexIdentity(rec, true);

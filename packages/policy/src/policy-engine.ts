@@ -697,7 +697,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       const same = st.rec.clusterId === rec.clusterId;
       if (
         crossAllow() ||
-        catalog.identitiesWithPrincipal(principal).size > 1 ||
+        catalog.identitiesWithPrincipal(principal).length > 1 ||
         (!same && catalog.cluster(st.rec.clusterId)?.trustDomain === localTd)
       ) {
         candidates.add(principal);
