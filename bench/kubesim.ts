@@ -8,6 +8,7 @@ import type { KubeObject, KubeSim } from "@isthmus/kubesim";
 import { createKubeSim } from "@isthmus/kubesim";
 import type { BenchOptions, Figure } from "./harness.js";
 import { createRandom, median, percentile } from "./harness.js";
+import { openWatch } from "./lib/kube-http.js";
 
 const HEAP = "100k pods held: heap delta";
 const RSS = "100k pods held: RSS delta";
@@ -75,24 +76,6 @@ function httpGet(agent: Agent, url: string): Promise<number> {
           ? resolve(bytes)
           : reject(new Error(`GET ${url}: ${res.statusCode}`)),
       );
-    }).on("error", reject);
-  });
-}
-
-/** Opens a watch and calls `onLine` for each event line; resolves once the stream is open. */
-function openWatch(url: string, onLine: (line: string) => void): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    get(url, { agent: false }, (res) => {
-      let buf = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => {
-        buf += c;
-        for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-      resolve(res);
     }).on("error", reject);
   });
 }

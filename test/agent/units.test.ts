@@ -8,6 +8,7 @@ import {
   runAgent,
 } from "@isthmus/agent";
 import { silentLogger } from "@isthmus/logging";
+import { manualClock } from "../helpers/manual-clock.js";
 
 describe("agent building blocks", () => {
   it("backs off exponentially with full jitter, bounded", () => {
@@ -47,37 +48,15 @@ describe("agent building blocks", () => {
     assert.deepEqual(runs, ["a", "a"]);
   });
 
-  /** A manual clock: timers run in time order when `advance` passes them. */
-  function manualClock() {
-    const state = { t: 0 };
-    const timers = new Map<number, { at: number; fn: () => void }>();
-    let ids = 0;
-    const clock: Clock = {
-      now: () => state.t,
-      setTimeout: (fn, ms) => {
-        timers.set(++ids, { at: state.t + ms, fn });
-        return ids;
-      },
-      clearTimeout: (h) => void timers.delete(h as number),
-    };
-    const advance = (ms: number) => {
-      const end = state.t + ms;
-      for (;;) {
-        const due = [...timers]
-          .filter(([, x]) => x.at <= end)
-          .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-        if (due === undefined) break;
-        timers.delete(due[0]);
-        state.t = due[1].at;
-        due[1].fn();
-      }
-      state.t = end;
-    };
-    return { clock, advance, state, pending: () => timers.size };
+  /** The shared manual clock, as the agent's `Clock`. */
+  function manualAgentClock() {
+    const c = manualClock();
+    const clock: Clock = { now: c.now, setTimeout: c.setTimer, clearTimeout: c.clearTimer };
+    return { ...c, clock };
   }
 
   it("debounces catalog changes: a lone change goes out on the next tick, bursts wait for quiet", () => {
-    const { clock, advance, state } = manualClock();
+    const { clock, advance, state } = manualAgentClock();
     const fired: number[] = [];
     const d = createDebouncer(() => fired.push(state.t), { windowMs: 100, maxMs: 250, clock });
     // Idle: the first change runs on the next tick, with the changes of the same tick.

@@ -3,12 +3,11 @@ import { create } from "@bufbuild/protobuf";
 import { createDistributor } from "@isthmus/hub";
 import { silentLogger } from "@isthmus/logging";
 import { type Intent, IntentSchema } from "@isthmus/proto";
+import { manualClock } from "../helpers/manual-clock.js";
 
 /** A distributor on a manual clock with one cluster "c1" whose desired set the test edits. */
 function setup(debounce = { windowMs: 100, maxMs: 250 }) {
-  const state = { t: 1_000 };
-  const timers = new Map<number, { at: number; fn: () => void }>();
-  let ids = 0;
+  const { state, now, setTimer, clearTimer, advance } = manualClock(1_000);
   const desired = new Map<string, Intent>();
   const sent: { at: number; nonce: string; upserted: string[] }[] = [];
   const d = createDistributor({
@@ -24,26 +23,10 @@ function setup(debounce = { windowMs: 100, maxMs: 250 }) {
       nack() {},
       converged() {},
     },
-    now: () => state.t,
-    setTimer: (fn, ms) => {
-      timers.set(++ids, { at: state.t + ms, fn });
-      return ids;
-    },
-    clearTimer: (h) => void timers.delete(h as number),
+    now,
+    setTimer,
+    clearTimer,
   });
-  const advance = (ms: number) => {
-    const end = state.t + ms;
-    for (;;) {
-      const due = [...timers]
-        .filter(([, x]) => x.at <= end)
-        .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (due === undefined) break;
-      timers.delete(due[0]);
-      state.t = due[1].at;
-      due[1].fn();
-    }
-    state.t = end;
-  };
   const put = (name: string, version: string) =>
     desired.set(name, create(IntentSchema, { name, version }));
   const sender = {
