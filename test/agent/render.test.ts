@@ -108,6 +108,24 @@ describe("agent rendering", () => {
     golden("import-remote-only", r);
   });
 
+  it("renders nothing for a backend that is this cluster and refuses one without backend", () => {
+    const [, own] = importIntents("1", { namespace: "shop", service: "cart", ports: [] }, [
+      { clusterId: "prod-eu", gateways: [{ address: "198.51.100.1", port: 15443 }] },
+    ]);
+    assert.deepEqual(renderIntent(own!, local), {
+      intentName: "import/shop/cart/prod-eu",
+      intentVersion: "1-prod-eu",
+      objects: [],
+      errors: [],
+    });
+    const empty = intent({
+      name: "import/shop/cart/prod-us",
+      version: "1",
+      kind: { case: "importBackendIntent", value: { namespace: "shop", service: "cart" } },
+    });
+    assert.match(renderIntent(empty, local).errors[0]!.message, /has no backend/);
+  });
+
   it("renders an export for the clusterset and the per-cluster host", () => {
     const i = intent({
       name: "export/payments/payments-api",

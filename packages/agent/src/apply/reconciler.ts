@@ -141,13 +141,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       changed = previousImport;
     }
     const nextImport = intent === undefined ? undefined : importOf(intent);
-    if (nextImport !== undefined && intent?.kind.case === "importBackendIntent") {
+    const backend =
+      intent?.kind.case === "importBackendIntent" ? intent.kind.value.backend : undefined;
+    // A backend intent without its backend is refused when rendered (NACK) and adds nothing.
+    if (nextImport !== undefined && backend !== undefined) {
       let backends = backendsByImport.get(nextImport);
       if (backends === undefined) {
         backends = new Map();
         backendsByImport.set(nextImport, backends);
       }
-      backends.set(name, intent.kind.value.backend!);
+      backends.set(name, backend);
       changed = nextImport;
     }
     return changed;
