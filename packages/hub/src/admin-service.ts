@@ -86,7 +86,7 @@ export function createAdminHandlers(
       ...(cat?.mesh ? { mesh: cat.mesh } : {}),
       ackedVersion: view.ackedVersion,
       pendingNonce: view.pendingNonce,
-      inSync: view.inSync,
+      inSync: view.inSync && !ctx.catalogPending(),
       catalogRevision: cat?.connected ? cat.revision : 0n,
       nacks: view.nacks,
       warnings,

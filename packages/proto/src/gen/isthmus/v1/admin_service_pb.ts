@@ -201,8 +201,8 @@ export type ClusterStatus = Message<"isthmus.v1.ClusterStatus"> & {
   tokenExpiresAt?: Timestamp | undefined;
 
   /**
-   * The agent holds the cluster's current desired config: connected, no change waiting in the
-   * debounce window and no delta in flight.
+   * The agent holds the cluster's current desired config: connected, no catalog update waiting
+   * to be compiled, no change waiting in the debounce window and no delta in flight.
    *
    * @generated from field: bool in_sync = 15;
    */
