@@ -119,6 +119,52 @@ describe("e2e: three clusters, one hub, real agents", function () {
     assert.deepEqual(names(sandbox, "dev"), []);
   });
 
+  it("1b. follows payments-api scaling in prod-us with one small backend intent", async () => {
+    const us = sandbox.clusters.find((c) => c.id === "prod-us")!.sim;
+    const perCluster = "isthmus-import-payments-api-prod-us-ef4362b6";
+    const version = (name: string) =>
+      (
+        find(sandbox, "prod-eu", "ServiceEntry", name) as
+          | { metadata?: { annotations?: Record<string, string> } }
+          | undefined
+      )?.metadata?.annotations?.["isthmus.dev/intent-version"];
+    const weights = (name: string) =>
+      (
+        (find(sandbox, "prod-eu", "ServiceEntry", name)?.spec?.endpoints ?? []) as {
+          weight?: number;
+        }[]
+      ).map((e) => e.weight);
+    const header = version("isthmus-import-payments-api");
+    const backend = version(perCluster);
+    assert.deepEqual(weights(perCluster), [2]);
+    const app = (replicas: number) =>
+      sampleApp({
+        name: "payments-api",
+        namespace: "payments",
+        replicas,
+        port: 8443,
+        portName: "https",
+        serviceAccount: "payments",
+        podIpPrefix: "10.2.0",
+      });
+    us.load(app(3));
+    await eventually(async () => {
+      await waitConverged(sandbox, 5_000);
+      assert.deepEqual(weights(perCluster), [3]);
+      assert.deepEqual(weights("isthmus-import-payments-api"), [3]);
+    }, 30_000);
+    assert.equal(version("isthmus-import-payments-api"), header, "the import header is unchanged");
+    assert.notEqual(version(perCluster), backend, "only the backend intent changed");
+    for (const o of us.list("v1", "Pod", { namespace: "payments" }))
+      if (o.metadata!.name === "payments-api-2")
+        us.delete("v1", "Pod", o.metadata!.name!, "payments");
+    us.load(app(2));
+    await eventually(async () => {
+      await waitConverged(sandbox, 5_000);
+      assert.deepEqual(weights(perCluster), [2]);
+    }, 30_000);
+  });
+
   it("3. a DENY rule of higher priority removes the access, as the dry run predicted", async () => {
     const preview = await apply(sandbox, [denyAll], true);
     const changes = preview.impact.map(
