@@ -21,7 +21,8 @@ import { HUB_VERSION } from "./version.js";
 
 type Sign = (clusterId: string, csrPem: string) => Promise<IssuedCertificate>;
 
-const key = (namespace: string, name: string) => `${namespace}/${name}`;
+/** Catalog key `namespace/name`, interned: the catalog keeps one per service and identity. */
+const key = (namespace: string, name: string) => intern(`${namespace}/${name}`);
 
 const meshFacts = (m: MeshFacts): ClusterFactsInput => ({
   network: m.network,

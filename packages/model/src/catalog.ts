@@ -279,7 +279,7 @@ export function createCatalog(): MutableCatalog {
     // Adding and removing are idempotent: repeated accounts need no dedupe.
     const listOp = add ? addToList : removeFromList;
     for (const sa of s.serviceAccounts) {
-      listOp(servicesBySa, identityKey(rec.clusterId, s.namespace, sa), rec);
+      listOp(servicesBySa, intern(identityKey(rec.clusterId, s.namespace, sa)), rec);
     }
     if (add) {
       let backing = logical.get(rec.logicalKey);

@@ -177,8 +177,9 @@ interface Principals {
 type PrincipalsMemo = Map<Map<IdState, (Rule | null)[]>, Map<string, Principals>>;
 
 interface LogicalState {
-  /** Importing cluster -> names of the backend intents it holds. */
-  importers: Map<string, string[]>;
+  importers: Set<string>;
+  /** Clusters whose backend intent some importer holds. */
+  backers: string[];
   exporters: Set<string>;
 }
 
@@ -881,11 +882,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
       return;
     }
-    const prev = prevState ?? {
-      importers: new Map<string, string[]>(),
-      exporters: new Set<string>(),
-    };
-    const next: LogicalState = { importers: new Map(), exporters: new Set() };
+    const prev = prevState ?? { importers: new Set<string>(), backers: [], exporters: new Set() };
+    const next: LogicalState = { importers: new Set(), backers: [], exporters: new Set() };
+    const backers = new Set<string>();
     const importedBy = new Map<DestState, string[]>();
     // Importers with the same backends (and no local copy) get the same header; every
     // importer of a backend gets the same backend intent.
@@ -897,12 +896,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         localRec?.service.inMesh === true && Object.keys(localRec.service.selector).length > 0
           ? localRec
           : undefined;
-      const held: string[] = [];
       for (const d of list) {
         if (!index.has(d)) index.set(d, index.size);
         const backend = backendIntent(d);
         setIntent(tx, c, backend.name, backend);
-        held.push(backend.name);
+        backers.add(d.rec.clusterId);
         const by = importedBy.get(d);
         if (by === undefined) importedBy.set(d, [c]);
         else by.push(c);
@@ -919,13 +917,21 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         built.set(shape, header);
       }
       setIntent(tx, c, names.import, header);
-      next.importers.set(c, held);
+      next.importers.add(c);
     }
-    for (const [c, was] of prev.importers) {
-      const now = next.importers.get(c);
-      if (now === undefined) setIntent(tx, c, names.import, null);
-      const kept = new Set(now);
-      for (const n of was) if (!kept.has(n)) setIntent(tx, c, n, null);
+    next.backers = [...backers];
+    // Backend intents an importer held and holds no more: among the previous backers.
+    for (const c of prev.importers) {
+      const list = importers.get(c);
+      if (list === undefined) setIntent(tx, c, names.import, null);
+      const held = intentsByCluster.get(c);
+      if (held === undefined) continue;
+      const now = list === undefined ? undefined : new Set(list.map((d) => d.rec.clusterId));
+      for (const b of prev.backers) {
+        if (now?.has(b)) continue;
+        const backendName = importBackendName(ns, name, b);
+        if (held.has(backendName)) setIntent(tx, c, backendName, null);
+      }
     }
     for (const d of backing) {
       const by = importedBy.get(d);
@@ -1043,8 +1049,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         continue;
       }
       if (st === undefined) {
-        st = { key, rec, rules: NO_RULES };
-        idStates.set(key, st);
+        // The record's key: the same text, kept once (interned) for every index.
+        st = { key: rec.key, rec, rules: NO_RULES };
+        idStates.set(rec.key, st);
       } else if (st.rec !== rec && st.rec.principal !== rec.principal) {
         // The principal changed: every destination deciding it needs a rebuild.
         for (const r of st.rules) noteChange(r, st);
