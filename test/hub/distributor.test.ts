@@ -6,10 +6,11 @@ import { type Intent, IntentSchema } from "@isthmus/proto";
 import { manualClock } from "../helpers/manual-clock.js";
 
 /** A distributor on a manual clock with one cluster "c1" whose desired set the test edits. */
-function setup(debounce = { windowMs: 100, maxMs: 250 }) {
+function setup(debounce = { windowMs: 100, maxMs: 250 }, maxIntentsPerDelta?: number) {
   const { state, now, setTimer, clearTimer, advance } = manualClock(1_000);
   const desired = new Map<string, Intent>();
-  const sent: { at: number; nonce: string; upserted: string[] }[] = [];
+  const sent: { at: number; nonce: string; upserted: string[]; complete: boolean }[] = [];
+  const converged: number[] = [];
   const d = createDistributor({
     debounce,
     desired: () => desired,
@@ -21,8 +22,9 @@ function setup(debounce = { windowMs: 100, maxMs: 250 }) {
       debounced() {},
       pushed() {},
       nack() {},
-      converged() {},
+      converged: (seconds) => void converged.push(seconds),
     },
+    ...(maxIntentsPerDelta === undefined ? {} : { maxIntentsPerDelta }),
     now,
     setTimer,
     clearTimer,
@@ -30,17 +32,18 @@ function setup(debounce = { windowMs: 100, maxMs: 250 }) {
   const put = (name: string, version: string) =>
     desired.set(name, create(IntentSchema, { name, version }));
   const sender = {
-    async send(delta: { nonce?: string; upserted?: { name?: string }[] }) {
+    async send(delta: { nonce?: string; upserted?: { name?: string }[]; complete?: boolean }) {
       sent.push({
         at: state.t,
         nonce: delta.nonce ?? "",
         upserted: (delta.upserted ?? []).map((i) => i.name ?? ""),
+        complete: delta.complete ?? false,
       });
     },
   };
   const ackLast = () => assert.ok(d.ack("c1", sent.at(-1)!.nonce));
   const times = () => sent.map((s) => s.at);
-  return { d, state, advance, put, sender, sent, ackLast, times };
+  return { d, state, advance, put, sender, sent, ackLast, times, converged };
 }
 
 describe("hub distributor: debounce", () => {
@@ -123,5 +126,43 @@ describe("hub distributor: what is compared", () => {
     d.changed(["c1"]);
     advance(0);
     assert.deepEqual(sent[2]!.upserted, ["c"], "unnamed: the whole set again");
+  });
+});
+
+describe("hub distributor: large changes", () => {
+  it("sends a change larger than a delta in chunks, the next on each ACK, complete only at the end", () => {
+    const { d, advance, put, sender, sent, ackLast, converged } = setup(undefined, 2);
+    for (const n of ["a", "b", "c", "d", "e"]) put(n, "1");
+    d.open("c1", sender, new Map());
+    assert.deepEqual(
+      sent.map((x) => [x.upserted, x.complete]),
+      [[["a", "b"], false]],
+    );
+    ackLast();
+    ackLast();
+    assert.deepEqual(
+      sent.map((x) => [x.upserted, x.complete]),
+      [
+        [["a", "b"], false],
+        [["c", "d"], false],
+        [["e"], true],
+      ],
+    );
+    ackLast();
+    assert.equal(d.view("c1").inSync, true);
+
+    // A change that reaches the cluster in two deltas converges at the second ACK.
+    advance(500);
+    for (const n of ["a", "b", "c"]) put(n, "2");
+    d.changed(["c1"], 1_000, () => ["a", "b", "c"]);
+    advance(0);
+    ackLast();
+    assert.deepEqual(converged, [], "not at the first chunk");
+    ackLast();
+    assert.equal(converged.length, 1);
+    assert.deepEqual(
+      sent.slice(3).map((x) => x.upserted),
+      [["a", "b"], ["c"]],
+    );
   });
 });

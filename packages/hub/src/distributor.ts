@@ -26,6 +26,10 @@ export interface DistributorOptions {
     nack(clusterId: string): void;
     converged(seconds: number): void;
   };
+  /** Most intents upserted by one delta (default 5000, about 1 MB): a larger change goes out
+   * in several deltas, the next when the previous one is ACKed; only the last says
+   * `complete`. */
+  maxIntentsPerDelta?: number;
   now?: () => number;
   /** Default: `setTimeout`, and `setImmediate` for 0 ms. */
   setTimer?: (fn: () => void, ms: number) => unknown;
@@ -100,6 +104,7 @@ export function createDistributor(options: DistributorOptions) {
         clearImmediate(t.immediate as NodeJS.Immediate);
       else clearTimeout(t as NodeJS.Timeout);
     });
+  const maxIntents = options.maxIntentsPerDelta ?? 5000;
   const sessions = new Map<string, Session>();
   const histories = new Map<string, History>();
   const log = options.logger;
@@ -112,25 +117,30 @@ export function createDistributor(options: DistributorOptions) {
     const since = s.dirtySince;
     s.dirtySince = undefined;
     const desired = options.desired(s.clusterId);
-    const complete = options.removalsAllowed();
-    const upserted: Intent[] = [];
+    const removals = options.removalsAllowed();
+    let upserted: Intent[] = [];
     const removed: string[] = [];
     const compare = (name: string, intent: Intent | undefined) => {
       if (intent === undefined) {
-        if (complete && s.applied.has(name)) removed.push(name);
+        if (removals && s.applied.has(name)) removed.push(name);
       } else if (s.applied.get(name) !== intent.version && s.refused.get(name) !== intent.version) {
         upserted.push(intent);
       }
     };
     if (s.dirty === "all") {
       for (const [name, intent] of desired) compare(name, intent);
-      if (complete) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
+      if (removals) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
     } else {
       for (const name of s.dirty) compare(name, desired.get(name));
     }
-    // Removals withheld during warm-up are found by the full comparison at its end.
-    s.dirty = new Set();
-    if (upserted.length === 0 && removed.length === 0 && (s.sentComplete || !complete)) {
+    // Removals withheld during warm-up are found by the full comparison at its end. A change
+    // too large for one delta leaves the rest for the next (sent on the ACK); the agent
+    // prunes nothing before a complete delta, so only the last chunk says complete.
+    const rest = upserted.slice(maxIntents);
+    if (rest.length > 0) upserted = upserted.slice(0, maxIntents);
+    s.dirty = new Set(rest.map((i) => i.name));
+    const complete = removals && rest.length === 0;
+    if (upserted.length === 0 && removed.length === 0 && (s.sentComplete || !removals)) {
       // Nothing to say: the trackers waiting on this cluster are satisfied.
       settle(s.clusterId, s.trackers);
       s.trackers = [];
@@ -144,9 +154,11 @@ export function createDistributor(options: DistributorOptions) {
       sentAt: now(),
       upserted: new Map(upserted.map((i) => [i.name, i.version])),
       removed,
-      trackers: s.trackers,
+      // Convergence is measured to the ACK of the change's last delta.
+      trackers: rest.length === 0 ? s.trackers : [],
     };
-    s.trackers = [];
+    if (rest.length === 0) s.trackers = [];
+    else s.dirtySince = now();
     s.inFlight = inFlight;
     s.lastSent = inFlight.sentAt;
     if (complete) s.sentComplete = true;
