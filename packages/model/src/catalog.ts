@@ -76,16 +76,21 @@ export function trustDomainOf(principal: string): string {
   return at < 0 ? principal : principal.slice(0, at);
 }
 
+const INTERNED_MAX = 100_000;
+const interned = new Map<string, string>();
+
 /**
- * One flat copy of a string's content. Property names live in V8's string table: one copy per
- * content, dropped once unused. A catalog repeats the same strings in every cluster (label
- * values, protocols, port names, namespaces), each decoded message carries its own copy, and
- * keys built by concatenation are chains of pieces until flattened; kept for long, they cost
- * several times what one shared flat string does.
+ * One shared copy of a string that repeats. A catalog repeats the same strings in every
+ * cluster (`namespace/name` keys, label values, protocols, port names, namespaces), and each
+ * decoded message carries its own copy. The pool holds up to 100k strings and starts over
+ * when full: strings in use keep their copy, only later ones are not shared with them. Only
+ * for strings that repeat: a string seen once costs a pool entry for nothing.
  */
 export function intern(s: string): string {
-  const o: Record<string, 0> = { [s]: 0 };
-  for (const k in o) return k;
+  const known = interned.get(s);
+  if (known !== undefined) return known;
+  if (interned.size >= INTERNED_MAX) interned.clear();
+  interned.set(s, s);
   return s;
 }
 
@@ -279,7 +284,7 @@ export function createCatalog(): MutableCatalog {
     // Adding and removing are idempotent: repeated accounts need no dedupe.
     const listOp = add ? addToList : removeFromList;
     for (const sa of s.serviceAccounts) {
-      listOp(servicesBySa, intern(identityKey(rec.clusterId, s.namespace, sa)), rec);
+      listOp(servicesBySa, identityKey(rec.clusterId, s.namespace, sa), rec);
     }
     if (add) {
       let backing = logical.get(rec.logicalKey);
@@ -392,8 +397,10 @@ export function createCatalog(): MutableCatalog {
             key: rec.key,
             clusterId: rec.clusterId,
             identity: rec.identity,
-            principal: intern(
-              principalOf(facts.trustDomain, rec.identity.namespace, rec.identity.serviceAccount),
+            principal: principalOf(
+              facts.trustDomain,
+              rec.identity.namespace,
+              rec.identity.serviceAccount,
             ),
           };
           e.identities.set(nsSa, next);
@@ -421,7 +428,7 @@ export function createCatalog(): MutableCatalog {
       const nsName = intern(`${service.namespace}/${service.name}`);
       const prev = removeServiceRecord(e, nsName);
       const rec: ServiceRecord = {
-        key: intern(serviceKey(clusterId, service.namespace, service.name)),
+        key: serviceKey(clusterId, service.namespace, service.name),
         clusterId,
         logicalKey: nsName,
         service,
@@ -446,12 +453,10 @@ export function createCatalog(): MutableCatalog {
       const nsSa = intern(`${identity.namespace}/${identity.serviceAccount}`);
       const prev = removeIdentityRecord(e, nsSa);
       const rec: IdentityRecord = {
-        key: intern(identityKey(clusterId, identity.namespace, identity.serviceAccount)),
+        key: identityKey(clusterId, identity.namespace, identity.serviceAccount),
         clusterId,
         identity,
-        principal: intern(
-          principalOf(e.facts.trustDomain, identity.namespace, identity.serviceAccount),
-        ),
+        principal: principalOf(e.facts.trustDomain, identity.namespace, identity.serviceAccount),
       };
       e.identities.set(nsSa, rec);
       indexIdentity(rec, true);

@@ -926,7 +926,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (list === undefined) setIntent(tx, c, names.import, null);
       const held = intentsByCluster.get(c);
       if (held === undefined) continue;
-      const now = list === undefined ? undefined : new Set(list.map((d) => d.rec.clusterId));
+      // Most importers reach every backer: their list is the union, no set to build.
+      const now =
+        list === undefined
+          ? undefined
+          : list.length === backers.size
+            ? backers
+            : new Set(list.map((d) => d.rec.clusterId));
       for (const b of prev.backers) {
         if (now?.has(b)) continue;
         const backendName = importBackendName(ns, name, b);
