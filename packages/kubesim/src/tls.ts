@@ -65,8 +65,10 @@ function certificate(opts: {
   hosts: string[];
   now: Date;
 }): Buffer {
+  // A positive DER INTEGER in its minimal form: the first byte 0x01..0x7f (a zero first byte
+  // before one below 0x80 is "illegal padding" to OpenSSL, 1 certificate in 256).
   const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
+  serial[0] = (serial[0]! % 0x7f) + 1;
   const exts: Buffer[] = [
     extension(
       "2.5.29.15",
