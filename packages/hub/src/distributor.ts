@@ -237,24 +237,23 @@ export function createDistributor(options: DistributorOptions) {
       sessions.delete(clusterId);
     },
     /**
-     * Marks clusters whose desired set may have changed; `origin` is the catalog change's
-     * time. `names`, when given, lists a cluster's intents that changed (the engine's deltas
+     * Marks clusters whose desired set may have changed; `origins` are the times of the
+     * catalog changes behind it (one convergence measurement each). `names`, when given, lists a cluster's intents that changed (the engine's deltas
      * name them), so that only those are compared; otherwise the whole set is.
      */
     changed(
       clusterIds: Iterable<string>,
-      origin?: number,
+      origins: readonly number[] = [],
       names?: (clusterId: string) => Iterable<string>,
     ): void {
       const targets = [...clusterIds].map((id) => sessions.get(id)).filter((s) => s !== undefined);
-      const tracker: Tracker | undefined =
-        origin === undefined || targets.length === 0
-          ? undefined
-          : { origin, remaining: new Set(targets.map((s) => s.clusterId)) };
-      for (const s of targets) {
-        if (tracker !== undefined) s.trackers.push(tracker);
-        schedule(s, names?.(s.clusterId));
+      if (targets.length > 0) {
+        for (const origin of origins) {
+          const tracker = { origin, remaining: new Set(targets.map((s) => s.clusterId)) };
+          for (const s of targets) s.trackers.push(tracker);
+        }
       }
+      for (const s of targets) schedule(s, names?.(s.clusterId));
     },
     /** Marks every connected cluster (policy change, end of warm-up). */
     changedAll(): void {

@@ -102,8 +102,11 @@ export interface HubContext {
   ): void;
   /** Whether agents' catalog updates wait to be compiled (no cluster is in sync then). */
   catalogPending(): boolean;
-  /** Schedules deliveries for engine deltas. */
-  deliver(deltas: Deltas, origin?: number): void;
+  /**
+   * Schedules deliveries for engine deltas; `origins`: the times of the catalog changes they
+   * come from, one convergence measurement each (waiting on every cluster of the deltas).
+   */
+  deliver(deltas: Deltas, origins?: readonly number[]): void;
   authorizeAdmin(ctx: CallContext, role: Role): void;
   verifyAgent(ctx: CallContext): string;
   catalogEvents: Set<(clusterId: string, service: Service | undefined, key: string) => void>;
@@ -240,12 +243,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     origin: number | undefined;
     refused(err: unknown): void;
   }[] = [];
-  const deliverAll = (deltas: Deltas, items: typeof queued) => {
-    const origins = items.flatMap((q) => (q.origin === undefined ? [] : [q.origin]));
-    if (origins.length === 0) ctx.deliver(deltas);
-    // One convergence measurement per update, each waiting on the clusters of the batch.
-    for (const origin of origins) ctx.deliver(deltas, origin);
-  };
+  const originsOf = (items: typeof queued) =>
+    items.flatMap((q) => (q.origin === undefined ? [] : [q.origin]));
   /**
    * Applies every queued update in one engine batch. Smaller batches were measured and are
    * worse: the engine recomputes a logical service for all its importers whenever one of its
@@ -258,13 +257,13 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     const batch = queued;
     queued = [];
     try {
-      deliverAll(engine.applyCatalog(batch.flatMap((q) => q.changes)), batch);
+      ctx.deliver(engine.applyCatalog(batch.flatMap((q) => q.changes)), originsOf(batch));
     } catch {
       // The engine checks a batch before it changes anything: nothing was applied. One by
       // one, so that a refused update holds back no other.
       for (const q of batch) {
         try {
-          deliverAll(engine.applyCatalog(q.changes), [q]);
+          ctx.deliver(engine.applyCatalog(q.changes), originsOf([q]));
         } catch (err) {
           q.refused(err);
         }
@@ -286,10 +285,10 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     systemVersion: () => String(version),
     now,
     warnings,
-    deliver(deltas, origin) {
+    deliver(deltas, origins = []) {
       if (deltas.size === 0) return;
       version += 1;
-      distributor.changed(deltas.keys(), origin, (id) => {
+      distributor.changed(deltas.keys(), origins, (id) => {
         const d = deltas.get(id)!;
         return [...d.upserted.map((i) => i.name), ...d.removed];
       });
@@ -297,7 +296,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     applyCatalog(changes, origin) {
       flushCatalog();
       if (changes.length === 0) return;
-      ctx.deliver(engine.applyCatalog(changes), origin);
+      ctx.deliver(engine.applyCatalog(changes), origin === undefined ? [] : [origin]);
     },
     catalogPending: () => queued.length > 0,
     queueCatalog(changes, origin, refused) {
