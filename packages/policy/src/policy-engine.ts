@@ -39,6 +39,7 @@ import {
   type PrincipalGroups,
 } from "./intent-builder.js";
 import {
+  checkUniqueName,
   copyPolicy,
   normalizePolicy,
   samePolicy,
@@ -1226,14 +1227,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       const last = lastRaw.get(p.name);
       const unchanged = last !== undefined && samePolicy(last, p);
       if (!unchanged) validatePolicy(p);
-      const prev = seen.get(p.name);
-      if (prev !== undefined) {
-        throw new PolicyError(
-          `duplicate policy ${JSON.stringify(p.name)}: policies[${prev}] and policies[${i}] have the same name`,
-          "duplicate-policy",
-        );
-      }
-      seen.set(p.name, i);
+      checkUniqueName(seen, p.name, i);
       return unchanged;
     });
     const removed: Rule[] = [];

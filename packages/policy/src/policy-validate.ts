@@ -209,6 +209,21 @@ export function validatePolicy(p: ConnectionPolicy): void {
 }
 
 /**
+ * Records that `policies[index]` is named `name` (`seen`: name -> index of the policies
+ * before it); throws a PolicyError when one of them has the same name.
+ */
+export function checkUniqueName(seen: Map<string, number>, name: string, index: number): void {
+  const prev = seen.get(name);
+  if (prev !== undefined) {
+    throw new PolicyError(
+      `duplicate policy ${JSON.stringify(name)}: policies[${prev}] and policies[${index}] have the same name`,
+      "duplicate-policy",
+    );
+  }
+  seen.set(name, index);
+}
+
+/**
  * Validates a whole policy set: every policy (first problem wins) and unique names.
  * Throws a PolicyError; changes nothing.
  */
@@ -216,14 +231,7 @@ export function validatePolicies(policies: readonly ConnectionPolicy[]): void {
   const seen = new Map<string, number>();
   policies.forEach((p, i) => {
     validatePolicy(p);
-    const prev = seen.get(p.name);
-    if (prev !== undefined) {
-      throw new PolicyError(
-        `duplicate policy ${JSON.stringify(p.name)}: policies[${prev}] and policies[${i}] have the same name`,
-        "duplicate-policy",
-      );
-    }
-    seen.set(p.name, i);
+    checkUniqueName(seen, p.name, i);
   });
 }
 
