@@ -9,6 +9,7 @@ import {
   istioScene,
   type KubeObject,
   type KubeSim,
+  type SampleAppOptions,
   sampleApp,
   startKubeSim,
 } from "@isthmus/kubesim";
@@ -17,14 +18,11 @@ import { AdminService, type CallOptions, clientCredentials, createClient } from 
 import { parse, stringify } from "yaml";
 import type { AdminClient } from "./connection.js";
 
-export interface SceneApp {
-  name: string;
-  namespace: string;
-  replicas?: number;
-  port?: number;
-  portName?: string;
-  serviceAccount?: string;
-}
+/** An app of a scene cluster: `sampleApp`'s options but the pod IPs, which the sandbox picks. */
+export type SceneApp = Pick<
+  SampleAppOptions,
+  "name" | "namespace" | "replicas" | "port" | "portName" | "serviceAccount"
+>;
 
 export interface SceneCluster {
   id: string;
