@@ -60,6 +60,9 @@ function endpointsOf(obj: KubeObject | undefined): string[] {
 
 describe("agent apply (kubesim + client-node)", () => {
   let c: TestCluster;
+  /** The endpoint addresses of a ServiceEntry in the cluster (which must exist). */
+  const seEndpoints = (name: string, namespace: string) =>
+    endpointsOf(c.sim.get("networking.istio.io/v1", "ServiceEntry", name, namespace));
   let ctl: Controller | undefined;
   const writes: string[] = [];
   const delays: number[] = [];
@@ -132,23 +135,16 @@ describe("agent apply (kubesim + client-node)", () => {
         ),
       /isthmus-agent/,
     );
-    assert.deepEqual(
-      endpointsOf(
-        c.sim.get(
-          "networking.istio.io/v1",
-          "ServiceEntry",
-          "isthmus-import-payments-api",
-          "payments",
-        ),
-      ),
-      ["10.244.1.10", "10.244.1.11", "203.0.113.20"],
-    );
-    assert.deepEqual(
-      endpointsOf(
-        c.sim.get("networking.istio.io/v1", "ServiceEntry", "isthmus-export-frontend", "web"),
-      ),
-      ["10.244.2.10", "10.244.2.11", "10.244.2.12"],
-    );
+    assert.deepEqual(seEndpoints("isthmus-import-payments-api", "payments"), [
+      "10.244.1.10",
+      "10.244.1.11",
+      "203.0.113.20",
+    ]);
+    assert.deepEqual(seEndpoints("isthmus-export-frontend", "web"), [
+      "10.244.2.10",
+      "10.244.2.11",
+      "10.244.2.12",
+    ]);
 
     // The same delta again: the cache already holds the content hashes, nothing is written.
     await eventually(() =>
@@ -222,12 +218,10 @@ describe("agent apply (kubesim + client-node)", () => {
     c.sim.update({ ...slice, endpoints });
     c.sim.delete("v1", "Pod", "frontend-1", "web");
     await eventually(() =>
-      assert.deepEqual(
-        endpointsOf(
-          c.sim.get("networking.istio.io/v1", "ServiceEntry", "isthmus-export-frontend", "web"),
-        ),
-        ["10.244.2.10", "10.244.2.12"],
-      ),
+      assert.deepEqual(seEndpoints("isthmus-export-frontend", "web"), [
+        "10.244.2.10",
+        "10.244.2.12",
+      ]),
     );
     // A payments pod turns unready.
     const ps = c.sim.get("discovery.k8s.io/v1", "EndpointSlice", "payments-api-abc12", "payments");
@@ -239,17 +233,10 @@ describe("agent apply (kubesim + client-node)", () => {
     );
     c.sim.update({ ...ps, endpoints: pe });
     await eventually(() =>
-      assert.deepEqual(
-        endpointsOf(
-          c.sim.get(
-            "networking.istio.io/v1",
-            "ServiceEntry",
-            "isthmus-import-payments-api",
-            "payments",
-          ),
-        ),
-        ["10.244.1.11", "203.0.113.20"],
-      ),
+      assert.deepEqual(seEndpoints("isthmus-import-payments-api", "payments"), [
+        "10.244.1.11",
+        "203.0.113.20",
+      ]),
     );
   });
 
@@ -355,14 +342,7 @@ describe("agent apply (kubesim + client-node)", () => {
     assert.deepEqual(r1.errors, []);
     await ctl!.reconciler.idle();
     assert.ok(
-      endpointsOf(
-        c.sim.get(
-          "networking.istio.io/v1",
-          "ServiceEntry",
-          "isthmus-import-payments-api",
-          "payments",
-        ),
-      ).includes("203.0.113.20"),
+      seEndpoints("isthmus-import-payments-api", "payments").includes("203.0.113.20"),
       "the adopted import is re-rendered with its adopted backend",
     );
     assert.ok(
@@ -373,14 +353,7 @@ describe("agent apply (kubesim + client-node)", () => {
 
     // Pod churn still re-renders adopted Import/Export intents (their source is on the object).
     c.sim.delete("discovery.k8s.io/v1", "EndpointSlice", "frontend-abc12", "web");
-    await eventually(() =>
-      assert.deepEqual(
-        endpointsOf(
-          c.sim.get("networking.istio.io/v1", "ServiceEntry", "isthmus-export-frontend", "web"),
-        ),
-        [],
-      ),
-    );
+    await eventually(() => assert.deepEqual(seEndpoints("isthmus-export-frontend", "web"), []));
 
     const r2 = await ctl!.reconciler.applyDelta({
       upserted: [],
