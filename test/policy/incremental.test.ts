@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Deltas, PolicyEngine } from "@isthmus/policy";
 import { createPolicyEngine } from "@isthmus/policy";
+import { cluster, identity, policy, service } from "./fixtures.js";
 import { createRandom, emptyTruth, engineFromTruth, randomStep } from "./random-scene.js";
 
 type Mirror = Map<string, Map<string, string>>;
@@ -91,5 +92,48 @@ describe("policy engine: incremental compilation equals a full recompute", () =>
       }
     }
     assert.equal(steps, 12000);
+  });
+
+  it("rule changes that take backing clusters from an importer, one at a time", () => {
+    // shop/cart is backed by a, b and c; web/frontend in d imports it from the clusters the
+    // rule names. Each step is compared with an engine compiled from scratch.
+    const catalog = [
+      ...["a", "b", "c", "d"].map((id) => ({ kind: "cluster" as const, cluster: cluster(id) })),
+      ...["a", "b", "c"].map((clusterId) => ({
+        kind: "service" as const,
+        clusterId,
+        service: service("shop", "cart"),
+      })),
+      { kind: "service" as const, clusterId: "d", service: service("shop", "cart") },
+      { kind: "identity" as const, clusterId: "d", identity: identity("web", "frontend") },
+    ];
+    const rule = (clusters: string[]) => [
+      policy(
+        "web-to-cart",
+        10,
+        "ALLOW",
+        [{ namespaces: ["web"] }],
+        [{ clusters, services: ["cart"] }],
+      ),
+    ];
+    const engine = createPolicyEngine();
+    engine.applyCatalog(catalog);
+    const mirror: Mirror = new Map();
+    applyDeltas(mirror, engine.setPolicies(rule(["a", "b", "c"])), "first");
+    for (const clusters of [["a", "b"], ["a"], ["b", "c"], ["none"], ["c"], ["a", "b", "c"]]) {
+      const where = `clusters [${clusters.join(", ")}]`;
+      applyDeltas(mirror, engine.setPolicies(rule(clusters)), where);
+      const full = createPolicyEngine();
+      full.setPolicies(rule(clusters));
+      full.applyCatalog(catalog);
+      assert.deepEqual(snapshot(engine), snapshot(full), `${where}: differs from a full compile`);
+      assert.deepEqual(mirrorSnapshot(mirror), snapshot(full), `${where}: deltas do not add up`);
+      const held = [...engine.intents("d").keys()].filter((n) => n.startsWith("import/shop/cart/"));
+      assert.deepEqual(
+        held.sort(),
+        clusters.filter((c) => c !== "none").map((c) => `import/shop/cart/${c}`),
+        where,
+      );
+    }
   });
 });

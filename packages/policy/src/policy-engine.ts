@@ -184,6 +184,14 @@ interface LogicalState {
   exporters: Set<string>;
 }
 
+/** Changes to the importing clusters of some backers of a logical service. */
+interface LogicalDirty {
+  /** Clusters that became, or stopped being, importers of one of the backers. */
+  importers: Set<string>;
+  /** Backers whose importing clusters changed. */
+  backers: Set<DestState>;
+}
+
 /** Work of one batch. */
 interface Tx {
   /** Destinations whose matching rules and decisions are recomputed. */
@@ -195,7 +203,8 @@ interface Tx {
   /** Principals whose holders changed, with the clusters concerned. */
   principals: Map<string, Set<string>>;
   rebuild: Set<DestState>;
-  logical: Set<string>;
+  /** Logical services to recompute: every importer (null), or the changes named. */
+  logical: Map<string, LogicalDirty | null>;
   /** Every destination of these clusters is rebuilt. */
   rebuildClusters: Set<string>;
   /** cluster -> intent name -> version before the batch (null: absent). */
@@ -232,6 +241,19 @@ function serviceShapeKey(s: Service): string {
   });
 }
 
+/** Whether two principal groups hold the same principals in the same order. */
+function sameGroups(a: PrincipalGroups | null, b: PrincipalGroups): boolean {
+  if (a === null || a.size !== b.size) return a === null && b.size === 0;
+  for (const [key, g] of b) {
+    const h = a.get(key);
+    if (h === undefined || h.principals.length !== g.principals.length) return false;
+    for (let i = 0; i < g.principals.length; i++) {
+      if (h.principals[i] !== g.principals[i]) return false;
+    }
+  }
+  return true;
+}
+
 function checkDefault(d: Decision, what: string): Decision {
   if (d !== Decision.ALLOW && d !== Decision.DENY) {
     throw new PolicyError(`invalid defaults: ${what} must be ALLOW or DENY`, "invalid-policy");
@@ -257,9 +279,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     sameCluster: checkDefault(options?.defaults?.sameCluster ?? Decision.ALLOW, "sameCluster"),
     crossCluster: checkDefault(options?.defaults?.crossCluster ?? Decision.DENY, "crossCluster"),
   };
-  let rules = new Map<string, Rule>();
+  const rules = new Map<string, Rule>();
   /** Copies of the policies as last given to setPolicies, by name. */
-  let lastRaw = new Map<string, ConnectionPolicy>();
+  const lastRaw = new Map<string, ConnectionPolicy>();
   let ordered: Rule[] = [];
   let nextRuleId = 0;
   /** Some rule selects sources by service: service changes can change rule memberships. */
@@ -315,7 +337,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     ids: new Map(),
     principals: new Map(),
     rebuild: new Set(),
-    logical: new Set(),
+    logical: new Map(),
     rebuildClusters: new Set(),
     touched: new Map(),
   });
@@ -323,6 +345,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const setIntent = (tx: Tx, clusterId: string, name: string, next: Intent | null): void => {
     let map = intentsByCluster.get(clusterId);
     const prev = map?.get(name);
+    // Unchanged: nothing to record (most calls of a recompute).
+    if (next === null ? prev === undefined : prev?.version === next.version) return;
     let touched = tx.touched.get(clusterId);
     if (touched === undefined) {
       touched = new Map();
@@ -336,7 +360,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       return;
     }
-    if (prev?.version === next.version) return;
     if (map === undefined) {
       map = new Map();
       intentsByCluster.set(clusterId, map);
@@ -409,13 +432,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     tx.decDests.delete(d);
     tx.rebuild.delete(d);
     setIntent(tx, d.rec.clusterId, namesOf(d.rec).access, null);
-    tx.logical.add(d.rec.logicalKey);
+    tx.logical.set(d.rec.logicalKey, null);
   };
 
   const upsertService = (tx: Tx, clusterId: string, service: Service): void => {
     const prev = catalog.upsertService(clusterId, service);
     const rec = catalog.service(clusterId, service.namespace, service.name)!;
-    tx.logical.add(rec.logicalKey);
+    tx.logical.set(rec.logicalKey, null);
     const d = dests.get(rec.key);
     if (prev !== undefined && d !== undefined && !tx.fullDests.has(rec.key)) {
       d.rec = rec;
@@ -488,7 +511,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       prev.locality !== next.locality ||
       !sameJson(prev.gateways, next.gateways)
     ) {
-      for (const rec of catalog.servicesIn(id).values()) tx.logical.add(rec.logicalKey);
+      for (const rec of catalog.servicesIn(id).values()) tx.logical.set(rec.logicalKey, null);
     }
   };
 
@@ -816,8 +839,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
             ),
       );
     }
-    d.allowGroups = allow.size > 0 ? allow : null;
-    d.denyGroups = deny.size > 0 ? deny : null;
+    // Unchanged groups stay the same objects: their sorted rule lists and hashes are kept.
+    d.allowGroups = sameGroups(d.allowGroups, allow)
+      ? d.allowGroups
+      : allow.size > 0
+        ? allow
+        : null;
+    d.denyGroups = sameGroups(d.denyGroups, deny) ? d.denyGroups : deny.size > 0 ? deny : null;
     d.warnings =
       warnings.length === 0
         ? NO_WARNINGS
@@ -853,10 +881,129 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     return intent;
   };
 
-  const recomputeLogical = (tx: Tx, key: string, finalize: Set<DestState>): void => {
+  /** A destination's importing clusters changed from `before`: note what changed. */
+  const markAllowed = (tx: Tx, d: DestState, before: ReadonlySet<string>): void => {
+    const key = d.rec.logicalKey;
+    let dirty = tx.logical.get(key);
+    if (dirty === null) return;
+    const changed: string[] = [];
+    for (const c of before) if (!d.allowed.has(c)) changed.push(c);
+    for (const c of d.allowed) if (!before.has(c)) changed.push(c);
+    if (changed.length === 0) return;
+    if (dirty === undefined) {
+      dirty = { importers: new Set(), backers: new Set() };
+      tx.logical.set(key, dirty);
+    }
+    dirty.backers.add(d);
+    for (const c of changed) dirty.importers.add(c);
+  };
+
+  /** The importing cluster's own copy of a logical service, when it can serve locally. */
+  const localBackend = (ns: string, name: string, c: string): ServiceRecord | undefined => {
+    const rec = catalog.logicalService(ns, name).get(c);
+    return rec?.service.inMesh === true && Object.keys(rec.service.selector).length > 0
+      ? rec
+      : undefined;
+  };
+
+  /**
+   * Headers of one recompute: importers with the same backends (and no local copy) get the
+   * same one.
+   */
+  const headerBuilder = (ns: string, name: string) => {
+    const built = new Map<string, Intent>();
+    const index = new Map<DestState, number>();
+    return (local: ServiceRecord | undefined, list: DestState[]): Intent => {
+      let shape = local?.key ?? "";
+      for (const d of list) {
+        let i = index.get(d);
+        if (i === undefined) {
+          i = index.size;
+          index.set(d, i);
+        }
+        shape += `|${i}`;
+      }
+      let header = built.get(shape);
+      if (header === undefined) {
+        header = buildImport(
+          ns,
+          name,
+          local,
+          list.map((d) => d.rec),
+        );
+        built.set(shape, header);
+      }
+      return header;
+    };
+  };
+
+  /** Backend intents `c` held from `backers` and no longer gets (`now`: the ones it gets). */
+  const dropBackends = (
+    tx: Tx,
+    c: string,
+    ns: string,
+    name: string,
+    backers: readonly string[],
+    now: ReadonlySet<string> | undefined,
+  ): void => {
+    const held = intentsByCluster.get(c);
+    if (held === undefined) return;
+    for (const b of backers) {
+      if (now?.has(b)) continue;
+      const backendName = importBackendName(ns, name, b);
+      if (held.has(backendName)) setIntent(tx, c, backendName, null);
+    }
+  };
+
+  /** The export intent of a backer for the clusters importing it (none: removed). */
+  const exportTo = (
+    tx: Tx,
+    d: DestState,
+    by: string[] | undefined,
+    exporters: Set<string>,
+    finalize: Set<DestState>,
+  ): void => {
+    const exported = by !== undefined;
+    const name = namesOf(d.rec).export;
+    if (exported) {
+      setIntent(tx, d.rec.clusterId, name, buildExport(d.rec, by));
+      exporters.add(d.rec.clusterId);
+    } else if (exporters.delete(d.rec.clusterId)) {
+      setIntent(tx, d.rec.clusterId, name, null);
+    }
+    if (d.exported !== exported) {
+      d.exported = exported;
+      finalize.add(d);
+    }
+  };
+
+  const recomputeLogical = (
+    tx: Tx,
+    key: string,
+    dirty: LogicalDirty | null,
+    finalize: Set<DestState>,
+  ): void => {
     const slash = key.indexOf("/");
     const ns = key.slice(0, slash);
     const name = key.slice(slash + 1);
+    const prevState = logical.get(key);
+    if (dirty !== null && prevState !== undefined) {
+      recomputeImporters(tx, ns, name, prevState, dirty, finalize);
+    } else {
+      recomputeAll(tx, ns, name, prevState, finalize);
+    }
+    if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
+  };
+
+  /** Every importer and exporter of a logical service. */
+  const recomputeAll = (
+    tx: Tx,
+    ns: string,
+    name: string,
+    prevState: LogicalState | undefined,
+    finalize: Set<DestState>,
+  ): void => {
+    const key = `${ns}/${name}`;
     const names = intentNamesOf(key, ns, name);
     const backing = destsByLogical.get(key) ?? NO_DESTS;
     const importers = new Map<string, DestState[]>();
@@ -872,7 +1019,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         list.push(d);
       }
     }
-    const prevState = logical.get(key);
     if (importers.size === 0 && prevState === undefined) {
       for (const d of backing) {
         if (d.exported) {
@@ -880,25 +1026,15 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           finalize.add(d);
         }
       }
-      if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
       return;
     }
     const prev = prevState ?? { importers: new Set<string>(), backers: [], exporters: new Set() };
     const next: LogicalState = { importers: new Set(), backers: [], exporters: new Set() };
     const backers = new Set<string>();
     const importedBy = new Map<DestState, string[]>();
-    // Importers with the same backends (and no local copy) get the same header; every
-    // importer of a backend gets the same backend intent.
-    const built = new Map<string, Intent>();
-    const index = new Map<DestState, number>();
+    const header = headerBuilder(ns, name);
     for (const [c, list] of importers) {
-      const localRec = catalog.logicalService(ns, name).get(c);
-      const local =
-        localRec?.service.inMesh === true && Object.keys(localRec.service.selector).length > 0
-          ? localRec
-          : undefined;
       for (const d of list) {
-        if (!index.has(d)) index.set(d, index.size);
         const backend = backendIntent(d);
         setIntent(tx, c, backend.name, backend);
         backers.add(d.rec.clusterId);
@@ -906,18 +1042,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         if (by === undefined) importedBy.set(d, [c]);
         else by.push(c);
       }
-      const shape = `${local?.key ?? ""}|${list.map((d) => index.get(d)).join(",")}`;
-      let header = built.get(shape);
-      if (header === undefined) {
-        header = buildImport(
-          ns,
-          name,
-          local,
-          list.map((d) => d.rec),
-        );
-        built.set(shape, header);
-      }
-      setIntent(tx, c, names.import, header);
+      setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
       next.importers.add(c);
     }
     next.backers = [...backers];
@@ -925,8 +1050,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     for (const c of prev.importers) {
       const list = importers.get(c);
       if (list === undefined) setIntent(tx, c, names.import, null);
-      const held = intentsByCluster.get(c);
-      if (held === undefined) continue;
       // Most importers reach every backer: their list is the union, no set to build.
       const now =
         list === undefined
@@ -934,30 +1057,64 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           : list.length === backers.size
             ? backers
             : new Set(list.map((d) => d.rec.clusterId));
-      for (const b of prev.backers) {
-        if (now?.has(b)) continue;
-        const backendName = importBackendName(ns, name, b);
-        if (held.has(backendName)) setIntent(tx, c, backendName, null);
-      }
+      dropBackends(tx, c, ns, name, prev.backers, now);
     }
-    for (const d of backing) {
-      const by = importedBy.get(d);
-      const exported = by !== undefined;
-      if (exported) {
-        setIntent(tx, d.rec.clusterId, names.export, buildExport(d.rec, by));
-        next.exporters.add(d.rec.clusterId);
-      }
-      if (d.exported !== exported) {
-        d.exported = exported;
-        finalize.add(d);
-      }
-    }
+    for (const d of backing) exportTo(tx, d, importedBy.get(d), next.exporters, finalize);
     for (const c of prev.exporters) {
       if (!next.exporters.has(c)) setIntent(tx, c, names.export, null);
     }
     if (next.importers.size === 0 && next.exporters.size === 0) logical.delete(key);
     else logical.set(key, next);
-    if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
+  };
+
+  /**
+   * Only the importers that came or went, and the exports of the backers whose importers
+   * changed: a rule change that reaches many logical services changes few importers of each.
+   */
+  const recomputeImporters = (
+    tx: Tx,
+    ns: string,
+    name: string,
+    state: LogicalState,
+    dirty: LogicalDirty,
+    finalize: Set<DestState>,
+  ): void => {
+    const key = `${ns}/${name}`;
+    const names = intentNamesOf(key, ns, name);
+    const backing = destsByLogical.get(key) ?? NO_DESTS;
+    const backers = new Set(state.backers);
+    const header = headerBuilder(ns, name);
+    for (const c of dirty.importers) {
+      const list: DestState[] = [];
+      if (catalog.cluster(c) !== undefined) {
+        for (const d of backing) if (d.enforceable && d.allowed.has(c)) list.push(d);
+      }
+      if (list.length === 0) {
+        if (!state.importers.delete(c)) continue;
+        setIntent(tx, c, names.import, null);
+        dropBackends(tx, c, ns, name, state.backers, undefined);
+        continue;
+      }
+      const now = new Set<string>();
+      for (const d of list) {
+        const backend = backendIntent(d);
+        setIntent(tx, c, backend.name, backend);
+        now.add(d.rec.clusterId);
+        backers.add(d.rec.clusterId);
+      }
+      dropBackends(tx, c, ns, name, state.backers, now);
+      setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
+      state.importers.add(c);
+    }
+    state.backers = [...backers];
+    for (const d of dirty.backers) {
+      if (!d.live) continue;
+      const by: string[] = [];
+      if (d.enforceable)
+        for (const c of d.allowed) if (catalog.cluster(c) !== undefined) by.push(c);
+      exportTo(tx, d, by.length > 0 ? by : undefined, state.exporters, finalize);
+    }
+    if (state.importers.size === 0 && state.exporters.size === 0) logical.delete(key);
   };
 
   const matchingRules = (st: IdState): Set<Rule> => {
@@ -1187,24 +1344,18 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const memo: PrincipalsMemo = new Map();
     const rebuildOne = (d: DestState) => {
       if (!d.live) return;
-      const before = { allowed: d.allowed, enforceable: d.enforceable };
+      const before = d.allowed;
       rebuildDest(d, memo);
       finalize.add(d);
-      if (
-        before.enforceable !== d.enforceable ||
-        before.allowed.size !== d.allowed.size ||
-        [...d.allowed].some((c) => !before.allowed.has(c))
-      ) {
-        tx.logical.add(d.rec.logicalKey);
-      }
+      if (before !== d.allowed) markAllowed(tx, d, before);
     };
     for (const d of full) {
-      tx.logical.add(d.rec.logicalKey);
+      tx.logical.set(d.rec.logicalKey, null);
       rebuildOne(d);
     }
     for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d);
     for (const d of tx.rebuild) if (!full.has(d) && !tx.decDests.has(d)) rebuildOne(d);
-    for (const key of tx.logical) recomputeLogical(tx, key, finalize);
+    for (const [key, dirty] of tx.logical) recomputeLogical(tx, key, dirty, finalize);
     for (const d of finalize) if (d.live) finalizeAccess(tx, d);
     return finishTx(tx);
   };
@@ -1218,6 +1369,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     removed: Rule[];
     added: Rule[];
     kept: Map<Rule, ConnectionPolicy>;
+    /** Names installed now and absent from the given policies. */
+    gone: string[];
   }
 
   const planRules = (policies: readonly ConnectionPolicy[]): RulePlan => {
@@ -1256,9 +1409,14 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       added.push(r);
       next.push(r);
     }
-    for (const old of rules.values()) if (!names.has(old.name)) removed.push(old);
+    const gone: string[] = [];
+    for (const old of rules.values()) {
+      if (names.has(old.name)) continue;
+      removed.push(old);
+      gone.push(old.name);
+    }
     next.sort(compareRules);
-    return { same, next, removed, added, kept };
+    return { same, next, removed, added, kept, gone };
   };
 
   /** Members and destination hits of a rule that is not installed yet. */
@@ -1285,10 +1443,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const setPolicies = (policies: readonly ConnectionPolicy[]): Deltas => {
     const plan = planRules(policies);
     for (const [r, p] of plan.kept) r.policy = p;
-    const previous = lastRaw;
-    lastRaw = new Map(
-      policies.map((p, i) => [p.name, plan.same[i] ? previous.get(p.name)! : copyPolicy(p)]),
-    );
+    // The name maps change where the policies changed (most stay: one edit among hundreds).
+    for (const [i, p] of policies.entries()) if (!plan.same[i]) lastRaw.set(p.name, copyPolicy(p));
+    for (const r of plan.added) rules.set(r.name, r);
+    for (const name of plan.gone) {
+      lastRaw.delete(name);
+      rules.delete(name);
+    }
     const tx = newTx();
     const removedSet = new Set(plan.removed);
     const affected = new Set<DestState>();
@@ -1310,7 +1471,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         st.rules.add(r);
       }
     }
-    rules = new Map(plan.next.map((r) => [r.name, r]));
     ordered = plan.next;
     sourcesByService = ordered.some((r) => r.from.some((m) => m.services !== null));
     for (const d of affected) {
@@ -1684,7 +1844,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       defaults.sameCluster = same;
       defaults.crossCluster = cross;
       for (const rec of catalog.allServices()) tx.fullDests.set(rec.key, rec);
-      for (const key of catalog.logicalServiceKeys()) tx.logical.add(key);
+      for (const key of catalog.logicalServiceKeys()) tx.logical.set(key, null);
       return settle(tx);
     },
 
