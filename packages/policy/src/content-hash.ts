@@ -19,18 +19,57 @@ export function canonicalJson(value: unknown): string {
   return `{${parts.join(",")}}`;
 }
 
-/** A 64-bit hash of a string (two mixed 32-bit lanes), as 16 hex characters. */
-export function hash64(text: string): string {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
+/**
+ * A 64-bit hash (two mixed 32-bit lanes) fed value by value, so that no text has to be
+ * built to hash structured content. Every string is preceded by its length, so that
+ * neighbouring fields stay apart ("ab","c" and "a","bc" differ).
+ */
+export class Hash64 {
+  private h1 = 0xdeadbeef;
+  private h2 = 0x41c6ce57;
+
+  /** A 32-bit integer (higher bits are dropped). */
+  int(n: number): this {
+    this.h1 = Math.imul(this.h1 ^ n, 2654435761);
+    this.h2 = Math.imul(this.h2 ^ n, 1597334677);
+    return this;
   }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+
+  str(s: string): this {
+    let h1 = Math.imul(this.h1 ^ s.length, 2654435761);
+    let h2 = Math.imul(this.h2 ^ s.length, 1597334677);
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 2654435761);
+      h2 = Math.imul(h2 ^ c, 1597334677);
+    }
+    this.h1 = h1;
+    this.h2 = h2;
+    return this;
+  }
+
+  /** The two lanes, mixed: to feed into another hash with `int`. */
+  lanes(): [number, number] {
+    const h1 =
+      Math.imul(this.h1 ^ (this.h1 >>> 16), 2246822507) ^
+      Math.imul(this.h2 ^ (this.h2 >>> 13), 3266489909);
+    const h2 =
+      Math.imul(this.h2 ^ (this.h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+    return [h1, h2];
+  }
+
+  /** 16 hex characters. */
+  hex(): string {
+    const [h1, h2] = this.lanes();
+    return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+  }
+}
+
+/** A 64-bit hash of a string's characters, as 16 hex characters. */
+export function hash64(text: string): string {
+  const h = new Hash64();
+  for (let i = 0; i < text.length; i++) h.int(text.charCodeAt(i));
+  return h.hex();
 }
 
 /** Content version of a value: the hash of its canonical JSON. */

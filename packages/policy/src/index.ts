@@ -6,7 +6,7 @@ export type {
   IdentityRecord,
   ServiceRecord,
 } from "@isthmus/model";
-export { canonicalJson, contentVersion, hash64 } from "./content-hash.js";
+export { canonicalJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
 export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
 export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
 export {

@@ -9,7 +9,7 @@ import type {
   Intent,
   ServicePort,
 } from "@isthmus/proto";
-import { hash64 } from "./content-hash.js";
+import { Hash64 } from "./content-hash.js";
 
 /** Stable intent names. */
 export const importName = (ns: string, svc: string) => `import/${ns}/${svc}`;
@@ -45,50 +45,69 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
 }
 
 /**
- * Canonical text of an intent's content for its version: every field in a fixed order,
- * lists as built (already sorted), map keys sorted. Same content, same text; the JSON
- * encoding of every string keeps fields apart.
+ * The version of an intent's content: a hash of every field in a fixed order, lists as
+ * built (already sorted), map keys sorted, each field introduced by a tag. Same content,
+ * same version.
  */
-function canonicalText(kind: Intent["kind"]): string {
-  const j = JSON.stringify;
-  const ports = portsText;
+function versionOf(kind: Intent["kind"]): string {
+  const h = new Hash64();
   switch (kind.case) {
     case "importIntent": {
       const v = kind.value;
-      return `import|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${v.localBackend}`;
+      h.str("import").str(v.namespace).str(v.service);
+      hashPorts(h, v.ports);
+      h.int(v.localBackend ? 1 : 0);
+      break;
     }
     case "importBackendIntent": {
       const v = kind.value;
+      h.str("backend").str(v.namespace).str(v.service);
+      hashPorts(h, v.ports);
       const b = v.backend;
-      const gateways = (b?.gateways ?? []).map((g) => `${j(g.address)}:${g.port}`).join(" ");
-      return `backend|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${j(b?.clusterId)},${j(b?.network)},${j(b?.locality)},${b?.weight},${gateways}`;
+      if (b !== undefined) {
+        h.str(b.clusterId).str(b.network).str(b.locality).int(b.weight).int(b.gateways.length);
+        for (const g of b.gateways) h.str(g.address).int(g.port);
+      }
+      break;
     }
     case "exportIntent": {
       const v = kind.value;
-      return `export|${j(v.namespace)}|${j(v.service)}|${ports(v.ports)}|${j(v.importingClusters)}`;
+      h.str("export").str(v.namespace).str(v.service);
+      hashPorts(h, v.ports);
+      h.int(v.importingClusters.length);
+      for (const c of v.importingClusters) h.str(c);
+      break;
     }
     case "accessIntent": {
       const v = kind.value;
-      const rules = accessRulesText;
-      return `access|${j(v.namespace)}|${j(v.service)}|${j(v.selector)}|${rules(v.allow)}|${rules(v.deny)}|${v.allowLocalTrustDomain}`;
+      h.str("access").str(v.namespace).str(v.service);
+      const keys = Object.keys(v.selector).sort();
+      h.int(keys.length);
+      for (const k of keys) h.str(k).str(v.selector[k]!);
+      const [a1, a2] = rulesHash(v.allow);
+      const [d1, d2] = rulesHash(v.deny);
+      h.int(a1)
+        .int(a2)
+        .int(d1)
+        .int(d2)
+        .int(v.allowLocalTrustDomain ? 1 : 0);
+      break;
     }
-    default:
-      return "";
   }
+  return h.hex();
 }
 
-function portsText(ps: ServicePort[]): string {
-  const j = JSON.stringify;
-  return ps
-    .map((p) => `${j(p.name)},${p.port},${j(p.protocol)},${j(p.targetPort)},${j(p.appProtocol)}`)
-    .join(";");
+function hashPorts(h: Hash64, ps: ServicePort[]): void {
+  h.int(ps.length);
+  for (const p of ps)
+    h.str(p.name).int(p.port).str(p.protocol).str(p.targetPort).str(p.appProtocol);
 }
 
 function intent(name: string, kind: Intent["kind"]): Intent {
   return {
     $typeName: "isthmus.v1.Intent",
     name,
-    version: hash64(canonicalText(kind)),
+    version: versionOf(kind),
     kind,
   };
 }
@@ -191,16 +210,23 @@ export function addToGroup(groups: PrincipalGroups, ports: number[], principal: 
  * and rule lists are not changed once built.
  */
 const rulesByGroups = new WeakMap<PrincipalGroups, AccessRule[]>();
-const textByRules = new WeakMap<AccessRule[], string>();
+const hashByRules = new WeakMap<AccessRule[], [number, number]>();
 
-function accessRulesText(rs: AccessRule[]): string {
-  let text = textByRules.get(rs);
-  if (text === undefined) {
-    const j = JSON.stringify;
-    text = rs.map((r) => `${j(r.ports)}${j(r.principals)}`).join(";");
-    textByRules.set(rs, text);
+/** The hash lanes of a rule list, once per list (lists are shared and never changed). */
+function rulesHash(rs: AccessRule[]): [number, number] {
+  let lanes = hashByRules.get(rs);
+  if (lanes === undefined) {
+    const h = new Hash64().int(rs.length);
+    for (const r of rs) {
+      h.int(r.ports.length);
+      for (const p of r.ports) h.int(p);
+      h.int(r.principals.length);
+      for (const p of r.principals) h.str(p);
+    }
+    lanes = h.lanes();
+    hashByRules.set(rs, lanes);
   }
-  return text;
+  return lanes;
 }
 
 function comparePorts(a: number[], b: number[]): number {
