@@ -119,28 +119,46 @@ export function kubeConfigFromDefault(path?: string): KubeConfig {
   return kc;
 }
 
+/** How long credentials from an auth provider or exec plugin are reused before client-node
+ * is asked again (it caches tokens itself and refreshes them when they expire). */
+const DYNAMIC_AUTH_TTL_MS = 1000;
+
+interface RequestSetup {
+  agent: HttpAgent;
+  headers: Record<string, string>;
+}
+
+export interface KubeClientOptions {
+  /** Clock for the reuse of dynamic credentials (ms). */
+  now?: () => number;
+}
+
 /** A client over the kubeconfig's current context (its TLS settings and credentials). */
-export function createKubeClient(config: KubeConfig): KubeClient {
+export function createKubeClient(config: KubeConfig, options: KubeClientOptions = {}): KubeClient {
+  const clock = options.now ?? Date.now;
   const server = config.getCurrentCluster()?.server;
   if (server === undefined) throw new Error("kubeconfig: no current cluster");
   const base = new URL(server);
   const secure = base.protocol === "https:";
-  // One keep-alive agent for every call (client-node makes a new agent per request).
+  const send = secure ? httpsRequest : httpRequest;
+  const basePath = base.pathname.replace(/\/$/, "");
+  const target = {
+    protocol: base.protocol,
+    hostname: base.hostname.startsWith("[") ? base.hostname.slice(1, -1) : base.hostname,
+    port: base.port === "" ? (secure ? 443 : 80) : Number(base.port),
+  };
+  // client-node's applyToHTTPSOptions reads the TLS files, builds a new HTTP agent and asks the
+  // authenticator on every call. It is asked once for the TLS settings (one keep-alive agent
+  // for every call), and again for the headers only when the user's credentials can change
+  // (an auth provider such as the in-cluster token file, or an exec plugin), at most once per
+  // DYNAMIC_AUTH_TTL_MS.
+  const user = config.getCurrentUser();
+  const dynamicAuth = user?.authProvider !== undefined || user?.exec !== undefined;
   let agent: HttpAgent | undefined;
+  let setup: Promise<RequestSetup> | undefined;
+  let setupAt = 0;
 
-  async function call(
-    method: string,
-    path: string,
-    what: string,
-    options: {
-      query?: Record<string, string | undefined>;
-      body?: unknown;
-      contentType?: string;
-    } = {},
-  ): Promise<unknown> {
-    const url = new URL(base.toString().replace(/\/$/, "") + path);
-    for (const [k, v] of Object.entries(options.query ?? {}))
-      if (v !== undefined) url.searchParams.set(k, v);
+  async function requestSetup(): Promise<RequestSetup> {
     const opts: RequestOptions & Record<string, unknown> = { headers: {} };
     await config.applyToHTTPSOptions(opts as never);
     if (agent === undefined) {
@@ -165,31 +183,69 @@ export function createKubeClient(config: KubeConfig): KubeClient {
     };
     if (opts.auth !== undefined)
       headers.authorization = `Basic ${Buffer.from(String(opts.auth)).toString("base64")}`;
+    return { agent, headers };
+  }
+
+  function currentSetup(): Promise<RequestSetup> {
+    const now = clock();
+    if (setup === undefined || (dynamicAuth && now - setupAt >= DYNAMIC_AUTH_TTL_MS)) {
+      setupAt = now;
+      const next = requestSetup();
+      setup = next;
+      // A failed setup (an exec plugin that failed) is not kept: the next call asks again.
+      next.catch(() => {
+        if (setup === next) setup = undefined;
+      });
+    }
+    return setup;
+  }
+
+  async function call(
+    method: string,
+    path: string,
+    what: string,
+    request: {
+      query?: Record<string, string | undefined>;
+      body?: unknown;
+      contentType?: string;
+    } = {},
+  ): Promise<unknown> {
+    let search = "";
+    if (request.query !== undefined) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(request.query)) if (v !== undefined) params.set(k, v);
+      const q = params.toString();
+      if (q !== "") search = `?${q}`;
+    }
+    const { agent: requestAgent, headers: common } = await currentSetup();
+    const headers: Record<string, string> = { ...common };
     let body: string | undefined;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers["content-type"] = options.contentType ?? "application/json";
+    if (request.body !== undefined) {
+      body = JSON.stringify(request.body);
+      headers["content-type"] = request.contentType ?? "application/json";
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    const send = secure ? httpsRequest : httpRequest;
     const { status, text, retryAfter } = await new Promise<{
       status: number;
       text: string;
       retryAfter: string | undefined;
     }>((resolve, reject) => {
-      const req = send(url, { method, headers, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const ra = res.headers["retry-after"];
-          resolve({
-            status: res.statusCode ?? 0,
-            text: Buffer.concat(chunks).toString("utf8"),
-            retryAfter: Array.isArray(ra) ? ra[0] : ra,
+      const req = send(
+        { ...target, path: basePath + path + search, method, headers, agent: requestAgent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const ra = res.headers["retry-after"];
+            resolve({
+              status: res.statusCode ?? 0,
+              text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString("utf8"),
+              retryAfter: Array.isArray(ra) ? ra[0] : ra,
+            });
           });
-        });
-        res.on("error", reject);
-      });
+          res.on("error", reject);
+        },
+      );
       req.setTimeout(60_000, () => req.destroy(new Error("request timed out after 60s")));
       req.on("error", reject);
       req.end(body);
