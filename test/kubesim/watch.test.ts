@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";
 import { get } from "node:http";
+import { connect } from "node:net";
 import type { Harness } from "./helpers.js";
-import { startHarness } from "./helpers.js";
+import { startHarness, until } from "./helpers.js";
 import type { KubernetesObject, V1ConfigMap } from "./k8s-client.js";
 import { ADD, CoreV1Api, DELETE, ERROR, makeInformer, UPDATE, Watch } from "./k8s-client.js";
 
@@ -240,6 +241,55 @@ describe("kubesim watch", () => {
     const e = await w.next();
     assert.equal(`${e.type} ${e.object.metadata?.name}`, "DELETED g1");
     assert.equal(await w.end(), null);
+  });
+
+  it("writes a watcher's events of one event-loop turn as one chunk, in order, before a bookmark", async () => {
+    const url = new URL(h.sim.url);
+    const socket = connect(Number(url.port), url.hostname);
+    let raw = "";
+    socket.on("error", () => {});
+    socket.setEncoding("latin1");
+    socket.on("data", (c: string) => {
+      raw += c;
+    });
+    socket.write(
+      `GET /api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion=${h.sim.resourceVersion()} HTTP/1.1\r\nHost: kubesim\r\n\r\n`,
+    );
+    await until(() => raw.includes("\r\n\r\n") && h.sim.openWatches() === 1, "watch open");
+    const configMap = (name: string) => ({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name, namespace: "default" },
+    });
+    // Three writes in one turn, then a bookmark in the same turn: the events come first.
+    for (const name of ["one", "two", "three"]) h.sim.create(configMap(name));
+    h.sim.sendBookmarks();
+    await until(() => raw.includes('"BOOKMARK"'), "events and bookmark");
+    // Later writes, each in a turn of its own: one chunk each.
+    h.sim.create(configMap("four"));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    h.sim.create(configMap("five"));
+    await until(() => /"five"[^\r]*\r\n/.test(raw), "later events");
+    socket.destroy();
+    // Chunked encoding: size line, data, size line, data...
+    const parts = raw.slice(raw.indexOf("\r\n\r\n") + 4).split("\r\n");
+    const chunks: string[] = [];
+    for (let i = 0; i + 1 < parts.length; i += 2) chunks.push(parts[i + 1]!);
+    const names = (chunk: string) =>
+      chunk
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => {
+          const e = JSON.parse(l) as Event;
+          return e.type === "BOOKMARK" ? "BOOKMARK" : e.object.metadata?.name;
+        });
+    assert.deepEqual(chunks.map(names), [
+      ["one", "two", "three"],
+      ["BOOKMARK"],
+      ["four"],
+      ["five"],
+    ]);
   });
 
   it("ends the watch of a client that stops reading, instead of buffering without limit", async () => {

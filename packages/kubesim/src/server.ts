@@ -52,6 +52,8 @@ interface Watcher {
   table: string | undefined;
   bookmarks: boolean;
   res: ServerResponse;
+  /** Event lines not yet written (see `queueLine`). */
+  pending: Buffer[] | undefined;
   close(): void;
 }
 
@@ -90,10 +92,18 @@ function writeStatus(
   writeJson(res, status.code, JSON.stringify(status), headers);
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+/** The request body (events rather than `for await`, whose async iterator costs more than
+ * reading a small body). */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on("error", reject);
+    req.on("close", () => {
+      if (!req.complete) reject(new Error("the client closed the connection before the body"));
+    });
+  });
 }
 
 function parseBody(raw: Buffer, contentType: string): unknown {
@@ -245,7 +255,42 @@ export function createHandler(ctx: ServerContext): {
     return obj.apiVersion === apiVersion ? obj : { ...obj, apiVersion };
   };
 
+  // Event lines are written once per turn of the event loop, each watcher's lines of that
+  // turn in one chunk: the writes of one turn (an agent applies several objects at once, a
+  // seed loads many) cost one socket write per watcher instead of one per event. Order is
+  // kept: a bookmark or the end of a watch writes what is pending first.
+  const flushQueue = new Set<Watcher>();
+  let flushScheduled = false;
+
+  const flushWatcher = (w: Watcher): void => {
+    const lines = w.pending;
+    if (lines === undefined) return;
+    w.pending = undefined;
+    flushQueue.delete(w);
+    if (w.res.destroyed) return;
+    w.res.write(lines.length === 1 ? lines[0]! : Buffer.concat(lines));
+    // Like the real server's bounded watch channels: a watcher that stops reading is
+    // dropped rather than buffered without limit; its client re-watches.
+    if (w.res.writableLength > ctx.watchBufferBytes) w.close();
+  };
+
+  const flushAll = (): void => {
+    flushScheduled = false;
+    for (const w of flushQueue) flushWatcher(w);
+  };
+
+  const queueLine = (w: Watcher, line: Buffer): void => {
+    if (w.pending === undefined) w.pending = [line];
+    else w.pending.push(line);
+    flushQueue.add(w);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  };
+
   const bookmark = (w: Watcher, extra?: Record<string, string>): void => {
+    flushWatcher(w);
     const metadata: Record<string, unknown> = { resourceVersion: String(store.rv) };
     if (extra !== undefined) metadata.annotations = extra;
     const obj = { kind: w.type.kind, apiVersion: apiVersionOf(w.type.group, w.version), metadata };
@@ -276,10 +321,7 @@ export function createHandler(ctx: ServerContext): {
         line = eventLine(type, object);
         cache.set(key, line);
       }
-      w.res.write(line);
-      // Like the real server's bounded watch channels: a watcher that stops reading is
-      // dropped rather than buffered without limit; its client re-watches.
-      if (w.res.writableLength > ctx.watchBufferBytes) w.close();
+      queueLine(w, line);
     }
   };
 
@@ -384,11 +426,13 @@ export function createHandler(ctx: ServerContext): {
       table: tableMode,
       bookmarks: truthy(q.get("allowWatchBookmarks")),
       res,
+      pending: undefined,
       close() {
         if (closed) return;
         closed = true;
         clearTimeout(timer);
         watchers.delete(w);
+        flushWatcher(w);
         res.end();
       },
     };
