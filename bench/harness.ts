@@ -175,6 +175,16 @@ export function formatTable(rows: readonly Row[]): string {
 /** The seed workloads use unless `--seed` says otherwise. */
 export const DEFAULT_SEED = 20261125;
 
+/**
+ * The environment the image (docker/Dockerfile) gives the hub and the agent, which every
+ * benchmark module runs with, so that its figures are those of the processes as deployed.
+ * A fixed glibc mmap threshold: with the default, freeing a large block (a big gRPC message,
+ * a compile's buffers) raises the threshold, later large blocks come from the heap arenas
+ * and the memory stays with the process after it is freed (about 1 KB of RSS per catalog
+ * service at 100k services, bench/README.md "memory").
+ */
+export const IMAGE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "131072" };
+
 /** The environment variable through which `bench/run.ts` hands the seed to a module. */
 export const SEED_ENV = "ISTHMUS_BENCH_SEED";
 

@@ -10,6 +10,7 @@ const MiB = 1024 * 1024;
 
 const RSS_PER = "hub RSS per catalog service";
 const HEAP_PER = "hub heap per catalog service";
+const OUTSIDE_PER = "hub RSS outside the V8 heap per catalog service";
 const EMPTY_RSS = "empty hub RSS (process)";
 const FULL_RSS = "hub RSS with the catalog (process)";
 const EMPTY_HEAP = "empty hub heap used";
@@ -80,6 +81,13 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         name: HEAP_PER,
         unit: "B",
         samples: [(full.heapUsed - empty.heapUsed) / total],
+        reference: RSS_PER,
+      },
+      {
+        // Memory of malloc (buffers, V8's own tables): RSS less the V8 heap's committed size.
+        name: OUTSIDE_PER,
+        unit: "B",
+        samples: [(full.rss - full.heapTotal - (empty.rss - empty.heapTotal)) / total],
         reference: RSS_PER,
       },
       { name: EMPTY_RSS, unit: "MiB", samples: [empty.rss / MiB] },

@@ -10,6 +10,7 @@ import {
   type BenchModule,
   type Figure,
   formatTable,
+  IMAGE_ENV,
   listBenchModules,
   parseRunArgs,
   type Row,
@@ -62,7 +63,7 @@ function runInChild(
     if (args.smoke) childArgs.push("--smoke");
     const child = fork(RUN_PATH, childArgs, {
       execArgv: ["--expose-gc", "--import", import.meta.resolve("tsx")],
-      env: { ...process.env, [SEED_ENV]: String(args.seed) },
+      env: { ...process.env, ...IMAGE_ENV, [SEED_ENV]: String(args.seed) },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     let report: ChildReport | undefined;

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { IMAGE_ENV } from "../../bench/harness.js";
 import { at, loadChart, skeleton } from "./chart.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -31,6 +32,15 @@ describe("docker/Dockerfile", () => {
     const sources = instructions.indexOf("COPY packages/ packages/");
     assert.ok(ci > 0 && sources > ci, "npm ci, then the sources");
     assert.match(instructions[0]!, /^FROM node:20-slim$/);
+  });
+
+  it("sets the environment the benchmarks measure the processes with", () => {
+    const env = instructions
+      .filter((l) => l.startsWith("ENV "))
+      .flatMap((l) => l.slice("ENV ".length).trim().split(/\s+/));
+    for (const [name, value] of Object.entries(IMAGE_ENV)) {
+      assert.ok(env.includes(`${name}=${value}`), `ENV ${name}=${value} (bench/harness.ts)`);
+    }
   });
 
   it("keeps tsx, which runs the TypeScript sources, among the production dependencies", () => {
