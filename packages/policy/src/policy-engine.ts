@@ -1387,16 +1387,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const added: Rule[] = [];
     const kept = new Map<Rule, ConnectionPolicy>();
     const next: Rule[] = [];
-    const names = new Set<string>();
-    for (const [i, raw] of policies.entries()) {
+    for (let i = 0; i < policies.length; i++) {
+      const raw = policies[i]!;
       if (same[i]) {
-        const r = rules.get(raw.name)!;
-        names.add(r.name);
-        next.push(r);
+        next.push(rules.get(raw.name)!);
         continue;
       }
       const p = normalizePolicy(raw);
-      names.add(p.name);
       const compiled = compileRule(p);
       const old = rules.get(p.name);
       if (old !== undefined && old.signature === compiled.signature) {
@@ -1411,12 +1408,20 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     }
     const gone: string[] = [];
     for (const old of rules.values()) {
-      if (names.has(old.name)) continue;
+      if (seen.has(old.name)) continue;
       removed.push(old);
       gone.push(old.name);
     }
-    next.sort(compareRules);
-    return { same, next, removed, added, kept, gone };
+    // The same rules with the same priorities: the installed order holds.
+    const reordered = removed.length > 0 || added.length > 0 || kept.size > 0;
+    return {
+      same,
+      next: reordered ? next.sort(compareRules) : ordered,
+      removed,
+      added,
+      kept,
+      gone,
+    };
   };
 
   /** Members and destination hits of a rule that is not installed yet. */
