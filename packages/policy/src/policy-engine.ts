@@ -988,9 +988,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const name = key.slice(slash + 1);
     const prevState = logical.get(key);
     if (dirty !== null && prevState !== undefined) {
-      recomputeImporters(tx, ns, name, prevState, dirty, finalize);
+      recomputeImporters(tx, key, ns, name, prevState, dirty, finalize);
     } else {
-      recomputeAll(tx, ns, name, prevState, finalize);
+      recomputeAll(tx, key, ns, name, prevState, finalize);
     }
     if (catalog.logicalService(ns, name).size === 0) intentNames.delete(key);
   };
@@ -998,12 +998,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   /** Every importer and exporter of a logical service. */
   const recomputeAll = (
     tx: Tx,
+    key: string,
     ns: string,
     name: string,
     prevState: LogicalState | undefined,
     finalize: Set<DestState>,
   ): void => {
-    const key = `${ns}/${name}`;
     const names = intentNamesOf(key, ns, name);
     const backing = destsByLogical.get(key) ?? NO_DESTS;
     const importers = new Map<string, DestState[]>();
@@ -1073,13 +1073,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
    */
   const recomputeImporters = (
     tx: Tx,
+    key: string,
     ns: string,
     name: string,
     state: LogicalState,
     dirty: LogicalDirty,
     finalize: Set<DestState>,
   ): void => {
-    const key = `${ns}/${name}`;
     const names = intentNamesOf(key, ns, name);
     const backing = destsByLogical.get(key) ?? NO_DESTS;
     const backers = new Set(state.backers);
