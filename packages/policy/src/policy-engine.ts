@@ -71,9 +71,9 @@ export interface PolicyDefaults {
 
 /** What changed in one cluster's desired intents. */
 export interface ClusterDelta {
-  /** Intents added or whose version changed, by name. */
+  /** Intents added or whose version changed, in the order the batch changed them. */
   upserted: Intent[];
-  /** Names of intents that left the desired set, sorted. */
+  /** Names of intents that left the desired set, in the same order. */
   removed: string[];
 }
 
@@ -380,8 +380,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         else upserted.push(now);
       }
       if (upserted.length === 0 && removed.length === 0) continue;
-      upserted.sort((a, b) => (a.name < b.name ? -1 : 1));
-      removed.sort();
       out.set(clusterId, { upserted, removed });
     }
     return out;
@@ -910,19 +908,25 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
    * Headers of one recompute: importers with the same backends (and no local copy) get the
    * same one.
    */
-  const headerBuilder = (ns: string, name: string) => {
+  const headerBuilder = (ns: string, name: string, backing: ReadonlySet<DestState>) => {
     const built = new Map<string, Intent>();
     const index = new Map<DestState, number>();
+    // Lists are built in the order of `backing`: one as long as the enforceable backers is
+    // all of them (most importers reach every backer).
+    let every = 0;
+    for (const d of backing) if (d.enforceable) every++;
     return (local: ServiceRecord | undefined, list: DestState[]): Intent => {
       let shape = local?.key ?? "";
-      for (const d of list) {
-        let i = index.get(d);
-        if (i === undefined) {
-          i = index.size;
-          index.set(d, i);
+      if (list.length === every) shape += "|*";
+      else
+        for (const d of list) {
+          let i = index.get(d);
+          if (i === undefined) {
+            i = index.size;
+            index.set(d, i);
+          }
+          shape += `|${i}`;
         }
-        shape += `|${i}`;
-      }
       let header = built.get(shape);
       if (header === undefined) {
         header = buildImport(
@@ -1032,7 +1036,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const next: LogicalState = { importers: new Set(), backers: [], exporters: new Set() };
     const backers = new Set<string>();
     const importedBy = new Map<DestState, string[]>();
-    const header = headerBuilder(ns, name);
+    const header = headerBuilder(ns, name, backing);
     for (const [c, list] of importers) {
       for (const d of list) {
         const backend = backendIntent(d);
@@ -1083,7 +1087,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const names = intentNamesOf(key, ns, name);
     const backing = destsByLogical.get(key) ?? NO_DESTS;
     const backers = new Set(state.backers);
-    const header = headerBuilder(ns, name);
+    const header = headerBuilder(ns, name, backing);
     for (const c of dirty.importers) {
       const list: DestState[] = [];
       if (catalog.cluster(c) !== undefined) {
@@ -1102,9 +1106,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         now.add(d.rec.clusterId);
         backers.add(d.rec.clusterId);
       }
-      dropBackends(tx, c, ns, name, state.backers, now);
+      // A new importer holds no backend intents of this service yet.
+      if (state.importers.has(c)) dropBackends(tx, c, ns, name, state.backers, now);
+      else state.importers.add(c);
       setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
-      state.importers.add(c);
     }
     state.backers = [...backers];
     for (const d of dirty.backers) {
