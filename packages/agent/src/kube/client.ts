@@ -59,12 +59,13 @@ export interface KubeClient {
   create(res: Resource, obj: KubeObject): Promise<KubeObject>;
   /** Replaces an object (PUT); `metadata.resourceVersion` makes it conditional. */
   replace(res: Resource, obj: KubeObject): Promise<KubeObject>;
-  /** Server-side apply (`application/apply-patch+yaml`). */
+  /** Server-side apply (`application/apply-patch+yaml`). The object the server answers with
+   * is not decoded: the agent reads its objects through its informers. */
   apply(
     res: Resource,
     obj: KubeObject,
     options: { fieldManager: string; force: boolean },
-  ): Promise<KubeObject>;
+  ): Promise<void>;
   /** Deletes an object; `uid` makes it conditional (precondition). Missing objects are fine. */
   delete(res: Resource, name: string, namespace: string | undefined, uid?: string): Promise<void>;
 }
@@ -208,6 +209,8 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
       query?: Record<string, string | undefined>;
       body?: unknown;
       contentType?: string;
+      /** Decode the answer (default); false: undefined, the body is read and dropped. */
+      decode?: boolean;
     } = {},
   ): Promise<unknown> {
     let search = "";
@@ -259,7 +262,7 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
       );
     });
     if (status >= 400 || status === 0) throw parseError(status, text, retryAfter, what);
-    return JSON.parse(text);
+    return request.decode === false ? undefined : JSON.parse(text);
   }
 
   const client: KubeClient = {
@@ -327,7 +330,7 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
     async apply(res, obj, options) {
       const query: Record<string, string> = { fieldManager: options.fieldManager };
       if (options.force) query.force = "true";
-      return (await call(
+      await call(
         "PATCH",
         objectPath(res, obj.metadata.name, obj.metadata.namespace),
         `could not apply ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
@@ -335,8 +338,9 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
           query,
           body: obj,
           contentType: "application/apply-patch+yaml",
+          decode: false,
         },
-      )) as KubeObject;
+      );
     },
     async delete(res, name, namespace, uid) {
       try {
@@ -349,6 +353,7 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
               uid === undefined
                 ? { kind: "DeleteOptions", apiVersion: "v1" }
                 : { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid } },
+            decode: false,
           },
         );
       } catch (err) {
