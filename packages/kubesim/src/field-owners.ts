@@ -24,18 +24,22 @@ const ignoredMeta = new Set([
 /** The leaf paths of an object (minus identity and server-set metadata). */
 export function leafPaths(obj: Record<string, unknown>): Set<string> {
   const out = new Set<string>();
-  const walk = (v: unknown, path: string[]): void => {
-    if (isPlainObject(v) && Object.keys(v).length > 0) {
-      for (const [k, sub] of Object.entries(v)) {
-        if (path.length === 0 && (k === "apiVersion" || k === "kind")) continue;
-        if (path.length === 1 && path[0] === "metadata" && ignoredMeta.has(k)) continue;
-        walk(sub, [...path, k]);
+  // `inMeta`: the keys of `metadata` itself, where identity and server-set fields are skipped.
+  const walk = (v: unknown, path: string, depth: number, inMeta: boolean): void => {
+    if (isPlainObject(v)) {
+      const keys = Object.keys(v);
+      if (keys.length > 0) {
+        for (const k of keys) {
+          if (depth === 0 && (k === "apiVersion" || k === "kind")) continue;
+          if (inMeta && ignoredMeta.has(k)) continue;
+          walk(v[k], depth === 0 ? k : path + SEP + k, depth + 1, depth === 0 && k === "metadata");
+        }
+        return;
       }
-      return;
     }
-    if (path.length > 0) out.add(path.join(SEP));
+    if (depth > 0) out.add(path);
   };
-  walk(obj, []);
+  walk(obj, "", 0, false);
   return out;
 }
 

@@ -750,8 +750,10 @@ export class Store {
     if (current === undefined) {
       const created = this.create(t, cfg, { ...opts, fieldManager: manager });
       if (!opts.dryRun) {
-        const r = applyFields(undefined, new Map(), manager, cfg, true);
-        created.owners = r.owners;
+        // What applyFields gives on create, without its merge (a copy of the object that was
+        // then dropped): the manager owns every field it applied.
+        const applied = leafPaths(cfg);
+        created.owners = applied.size > 0 ? new Map([[manager, applied]]) : new Map();
       }
       return created;
     }

@@ -252,13 +252,16 @@ const dns1035Label = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const labelValue = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const qualifiedName = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 
+function invalidName(name: string, field: string, msg: string): StatusCause[] {
+  return [{ reason: "FieldValueInvalid", message: `Invalid value: "${name}": ${msg}`, field }];
+}
+
 function nameCauses(kind: string, name: string, field: string): StatusCause[] {
-  const invalidName = (msg: string): StatusCause[] => [
-    { reason: "FieldValueInvalid", message: `Invalid value: "${name}": ${msg}`, field },
-  ];
   if (kind === "Namespace") {
     if (name.length > 63 || !dns1123Label.test(name)) {
       return invalidName(
+        name,
+        field,
         "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
       );
     }
@@ -267,6 +270,8 @@ function nameCauses(kind: string, name: string, field: string): StatusCause[] {
   if (kind === "Service") {
     if (name.length > 63 || !dns1035Label.test(name)) {
       return invalidName(
+        name,
+        field,
         "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
       );
     }
@@ -274,6 +279,8 @@ function nameCauses(kind: string, name: string, field: string): StatusCause[] {
   }
   if (name.length > 253 || !dns1123Subdomain.test(name)) {
     return invalidName(
+      name,
+      field,
       "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
     );
   }
