@@ -175,7 +175,11 @@ interface Principals {
 }
 
 /** Principals of one batch by decision map, then by `cluster|ports`. */
-type PrincipalsMemo = Map<Map<IdState, (Rule | null)[]>, Map<string, Principals>>;
+/** Principal lists of one batch by decisions, then by place (cluster or "*", and ports). */
+type PrincipalsMemo = Map<
+  Map<IdState, (Rule | null)[]>,
+  { clusters: Set<string>; byPlace: Map<string, Principals> }
+>;
 
 interface LogicalState {
   importers: Set<string>;
@@ -809,18 +813,26 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       return;
     }
     // Destinations sharing decisions (and cluster and ports) share their principal lists.
-    const memoKey = `${rec.clusterId}|${d.ports.join(",")}`;
-    let p = memo?.get(d.dec)?.get(memoKey);
+    // When no decided identity is of the destination's cluster, and no other cluster is in
+    // its trust domain, every identity is remote alike: the lists do not depend on the
+    // cluster (the backers of a service in different clusters share them).
+    let shared = memo?.get(d.dec);
+    if (memo !== undefined && shared === undefined) {
+      const clusters = new Set<string>();
+      for (const st of d.dec.keys()) clusters.add(st.rec.clusterId);
+      shared = { clusters, byPlace: new Map() };
+      memo.set(d.dec, shared);
+    }
+    const remoteOnly =
+      shared !== undefined &&
+      !crossAllow() &&
+      !shared.clusters.has(rec.clusterId) &&
+      catalog.clustersWithTrustDomain(localTd).size === 1;
+    const memoKey = `${remoteOnly ? "*" : rec.clusterId}|${d.ports.join(",")}`;
+    let p = shared?.byPlace.get(memoKey);
     if (p === undefined) {
       p = principalsOf(d, localTd);
-      if (memo !== undefined && p.shareable) {
-        let byPlace = memo.get(d.dec);
-        if (byPlace === undefined) {
-          byPlace = new Map();
-          memo.set(d.dec, byPlace);
-        }
-        byPlace.set(memoKey, p);
-      }
+      if (p.shareable) shared?.byPlace.set(memoKey, p);
     }
     const { allow, deny, allowed } = p;
     const warnings = [...p.warnings];
