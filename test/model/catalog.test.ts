@@ -71,10 +71,20 @@ describe("catalog", () => {
     c.upsertIdentity("a", wid("pay", "api"));
     c.upsertIdentity("b", wid("pay", "api"));
     assert.equal(c.identitiesWithPrincipal("one/ns/pay/sa/api").length, 1);
+    assert.equal(c.sharedTrustDomains, 0);
     c.upsertCluster(facts("b", "one"));
     assert.deepEqual([...c.clustersWithTrustDomain("one")].sort(), ["a", "b"]);
     assert.equal(c.identitiesWithPrincipal("one/ns/pay/sa/api").length, 2);
     assert.equal(c.identitiesWithPrincipal("two/ns/pay/sa/api").length, 0);
+    assert.equal(c.sharedTrustDomains, 1);
+    c.upsertCluster(facts("c", "one"));
+    assert.equal(c.sharedTrustDomains, 1);
+    c.removeCluster("a");
+    c.removeCluster("b");
+    assert.equal(c.sharedTrustDomains, 0);
+    c.upsertCluster(facts("c", "two"));
+    c.upsertCluster(facts("d", "two"));
+    assert.equal(c.sharedTrustDomains, 1);
   });
 
   it("removing a cluster removes its services and identities from every index", () => {

@@ -144,6 +144,11 @@ export interface Catalog {
   clusterIds(): string[];
   /** Ids of the clusters whose mesh uses this trust domain. */
   clustersWithTrustDomain(trustDomain: string): ReadonlySet<string>;
+  /**
+   * Number of trust domains used by more than one cluster. While it is 0, every principal
+   * names the identity of one cluster only.
+   */
+  readonly sharedTrustDomains: number;
 
   service(clusterId: string, namespace: string, name: string): ServiceRecord | undefined;
   /** Services of one cluster by `namespace/name`. */
@@ -266,6 +271,16 @@ export function createCatalog(): MutableCatalog {
   const identitiesByPrincipal = new Map<string, IdentityRecord[]>();
   let serviceCount = 0;
   let identityCount = 0;
+  let sharedTrustDomains = 0;
+
+  const addTrustDomain = (td: string, clusterId: string): void => {
+    if (byTrustDomain.get(td)?.size === 1) sharedTrustDomains++;
+    addTo(byTrustDomain, td, clusterId);
+  };
+  const removeTrustDomain = (td: string, clusterId: string): void => {
+    if (byTrustDomain.get(td)?.size === 2) sharedTrustDomains--;
+    removeFrom(byTrustDomain, td, clusterId);
+  };
 
   /** `what` names the entry in errors; built only when one is thrown. */
   const entry = (clusterId: string, what: () => string): ClusterEntry => {
@@ -372,6 +387,9 @@ export function createCatalog(): MutableCatalog {
     get serviceCount() {
       return serviceCount;
     },
+    get sharedTrustDomains() {
+      return sharedTrustDomains;
+    },
     get identityCount() {
       return identityCount;
     },
@@ -382,14 +400,14 @@ export function createCatalog(): MutableCatalog {
       const e = clusters.get(facts.id);
       if (e === undefined) {
         clusters.set(facts.id, { facts, services: new Map(), identities: new Map() });
-        addTo(byTrustDomain, facts.trustDomain, facts.id);
+        addTrustDomain(facts.trustDomain, facts.id);
         return undefined;
       }
       const prev = e.facts;
       e.facts = facts;
       if (prev.trustDomain !== facts.trustDomain) {
-        removeFrom(byTrustDomain, prev.trustDomain, facts.id);
-        addTo(byTrustDomain, facts.trustDomain, facts.id);
+        removeTrustDomain(prev.trustDomain, facts.id);
+        addTrustDomain(facts.trustDomain, facts.id);
         // Principals name the trust domain: re-create the identity records.
         for (const [nsSa, rec] of e.identities) {
           indexIdentity(rec, false);
@@ -416,7 +434,7 @@ export function createCatalog(): MutableCatalog {
       for (const nsName of [...e.services.keys()]) removeServiceRecord(e, nsName);
       for (const nsSa of [...e.identities.keys()]) removeIdentityRecord(e, nsSa);
       clusters.delete(id);
-      removeFrom(byTrustDomain, e.facts.trustDomain, id);
+      removeTrustDomain(e.facts.trustDomain, id);
       return e.facts;
     },
 

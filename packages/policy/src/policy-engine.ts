@@ -718,14 +718,18 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       return out;
     };
     const localAllowed = allowLocal();
+    // Without a trust domain of several clusters, no principal is shared and a remote
+    // identity is never in the local trust domain.
+    const sharing = catalog.sharedTrustDomains > 0;
     const candidates = new Set<string>();
     for (const [st, arr] of d.dec) {
       const principal = st.rec.principal;
       const same = st.rec.clusterId === rec.clusterId;
       if (
         crossAllow() ||
-        catalog.identitiesWithPrincipal(principal).length > 1 ||
-        (!same && catalog.cluster(st.rec.clusterId)?.trustDomain === localTd)
+        (sharing &&
+          (catalog.identitiesWithPrincipal(principal).length > 1 ||
+            (!same && catalog.cluster(st.rec.clusterId)?.trustDomain === localTd)))
       ) {
         candidates.add(principal);
         continue;
