@@ -174,7 +174,6 @@ interface Principals {
   shareable: boolean;
 }
 
-/** Principals of one batch by decision map, then by `cluster|ports`. */
 /** Principal lists of one batch by decisions, then by place (cluster or "*", and ports). */
 type PrincipalsMemo = Map<
   Map<IdState, (Rule | null)[]>,
