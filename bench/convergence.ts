@@ -35,6 +35,8 @@ const cpu = (intervalMs: number) =>
   `CPU time per event (all processes), ${1000 / intervalMs} events/s`;
 const hubCpu = (intervalMs: number) =>
   `hub process CPU time per event, ${1000 / intervalMs} events/s`;
+const IDLE = "CPU time per second with no events (all processes)";
+const HUB_IDLE = "hub process CPU time per second with no events";
 const FLOOR = "floor: watch event + 2 gRPC round trips + HTTP write";
 const WATCH = "floor part: kubesim watch event (in-process write -> line read)";
 const GRPC = "floor part: hub admin GetStatus round trip (cluster process -> hub)";
@@ -52,6 +54,8 @@ interface Scale {
   /** The same below saturation: fewer events, further apart. */
   slowEvents: number;
   slowIntervalMs: number;
+  /** How long the quiet system's CPU time is measured. */
+  idleMs: number;
   floorRounds: number;
 }
 
@@ -64,6 +68,7 @@ function scale(smoke: boolean): Scale {
         intervalMs: 20,
         slowEvents: 5,
         slowIntervalMs: 200,
+        idleMs: 500,
         floorRounds: 10,
       }
     : {
@@ -73,6 +78,7 @@ function scale(smoke: boolean): Scale {
         intervalMs: 20,
         slowEvents: 100,
         slowIntervalMs: 200,
+        idleMs: 5000,
         floorRounds: 300,
       };
 }
@@ -375,6 +381,14 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     const fast = await churn(s.events, s.intervalMs);
     const slow = await churn(s.slowEvents, s.slowIntervalMs);
 
+    // What the converged system costs with nothing happening (timers, bookmarks, keepalives):
+    // part of every churn's CPU time per event, the more so the fewer events per second.
+    await sleep(200);
+    const idle0 = await cpuNow();
+    await sleep(s.idleMs);
+    const idle1 = await cpuNow();
+    const perSecond = (micros: number) => micros / 1000 / (s.idleMs / 1000);
+
     // The floor, on the same (now quiet) clusters, from the first cluster's process.
     const { samples: f } = await clusters[0]!.ask(
       { type: "floor", warmup: smoke ? 3 : 30, rounds: s.floorRounds },
@@ -394,6 +408,8 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: cpu(s.slowIntervalMs), unit: "ms", samples: [slow.cpuMsPerEvent] },
       { name: hubCpu(s.intervalMs), unit: "ms", samples: [fast.hubCpuMsPerEvent] },
       { name: hubCpu(s.slowIntervalMs), unit: "ms", samples: [slow.hubCpuMsPerEvent] },
+      { name: IDLE, unit: "ms", samples: [perSecond(idle1.all - idle0.all)] },
+      { name: HUB_IDLE, unit: "ms", samples: [perSecond(idle1.hub - idle0.hub)] },
       { name: FLOOR, unit: "ms", samples: floor },
       { name: WATCH, unit: "ms", samples: f.watch, reference: FLOOR },
       { name: GRPC, unit: "ms", samples: f.grpc, reference: FLOOR },
