@@ -37,6 +37,8 @@ const hubCpu = (intervalMs: number) =>
   `hub process CPU time per event, ${1000 / intervalMs} events/s`;
 const IDLE = "CPU time per second with no events (all processes)";
 const HUB_IDLE = "hub process CPU time per second with no events";
+const IMPORT_CPU =
+  "CPU time of one import delta, one process alone (kubesim + controller, 3 writes)";
 const FLOOR = "floor: watch event + 2 gRPC round trips + HTTP write";
 const WATCH = "floor part: kubesim watch event (in-process write -> line read)";
 const GRPC = "floor part: hub admin GetStatus round trip (cluster process -> hub)";
@@ -57,6 +59,9 @@ interface Scale {
   /** How long the quiet system's CPU time is measured. */
   idleMs: number;
   floorRounds: number;
+  /** Import deltas applied in one process alone, after as many warm-up ones, per round. */
+  importDeltas: number;
+  importRounds: number;
 }
 
 function scale(smoke: boolean): Scale {
@@ -70,6 +75,8 @@ function scale(smoke: boolean): Scale {
         slowIntervalMs: 200,
         idleMs: 500,
         floorRounds: 10,
+        importDeltas: 20,
+        importRounds: 2,
       }
     : {
         clusters: 10,
@@ -80,6 +87,8 @@ function scale(smoke: boolean): Scale {
         slowIntervalMs: 200,
         idleMs: 5000,
         floorRounds: 300,
+        importDeltas: 1000,
+        importRounds: 5,
       };
 }
 
@@ -395,6 +404,15 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       "floor",
     );
     const floor = f.watch.map((w, r) => w + f.grpc[2 * r]! + f.grpc[2 * r + 1]! + f.write[r]!);
+    // An importing cluster's share of an event, without 10 other processes on the same cores.
+    const importCpu: number[] = [];
+    for (let r = 0; r < s.importRounds; r++) {
+      const { msPerDelta } = await clusters[0]!.ask(
+        { type: "import-cpu", warmup: s.importDeltas / 5, deltas: s.importDeltas, inFlight: 4 },
+        "import-cpu",
+      );
+      importCpu.push(msPerDelta);
+    }
     return [
       { name: ONE, unit: "ms", samples: single, reference: FLOOR },
       { name: converge(s.intervalMs), unit: "ms", samples: fast.samples, reference: FLOOR },
@@ -410,6 +428,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: hubCpu(s.slowIntervalMs), unit: "ms", samples: [slow.hubCpuMsPerEvent] },
       { name: IDLE, unit: "ms", samples: [perSecond(idle1.all - idle0.all)] },
       { name: HUB_IDLE, unit: "ms", samples: [perSecond(idle1.hub - idle0.hub)] },
+      { name: IMPORT_CPU, unit: "ms", samples: importCpu },
       { name: FLOOR, unit: "ms", samples: floor },
       { name: WATCH, unit: "ms", samples: f.watch, reference: FLOOR },
       { name: GRPC, unit: "ms", samples: f.grpc, reference: FLOOR },

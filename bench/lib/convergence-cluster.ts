@@ -6,11 +6,23 @@
 // server), stop.
 import { Agent as HttpAgent } from "node:http";
 import { pathToFileURL } from "node:url";
-import { createAgent } from "@isthmus/agent";
+import { create } from "@bufbuild/protobuf";
+import {
+  createAgent,
+  createController,
+  createKubeClient,
+  kubeConfigFromString,
+} from "@isthmus/agent";
 import { SANDBOX_NAMESPACES, type Scene, sceneObjects } from "@isthmus/cli/sandbox";
-import { type KubeObject, sampleApp, startKubeSim } from "@isthmus/kubesim";
+import { istioScene, type KubeObject, sampleApp, startKubeSim } from "@isthmus/kubesim";
 import { silentLogger } from "@isthmus/logging";
-import { AdminService, clientCredentials, createClient } from "@isthmus/proto";
+import {
+  AdminService,
+  clientCredentials,
+  createClient,
+  type Intent,
+  IntentSchema,
+} from "@isthmus/proto";
 import { applyOverHttp, openWatch } from "./kube-http.js";
 
 export const SHOP = "shop";
@@ -33,6 +45,8 @@ export type ToCluster =
   | { type: "create"; k: number }
   | { type: "cpu" }
   | { type: "floor"; warmup: number; rounds: number }
+  /** CPU time of import deltas applied by a controller to a kubesim of their own. */
+  | { type: "import-cpu"; warmup: number; deltas: number; inFlight: number }
   | { type: "stop" };
 
 export interface FloorSamples {
@@ -45,6 +59,7 @@ export type FromCluster =
   | { type: "ready"; url: string }
   | { type: "cpu"; micros: number }
   | { type: "floor"; samples: FloorSamples }
+  | { type: "import-cpu"; msPerDelta: number }
   | { type: "error"; message: string };
 
 /** A Service in `shop` with two ready pods and its EndpointSlice (no Node or Namespace: they
@@ -57,6 +72,95 @@ function shopService(k: number, cluster: number): KubeObject[] {
     serviceAccount: `svc-${k}`,
     podIpPrefix: `10.${100 + cluster}.${k % 250}`,
   }).filter((o) => o.kind !== "Node" && o.kind !== "Namespace");
+}
+
+/** The intents an importing cluster gets for a new service of another cluster: the import
+ * header and one backend, as the hub sends them. */
+function importIntents(k: number): Intent[] {
+  const name = `import/${SHOP}/svc-${k}`;
+  const ports = [{ name: "http", port: 80, targetPort: "8080", protocol: "TCP" }];
+  const backend = {
+    clusterId: `c${String(2 + (k % 8)).padStart(2, "0")}`,
+    network: "net-remote",
+    locality: "region/zone",
+    weight: 2,
+    gateways: [{ address: "203.0.113.20", port: 15443 }],
+  };
+  const value = { namespace: SHOP, service: `svc-${k}`, ports };
+  return [
+    create(IntentSchema, {
+      name,
+      version: `v${k}`,
+      kind: { case: "importIntent", value: { ...value, localBackend: false } },
+    }),
+    create(IntentSchema, {
+      name: `${name}/${backend.clusterId}`,
+      version: `v${k}-b`,
+      kind: { case: "importBackendIntent", value: { ...value, backend } },
+    }),
+  ];
+}
+
+/**
+ * The importing side of an event without the other processes: a kubesim of its own (Istio
+ * scene, `shop`) and the agent's controller on it (informers, reconciler, kube client over
+ * HTTP, as in the agent), fed import deltas directly, `inFlight` at a time; one more watch
+ * on the ServiceEntries, as the benchmark's. Returns this process's CPU time per delta.
+ */
+async function importCpu(warmup: number, deltas: number, inFlight: number): Promise<number> {
+  const sim = await startKubeSim({ name: "c01" });
+  sim.load(
+    istioScene({
+      clusterId: "c01",
+      network: "net-c01",
+      trustDomain: "c01.local",
+      eastWestAddress: "198.51.100.10",
+    }),
+  );
+  sim.load([
+    {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: SHOP, labels: { "istio-injection": "enabled" } },
+    },
+  ]);
+  const client = createKubeClient(kubeConfigFromString(sim.kubeconfig()));
+  const controller = createController({ client, clusterId: "c01", logger: silentLogger });
+  const watch = await openWatch(
+    `${sim.url}/apis/networking.istio.io/v1/namespaces/${SHOP}/serviceentries?watch=1`,
+    () => {},
+  );
+  try {
+    await controller.start();
+    let k = 0;
+    const run = async (n: number) => {
+      const pending: Promise<unknown>[] = [];
+      for (let i = 0; i < n; i++, k++) {
+        pending.push(
+          controller.reconciler.applyDelta({
+            upserted: importIntents(k),
+            removed: [],
+            complete: false,
+          }),
+        );
+        if (pending.length >= inFlight) await pending.shift();
+      }
+      await Promise.all(pending);
+      await controller.reconciler.idle();
+      // The watch events of the last writes, and the no-op checks they cause.
+      await new Promise((r) => setTimeout(r, 50));
+    };
+    await run(warmup);
+    const before = process.cpuUsage();
+    await run(deltas);
+    const used = process.cpuUsage(before);
+    return (used.user + used.system) / 1000 / deltas;
+  } finally {
+    watch.destroy();
+    await controller.stop();
+    client.close();
+    await sim.close();
+  }
 }
 
 async function main(): Promise<void> {
@@ -160,6 +264,12 @@ async function main(): Promise<void> {
         }
         case "floor":
           floor(m.warmup, m.rounds).then((samples) => send({ type: "floor", samples }), fail);
+          break;
+        case "import-cpu":
+          importCpu(m.warmup, m.deltas, m.inFlight).then(
+            (msPerDelta) => send({ type: "import-cpu", msPerDelta }),
+            fail,
+          );
           break;
         case "stop":
           agent
