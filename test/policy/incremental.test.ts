@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Deltas, PolicyEngine } from "@isthmus/policy";
+import type { CatalogChange, Deltas, PolicyEngine } from "@isthmus/policy";
 import { createPolicyEngine } from "@isthmus/policy";
 import { cluster, identity, policy, service } from "./fixtures.js";
 import { createRandom, emptyTruth, engineFromTruth, randomStep } from "./random-scene.js";
@@ -134,6 +134,39 @@ describe("policy engine: incremental compilation equals a full recompute", () =>
         clusters.filter((c) => c !== "none").map((c) => `import/shop/cart/${c}`),
         where,
       );
+    }
+  });
+
+  it("an importer's own copy without rules, removed and added back, changes its header", () => {
+    // x imports shop/cart from y only; x's own cart (no rule names it) is its local backend.
+    const catalog: CatalogChange[] = [
+      { kind: "cluster", cluster: cluster("x") },
+      { kind: "cluster", cluster: cluster("y") },
+      { kind: "service", clusterId: "y", service: service("shop", "cart") },
+      { kind: "service", clusterId: "x", service: service("shop", "cart") },
+      { kind: "identity", clusterId: "x", identity: identity("web", "frontend") },
+    ];
+    const rules = [
+      policy("web-to-cart", 1, "ALLOW", [{ namespaces: ["web"] }], [{ clusters: ["y"] }]),
+    ];
+    const engine = createPolicyEngine();
+    engine.setPolicies(rules);
+    engine.applyCatalog(catalog);
+    const withoutCopy = catalog.filter((_, i) => i !== 3);
+    const steps: [string, CatalogChange[], CatalogChange[]][] = [
+      [
+        "removed",
+        [{ kind: "service-removed", clusterId: "x", namespace: "shop", name: "cart" }],
+        withoutCopy,
+      ],
+      ["added back", [catalog[3]!], catalog],
+    ];
+    for (const [where, changes, expected] of steps) {
+      engine.applyCatalog(changes);
+      const full = createPolicyEngine();
+      full.setPolicies(rules);
+      full.applyCatalog(expected);
+      assert.deepEqual(snapshot(engine), snapshot(full), `${where}: differs from a full compile`);
     }
   });
 });

@@ -433,14 +433,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     tx.decDests.delete(d);
     tx.rebuild.delete(d);
     setIntent(tx, d.rec.clusterId, namesOf(d.rec).access, null);
-    tx.logical.set(d.rec.logicalKey, null);
   };
 
   const upsertService = (tx: Tx, clusterId: string, service: Service): void => {
     const prev = catalog.upsertService(clusterId, service);
     const rec = catalog.service(clusterId, service.namespace, service.name)!;
-    tx.logical.set(rec.logicalKey, null);
     const d = dests.get(rec.key);
+    markService(tx, clusterId, rec.logicalKey, d);
     if (prev !== undefined && d !== undefined && !tx.fullDests.has(rec.key)) {
       d.rec = rec;
       if (serviceShapeKey(prev.service) === serviceShapeKey(service)) return;
@@ -453,6 +452,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const removeService = (tx: Tx, clusterId: string, namespace: string, name: string): void => {
     const prev = catalog.removeService(clusterId, namespace, name);
     if (prev === undefined) return;
+    markService(tx, clusterId, prev.logicalKey, dests.get(prev.key));
     removeDest(tx, prev.key);
     markServiceAccounts(tx, clusterId, prev.service);
   };
@@ -894,19 +894,38 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     return intent;
   };
 
-  /** A destination's importing clusters changed from `before`: note what changed. */
-  const markAllowed = (tx: Tx, d: DestState, before: ReadonlySet<string>): void => {
-    const key = d.rec.logicalKey;
+  /** What of a logical service the batch recomputes (null: all of it). */
+  const dirtyOf = (tx: Tx, key: string): LogicalDirty | null => {
     let dirty = tx.logical.get(key);
-    if (dirty === null) return;
-    const changed: string[] = [];
-    for (const c of before) if (!d.allowed.has(c)) changed.push(c);
-    for (const c of d.allowed) if (!before.has(c)) changed.push(c);
-    if (changed.length === 0) return;
     if (dirty === undefined) {
       dirty = { importers: new Set(), backers: new Set() };
       tx.logical.set(key, dirty);
     }
+    return dirty;
+  };
+
+  /**
+   * A service of a cluster changed, came or left: the header of its own cluster (its local
+   * copy), and when it backs the logical service (`d`), the intents of its importers and its
+   * export. Importers it gains or loses in the batch are added by markAllowed.
+   */
+  const markService = (tx: Tx, clusterId: string, key: string, d: DestState | undefined): void => {
+    const dirty = dirtyOf(tx, key);
+    if (dirty === null) return;
+    dirty.importers.add(clusterId);
+    if (d === undefined) return;
+    dirty.backers.add(d);
+    for (const c of d.allowed) dirty.importers.add(c);
+  };
+
+  /** A destination's importing clusters changed from `before`: note what changed. */
+  const markAllowed = (tx: Tx, d: DestState, before: ReadonlySet<string>): void => {
+    const changed: string[] = [];
+    for (const c of before) if (!d.allowed.has(c)) changed.push(c);
+    for (const c of d.allowed) if (!before.has(c)) changed.push(c);
+    if (changed.length === 0) return;
+    const dirty = dirtyOf(tx, d.rec.logicalKey);
+    if (dirty === null) return;
     dirty.backers.add(d);
     for (const c of changed) dirty.importers.add(c);
   };
@@ -1127,6 +1146,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
     }
     state.backers = [...backers];
+    // Backers that left first: one that came back in the same batch is a new one.
+    for (const d of dirty.backers) {
+      if (!d.live) exportTo(tx, d, undefined, state.exporters, finalize);
+    }
     for (const d of dirty.backers) {
       if (!d.live) continue;
       const by: string[] = [];
@@ -1370,7 +1393,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (before !== d.allowed) markAllowed(tx, d, before);
     };
     for (const d of full) {
-      tx.logical.set(d.rec.logicalKey, null);
+      markService(tx, d.rec.clusterId, d.rec.logicalKey, d);
       rebuildOne(d);
     }
     for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d);
