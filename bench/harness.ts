@@ -180,7 +180,7 @@ export const DEFAULT_SEED = 20261125;
  * benchmark module runs with, so that its figures are those of the processes as deployed.
  * A fixed glibc mmap threshold: with the default, freeing a large block (a big gRPC message,
  * a compile's buffers) raises the threshold, later large blocks come from the heap arenas
- * and the memory stays with the process after it is freed (about 1 KB of RSS per catalog
+ * and the memory stays with the process after it is freed (about 0.5 KB of RSS per catalog
  * service at 100k services, bench/README.md "memory").
  */
 export const IMAGE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "131072" };
