@@ -1,31 +1,36 @@
 // End-to-end convergence: 10 kubesim clusters, each with its real agent, and one hub.
-// As deployed, every cluster is a process of its own (an API server, and the agent that runs
-// in the cluster): bench/lib/convergence-cluster.ts, forked once per cluster, holds a kubesim
-// seeded as `startSandbox` seeds its clusters and the cluster's agent. The hub runs in this
-// process (`startSandbox` with no clusters), which also follows the results through one HTTP
-// watch per cluster. Agents in the cluster processes rather than beside the hub: that is the
-// deployment (the hub never shares a process with an agent), and on 2 cores it spreads the
-// work of 10 API servers and 10 agents over both of them.
+// Every cluster is as deployed: an API server of its own (its own port) and an agent of its
+// own (its own kube client, informers, and gRPC connection to the hub with its own client
+// certificate), in a cluster host process apart from the hub (bench/lib/convergence-host.ts).
+// In production each cluster has its own machine; here the clusters share the machine's
+// cores, so they are spread over as many host processes as Node has cores
+// (`availableParallelism()`, cluster i in process i % hosts), not one process per cluster:
+// 10 cluster processes and the hub's on 2 cores switched between processes at every hop
+// (a delta, its writes, their answers, the watch events, the ACK), each time with cold
+// caches, and an event cost about twice the CPU time it costs with 2 hosts (see
+// bench/README.md, convergence). ISTHMUS_BENCH_CLUSTER_HOSTS=<n> sets another count (10: a
+// process per cluster). The hub runs in this process (`startSandbox` with no clusters),
+// which also follows the results through one HTTP watch per cluster.
 //
 // A policy lets the frontend in `web` of every cluster call every service in `shop`;
 // Services are created in `shop` (one cluster at a time, rotating) at a steady churn, and
-// each creation is timed from the IPC message that asks the cluster process for it until
+// each creation is timed from the IPC message that asks the cluster's host for it until
 // the import ServiceEntry for it exists in every cluster that imports it. The floor, timed
-// in the same run on the same clusters, from a cluster process (where the agent is): one
-// kubesim watch event, two gRPC round trips to the hub and one kubesim write over HTTP: the
-// hops a change has to make at the least (cluster -> agent, agent -> hub -> agent, agent ->
-// cluster).
+// in the same run on the same clusters, from the first cluster's host process (where its
+// agent is): one kubesim watch event, two gRPC round trips to the hub and one kubesim write
+// over HTTP: the hops a change has to make at the least (cluster -> agent, agent -> hub ->
+// agent, agent -> cluster).
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Scene, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
 import type { KubeObject } from "@isthmus/kubesim";
 import { Action } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
-import type { FromCluster, ToCluster } from "./lib/convergence-cluster.js";
+import type { FromHost, HostStart, ToHost } from "./lib/convergence-host.js";
 import { openWatch } from "./lib/kube-http.js";
 
 const converge = (intervalMs: number) =>
@@ -39,6 +44,7 @@ const IDLE = "CPU time per second with no events (all processes)";
 const HUB_IDLE = "hub process CPU time per second with no events";
 const IMPORT_CPU =
   "CPU time of one import delta, one process alone (kubesim + controller, 3 writes)";
+const HOSTS = "cluster host processes (each with its clusters' kubesims and agents)";
 const FLOOR = "floor: watch event + 2 gRPC round trips + HTTP write";
 const WATCH = "floor part: kubesim watch event (in-process write -> line read)";
 const GRPC = "floor part: hub admin GetStatus round trip (cluster process -> hub)";
@@ -46,7 +52,7 @@ const WRITE = "floor part: kubesim server-side apply over HTTP";
 
 const NS = "shop";
 const SE = ["networking.istio.io/v1", "ServiceEntry"] as const;
-const CHILD = fileURLToPath(new URL("./lib/convergence-cluster.ts", import.meta.url));
+const CHILD = fileURLToPath(new URL("./lib/convergence-host.ts", import.meta.url));
 
 interface Scale {
   clusters: number;
@@ -93,6 +99,19 @@ function scale(smoke: boolean): Scale {
 }
 
 const clusterId = (i: number) => `c${String(i).padStart(2, "0")}`;
+
+/** How many cluster host processes: one per core the machine gives Node (at most one per
+ * cluster), or ISTHMUS_BENCH_CLUSTER_HOSTS (1 to the number of clusters; as many as clusters
+ * is a process per cluster). */
+function clusterHosts(clusters: number): number {
+  const env = process.env.ISTHMUS_BENCH_CLUSTER_HOSTS;
+  if (env === undefined || env === "") return Math.min(clusters, availableParallelism());
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1 || n > clusters) {
+    throw new Error(`ISTHMUS_BENCH_CLUSTER_HOSTS: ${JSON.stringify(env)} is not 1 to ${clusters}`);
+  }
+  return n;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `promise`, or a rejection with `why()` after `ms`. */
@@ -110,29 +129,25 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, why: () => string
   }
 }
 
-/** A cluster process: its API server's URL and a request/answer channel over IPC. */
-interface ClusterProcess {
+/** A cluster host process: its API servers' URLs (in the order of `HostStart.clusters`) and
+ * a request/answer channel over IPC. */
+interface HostProcess {
   child: ChildProcess;
-  url: string;
-  send(m: ToCluster): void;
+  urls: string[];
+  send(m: ToHost): void;
   /** Sends `m` and resolves with the next answer of `type`. */
-  ask<T extends FromCluster["type"]>(
-    m: ToCluster,
-    type: T,
-  ): Promise<Extract<FromCluster, { type: T }>>;
+  ask<T extends FromHost["type"]>(m: ToHost, type: T): Promise<Extract<FromHost, { type: T }>>;
 }
 
-function forkCluster(
-  start: Extract<ToCluster, { type: "start" }>["start"],
-): Promise<ClusterProcess> {
-  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster process writes a CPU profile there on exit
+function forkHost(start: HostStart): Promise<HostProcess> {
+  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster host process writes a CPU profile there on exit
   // (and this process one of its own, see profileHub).
   const prof = process.env.ISTHMUS_BENCH_CPU_PROF;
   const child = fork(CHILD, [], {
     execArgv: ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
     stdio: "inherit",
   });
-  const waiting = new Map<string, ((m: FromCluster) => void)[]>();
+  const waiting = new Map<string, ((m: FromHost) => void)[]>();
   let failure: Error | undefined;
   const failAll = (err: Error) => {
     failure ??= err;
@@ -140,29 +155,29 @@ function forkCluster(
       for (const f of list) f({ type: "error", message: err.message });
     waiting.clear();
   };
-  child.on("message", (m: FromCluster) => {
-    if (m.type === "error") return failAll(new Error(`cluster process: ${m.message}`));
+  child.on("message", (m: FromHost) => {
+    if (m.type === "error") return failAll(new Error(`cluster host process: ${m.message}`));
     const list = waiting.get(m.type);
     list?.shift()?.(m);
   });
   child.on("exit", (code, signal) =>
-    failAll(new Error(`cluster process exited (${code ?? signal})`)),
+    failAll(new Error(`cluster host process exited (${code ?? signal})`)),
   );
-  const ask = <T extends FromCluster["type"]>(m: ToCluster, type: T) =>
-    new Promise<Extract<FromCluster, { type: T }>>((resolve, reject) => {
+  const ask = <T extends FromHost["type"]>(m: ToHost, type: T) =>
+    new Promise<Extract<FromHost, { type: T }>>((resolve, reject) => {
       if (failure !== undefined) return reject(failure);
       const list = waiting.get(type) ?? [];
       list.push((answer) =>
         answer.type === "error"
           ? reject(new Error(answer.message))
-          : resolve(answer as Extract<FromCluster, { type: T }>),
+          : resolve(answer as Extract<FromHost, { type: T }>),
       );
       waiting.set(type, list);
       child.send(m);
     });
-  return ask({ type: "start", start }, "ready").then(({ url }) => ({
+  return ask({ type: "start", start }, "ready").then(({ urls }) => ({
     child,
-    url,
+    urls,
     send: (m) => child.send(m),
     ask,
   }));
@@ -261,14 +276,18 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     kind: "Namespace",
     metadata: { name: NS, labels: { "istio-injection": "enabled" } },
   };
-  // The hub alone: the clusters are processes of their own.
+  // The hub alone: the clusters are in processes of their own.
   const sandbox = await startSandbox({
     scene: { clusters: [] },
     dir,
     hub: { debounce: { windowMs: 10, maxMs: 100 } },
   });
   const { client: admin, call } = sandbox.admin();
-  const clusters: ClusterProcess[] = [];
+  const hosts: HostProcess[] = [];
+  const hostCount = clusterHosts(s.clusters);
+  /** Cluster i is hosted by process i % hostCount, the (i / hostCount)-th of its clusters. */
+  const hostOf = (i: number) => hosts[i % hostCount]!;
+  const urlOf = (i: number) => hostOf(i).urls[Math.floor(i / hostCount)]!;
   const stopProfile = await profileHub();
   let watcher: Awaited<ReturnType<typeof createWatcher>> | undefined;
   try {
@@ -280,15 +299,16 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       );
       tokens.push(created.bootstrapToken);
     }
-    clusters.push(
+    hosts.push(
       ...(await Promise.all(
-        scene.clusters.map((_, index) =>
-          forkCluster({
+        Array.from({ length: hostCount }, (_, h) =>
+          forkHost({
             scene,
-            index,
+            clusters: scene.clusters
+              .map((_, index) => ({ index, bootstrapToken: tokens[index]! }))
+              .filter(({ index }) => index % hostCount === h),
             hubAddress: sandbox.address,
             hubCaPem: sandbox.hub.caPem,
-            bootstrapToken: tokens[index]!,
             adminToken: sandbox.adminToken,
             agentDebounceMs: 10,
             extraObjects: [shopNamespace],
@@ -312,9 +332,9 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       call,
     );
     await waitConverged(sandbox, 60_000);
-    watcher = await createWatcher(clusters.map((c) => c.url));
+    const all = scene.clusters.map((_, i) => i);
+    watcher = await createWatcher(all.map(urlOf));
     const w = watcher;
-    const all = clusters.map((_, i) => i);
 
     // Warm-up, one event at a time; it also tells which clusters import a new service: every
     // cluster has a frontend, so all of them but perhaps the one that backs it.
@@ -324,7 +344,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     for (; k < s.warmup; k++) {
       const origin = k % s.clusters;
       const started = performance.now();
-      clusters[origin]!.send({ type: "create", k });
+      hostOf(origin).send({ type: "create", index: origin, k });
       const ms = await withTimeout(
         w.wait(
           `svc-${k}`,
@@ -344,10 +364,10 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       selfImports = self;
     }
 
-    /** CPU time (user + system, µs) of this process and of every cluster process. */
+    /** CPU time (user + system, µs) of this process and of every cluster host process. */
     const cpuNow = async () => {
       const hub = process.cpuUsage();
-      const answers = await Promise.all(clusters.map((c) => c.ask({ type: "cpu" }, "cpu")));
+      const answers = await Promise.all(hosts.map((h) => h.ask({ type: "cpu" }, "cpu")));
       return {
         hub: hub.user + hub.system,
         all: hub.user + hub.system + answers.reduce((sum, a) => sum + a.micros, 0),
@@ -367,7 +387,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         const origin = k % s.clusters;
         const importers = selfImports ? all : all.filter((i) => i !== origin);
         const started = performance.now();
-        clusters[origin]!.send({ type: "create", k });
+        hostOf(origin).send({ type: "create", index: origin, k });
         waits.push(
           w.wait(`svc-${k}`, importers, started).then((ms) => {
             samples[e] = ms;
@@ -398,8 +418,8 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     const idle1 = await cpuNow();
     const perSecond = (micros: number) => micros / 1000 / (s.idleMs / 1000);
 
-    // The floor, on the same (now quiet) clusters, from the first cluster's process.
-    const { samples: f } = await clusters[0]!.ask(
+    // The floor, on the same (now quiet) clusters, from the process of the first cluster.
+    const { samples: f } = await hostOf(0).ask(
       { type: "floor", warmup: smoke ? 3 : 30, rounds: s.floorRounds },
       "floor",
     );
@@ -407,7 +427,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     // An importing cluster's share of an event, without 10 other processes on the same cores.
     const importCpu: number[] = [];
     for (let r = 0; r < s.importRounds; r++) {
-      const { msPerDelta } = await clusters[0]!.ask(
+      const { msPerDelta } = await hostOf(0).ask(
         { type: "import-cpu", warmup: s.importDeltas / 5, deltas: s.importDeltas, inFlight: 4 },
         "import-cpu",
       );
@@ -429,6 +449,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: IDLE, unit: "ms", samples: [perSecond(idle1.all - idle0.all)] },
       { name: HUB_IDLE, unit: "ms", samples: [perSecond(idle1.hub - idle0.hub)] },
       { name: IMPORT_CPU, unit: "ms", samples: importCpu },
+      { name: HOSTS, unit: "processes", samples: [hostCount] },
       { name: FLOOR, unit: "ms", samples: floor },
       { name: WATCH, unit: "ms", samples: f.watch, reference: FLOOR },
       { name: GRPC, unit: "ms", samples: f.grpc, reference: FLOOR },
@@ -439,7 +460,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     watcher?.close();
     admin.close();
     await Promise.all(
-      clusters.map(
+      hosts.map(
         (c) =>
           new Promise<void>((resolve) => {
             c.child.removeAllListeners("exit");

@@ -1,9 +1,13 @@
-// One cluster of the convergence benchmark, as a child process (`fork` of this file): a
-// kubesim API server seeded as the sandbox seeds its clusters, and the cluster's real agent,
-// as deployed (the agent runs in its cluster, apart from the hub). The parent (the hub's
-// process) drives it over IPC: create a Service, report CPU time, measure the floor's hops
-// from here (watch event on this API server, round trips to the hub, a write to this API
-// server), stop.
+// Cluster host of the convergence benchmark, a child process (`fork` of this file) that
+// hosts one or more clusters, each as deployed: its own kubesim API server (seeded as the
+// sandbox seeds its clusters, its own port) and its own real agent (its own kube client,
+// informers and gRPC connection to the hub, apart from the hub's process). Several clusters
+// share a process only because the machine has fewer cores than clusters: in production each
+// cluster has its own machine, and 10 processes on 2 cores spend more on switching between
+// them at every hop than on the work (see bench/README.md, convergence). The parent (the
+// hub's process) drives the host over IPC: create a Service in one of its clusters, report
+// CPU time, measure the floor's hops from here (watch event on its first cluster's API
+// server, round trips to the hub, a write to that API server), stop.
 import { Agent as HttpAgent } from "node:http";
 import { pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
@@ -28,21 +32,23 @@ import { applyOverHttp, openWatch } from "./kube-http.js";
 export const SHOP = "shop";
 
 /** What the parent sends first. */
-export interface ClusterStart {
+export interface HostStart {
   scene: Scene;
-  index: number;
+  /** The clusters this process hosts: indexes into `scene.clusters`, with their agent's
+   * bootstrap token. The first one serves the floor. */
+  clusters: { index: number; bootstrapToken: string }[];
   hubAddress: string;
   hubCaPem: string;
-  bootstrapToken: string;
   adminToken: string;
   agentDebounceMs: number;
   extraObjects: KubeObject[];
 }
 
-export type ToCluster =
-  | { type: "start"; start: ClusterStart }
-  /** Create svc-k (Service, two ready pods, Endpoints, EndpointSlice) in `shop`. */
-  | { type: "create"; k: number }
+export type ToHost =
+  | { type: "start"; start: HostStart }
+  /** Create svc-k (Service, two ready pods, Endpoints, EndpointSlice) in `shop` of the
+   * cluster `index` (of the scene), one this process hosts. */
+  | { type: "create"; index: number; k: number }
   | { type: "cpu" }
   | { type: "floor"; warmup: number; rounds: number }
   /** CPU time of import deltas applied by a controller to a kubesim of their own. */
@@ -55,8 +61,9 @@ export interface FloorSamples {
   write: number[];
 }
 
-export type FromCluster =
-  | { type: "ready"; url: string }
+export type FromHost =
+  /** The API servers' URLs, in the order of `HostStart.clusters`. */
+  | { type: "ready"; urls: string[] }
   | { type: "cpu"; micros: number }
   | { type: "floor"; samples: FloorSamples }
   | { type: "import-cpu"; msPerDelta: number }
@@ -164,9 +171,9 @@ async function importCpu(warmup: number, deltas: number, inFlight: number): Prom
 }
 
 async function main(): Promise<void> {
-  const send = (m: FromCluster) => process.send?.(m);
-  const start = await new Promise<ClusterStart>((resolve) => {
-    const first = (m: ToCluster) => {
+  const send = (m: FromHost) => process.send?.(m);
+  const start = await new Promise<HostStart>((resolve) => {
+    const first = (m: ToHost) => {
       if (m.type !== "start") return;
       process.off("message", first);
       resolve(m.start);
@@ -175,19 +182,30 @@ async function main(): Promise<void> {
   });
   // The parent is gone: nothing left to serve.
   process.on("disconnect", () => process.exit(0));
-  const id = start.scene.clusters[start.index]!.id;
-  const sim = await startKubeSim({ name: id, namespaces: SANDBOX_NAMESPACES });
-  sim.load([...sceneObjects(start.scene, start.index), ...start.extraObjects]);
-  const agent = createAgent({
-    clusterId: id,
-    hubAddress: start.hubAddress,
-    hubCaPem: start.hubCaPem,
-    bootstrapToken: start.bootstrapToken,
-    kubeconfig: sim.kubeconfig(),
-    debounceMs: start.agentDebounceMs,
-    logger: silentLogger,
-  });
-  await agent.start();
+  // Each cluster as deployed: an API server of its own and an agent of its own (its own
+  // kube client, informers and gRPC connection with its own client certificate).
+  const hosted = await Promise.all(
+    start.clusters.map(async ({ index, bootstrapToken }) => {
+      const id = start.scene.clusters[index]!.id;
+      const sim = await startKubeSim({ name: id, namespaces: SANDBOX_NAMESPACES });
+      sim.load([...sceneObjects(start.scene, index), ...start.extraObjects]);
+      const agent = createAgent({
+        clusterId: id,
+        hubAddress: start.hubAddress,
+        hubCaPem: start.hubCaPem,
+        bootstrapToken,
+        kubeconfig: sim.kubeconfig(),
+        debounceMs: start.agentDebounceMs,
+        logger: silentLogger,
+      });
+      await agent.start();
+      return { index, id, sim, agent };
+    }),
+  );
+  const byIndex = new Map(hosted.map((c) => [c.index, c]));
+  const id = hosted.map((c) => c.id).join(",");
+  // The floor's hops are measured on the first cluster (its API server, its agent's process).
+  const { sim } = hosted[0]!;
 
   /** The floor's hops as the agent makes them from here: an in-process write until the line
    * is read on an HTTP watch, two GetStatus round trips to the hub (TLS), one server-side
@@ -249,14 +267,17 @@ async function main(): Promise<void> {
     }
   };
 
-  process.on("message", (m: ToCluster) => {
+  process.on("message", (m: ToHost) => {
     const fail = (err: unknown) =>
       send({ type: "error", message: `${id}: ${err instanceof Error ? err.message : err}` });
     try {
       switch (m.type) {
-        case "create":
-          sim.load(shopService(m.k, start.index));
+        case "create": {
+          const c = byIndex.get(m.index);
+          if (c === undefined) throw new Error(`cluster ${m.index} is not hosted here`);
+          c.sim.load(shopService(m.k, m.index));
           break;
+        }
         case "cpu": {
           const u = process.cpuUsage();
           send({ type: "cpu", micros: u.user + u.system });
@@ -272,13 +293,10 @@ async function main(): Promise<void> {
           );
           break;
         case "stop":
-          agent
-            .stop()
-            .then(() => sim.close())
-            .then(
-              () => process.exit(0),
-              () => process.exit(1),
-            );
+          Promise.all(hosted.map((c) => c.agent.stop().then(() => c.sim.close()))).then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
           break;
         case "start":
           break;
@@ -287,7 +305,7 @@ async function main(): Promise<void> {
       fail(err);
     }
   });
-  send({ type: "ready", url: sim.url });
+  send({ type: "ready", urls: hosted.map((c) => c.sim.url) });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -295,7 +313,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     process.send?.({
       type: "error",
       message: err instanceof Error ? (err.stack ?? err.message) : String(err),
-    } satisfies FromCluster);
+    } satisfies FromHost);
     process.exit(1);
   });
 }
