@@ -182,7 +182,7 @@ type PrincipalsMemo = Map<
 
 interface LogicalState {
   importers: Set<string>;
-  /** Clusters whose backend intent some importer holds. */
+  /** Names of the backend intents some importer holds. */
   backers: string[];
   exporters: Set<string>;
 }
@@ -975,22 +975,16 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     };
   };
 
-  /** Backend intents `c` held from `backers` and no longer gets (`now`: the ones it gets). */
+  /** Backend intents `c` held among `backers` and no longer gets (`now`: the ones it gets). */
   const dropBackends = (
     tx: Tx,
     c: string,
-    ns: string,
-    name: string,
     backers: readonly string[],
     now: ReadonlySet<string> | undefined,
   ): void => {
     const held = intentsByCluster.get(c);
     if (held === undefined) return;
-    for (const b of backers) {
-      if (now?.has(b)) continue;
-      const backendName = importBackendName(ns, name, b);
-      if (held.has(backendName)) setIntent(tx, c, backendName, null);
-    }
+    for (const b of backers) if (!now?.has(b) && held.has(b)) setIntent(tx, c, b, null);
   };
 
   /** The export intent of a backer for the clusters importing it (none: removed). */
@@ -1075,7 +1069,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       for (const d of list) {
         const backend = backendIntent(d);
         setIntent(tx, c, backend.name, backend);
-        backers.add(d.rec.clusterId);
+        backers.add(backend.name);
         const by = importedBy.get(d);
         if (by === undefined) importedBy.set(d, [c]);
         else by.push(c);
@@ -1094,8 +1088,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           ? undefined
           : list.length === backers.size
             ? backers
-            : new Set(list.map((d) => d.rec.clusterId));
-      dropBackends(tx, c, ns, name, prev.backers, now);
+            : new Set(list.map((d) => backendIntent(d).name));
+      dropBackends(tx, c, prev.backers, now);
     }
     for (const d of backing) exportTo(tx, d, importedBy.get(d), next.exporters, finalize);
     for (const c of prev.exporters) {
@@ -1130,18 +1124,18 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       if (list.length === 0) {
         if (!state.importers.delete(c)) continue;
         setIntent(tx, c, names.import, null);
-        dropBackends(tx, c, ns, name, state.backers, undefined);
+        dropBackends(tx, c, state.backers, undefined);
         continue;
       }
       const now = new Set<string>();
       for (const d of list) {
         const backend = backendIntent(d);
         setIntent(tx, c, backend.name, backend);
-        now.add(d.rec.clusterId);
-        backers.add(d.rec.clusterId);
+        now.add(backend.name);
+        backers.add(backend.name);
       }
       // A new importer holds no backend intents of this service yet.
-      if (state.importers.has(c)) dropBackends(tx, c, ns, name, state.backers, now);
+      if (state.importers.has(c)) dropBackends(tx, c, state.backers, now);
       else state.importers.add(c);
       setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
     }
@@ -1492,7 +1486,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const plan = planRules(policies);
     for (const [r, p] of plan.kept) r.policy = p;
     // The name maps change where the policies changed (most stay: one edit among hundreds).
-    for (const [i, p] of policies.entries()) if (!plan.same[i]) lastRaw.set(p.name, copyPolicy(p));
+    for (let i = 0; i < policies.length; i++) {
+      if (!plan.same[i]) lastRaw.set(policies[i]!.name, copyPolicy(policies[i]!));
+    }
     for (const r of plan.added) rules.set(r.name, r);
     for (const name of plan.gone) {
       lastRaw.delete(name);
