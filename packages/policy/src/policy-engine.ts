@@ -1465,11 +1465,10 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const resolveRule = (r: Rule, register: boolean): Map<DestState, number[]> => {
     const members = new Set<IdState>();
     for (const rec of sourceCandidates(r, catalog)) {
-      const st = idStates.get(rec.key);
       const subject = subjectOf(catalog, rec);
-      if (st !== undefined && subject !== undefined && ruleMatchesSource(r, subject, catalog)) {
-        members.add(st);
-      }
+      if (subject === undefined || !ruleMatchesSource(r, subject, catalog)) continue;
+      const st = idStates.get(rec.key);
+      if (st !== undefined) members.add(st);
     }
     r.members = members;
     const hits = new Map<DestState, number[]>();

@@ -366,10 +366,14 @@ export function sourceCandidates(rule: CompiledRule, catalog: Catalog): Identity
       continue;
     }
     for (const part of chosen.parts) {
-      for (const id of part.values()) {
-        if (!seen.has(id.key)) {
-          seen.add(id.key);
-          out.push(id);
+      // The parts of one index never overlap: only several selectors can repeat a record.
+      if (rule.from.length === 1) for (const id of part.values()) out.push(id);
+      else {
+        for (const id of part.values()) {
+          if (!seen.has(id.key)) {
+            seen.add(id.key);
+            out.push(id);
+          }
         }
       }
     }
@@ -414,8 +418,10 @@ export function destinationCandidates(rule: CompiledRule, catalog: Catalog): Ser
         out.push(s);
       }
     };
-    if (chosen === null) for (const s of catalog.allServices()) add(s);
-    else for (const part of chosen.parts) for (const s of part.values()) add(s);
+    // The parts of one index never overlap: only several selectors can repeat a record.
+    const put = rule.to.length === 1 ? (s: ServiceRecord) => out.push(s) : add;
+    if (chosen === null) for (const s of catalog.allServices()) put(s);
+    else for (const part of chosen.parts) for (const s of part.values()) put(s);
   }
   return out;
 }
