@@ -255,6 +255,16 @@ describe("policy documents", () => {
         'invalid policy "broken": to[0].ports[0]: must be a port number between 1 and 65535, got 70000',
     });
     assert.throws(() => e.impact(batch), { code: "invalid-policy" });
+    // Two policies of one name, installed or new: rejected, naming both indexes.
+    const deny = batch[0]!;
+    assert.throws(() => e.setPolicies([first[0]!, deny, first[0]!]), {
+      code: "duplicate-policy",
+      message: 'duplicate policy "web": policies[0] and policies[2] have the same name',
+    });
+    assert.throws(() => e.setPolicies([deny, first[0]!, deny]), {
+      code: "duplicate-policy",
+      message: 'duplicate policy "deny-web": policies[0] and policies[2] have the same name',
+    });
     assert.deepEqual(
       e.policies().map((p) => p.name),
       ["web"],
@@ -264,5 +274,11 @@ describe("policy documents", () => {
       before,
     );
     assert.equal(before.length, 2);
+    // A rejected set leaves nothing behind: the same names are accepted once each.
+    e.setPolicies([first[0]!, deny]);
+    assert.deepEqual(
+      e.policies().map((p) => p.name),
+      ["deny-web", "web"],
+    );
   });
 });

@@ -40,6 +40,7 @@ import {
 } from "./intent-builder.js";
 import {
   checkUniqueName,
+  duplicatePolicy,
   copyPolicy,
   normalizePolicy,
   samePolicy,
@@ -124,6 +125,9 @@ interface Rule extends CompiledRule {
   id: number;
   members: Set<IdState>;
   dests: Set<DestState>;
+  /** The planRules call that last saw this rule's name, and at which index (duplicates). */
+  seenIn: number;
+  seenAt: number;
 }
 
 interface IdState {
@@ -247,7 +251,8 @@ function serviceShapeKey(s: Service): string {
 /** Whether two principal groups hold the same principals in the same order. */
 function sameGroups(a: PrincipalGroups | null, b: PrincipalGroups): boolean {
   if (a === null || a.size !== b.size) return a === null && b.size === 0;
-  for (const [key, g] of b) {
+  for (const key of b.keys()) {
+    const g = b.get(key)!;
     const h = a.get(key);
     if (h === undefined || h.principals.length !== g.principals.length) return false;
     for (let i = 0; i < g.principals.length; i++) {
@@ -287,6 +292,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const lastRaw = new Map<string, ConnectionPolicy>();
   let ordered: Rule[] = [];
   let nextRuleId = 0;
+  let planCount = 0;
   /** Some rule selects sources by service: service changes can change rule memberships. */
   let sourcesByService = false;
   const idStates = new Map<string, IdState>();
@@ -376,12 +382,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       const map = intentsByCluster.get(clusterId);
       const upserted: Intent[] = [];
       const removed: string[] = [];
-      for (const [name, before] of names) {
+      // forEach: a for-of over entries allocates a pair per entry.
+      names.forEach((before, name) => {
         const now = map?.get(name);
-        if ((now?.version ?? null) === before) continue;
+        if ((now?.version ?? null) === before) return;
         if (now === undefined) removed.push(name);
         else upserted.push(now);
-      }
+      });
       if (upserted.length === 0 && removed.length === 0) continue;
       out.set(clusterId, { upserted, removed });
     }
@@ -721,7 +728,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // identity is never in the local trust domain.
     const sharing = catalog.sharedTrustDomains > 0;
     const candidates = new Set<string>();
-    for (const [st, arr] of d.dec) {
+    // forEach: a for-of over entries allocates a pair per entry.
+    d.dec.forEach((arr, st) => {
       const principal = st.rec.principal;
       const same = st.rec.clusterId === rec.clusterId;
       if (
@@ -731,7 +739,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
             (!same && catalog.cluster(st.rec.clusterId)?.trustDomain === localTd)))
       ) {
         candidates.add(principal);
-        continue;
+        return;
       }
       // The common case: the principal names one identity, decided here, and it is in the
       // local trust domain exactly when it is in this cluster.
@@ -749,7 +757,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         const ports = allows === arr.length ? everyPort : portsWhere(arr, byDefault, true);
         addToGroup(allow, ports, principal);
       }
-    }
+    });
     if (crossAllow()) {
       for (const id of catalog.allIdentities()) {
         if (id.clusterId !== rec.clusterId) candidates.add(id.principal);
@@ -1065,7 +1073,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const backers = new Set<string>();
     const importedBy = new Map<DestState, string[]>();
     const header = headerBuilder(ns, name, backing);
-    for (const [c, list] of importers) {
+    importers.forEach((list, c) => {
       for (const d of list) {
         const backend = backendIntent(d);
         setIntent(tx, c, backend.name, backend);
@@ -1076,7 +1084,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       setIntent(tx, c, names.import, header(localBackend(ns, name, c), list));
       next.importers.add(c);
-    }
+    });
     next.backers = [...backers];
     // Backend intents an importer held and holds no more: among the previous backers.
     for (const c of prev.importers) {
@@ -1177,7 +1185,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     };
     // Services without state that no rule matches stay without state (pending).
     let pendingCount = 0;
-    for (const [key, rec] of tx.fullDests) {
+    for (const rec of tx.fullDests.values()) {
+      const key = rec.key;
       const d = dests.get(key);
       if (d !== undefined) reset(d, rec);
       else if (everyDestination(rec.clusterId)) reset(newDest(rec), rec);
@@ -1217,7 +1226,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         }
       };
       for (const d of [...full]) scan(d, d.rec);
-      for (const [key, rec] of tx.fullDests) if (!dests.has(key)) scan(undefined, rec);
+      for (const rec of tx.fullDests.values()) if (!dests.has(rec.key)) scan(undefined, rec);
     }
     for (const d of full) {
       d.rules.sort(hitOrder);
@@ -1412,12 +1421,20 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
 
   const planRules = (policies: readonly ConnectionPolicy[]): RulePlan => {
     // Policies equal to what was last installed under their name keep their rule as is.
-    const seen = new Map<string, number>();
+    // Installed names are marked on their rules (no map of every name per call).
+    const plan = ++planCount;
+    const fresh = new Map<string, number>();
     const same = policies.map((p, i) => {
       const last = lastRaw.get(p.name);
       const unchanged = last !== undefined && samePolicy(last, p);
       if (!unchanged) validatePolicy(p);
-      checkUniqueName(seen, p.name, i);
+      const installed = rules.get(p.name);
+      if (installed === undefined) checkUniqueName(fresh, p.name, i);
+      else if (installed.seenIn === plan) throw duplicatePolicy(p.name, installed.seenAt, i);
+      else {
+        installed.seenIn = plan;
+        installed.seenAt = i;
+      }
       return unchanged;
     });
     const removed: Rule[] = [];
@@ -1439,13 +1456,20 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         continue;
       }
       if (old !== undefined) removed.push(old);
-      const r: Rule = { ...compiled, id: nextRuleId++, members: new Set(), dests: new Set() };
+      const r: Rule = {
+        ...compiled,
+        id: nextRuleId++,
+        members: new Set(),
+        dests: new Set(),
+        seenIn: 0,
+        seenAt: -1,
+      };
       added.push(r);
       next.push(r);
     }
     const gone: string[] = [];
     for (const old of rules.values()) {
-      if (seen.has(old.name)) continue;
+      if (old.seenIn === plan) continue;
       removed.push(old);
       gone.push(old.name);
     }

@@ -212,14 +212,17 @@ export function validatePolicy(p: ConnectionPolicy): void {
  * Records that `policies[index]` is named `name` (`seen`: name -> index of the policies
  * before it); throws a PolicyError when one of them has the same name.
  */
+/** The error for two policies of one set with the same name, at indexes `prev` and `index`. */
+export function duplicatePolicy(name: string, prev: number, index: number): PolicyError {
+  return new PolicyError(
+    `duplicate policy ${JSON.stringify(name)}: policies[${prev}] and policies[${index}] have the same name`,
+    "duplicate-policy",
+  );
+}
+
 export function checkUniqueName(seen: Map<string, number>, name: string, index: number): void {
   const prev = seen.get(name);
-  if (prev !== undefined) {
-    throw new PolicyError(
-      `duplicate policy ${JSON.stringify(name)}: policies[${prev}] and policies[${index}] have the same name`,
-      "duplicate-policy",
-    );
-  }
+  if (prev !== undefined) throw duplicatePolicy(name, prev, index);
   seen.set(name, index);
 }
 
