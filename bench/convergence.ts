@@ -21,8 +21,7 @@
 // over HTTP: the hops a change has to make at the least (cluster -> agent, agent -> hub ->
 // agent, agent -> cluster).
 import { type ChildProcess, fork } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
+import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +30,7 @@ import type { KubeObject } from "@isthmus/kubesim";
 import { Action } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
 import type { FromHost, HostStart, ToHost } from "./lib/convergence-host.js";
+import { profileDir, startCpuProfile } from "./lib/cpu-profile.js";
 import { openWatch } from "./lib/kube-http.js";
 
 const converge = (intervalMs: number) =>
@@ -140,11 +140,8 @@ interface HostProcess {
 }
 
 function forkHost(start: HostStart): Promise<HostProcess> {
-  // ISTHMUS_BENCH_CPU_PROF=<dir>: each cluster host process writes a CPU profile there on exit
-  // (and this process one of its own, see profileHub).
-  const prof = process.env.ISTHMUS_BENCH_CPU_PROF;
   const child = fork(CHILD, [], {
-    execArgv: ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
+    execArgv: ["--import", "tsx"],
     stdio: "inherit",
   });
   const waiting = new Map<string, ((m: FromHost) => void)[]>();
@@ -245,22 +242,6 @@ async function createWatcher(urls: string[]) {
   };
 }
 
-/** With ISTHMUS_BENCH_CPU_PROF=<dir>, profiles this process (the hub and the watches) from
- * now until the returned function writes `hub.<pid>.cpuprofile` there. */
-async function profileHub(): Promise<() => Promise<void>> {
-  const dir = process.env.ISTHMUS_BENCH_CPU_PROF;
-  if (!dir) return async () => {};
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.start");
-  return async () => {
-    const { profile } = await session.post("Profiler.stop");
-    writeFileSync(join(dir, `hub.${process.pid}.cpuprofile`), JSON.stringify(profile));
-    session.disconnect();
-  };
-}
-
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
   const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-convergence-"));
@@ -288,7 +269,6 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   /** Cluster i is hosted by process i % hostCount, the (i / hostCount)-th of its clusters. */
   const hostOf = (i: number) => hosts[i % hostCount]!;
   const urlOf = (i: number) => hostOf(i).urls[Math.floor(i / hostCount)]!;
-  const stopProfile = await profileHub();
   let watcher: Awaited<ReturnType<typeof createWatcher>> | undefined;
   try {
     const tokens: string[] = [];
@@ -407,7 +387,18 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         hubCpuMsPerEvent: (cpu1.hub - cpu0.hub) / 1000 / events,
       };
     };
+    // ISTHMUS_BENCH_CPU_PROF=<dir>: every process (this one: the hub and the watches; each
+    // cluster host) writes a CPU profile of the 50/s churn there.
+    const dir = profileDir();
+    const stopProfile = dir === undefined ? undefined : await startCpuProfile(dir);
+    if (dir !== undefined) {
+      await Promise.all(hosts.map((h) => h.ask({ type: "profile", dir }, "profile")));
+    }
     const fast = await churn(s.events, s.intervalMs);
+    if (stopProfile !== undefined) {
+      await stopProfile("hub");
+      await Promise.all(hosts.map((h) => h.ask({ type: "profile" }, "profile")));
+    }
     const slow = await churn(s.slowEvents, s.slowIntervalMs);
 
     // What the converged system costs with nothing happening (timers, bookmarks, keepalives):
@@ -456,7 +447,6 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: WRITE, unit: "ms", samples: f.write, reference: FLOOR },
     ];
   } finally {
-    await stopProfile();
     watcher?.close();
     admin.close();
     await Promise.all(

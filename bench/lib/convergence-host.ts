@@ -27,6 +27,7 @@ import {
   type Intent,
   IntentSchema,
 } from "@isthmus/proto";
+import { startCpuProfile } from "./cpu-profile.js";
 import { applyOverHttp, openWatch } from "./kube-http.js";
 
 export const SHOP = "shop";
@@ -50,6 +51,8 @@ export type ToHost =
    * cluster `index` (of the scene), one this process hosts. */
   | { type: "create"; index: number; k: number }
   | { type: "cpu" }
+  /** With `dir`: start a CPU profile; without: stop it and write it to the folder given. */
+  | { type: "profile"; dir?: string }
   | { type: "floor"; warmup: number; rounds: number }
   /** CPU time of import deltas applied by a controller to a kubesim of their own. */
   | { type: "import-cpu"; warmup: number; deltas: number; inFlight: number }
@@ -65,6 +68,7 @@ export type FromHost =
   /** The API servers' URLs, in the order of `HostStart.clusters`. */
   | { type: "ready"; urls: string[] }
   | { type: "cpu"; micros: number }
+  | { type: "profile" }
   | { type: "floor"; samples: FloorSamples }
   | { type: "import-cpu"; msPerDelta: number }
   | { type: "error"; message: string };
@@ -267,6 +271,7 @@ async function main(): Promise<void> {
     }
   };
 
+  let stopProfile: (() => Promise<void>) | undefined;
   process.on("message", (m: ToHost) => {
     const fail = (err: unknown) =>
       send({ type: "error", message: `${id}: ${err instanceof Error ? err.message : err}` });
@@ -283,6 +288,18 @@ async function main(): Promise<void> {
           send({ type: "cpu", micros: u.user + u.system });
           break;
         }
+        case "profile":
+          if (m.dir !== undefined) {
+            const dir = m.dir;
+            startCpuProfile(dir).then((stop) => {
+              stopProfile = () => stop(`host-${hosted[0]!.id}`);
+              send({ type: "profile" });
+            }, fail);
+          } else {
+            (stopProfile?.() ?? Promise.resolve()).then(() => send({ type: "profile" }), fail);
+            stopProfile = undefined;
+          }
+          break;
         case "floor":
           floor(m.warmup, m.rounds).then((samples) => send({ type: "floor", samples }), fail);
           break;

@@ -7,7 +7,7 @@ import {
   type KubernetesObject,
   ListWatch,
   type UPDATE,
-  Watch,
+  type Watch,
 } from "@kubernetes/client-node";
 import type { KubeClient } from "../kube/client.js";
 import type { Resource } from "../kube/resources.js";
@@ -131,12 +131,13 @@ export function createInformer<T extends KubeObject = KubeObject>(
     } as KubernetesListObject<T>;
   };
 
-  // Watch events go straight into ListWatch's cache: slim them on the way in. The wrapper
+  // The watch is the kube client's (plain node:http, one JSON.parse per line), in the shape
+  // of client-node's Watch that ListWatch calls. Watch events go straight into ListWatch's
+  // cache: slim them on the way in. The wrapper
   // also asks for bookmarks and a server-side timeout, and treats a watch that sends nothing
   // (not even a bookmark) for longer than that as stalled: it is cut and restarted as a
   // failure, so that a stuck watch is noticed instead of silently serving an old cache.
   // A watch the server accepted counts as healthy even before its first event.
-  const realWatch = new Watch(client.config);
   let quickCloses = 0;
   const watch = {
     watch: (async (p, query, callback, done) => {
@@ -168,7 +169,7 @@ export function createInformer<T extends KubeObject = KubeObject>(
         timer.unref();
       };
       arm();
-      controller = await realWatch.watch(
+      controller = await client.watch(
         p,
         { ...query, allowWatchBookmarks: true, timeoutSeconds: watchTimeoutSeconds },
         (phase: string, obj: KubeObject, raw: unknown) => {

@@ -1,4 +1,9 @@
-import { Agent as HttpAgent, request as httpRequest, type RequestOptions } from "node:http";
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type RequestOptions,
+  STATUS_CODES,
+} from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { KubeObject } from "../render/types.js";
@@ -68,6 +73,20 @@ export interface KubeClient {
   ): Promise<void>;
   /** Deletes an object; `uid` makes it conditional (precondition). Missing objects are fine. */
   delete(res: Resource, name: string, namespace: string | undefined, uid?: string): Promise<void>;
+  /** Watches a collection, as client-node's `Watch.watch` does (same arguments, same calls):
+   * `path` is the collection's path, `query` is sent with `watch=true`; every event line
+   * is parsed and given to `onEvent` (type, object, the whole event; a line that is not
+   * JSON is skipped); `done` is called once, with null when the server ends the watch, or
+   * the error (a status other than 200 carries `statusCode`). Resolves once the answer's
+   * headers arrived (or the request failed) with the controller that ends the watch. Read
+   * with plain `node:http` rather than client-node's fetch, stream and readline per line:
+   * the agent reads every change to its objects this way. */
+  watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (type: string, object: KubeObject, event: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController>;
 }
 
 function parseError(
@@ -126,7 +145,21 @@ const DYNAMIC_AUTH_TTL_MS = 1000;
 
 interface RequestSetup {
   agent: HttpAgent;
+  /** Watches hold their connection for minutes: an agent of their own, so that they never
+   * take the sockets of requests. */
+  watchAgent: HttpAgent;
   headers: Record<string, string>;
+}
+
+/** What a watch error carries, as client-node's: the HTTP status for ListWatch (410: relist). */
+class WatchError extends Error {
+  override readonly name = "WatchError";
+  constructor(
+    message: string,
+    readonly statusCode: number,
+  ) {
+    super(message);
+  }
 }
 
 export interface KubeClientOptions {
@@ -156,6 +189,7 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
   const user = config.getCurrentUser();
   const dynamicAuth = user?.authProvider !== undefined || user?.exec !== undefined;
   let agent: HttpAgent | undefined;
+  let watchAgent: HttpAgent | undefined;
   let setup: Promise<RequestSetup> | undefined;
   let setupAt = 0;
 
@@ -177,6 +211,8 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
       agent = secure
         ? new HttpsAgent(tls as never)
         : new HttpAgent({ keepAlive: true, maxSockets: 32 });
+      const watchTls = { ...tls, keepAlive: false, maxSockets: Number.POSITIVE_INFINITY };
+      watchAgent = secure ? new HttpsAgent(watchTls as never) : new HttpAgent({ keepAlive: false });
     }
     const headers: Record<string, string> = {
       ...(opts.headers as Record<string, string>),
@@ -184,7 +220,7 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
     };
     if (opts.auth !== undefined)
       headers.authorization = `Basic ${Buffer.from(String(opts.auth)).toString("base64")}`;
-    return { agent, headers };
+    return { agent, watchAgent: watchAgent as HttpAgent, headers };
   }
 
   function currentSetup(): Promise<RequestSetup> {
@@ -265,9 +301,96 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
     return request.decode === false ? undefined : JSON.parse(text);
   }
 
+  async function watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (type: string, object: KubeObject, event: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const controller = new AbortController();
+    let doneCalled = false;
+    const finish = (err: unknown) => {
+      if (doneCalled) return;
+      doneCalled = true;
+      controller.abort();
+      done(err);
+    };
+    const params = new URLSearchParams({ watch: "true" });
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    let setup: RequestSetup;
+    try {
+      setup = await currentSetup();
+    } catch (err) {
+      finish(err);
+      return controller;
+    }
+    await new Promise<void>((resolve) => {
+      const req = send(
+        {
+          ...target,
+          path: `${basePath}${path}?${params.toString()}`,
+          method: "GET",
+          headers: setup.headers,
+          agent: setup.watchAgent,
+          signal: controller.signal,
+        },
+        (res) => {
+          if (res.statusCode !== 200) {
+            res.resume();
+            const status = res.statusCode ?? 0;
+            finish(new WatchError(res.statusMessage || STATUS_CODES[status] || "Error", status));
+            return resolve();
+          }
+          res.socket.setKeepAlive(true, 30_000);
+          res.setEncoding("utf8");
+          let pending = "";
+          res.on("data", (chunk: string) => {
+            let start = 0;
+            let end = chunk.indexOf("\n");
+            if (end < 0) {
+              pending += chunk;
+              return;
+            }
+            let line = pending + chunk.slice(0, end);
+            pending = "";
+            for (;;) {
+              if (doneCalled) return;
+              let event: { type: string; object: KubeObject } | undefined;
+              try {
+                event = JSON.parse(line) as { type: string; object: KubeObject };
+              } catch {
+                // not an event line: skipped, as client-node does
+              }
+              if (event !== undefined) onEvent(event.type, event.object, event);
+              start = end + 1;
+              end = chunk.indexOf("\n", start);
+              if (end < 0) break;
+              line = chunk.slice(start, end);
+            }
+            pending = chunk.slice(start);
+          });
+          res.on("end", () => finish(null));
+          res.on("close", () => finish(null));
+          res.on("error", finish);
+          resolve();
+        },
+      );
+      req.on("error", (err) => {
+        finish(err);
+        resolve();
+      });
+      req.end();
+    });
+    return controller;
+  }
+
   const client: KubeClient = {
     config,
-    close: () => agent?.destroy(),
+    close: () => {
+      agent?.destroy();
+      watchAgent?.destroy();
+    },
+    watch,
     async list(res, options = {}) {
       const items: KubeObject[] = [];
       let resourceVersion = "";
