@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   backoffDelay,
   type Clock,
+  canonicalJson,
   createDebouncer,
   createWorkQueue,
   renewalDue,
@@ -11,6 +12,29 @@ import { silentLogger } from "@isthmus/logging";
 import { manualClock } from "../helpers/manual-clock.js";
 
 describe("agent building blocks", () => {
+  it("writes canonical JSON: keys sorted by UTF-16 code units at every level, undefined left out", () => {
+    // Sorted as JSON.stringify of a copy built in Array.prototype.sort's order would be.
+    const sortedCopy = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(sortedCopy)
+        : typeof v === "object" && v !== null
+          ? Object.fromEntries(
+              Object.keys(v)
+                .sort()
+                .map((k) => [k, sortedCopy((v as Record<string, unknown>)[k])]),
+            )
+          : v;
+    const few = { b: 1, a: [1, { d: 2, c: undefined, é: 3, Z: 4 }], "a-b": null, "": "x" };
+    // More keys than sorted by insertion, in a shuffled order.
+    const many = Object.fromEntries(
+      Array.from({ length: 40 }, (_, i) => [`k${(i * 17) % 40}`, { y: i, x: [i] }]),
+    );
+    for (const v of [few, many, [few, many], "s", 1, null]) {
+      assert.equal(canonicalJson(v), JSON.stringify(sortedCopy(v)));
+    }
+    assert.equal(canonicalJson({ b: 1, a: 2 }), '{"a":2,"b":1}');
+  });
+
   it("backs off exponentially with full jitter, bounded", () => {
     const at = (attempt: number, r: number) => backoffDelay(attempt, 500, 30_000, () => r);
     assert.equal(at(0, 0.999), 499);

@@ -125,11 +125,29 @@ function toCause(obj: unknown, e: AjvError): StatusCause {
 }
 
 /** Validates an Istio object against Istio's CRD schema; returns the causes (empty if valid). */
+/** Whether a JSON-like value holds `undefined` anywhere (an in-process object can; one parsed
+ * from a request body cannot). */
+function holdsUndefined(v: unknown): boolean {
+  if (v === undefined) return true;
+  if (typeof v !== "object" || v === null) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (holdsUndefined(v[i])) return true;
+    return false;
+  }
+  for (const k in v) {
+    if (holdsUndefined((v as Record<string, unknown>)[k])) return true;
+  }
+  return false;
+}
+
 export function validateIstio(obj: KubeObject): StatusCause[] {
   const ctor = istioModels[`${obj.apiVersion}/${obj.kind}`];
   if (ctor === undefined) return [];
   try {
-    new ctor(obj as never).validate();
+    // The model's constructor copies the object without its `undefined` fields (which the
+    // schema must not see); an object without any is validated as it is, without the copy.
+    if (holdsUndefined(obj)) new ctor(obj as never).validate();
+    else ctor.prototype.validate.call(obj);
   } catch (err: unknown) {
     const errors = (err as { errors?: AjvError[] }).errors;
     if (!Array.isArray(errors)) throw err;

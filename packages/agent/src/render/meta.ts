@@ -78,8 +78,18 @@ export function canonicalJson(value: unknown): string {
     return `${out}]`;
   }
   const record = value as Record<string, unknown>;
-  // The default sort orders strings by UTF-16 code units, as `<` does.
-  const keys = Object.keys(record).sort();
+  const keys = Object.keys(record);
+  // Sorted in UTF-16 code units, as the default sort (and `<`) orders strings; a few keys
+  // (nearly every object here) by insertion in place, since Array.prototype.sort allocates
+  // a work area per call: every rendered object is hashed this way, and the garbage adds up.
+  if (keys.length > 32) keys.sort();
+  else
+    for (let i = 1; i < keys.length; i++) {
+      const k = keys[i]!;
+      let j = i - 1;
+      for (; j >= 0 && keys[j]! > k; j--) keys[j + 1] = keys[j]!;
+      keys[j + 1] = k;
+    }
   let out = "{";
   for (const k of keys) {
     const v = record[k];
@@ -95,18 +105,22 @@ export function canonicalJson(value: unknown): string {
  * annotations) except the hash annotation itself. Equal hashes mean a write would be a no-op.
  */
 export function contentHash(obj: KubeObject): string {
-  const annotations = { ...obj.metadata.annotations };
-  delete annotations[CONTENT_HASH_ANNOTATION];
-  const { metadata: _m, apiVersion, kind, ...rest } = obj;
-  const content = {
-    apiVersion,
-    kind,
+  let annotations = obj.metadata.annotations ?? {};
+  if (annotations[CONTENT_HASH_ANNOTATION] !== undefined) {
+    annotations = { ...annotations };
+    delete annotations[CONTENT_HASH_ANNOTATION];
+  }
+  const content: Record<string, unknown> = {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
     name: obj.metadata.name,
     namespace: obj.metadata.namespace,
     labels: obj.metadata.labels,
     annotations,
-    ...rest,
   };
+  for (const k of Object.keys(obj)) {
+    if (k !== "metadata" && k !== "apiVersion" && k !== "kind") content[k] = obj[k];
+  }
   return sha256Hex(canonicalJson(content)).slice(0, 32);
 }
 
