@@ -41,7 +41,8 @@ export interface HostStart {
   hubAddress: string;
   hubCaPem: string;
   adminToken: string;
-  agentDebounceMs: number;
+  /** The agents' catalog debounce window (ms); undefined: the agent's default. */
+  agentDebounceMs?: number;
   extraObjects: KubeObject[];
 }
 
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
         hubCaPem: start.hubCaPem,
         bootstrapToken,
         kubeconfig: sim.kubeconfig(),
-        debounceMs: start.agentDebounceMs,
+        ...(start.agentDebounceMs === undefined ? {} : { debounceMs: start.agentDebounceMs }),
         logger: silentLogger,
       });
       await agent.start();
