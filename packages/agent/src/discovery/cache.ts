@@ -85,7 +85,8 @@ export interface ClusterCache {
   fullSnapshot(): { snapshot: CatalogSnapshot; originTime: Date };
   /** The changes since the last snapshot or delta, undefined when nothing changed. */
   takeDelta(): CatalogChange | undefined;
-  /** A live Istio object of a rendered kind (owned or not). */
+  /** A live Istio object of a rendered kind (owned or not): apiVersion, kind and metadata
+   * (name, namespace, labels, annotations, resourceVersion, uid), without spec. */
   liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
   /** Every live object of the rendered kinds. */
   liveObjects(): KubeObject[];
@@ -131,10 +132,12 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const nodes = make(NODES, { transform: slimMeta });
   const configMaps = make(CONFIG_MAPS, { namespace: istioNs, name: "istio-configmaps" });
   const gateways = make(GATEWAYS);
+  // The reconciler reads only the metadata of the objects it renders (ownership label,
+  // intent annotations and content hash, uid): their spec and managedFields are not kept.
   const rendered: Record<string, Informer<KubeObject>> = {
-    ServiceEntry: make(SERVICE_ENTRIES),
-    DestinationRule: make(DESTINATION_RULES),
-    AuthorizationPolicy: make(AUTHORIZATION_POLICIES),
+    ServiceEntry: make(SERVICE_ENTRIES, { transform: slimMeta }),
+    DestinationRule: make(DESTINATION_RULES, { transform: slimMeta }),
+    AuthorizationPolicy: make(AUTHORIZATION_POLICIES, { transform: slimMeta }),
   };
   const all: Informer<KubeObject>[] = [
     services,
