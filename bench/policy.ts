@@ -4,7 +4,12 @@
 // `npx tsx bench/policy.ts [--smoke]` prints median and p99 of every figure.
 import { create } from "@bufbuild/protobuf";
 import { createRandom, type Random } from "@isthmus/model";
-import { type CatalogChange, type ClusterFacts, createPolicyEngine } from "@isthmus/policy";
+import {
+  type CatalogChange,
+  type ClusterFacts,
+  createPolicyEngine,
+  freezePolicy,
+} from "@isthmus/policy";
 import {
   Action,
   type ConnectionPolicy,
@@ -209,6 +214,8 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
   const seed = benchSeed();
   const scene = buildScene(size, seed);
   const changes = catalogChanges(scene);
+  // Frozen, as the hub's registry stores them: the engine knows unchanged ones by reference.
+  for (const p of scene.policies) freezePolicy(p);
 
   // Full compile: every rule, then the whole catalog in one batch.
   const fullSamples: number[] = [];
@@ -274,7 +281,9 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
       const k = r.int(policies.length);
       const replacement = makeRule(r, size, 0, scene.clusters);
       const next = [...policies];
-      next[k] = create(ConnectionPolicySchema, { ...replacement, name: policies[k]!.name });
+      next[k] = freezePolicy(
+        create(ConnectionPolicySchema, { ...replacement, name: policies[k]!.name }),
+      );
       const start = process.hrtime.bigint();
       engine.setPolicies(next);
       ruleSelector.push(ms(start));

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import {
   createPolicyEngine,
+  freezePolicy,
   parsePolicyYaml,
   policyToYaml,
   sortPolicies,
@@ -218,6 +219,36 @@ describe("policy documents", () => {
       code: "duplicate-policy",
       message: 'duplicate policy "x": policies[0] and policies[1] have the same name',
     });
+  });
+
+  it("knows a policy given again unchanged, frozen or not, and sees one changed in place", () => {
+    const e = createPolicyEngine();
+    e.applyCatalog([
+      { kind: "cluster", cluster: cluster("a") },
+      { kind: "cluster", cluster: cluster("b") },
+      { kind: "service", clusterId: "b", service: service("payments", "api") },
+      { kind: "service", clusterId: "b", service: service("shop", "cart") },
+      { kind: "identity", clusterId: "a", identity: identity("web", "frontend") },
+    ]);
+    const importsOfA = () => [...e.intents("a").keys()].filter((n) => n.split("/").length === 3);
+    // Frozen: kept as given; the same object again is unchanged without a comparison.
+    const frozen = freezePolicy(
+      policy("web", 10, "ALLOW", [{ namespaces: ["web"] }], [{ namespaces: ["payments"] }]),
+    );
+    assert.throws(() => {
+      (frozen.to[0]!.namespaces as string[]).push("shop");
+    }, TypeError);
+    e.setPolicies([frozen]);
+    assert.deepEqual(importsOfA(), ["import/payments/api"]);
+    assert.equal(e.setPolicies([frozen]).size, 0);
+    // Not frozen: copied, so a change made in place after setPolicies is seen.
+    const open = policy("web", 10, "ALLOW", [{ namespaces: ["web"] }], [{ namespaces: ["shop"] }]);
+    e.setPolicies([open]);
+    assert.deepEqual(importsOfA(), ["import/shop/cart"]);
+    assert.equal(e.setPolicies([open]).size, 0);
+    open.to[0]!.namespaces = ["payments"];
+    assert.ok(e.setPolicies([open]).size > 0);
+    assert.deepEqual(importsOfA(), ["import/payments/api"]);
   });
 
   it("sorts by priority, then name", () => {

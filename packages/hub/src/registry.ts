@@ -2,6 +2,7 @@
 // serials of their valid client certificates) and policies.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { freezePolicy } from "@isthmus/policy";
 import {
   type Cluster,
   ClusterSchema,
@@ -75,7 +76,7 @@ export async function openRegistry(store: Store): Promise<Registry> {
   const policies = new Map<string, ConnectionPolicy>();
   for (const e of await store.list(POLICIES)) {
     const p = fromJson(ConnectionPolicySchema, e.value as JsonValue);
-    policies.set(p.name, { ...p, resourceVersion: String(e.version) });
+    policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(e.version) }));
   }
 
   return {
@@ -133,7 +134,10 @@ export async function openRegistry(store: Store): Promise<Registry> {
         );
       }
       const version = await store.txn(ops);
-      for (const p of puts) policies.set(p.name, { ...p, resourceVersion: String(version) });
+      // Frozen: never changed in place, so the engine knows an unchanged one by reference.
+      for (const p of puts) {
+        policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(version) }));
+      }
       for (const name of deletes) policies.delete(name);
     },
   };

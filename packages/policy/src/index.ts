@@ -22,6 +22,7 @@ export {
 export {
   comparePolicies,
   formatPath,
+  freezePolicy,
   normalizePolicy,
   policyViolations,
   sortPolicies,

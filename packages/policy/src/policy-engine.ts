@@ -40,8 +40,9 @@ import {
 } from "./intent-builder.js";
 import {
   checkUniqueName,
-  duplicatePolicy,
   copyPolicy,
+  duplicatePolicy,
+  isFrozenPolicy,
   normalizePolicy,
   samePolicy,
   sortPolicies,
@@ -128,6 +129,8 @@ interface Rule extends CompiledRule {
   /** The planRules call that last saw this rule's name, and at which index (duplicates). */
   seenIn: number;
   seenAt: number;
+  /** The policy as last given under this name: a frozen one as given, others copied. */
+  raw: ConnectionPolicy;
 }
 
 interface IdState {
@@ -288,8 +291,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     crossCluster: checkDefault(options?.defaults?.crossCluster ?? Decision.DENY, "crossCluster"),
   };
   const rules = new Map<string, Rule>();
-  /** Copies of the policies as last given to setPolicies, by name. */
-  const lastRaw = new Map<string, ConnectionPolicy>();
   let ordered: Rule[] = [];
   let nextRuleId = 0;
   let planCount = 0;
@@ -1424,65 +1425,77 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // Installed names are marked on their rules (no map of every name per call).
     const plan = ++planCount;
     const fresh = new Map<string, number>();
+    let seenInstalled = 0;
     const same = policies.map((p, i) => {
-      const last = lastRaw.get(p.name);
-      const unchanged = last !== undefined && samePolicy(last, p);
-      if (!unchanged) validatePolicy(p);
       const installed = rules.get(p.name);
+      // A frozen policy given again as the same object cannot have changed.
+      const last = installed?.raw;
+      const unchanged = last !== undefined && (last === p || samePolicy(last, p));
+      if (!unchanged) validatePolicy(p);
       if (installed === undefined) checkUniqueName(fresh, p.name, i);
       else if (installed.seenIn === plan) throw duplicatePolicy(p.name, installed.seenAt, i);
       else {
         installed.seenIn = plan;
         installed.seenAt = i;
+        seenInstalled++;
       }
       return unchanged;
     });
     const removed: Rule[] = [];
     const added: Rule[] = [];
     const kept = new Map<Rule, ConnectionPolicy>();
-    const next: Rule[] = [];
     for (let i = 0; i < policies.length; i++) {
+      if (same[i]) continue;
       const raw = policies[i]!;
-      if (same[i]) {
-        next.push(rules.get(raw.name)!);
-        continue;
-      }
       const p = normalizePolicy(raw);
       const compiled = compileRule(p);
       const old = rules.get(p.name);
       if (old !== undefined && old.signature === compiled.signature) {
         kept.set(old, p);
-        next.push(old);
         continue;
       }
       if (old !== undefined) removed.push(old);
-      const r: Rule = {
+      added.push({
         ...compiled,
         id: nextRuleId++,
         members: new Set(),
         dests: new Set(),
         seenIn: 0,
         seenAt: -1,
-      };
-      added.push(r);
-      next.push(r);
+        raw,
+      });
     }
     const gone: string[] = [];
-    for (const old of rules.values()) {
-      if (old.seenIn === plan) continue;
-      removed.push(old);
-      gone.push(old.name);
+    if (seenInstalled < rules.size) {
+      for (const old of rules.values()) {
+        if (old.seenIn === plan) continue;
+        removed.push(old);
+        gone.push(old.name);
+      }
     }
-    // The same rules with the same priorities: the installed order holds.
-    const reordered = removed.length > 0 || added.length > 0 || kept.size > 0;
-    return {
-      same,
-      next: reordered ? next.sort(compareRules) : ordered,
-      removed,
-      added,
-      kept,
-      gone,
-    };
+    return { same, next: nextOrder(removed, added), removed, added, kept, gone };
+  };
+
+  /**
+   * The evaluation order less `removed`, plus `added`. Kept rules keep their place: their
+   * signature, the same, holds their priority. A few added rules are put in place.
+   */
+  const nextOrder = (removed: Rule[], added: Rule[]): Rule[] => {
+    if (removed.length === 0 && added.length === 0) return ordered;
+    const gone = new Set(removed);
+    const next = ordered.filter((r) => !gone.has(r));
+    if (added.length > 16) return next.concat(added).sort(compareRules);
+    for (const r of added) {
+      let lo = 0;
+      let hi = next.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareRules(next[mid]!, r) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      next.splice(lo, 0, r);
+    }
+    return next;
   };
 
   /** Members and destination hits of a rule that is not installed yet. */
@@ -1508,14 +1521,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const setPolicies = (policies: readonly ConnectionPolicy[]): Deltas => {
     const plan = planRules(policies);
     for (const [r, p] of plan.kept) r.policy = p;
-    // The name maps change where the policies changed (most stay: one edit among hundreds).
-    for (let i = 0; i < policies.length; i++) {
-      if (!plan.same[i]) lastRaw.set(policies[i]!.name, copyPolicy(policies[i]!));
-    }
     for (const r of plan.added) rules.set(r.name, r);
-    for (const name of plan.gone) {
-      lastRaw.delete(name);
-      rules.delete(name);
+    for (const name of plan.gone) rules.delete(name);
+    // What was given, where it changed (most stay: one edit among hundreds).
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
+      if (!plan.same[i]) rules.get(p.name)!.raw = isFrozenPolicy(p) ? p : copyPolicy(p);
     }
     const tx = newTx();
     const removedSet = new Set(plan.removed);

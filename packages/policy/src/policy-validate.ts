@@ -378,6 +378,63 @@ export function samePolicy(a: ConnectionPolicy, b: ConnectionPolicy): boolean {
   return true;
 }
 
+/**
+ * Freezes a policy and everything in it, and returns it. A frozen policy cannot change, so
+ * the engine keeps it as given and, when the same object comes again, knows it unchanged
+ * without comparing it field by field (the hub's registry stores its policies frozen).
+ */
+export function freezePolicy(p: ConnectionPolicy): ConnectionPolicy {
+  for (const s of p.from) {
+    Object.freeze(s.clusters);
+    Object.freeze(s.clusterLabels);
+    Object.freeze(s.namespaces);
+    Object.freeze(s.services);
+    Object.freeze(s.workloadLabels);
+    Object.freeze(s.serviceAccounts);
+    Object.freeze(s);
+  }
+  for (const d of p.to) {
+    Object.freeze(d.clusters);
+    Object.freeze(d.clusterLabels);
+    Object.freeze(d.namespaces);
+    Object.freeze(d.services);
+    Object.freeze(d.ports);
+    Object.freeze(d);
+  }
+  Object.freeze(p.from);
+  Object.freeze(p.to);
+  return Object.freeze(p);
+}
+
+/** Whether a policy and everything in it are frozen (as freezePolicy leaves it). */
+export function isFrozenPolicy(p: ConnectionPolicy): boolean {
+  const f = Object.isFrozen;
+  return (
+    f(p) &&
+    f(p.from) &&
+    f(p.to) &&
+    p.from.every(
+      (s) =>
+        f(s) &&
+        f(s.clusters) &&
+        f(s.clusterLabels) &&
+        f(s.namespaces) &&
+        f(s.services) &&
+        f(s.workloadLabels) &&
+        f(s.serviceAccounts),
+    ) &&
+    p.to.every(
+      (d) =>
+        f(d) &&
+        f(d.clusters) &&
+        f(d.clusterLabels) &&
+        f(d.namespaces) &&
+        f(d.services) &&
+        f(d.ports),
+    )
+  );
+}
+
 /** A deep copy of a policy, so that later changes by the caller do not reach it. */
 export function copyPolicy(p: ConnectionPolicy): ConnectionPolicy {
   return create(ConnectionPolicySchema, {
