@@ -128,7 +128,8 @@ export function createDistributor(options: DistributorOptions) {
       }
     };
     if (s.dirty === "all") {
-      for (const [name, intent] of desired) compare(name, intent);
+      // forEach: a for-of over entries allocates a pair per entry.
+      desired.forEach((intent, name) => compare(name, intent));
       if (removals) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
     } else {
       for (const name of s.dirty) compare(name, desired.get(name));
@@ -263,10 +264,10 @@ export function createDistributor(options: DistributorOptions) {
       const s = sessions.get(clusterId);
       const f = s?.inFlight;
       if (s === undefined || f === undefined || f.nonce !== nonce) return false;
-      for (const [name, version] of f.upserted) {
+      f.upserted.forEach((version, name) => {
         s.applied.set(name, version);
         s.refused.delete(name);
-      }
+      });
       for (const name of f.removed) s.applied.delete(name);
       s.inFlight = undefined;
       s.history.ackedVersion = f.systemVersion;
@@ -284,10 +285,10 @@ export function createDistributor(options: DistributorOptions) {
       const f = s?.inFlight;
       if (s === undefined || f === undefined || f.nonce !== nonce) return false;
       const failed = new Set(errors.map((e) => e.intentName));
-      for (const [name, version] of f.upserted) {
+      f.upserted.forEach((version, name) => {
         if (failed.has(name)) s.refused.set(name, version);
         else s.applied.set(name, version);
-      }
+      });
       for (const name of f.removed) if (!failed.has(name)) s.applied.delete(name);
       s.inFlight = undefined;
       s.history.nacks.unshift({
