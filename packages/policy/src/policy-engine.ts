@@ -101,7 +101,11 @@ export interface DestinationRefLike {
 export interface PolicyEngine {
   /** Applies catalog changes as one batch; returns the intent deltas. */
   applyCatalog(changes: readonly CatalogChange[]): Deltas;
-  /** Replaces the whole policy set (validated first: a bad set throws and changes nothing). */
+  /**
+   * Replaces the whole policy set (validated first: a bad set throws and changes nothing).
+   * Policies frozen with `freezePolicy` are kept as given, and the same object given again
+   * is known unchanged at once; others are copied and compared field by field.
+   */
   setPolicies(policies: readonly ConnectionPolicy[]): Deltas;
   /** Changes the default decisions. */
   setDefaults(defaults: Partial<PolicyDefaults>): Deltas;
