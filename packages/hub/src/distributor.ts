@@ -129,7 +129,9 @@ export function createDistributor(options: DistributorOptions) {
     };
     if (s.dirty === "all") {
       // forEach: a for-of over entries allocates a pair per entry.
-      desired.forEach((intent, name) => compare(name, intent));
+      desired.forEach((intent, name) => {
+        compare(name, intent);
+      });
       if (removals) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
     } else {
       for (const name of s.dirty) compare(name, desired.get(name));

@@ -384,54 +384,36 @@ export function samePolicy(a: ConnectionPolicy, b: ConnectionPolicy): boolean {
  * without comparing it field by field (the hub's registry stores its policies frozen).
  */
 export function freezePolicy(p: ConnectionPolicy): ConnectionPolicy {
-  for (const s of p.from) {
-    Object.freeze(s.clusters);
-    Object.freeze(s.clusterLabels);
-    Object.freeze(s.namespaces);
-    Object.freeze(s.services);
-    Object.freeze(s.workloadLabels);
-    Object.freeze(s.serviceAccounts);
-    Object.freeze(s);
-  }
-  for (const d of p.to) {
-    Object.freeze(d.clusters);
-    Object.freeze(d.clusterLabels);
-    Object.freeze(d.namespaces);
-    Object.freeze(d.services);
-    Object.freeze(d.ports);
-    Object.freeze(d);
-  }
+  for (const selector of [...p.from, ...p.to]) freezeWithFields(selector);
   Object.freeze(p.from);
   Object.freeze(p.to);
   return Object.freeze(p);
 }
 
-/** Whether a policy and everything in it are frozen (as freezePolicy leaves it). */
+/**
+ * Whether a policy and everything in it are frozen (as freezePolicy leaves it). Every field
+ * of a selector is checked, so a field added to the schema later cannot escape the check.
+ */
 export function isFrozenPolicy(p: ConnectionPolicy): boolean {
-  const f = Object.isFrozen;
   return (
-    f(p) &&
-    f(p.from) &&
-    f(p.to) &&
-    p.from.every(
-      (s) =>
-        f(s) &&
-        f(s.clusters) &&
-        f(s.clusterLabels) &&
-        f(s.namespaces) &&
-        f(s.services) &&
-        f(s.workloadLabels) &&
-        f(s.serviceAccounts),
-    ) &&
-    p.to.every(
-      (d) =>
-        f(d) &&
-        f(d.clusters) &&
-        f(d.clusterLabels) &&
-        f(d.namespaces) &&
-        f(d.services) &&
-        f(d.ports),
-    )
+    Object.isFrozen(p) &&
+    Object.isFrozen(p.from) &&
+    Object.isFrozen(p.to) &&
+    p.from.every(frozenWithFields) &&
+    p.to.every(frozenWithFields)
+  );
+}
+
+/** Freezes an object and the lists and maps in its fields (a selector's). */
+function freezeWithFields(o: object): void {
+  for (const v of Object.values(o)) if (typeof v === "object" && v !== null) Object.freeze(v);
+  Object.freeze(o);
+}
+
+function frozenWithFields(o: object): boolean {
+  return (
+    Object.isFrozen(o) &&
+    Object.values(o).every((v) => typeof v !== "object" || v === null || Object.isFrozen(v))
   );
 }
 
