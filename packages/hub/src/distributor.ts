@@ -241,8 +241,9 @@ export function createDistributor(options: DistributorOptions) {
     },
     /**
      * Marks clusters whose desired set may have changed; `origins` are the times of the
-     * catalog changes behind it (one convergence measurement each). `names`, when given, lists a cluster's intents that changed (the engine's deltas
-     * name them), so that only those are compared; otherwise the whole set is.
+     * catalog changes behind it (one convergence measurement each). `names`, when given,
+     * lists a cluster's intents that changed (the engine's deltas name them), so that only
+     * those are compared; otherwise the whole set is.
      */
     changed(
       clusterIds: Iterable<string>,

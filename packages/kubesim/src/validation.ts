@@ -124,7 +124,6 @@ function toCause(obj: unknown, e: AjvError): StatusCause {
   }
 }
 
-/** Validates an Istio object against Istio's CRD schema; returns the causes (empty if valid). */
 /** Whether a JSON-like value holds `undefined` anywhere (an in-process object can; one parsed
  * from a request body cannot). */
 function holdsUndefined(v: unknown): boolean {
@@ -140,6 +139,7 @@ function holdsUndefined(v: unknown): boolean {
   return false;
 }
 
+/** Validates an Istio object against Istio's CRD schema; returns the causes (empty if valid). */
 export function validateIstio(obj: KubeObject): StatusCause[] {
   const ctor = istioModels[`${obj.apiVersion}/${obj.kind}`];
   if (ctor === undefined) return [];

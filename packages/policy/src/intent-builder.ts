@@ -206,7 +206,7 @@ export function addToGroup(groups: PrincipalGroups, ports: number[], principal: 
 }
 
 /**
- * Rule lists built from principal groups, and their canonical text, by groups: destinations
+ * Rule lists built from principal groups, by groups, and their hashes, by list: destinations
  * that share their groups (same decisions, cluster and ports) share one sorted list. Groups
  * and rule lists are not changed once built.
  */

@@ -1486,8 +1486,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
    */
   const nextOrder = (removed: Rule[], added: Rule[]): Rule[] => {
     if (removed.length === 0 && added.length === 0) return ordered;
-    const gone = new Set(removed);
-    const next = ordered.filter((r) => !gone.has(r));
+    const removedSet = new Set(removed);
+    const next = ordered.filter((r) => !removedSet.has(r));
     if (added.length > 16) return next.concat(added).sort(compareRules);
     for (const r of added) {
       let lo = 0;

@@ -208,10 +208,6 @@ export function validatePolicy(p: ConnectionPolicy): void {
   }
 }
 
-/**
- * Records that `policies[index]` is named `name` (`seen`: name -> index of the policies
- * before it); throws a PolicyError when one of them has the same name.
- */
 /** The error for two policies of one set with the same name, at indexes `prev` and `index`. */
 export function duplicatePolicy(name: string, prev: number, index: number): PolicyError {
   return new PolicyError(
@@ -220,6 +216,10 @@ export function duplicatePolicy(name: string, prev: number, index: number): Poli
   );
 }
 
+/**
+ * Records that `policies[index]` is named `name` (`seen`: name -> index of the policies
+ * before it); throws a PolicyError when one of them has the same name.
+ */
 export function checkUniqueName(seen: Map<string, number>, name: string, index: number): void {
   const prev = seen.get(name);
   if (prev !== undefined) throw duplicatePolicy(name, prev, index);

@@ -293,12 +293,31 @@ function clustersMatching(
 }
 
 /**
+ * Adds records to `out`, each once. The parts of one index never overlap, so only several
+ * selectors can repeat a record: with one, no set of keys is kept.
+ */
+function collector<T extends { key: string }>(selectors: number, out: T[]): (x: T) => void {
+  if (selectors === 1) {
+    return (x) => {
+      out.push(x);
+    };
+  }
+  const seen = new Set<string>();
+  return (x) => {
+    if (!seen.has(x.key)) {
+      seen.add(x.key);
+      out.push(x);
+    }
+  };
+}
+
+/**
  * Identities that a rule's sources may match (a superset), drawn from the smallest index
  * each selector narrows to; callers confirm with ruleMatchesSource.
  */
 export function sourceCandidates(rule: CompiledRule, catalog: Catalog): IdentityRecord[] {
-  const seen = new Set<string>();
   const out: IdentityRecord[] = [];
+  const put = collector(rule.from.length, out);
   for (const m of rule.from) {
     const options: Candidates<IdentityRecord>[] = [];
     const consider = (c: Candidates<IdentityRecord>) => options.push(c);
@@ -356,35 +375,16 @@ export function sourceCandidates(rule: CompiledRule, catalog: Catalog): Identity
       consider({ size: found.size, parts: [found] });
     }
     const chosen = smallest(options);
-    if (chosen === null) {
-      for (const id of catalog.allIdentities()) {
-        if (!seen.has(id.key)) {
-          seen.add(id.key);
-          out.push(id);
-        }
-      }
-      continue;
-    }
-    for (const part of chosen.parts) {
-      // The parts of one index never overlap: only several selectors can repeat a record.
-      if (rule.from.length === 1) for (const id of part.values()) out.push(id);
-      else {
-        for (const id of part.values()) {
-          if (!seen.has(id.key)) {
-            seen.add(id.key);
-            out.push(id);
-          }
-        }
-      }
-    }
+    if (chosen === null) for (const id of catalog.allIdentities()) put(id);
+    else for (const part of chosen.parts) for (const id of part.values()) put(id);
   }
   return out;
 }
 
 /** Services that a rule's destinations may match (a superset), from the smallest index. */
 export function destinationCandidates(rule: CompiledRule, catalog: Catalog): ServiceRecord[] {
-  const seen = new Set<string>();
   const out: ServiceRecord[] = [];
+  const put = collector(rule.to.length, out);
   for (const m of rule.to) {
     const options: Candidates<ServiceRecord>[] = [];
     const consider = (c: Candidates<ServiceRecord>) => options.push(c);
@@ -412,14 +412,6 @@ export function destinationCandidates(rule: CompiledRule, catalog: Catalog): Ser
       );
     }
     const chosen = smallest(options);
-    const add = (s: ServiceRecord) => {
-      if (!seen.has(s.key)) {
-        seen.add(s.key);
-        out.push(s);
-      }
-    };
-    // The parts of one index never overlap: only several selectors can repeat a record.
-    const put = rule.to.length === 1 ? (s: ServiceRecord) => out.push(s) : add;
     if (chosen === null) for (const s of catalog.allServices()) put(s);
     else for (const part of chosen.parts) for (const s of part.values()) put(s);
   }

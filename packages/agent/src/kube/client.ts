@@ -343,18 +343,15 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
           }
           res.socket.setKeepAlive(true, 30_000);
           res.setEncoding("utf8");
+          // The text after the last newline: the start of the next line.
           let pending = "";
           res.on("data", (chunk: string) => {
+            const text = pending + chunk;
             let start = 0;
-            let end = chunk.indexOf("\n");
-            if (end < 0) {
-              pending += chunk;
-              return;
-            }
-            let line = pending + chunk.slice(0, end);
-            pending = "";
-            for (;;) {
+            for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
               if (doneCalled) return;
+              const line = text.slice(start, end);
+              start = end + 1;
               let event: { type: string; object: KubeObject } | undefined;
               try {
                 event = JSON.parse(line) as { type: string; object: KubeObject };
@@ -362,12 +359,8 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
                 // not an event line: skipped, as client-node does
               }
               if (event !== undefined) onEvent(event.type, event.object, event);
-              start = end + 1;
-              end = chunk.indexOf("\n", start);
-              if (end < 0) break;
-              line = chunk.slice(start, end);
             }
-            pending = chunk.slice(start);
+            pending = text.slice(start);
           });
           res.on("end", () => finish(null));
           res.on("close", () => finish(null));
