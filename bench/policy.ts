@@ -2,6 +2,8 @@
 // rules; the time and memory of a full compile, and the time from one change (a service
 // appears, an identity's labels change, a rule's selector changes) to the intent deltas.
 // `npx tsx bench/policy.ts [--smoke]` prints median and p99 of every figure.
+
+import { constants, type NodeGCPerformanceDetail, PerformanceObserver } from "node:perf_hooks";
 import { create } from "@bufbuild/protobuf";
 import { createRandom, type Random } from "@isthmus/model";
 import {
@@ -9,6 +11,7 @@ import {
   type ClusterFacts,
   createPolicyEngine,
   freezePolicy,
+  type PolicyEngine,
 } from "@isthmus/policy";
 import {
   Action,
@@ -209,6 +212,98 @@ function ms(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
+/**
+ * Incremental: one change at a time on the compiled engine, in steady state: the compiles'
+ * garbage is collected and swept first (a hub has long since done so when a change comes).
+ * Each change runs in an event-loop turn of its own, as the hub's do (an admin call, or the
+ * agents' catalog updates of one turn in one batch), so V8 can run young-generation
+ * collections between changes as it does in the hub; those that start during a change are
+ * counted apart.
+ */
+async function timeChanges(engine: PolicyEngine, scene: Scene, size: SceneSize, seed: number) {
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const changeWindows: number[] = [];
+  const gcs: { start: number; minor: boolean }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: NodeGCPerformanceDetail }).detail?.kind;
+      gcs.push({ start: e.startTime, minor: kind === constants.NODE_PERFORMANCE_GC_MINOR });
+    }
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+  const timed = (samples: number[], change: () => unknown) => {
+    const from = performance.now();
+    const start = process.hrtime.bigint();
+    change();
+    samples.push(ms(start));
+    changeWindows.push(from, performance.now());
+  };
+  const r = createRandom(seed + 1);
+  const serviceAppears: number[] = [];
+  const identityLabels: number[] = [];
+  const ruleSelector: number[] = [];
+  let policies = scene.policies;
+  for (let i = 0; i < size.changes; i++) {
+    {
+      const c = r.pick(scene.clusters);
+      const s = r.int(size.logicalServices);
+      const namespace = ns(s % size.namespaces);
+      const accounts = [...engine.catalog.identitiesIn(c.id).values()]
+        .filter((x) => x.identity.namespace === namespace)
+        .map((x) => x.identity.serviceAccount);
+      const service = makeService(r, namespace, `new-${i}-${svcName(s)}`, accounts);
+      await nextTurn();
+      timed(serviceAppears, () =>
+        engine.applyCatalog([{ kind: "service", clusterId: c.id, service }]),
+      );
+    }
+    {
+      const c = r.pick(scene.clusters);
+      const ids = [...engine.catalog.identitiesIn(c.id).values()];
+      const rec = r.pick(ids);
+      const app = r.chance(0.5)
+        ? rec.identity.serviceAccount
+        : saName(r.int(size.accountsPerNamespace));
+      const identity = create(WorkloadIdentitySchema, {
+        namespace: rec.identity.namespace,
+        serviceAccount: rec.identity.serviceAccount,
+        labelSets: [{ labels: { app, version: `v${3 + i}` }, podCount: 2 }],
+        podCount: 2,
+      });
+      await nextTurn();
+      timed(identityLabels, () =>
+        engine.applyCatalog([{ kind: "identity", clusterId: c.id, identity }]),
+      );
+    }
+    {
+      const k = r.int(policies.length);
+      const replacement = makeRule(r, size, 0, scene.clusters);
+      const next = [...policies];
+      next[k] = freezePolicy(
+        create(ConnectionPolicySchema, { ...replacement, name: policies[k]!.name }),
+      );
+      await nextTurn();
+      timed(ruleSelector, () => engine.setPolicies(next));
+      policies = next;
+    }
+  }
+  await nextTurn(); // the observer's last entries
+  observer.disconnect();
+  // Young-generation collections that started during a change, and all of them.
+  let during = 0;
+  let minor = 0;
+  let w = 0;
+  for (const gc of gcs.sort((a, b) => a.start - b.start)) {
+    if (!gc.minor) continue;
+    minor++;
+    while (w < changeWindows.length && changeWindows[w + 1]! < gc.start) w += 2;
+    if (w < changeWindows.length && changeWindows[w]! <= gc.start) during++;
+  }
+  return { serviceAppears, identityLabels, ruleSelector, minor, during };
+}
+
 export default async function run({ smoke }: { smoke: boolean }): Promise<Figure[]> {
   const size = smoke ? SMOKE : FULL;
   const seed = benchSeed();
@@ -239,57 +334,12 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
     intentCounts.push(n);
   }
 
-  // Incremental: one change at a time on the compiled engine, in steady state: the
-  // compiles' garbage is collected first (a hub has long since done so when a change comes).
-  (globalThis as { gc?: () => void }).gc?.();
-  const r = createRandom(seed + 1);
-  const serviceAppears: number[] = [];
-  const identityLabels: number[] = [];
-  const ruleSelector: number[] = [];
-  let policies = scene.policies;
-  for (let i = 0; i < size.changes; i++) {
-    {
-      const c = r.pick(scene.clusters);
-      const s = r.int(size.logicalServices);
-      const namespace = ns(s % size.namespaces);
-      const accounts = [...engine.catalog.identitiesIn(c.id).values()]
-        .filter((x) => x.identity.namespace === namespace)
-        .map((x) => x.identity.serviceAccount);
-      const service = makeService(r, namespace, `new-${i}-${svcName(s)}`, accounts);
-      const start = process.hrtime.bigint();
-      engine.applyCatalog([{ kind: "service", clusterId: c.id, service }]);
-      serviceAppears.push(ms(start));
-    }
-    {
-      const c = r.pick(scene.clusters);
-      const ids = [...engine.catalog.identitiesIn(c.id).values()];
-      const rec = r.pick(ids);
-      const app = r.chance(0.5)
-        ? rec.identity.serviceAccount
-        : saName(r.int(size.accountsPerNamespace));
-      const identity = create(WorkloadIdentitySchema, {
-        namespace: rec.identity.namespace,
-        serviceAccount: rec.identity.serviceAccount,
-        labelSets: [{ labels: { app, version: `v${3 + i}` }, podCount: 2 }],
-        podCount: 2,
-      });
-      const start = process.hrtime.bigint();
-      engine.applyCatalog([{ kind: "identity", clusterId: c.id, identity }]);
-      identityLabels.push(ms(start));
-    }
-    {
-      const k = r.int(policies.length);
-      const replacement = makeRule(r, size, 0, scene.clusters);
-      const next = [...policies];
-      next[k] = freezePolicy(
-        create(ConnectionPolicySchema, { ...replacement, name: policies[k]!.name }),
-      );
-      const start = process.hrtime.bigint();
-      engine.setPolicies(next);
-      ruleSelector.push(ms(start));
-      policies = next;
-    }
-  }
+  const { serviceAppears, identityLabels, ruleSelector, minor, during } = await timeChanges(
+    engine,
+    scene,
+    size,
+    seed,
+  );
   const all = [...serviceAppears, ...identityLabels, ...ruleSelector];
   return [
     { name: "full compile", unit: "ms", samples: fullSamples, reference: "one change (any kind)" },
@@ -300,6 +350,8 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
     { name: "service appears", unit: "ms", samples: serviceAppears },
     { name: "identity labels change", unit: "ms", samples: identityLabels },
     { name: "rule selector changes", unit: "ms", samples: ruleSelector },
+    { name: "young-generation GCs over the changes", unit: "count", samples: [minor] },
+    { name: "young-generation GCs during a change", unit: "count", samples: [during] },
   ];
 }
 
