@@ -31,6 +31,7 @@ import { Action } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
 import type { FromHost, HostStart, ToHost } from "./lib/convergence-host.js";
 import { profileDir, startCpuProfile } from "./lib/cpu-profile.js";
+import { watchGcPauses } from "./lib/gc-pauses.js";
 import { openWatch } from "./lib/kube-http.js";
 
 const converge = (intervalMs: number) =>
@@ -42,6 +43,10 @@ const cpu = (intervalMs: number) =>
   `CPU time per event (all processes), ${1000 / intervalMs} events/s`;
 const hubCpu = (intervalMs: number) =>
   `hub process CPU time per event, ${1000 / intervalMs} events/s`;
+const gcPerEvent = (intervalMs: number) =>
+  `GC pause time per event (all processes), ${1000 / intervalMs} events/s`;
+const gcLongest = (intervalMs: number) =>
+  `longest GC pause (any process), ${1000 / intervalMs} events/s`;
 const IDLE = "CPU time per second with no events (all processes)";
 const HUB_IDLE = "hub process CPU time per second with no events";
 const IMPORT_CPU =
@@ -289,6 +294,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const hostOf = (i: number) => hosts[i % hostCount]!;
   const urlOf = (i: number) => hostOf(i).urls[Math.floor(i / hostCount)]!;
   let watcher: Awaited<ReturnType<typeof createWatcher>> | undefined;
+  const gcPauses = watchGcPauses();
   try {
     const tokens: string[] = [];
     for (const c of scene.clusters) {
@@ -363,13 +369,17 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       selfImports = self;
     }
 
-    /** CPU time (user + system, µs) of this process and of every cluster host process. */
+    /** CPU time (user + system, µs) of this process and of every cluster host process; their
+     * GC pauses so far (ms) and the longest one since the previous call. */
     const cpuNow = async () => {
       const hub = process.cpuUsage();
+      const hubGc = gcPauses.take();
       const answers = await Promise.all(hosts.map((h) => h.ask({ type: "cpu" }, "cpu")));
       return {
         hub: hub.user + hub.system,
         all: hub.user + hub.system + answers.reduce((sum, a) => sum + a.micros, 0),
+        gcMs: hubGc.totalMs + answers.reduce((sum, a) => sum + a.gc.totalMs, 0),
+        gcMaxMs: Math.max(hubGc.maxMs, ...answers.map((a) => a.gc.maxMs)),
       };
     };
 
@@ -408,6 +418,8 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         rampSamples,
         cpuMsPerEvent: (cpu1.all - cpu0.all) / 1000 / (ramp + events),
         hubCpuMsPerEvent: (cpu1.hub - cpu0.hub) / 1000 / (ramp + events),
+        gcMsPerEvent: (cpu1.gcMs - cpu0.gcMs) / (ramp + events),
+        gcMaxMs: cpu1.gcMaxMs,
       };
     };
     // ISTHMUS_BENCH_CPU_PROF=<dir>: every process (this one: the hub and the watches; each
@@ -427,9 +439,18 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     // What the converged system costs with nothing happening (timers, bookmarks, keepalives):
     // part of every churn's CPU time per event, the more so the fewer events per second.
     await sleep(200);
+    // ISTHMUS_BENCH_CPU_PROF: the quiet window is profiled too (`hub-idle`, `host-idle-…`).
+    const stopIdleProfile = dir === undefined ? undefined : await startCpuProfile(dir);
+    if (dir !== undefined) {
+      await Promise.all(hosts.map((h) => h.ask({ type: "profile", dir, name: "idle" }, "profile")));
+    }
     const idle0 = await cpuNow();
     await sleep(s.idleMs);
     const idle1 = await cpuNow();
+    if (stopIdleProfile !== undefined) {
+      await stopIdleProfile("hub-idle");
+      await Promise.all(hosts.map((h) => h.ask({ type: "profile" }, "profile")));
+    }
     const perSecond = (micros: number) => micros / 1000 / (s.idleMs / 1000);
 
     // The floor, on the same (now quiet) clusters, from the process of the first cluster.
@@ -464,6 +485,10 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       },
       { name: cpu(s.intervalMs), unit: "ms", samples: [fast.cpuMsPerEvent] },
       { name: cpu(s.slowIntervalMs), unit: "ms", samples: [slow.cpuMsPerEvent] },
+      { name: gcPerEvent(s.intervalMs), unit: "ms", samples: [fast.gcMsPerEvent] },
+      { name: gcPerEvent(s.slowIntervalMs), unit: "ms", samples: [slow.gcMsPerEvent] },
+      { name: gcLongest(s.intervalMs), unit: "ms", samples: [fast.gcMaxMs] },
+      { name: gcLongest(s.slowIntervalMs), unit: "ms", samples: [slow.gcMaxMs] },
       { name: hubCpu(s.intervalMs), unit: "ms", samples: [fast.hubCpuMsPerEvent] },
       { name: hubCpu(s.slowIntervalMs), unit: "ms", samples: [slow.hubCpuMsPerEvent] },
       { name: IDLE, unit: "ms", samples: [perSecond(idle1.all - idle0.all)] },
@@ -476,6 +501,7 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
       { name: WRITE, unit: "ms", samples: f.write, reference: FLOOR },
     ];
   } finally {
+    gcPauses.stop();
     watcher?.close();
     admin.close();
     await Promise.all(

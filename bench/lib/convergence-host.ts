@@ -28,6 +28,7 @@ import {
   IntentSchema,
 } from "@isthmus/proto";
 import { startCpuProfile } from "./cpu-profile.js";
+import { type GcPauses, watchGcPauses } from "./gc-pauses.js";
 import { applyOverHttp, openWatch } from "./kube-http.js";
 
 export const SHOP = "shop";
@@ -52,8 +53,9 @@ export type ToHost =
    * cluster `index` (of the scene), one this process hosts. */
   | { type: "create"; index: number; k: number }
   | { type: "cpu" }
-  /** With `dir`: start a CPU profile; without: stop it and write it to the folder given. */
-  | { type: "profile"; dir?: string }
+  /** With `dir`: start a CPU profile (`name`, when given, goes into the file's name); without:
+   * stop it and write it to the folder given. */
+  | { type: "profile"; dir?: string; name?: string }
   | { type: "floor"; warmup: number; rounds: number }
   /** CPU time of import deltas applied by a controller to a kubesim of their own. */
   | { type: "import-cpu"; warmup: number; deltas: number; inFlight: number }
@@ -68,7 +70,8 @@ export interface FloorSamples {
 export type FromHost =
   /** The API servers' URLs, in the order of `HostStart.clusters`. */
   | { type: "ready"; urls: string[] }
-  | { type: "cpu"; micros: number }
+  /** CPU time so far; the GC pauses so far and the longest one since the last `cpu`. */
+  | { type: "cpu"; micros: number; gc: GcPauses }
   | { type: "profile" }
   | { type: "floor"; samples: FloorSamples }
   | { type: "import-cpu"; msPerDelta: number }
@@ -272,6 +275,7 @@ async function main(): Promise<void> {
     }
   };
 
+  const gcPauses = watchGcPauses();
   let stopProfile: (() => Promise<void>) | undefined;
   process.on("message", (m: ToHost) => {
     const fail = (err: unknown) =>
@@ -286,14 +290,15 @@ async function main(): Promise<void> {
         }
         case "cpu": {
           const u = process.cpuUsage();
-          send({ type: "cpu", micros: u.user + u.system });
+          send({ type: "cpu", micros: u.user + u.system, gc: gcPauses.take() });
           break;
         }
         case "profile":
           if (m.dir !== undefined) {
             const dir = m.dir;
             startCpuProfile(dir).then((stop) => {
-              stopProfile = () => stop(`host-${hosted[0]!.id}`);
+              const name = m.name === undefined ? "host" : `host-${m.name}`;
+              stopProfile = () => stop(`${name}-${hosted[0]!.id}`);
               send({ type: "profile" });
             }, fail);
           } else {
