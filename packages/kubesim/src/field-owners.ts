@@ -21,6 +21,23 @@ const ignoredMeta = new Set([
   "selfLink",
 ]);
 
+/**
+ * One string per distinct path, shared by the owner sets of every stored object: objects of
+ * one kind have the same paths, and a path built by concatenation is a chain of V8 string
+ * pieces (about 70 bytes per path and object, kept as long as the object is stored, and
+ * copied by every young-generation collection until it is old). Bounded: past `POOL_MAX`
+ * distinct paths (label or annotation keys of their own per object) a path is kept as built.
+ */
+const pool = new Map<string, string>();
+const POOL_MAX = 50_000;
+
+function shared(path: string): string {
+  const known = pool.get(path);
+  if (known !== undefined) return known;
+  if (pool.size < POOL_MAX) pool.set(path, path);
+  return path;
+}
+
 /** The leaf paths of an object (minus identity and server-set metadata). */
 export function leafPaths(obj: Record<string, unknown>): Set<string> {
   const out = new Set<string>();
@@ -37,7 +54,7 @@ export function leafPaths(obj: Record<string, unknown>): Set<string> {
         return;
       }
     }
-    if (depth > 0) out.add(path);
+    if (depth > 0) out.add(shared(path));
   };
   walk(obj, "", 0, false);
   return out;
