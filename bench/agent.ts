@@ -6,7 +6,12 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import { createController, createKubeClient, kubeConfigFromString } from "@isthmus/agent";
+import {
+  CONTENT_HASH_ANNOTATION,
+  createController,
+  createKubeClient,
+  kubeConfigFromString,
+} from "@isthmus/agent";
 import { createKubeSim, istioScene, type KubeObject } from "@isthmus/kubesim";
 import { IntentSchema } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
@@ -116,6 +121,8 @@ async function clusterChild(): Promise<void> {
   );
   sim.load(workload(shape, createRandom()));
   await sim.listen();
+  // The benchmark's process is gone (crashed or killed): nothing left to serve.
+  process.on("disconnect", () => process.exit(0));
   process.on(
     "message",
     (m: { churn: { ns: string; svc: string; round: number } } | { stop: true }) => {
@@ -221,9 +228,14 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     const noopMs = performance.now() - t3;
 
     // Churn: one slice changes in the child; time until the agent's ServiceEntry with the
-    // new address comes back through the agent's own watch.
+    // new address comes back through the agent's own watch. The agent's informers keep the
+    // rendered kinds' metadata only: a new content hash is the new address written.
     const churn: number[] = [];
-    let waiting: { name: string; ns: string; address: string; resolve: () => void } | undefined;
+    const hashOf = (obj: KubeObject | undefined) =>
+      obj?.metadata.annotations?.[CONTENT_HASH_ANNOTATION];
+    let waiting:
+      | { name: string; ns: string; hash: string | undefined; resolve: () => void }
+      | undefined;
     ctl.cache.onRendered((_e, obj) => {
       if (
         waiting === undefined ||
@@ -231,15 +243,15 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         obj.metadata.namespace !== waiting.ns
       )
         return;
-      const eps = (obj.spec as { endpoints?: { address: string }[] }).endpoints ?? [];
-      if (eps.some((e) => e.address === waiting!.address)) waiting.resolve();
+      if (hashOf(obj) !== waiting.hash) waiting.resolve();
     });
     for (let round = 0; round < shape.churns; round++) {
       const t = targets[Math.floor(random() * targets.length)]!;
-      const address = `10.255.${Math.floor(round / 200) % 250}.${round % 200}`;
       const start = performance.now();
       await new Promise<void>((resolve) => {
-        waiting = { name: `isthmus-export-${t.svc}`, ns: t.ns, address, resolve };
+        const name = `isthmus-export-${t.svc}`;
+        const hash = hashOf(ctl.cache.liveObject("ServiceEntry", t.ns, name));
+        waiting = { name, ns: t.ns, hash, resolve };
         child.send({ churn: { ns: t.ns, svc: t.svc, round } });
       });
       churn.push(performance.now() - start);

@@ -32,12 +32,12 @@ interface Outcome {
 }
 
 /** Runs bench/run.ts the way `npm run bench` does, in a child process. */
-function runBench(args: readonly string[]): Promise<Outcome> {
+function runBench(args: readonly string[], timeout = 120_000): Promise<Outcome> {
   return new Promise((done) => {
     execFile(
       process.execPath,
       ["--import", "tsx", join(BENCH_DIR, "run.ts"), ...args],
-      { cwd: ROOT, timeout: 120_000 },
+      { cwd: ROOT, timeout },
       (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
         done({ code, stdout, stderr });
@@ -302,6 +302,23 @@ describe("bench/run.ts", function () {
     for (const r of report.rows) assert.ok(r.median > 0 && r.p99 >= r.median, r.figure);
     assert.ok(rss.median > 10, `peak RSS ${rss.median} MiB is a process's, not zero`);
     assert.equal(stdout, `${formatTable(report.rows)}\n`);
+  });
+
+  it("--smoke runs every module in bench/ without a failure, each with figures", async function () {
+    // The smoke workload of every benchmark: a change that breaks one fails here, not in
+    // the next measurement run (about 40 s on 2 cores).
+    this.timeout(300_000);
+    const json = join(dir, "all.json");
+    const { code, stderr } = await runBench(["--smoke", "--json", json], 280_000);
+    const report = JSON.parse(await readFile(json, "utf8")) as JsonReport;
+    assert.deepEqual(report.failures, [], stderr);
+    assert.equal(code, 0, stderr);
+    for (const name of await listBenchModules(BENCH_DIR)) {
+      const figures = report.rows.filter(
+        (r) => r.benchmark === name && r.figure !== "peak RSS (process)",
+      );
+      assert.ok(figures.length > 0, `bench/${name}.ts reported no figures`);
+    }
   });
 
   it("keeps going when a benchmark crashes, reports it and exits 1", async () => {
