@@ -262,6 +262,32 @@ describe("agent apply (kubesim + client-node)", () => {
     );
   });
 
+  it("writes an owned object changed behind its back again as rendered, more than once", async () => {
+    await start();
+    await ctl!.reconciler.applyDelta({ upserted: all, removed: [], complete: true });
+    const find = () =>
+      c.sim.find(
+        "networking.istio.io/v1",
+        "ServiceEntry",
+        "isthmus-import-payments-api",
+        "payments",
+      );
+    const rendered = find()!;
+    const hash = "isthmus.dev/content-hash";
+    // The agent keeps no copy of an object it wrote: each repair renders the intent again.
+    for (const round of [1, 2]) {
+      c.sim.patch("networking.istio.io/v1", "ServiceEntry", rendered.metadata.name, "payments", {
+        metadata: { annotations: { [hash]: `tampered-${round}` } },
+        spec: { endpoints: [{ address: "192.0.2.1" }] },
+      });
+      await eventually(() => {
+        const now = find()!;
+        assert.equal(now.metadata.annotations?.[hash], rendered.metadata.annotations?.[hash]);
+        assert.deepEqual(now.spec, rendered.spec);
+      });
+    }
+  });
+
   it("re-renders an import when only one of its backends changes or goes", async () => {
     await start();
     await ctl!.reconciler.applyDelta({ upserted: all, removed: [], complete: true });

@@ -57,8 +57,15 @@ type Outcome = { ok: true } | { ok: false; message: string };
 
 interface Desired {
   intentName: string;
-  object: KubeObject;
+  /** The rendered object's content hash (undefined: rendered without one). */
+  hash: string | undefined;
+  /** The rendered object until it is written. Once the cluster holds it, a later write (drift
+   * repair, a retried NACK) renders the intent again: the agent does not keep a second copy
+   * of every object it wrote (about 1 KB each, kept for the agent's lifetime). */
+  object: KubeObject | undefined;
 }
+
+const hashOf = (o: KubeObject) => o.metadata.annotations?.[CONTENT_HASH_ANNOTATION];
 
 /**
  * Keeps the cluster's Istio objects equal to the rendered intents. Level-based: every path
@@ -197,20 +204,39 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (owner !== undefined && owner !== want.intentName && isDesiredIntent(owner)) {
         return { ok: false, message: `${ref} already belongs to intent "${owner}"` };
       }
-      const liveHash = liveObj.metadata.annotations?.[CONTENT_HASH_ANNOTATION];
-      if (
-        liveHash !== undefined &&
-        liveHash === want.object.metadata.annotations?.[CONTENT_HASH_ANNOTATION]
-      ) {
+      const liveHash = hashOf(liveObj);
+      if (liveHash !== undefined && liveHash === want.hash) {
         options.onWrite?.("noop", ref);
         return { ok: true };
       }
     }
+    const object = want.object ?? renderAgain(ref, want);
+    if (object === undefined)
+      return { ok: false, message: `${ref}: its intent no longer renders it` };
     // Force only where Isthmus owns the object; a new object is applied without force, so
     // that a foreign object created meanwhile makes the apply fail with a conflict.
-    await client.apply(res, want.object, { fieldManager, force: liveObj !== undefined });
+    await client.apply(res, object, { fieldManager, force: liveObj !== undefined });
     options.onWrite?.("apply", ref);
+    // Written: the cluster holds it now (unless the intent was rendered again meanwhile).
+    if (desired.get(ref) === want) want.object = undefined;
     return { ok: true };
+  }
+
+  /** A written object again, from its intent (rendering is pure: the same intent, backends and
+   * facts give the same object). Facts that changed since give the object as it should be now;
+   * its hash is then the desired one. */
+  function renderAgain(ref: string, want: Desired): KubeObject | undefined {
+    const intent = intents.get(want.intentName);
+    if (intent === undefined) return undefined;
+    const backends = backendsByImport.get(intent.name);
+    const { objects } = renderIntent(
+      intent,
+      live.facts(),
+      backends === undefined ? [] : [...backends.values()],
+    );
+    const object = objects.find((o) => objectRef(o) === ref);
+    if (object !== undefined) want.hash = hashOf(object);
+    return object;
   }
 
   async function reconcile(ref: string): Promise<Outcome> {
@@ -267,14 +293,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const ref = objectRef(o);
       after.add(ref);
       const prev = desired.get(ref);
-      if (
-        prev?.object.metadata.annotations?.[CONTENT_HASH_ANNOTATION] !==
-          o.metadata.annotations?.[CONTENT_HASH_ANNOTATION] ||
-        prev?.intentName !== intent.name
-      ) {
-        changed.push(ref);
-      }
-      desired.set(ref, { intentName: intent.name, object: o });
+      const hash = hashOf(o);
+      if (prev?.hash !== hash || prev?.intentName !== intent.name) changed.push(ref);
+      desired.set(ref, { intentName: intent.name, hash, object: o });
     }
     for (const e of result.errors) {
       if (e.object.startsWith("Intent ")) continue;
