@@ -879,11 +879,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     d.allowed = d.enforceable && allowed.size > 0 ? allowed : NO_CLUSTERS;
   };
 
+  /** Whether a destination has an access intent. */
+  const accessPresent = (d: DestState): boolean =>
+    d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
+
   const finalizeAccess = (tx: Tx, d: DestState): void => {
-    const present =
-      d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
     const name = namesOf(d.rec).access;
-    if (!present) {
+    if (!accessPresent(d)) {
       if (intentsByCluster.get(d.rec.clusterId)?.has(name))
         setIntent(tx, d.rec.clusterId, name, null);
       return;
@@ -1393,19 +1395,33 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // 6. Rebuild destinations, then their logical services, then access intents.
     const finalize = new Set<DestState>();
     const memo: PrincipalsMemo = new Map();
-    const rebuildOne = (d: DestState) => {
+    /**
+     * `changed`: the destination's record changed. Otherwise its access intent is rebuilt
+     * only when its principal groups, enforceability or presence changed (its record and
+     * the defaults did not: the groups kept their objects when equal).
+     */
+    const rebuildOne = (d: DestState, changed: boolean) => {
       if (!d.live) return;
-      const before = d.allowed;
+      const { allowed, allowGroups, denyGroups, enforceable } = d;
       rebuildDest(d, memo);
-      finalize.add(d);
-      if (before !== d.allowed) markAllowed(tx, d, before);
+      if (
+        changed ||
+        d.allowGroups !== allowGroups ||
+        d.denyGroups !== denyGroups ||
+        d.enforceable !== enforceable ||
+        accessPresent(d) !==
+          (intentsByCluster.get(d.rec.clusterId)?.has(namesOf(d.rec).access) ?? false)
+      ) {
+        finalize.add(d);
+      }
+      if (allowed !== d.allowed) markAllowed(tx, d, allowed);
     };
     for (const d of full) {
       markService(tx, d.rec.clusterId, d.rec.logicalKey, d);
-      rebuildOne(d);
+      rebuildOne(d, true);
     }
-    for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d);
-    for (const d of tx.rebuild) if (!full.has(d) && !tx.decDests.has(d)) rebuildOne(d);
+    for (const d of tx.decDests) if (!full.has(d)) rebuildOne(d, false);
+    for (const d of tx.rebuild) if (!full.has(d) && !tx.decDests.has(d)) rebuildOne(d, false);
     for (const [key, dirty] of tx.logical) recomputeLogical(tx, key, dirty, finalize);
     for (const d of finalize) if (d.live) finalizeAccess(tx, d);
     return finishTx(tx);
