@@ -47,7 +47,7 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
 /**
  * The version of an intent's content: a hash of every field in a fixed order, lists and
  * maps as built (already sorted), each string introduced by its length. Same content, same
- * version.
+ * version. Access intents are versioned by `buildAccess`, from their principal groups.
  */
 function versionOf(kind: Intent["kind"]): string {
   const h = new Hash64();
@@ -78,22 +78,6 @@ function versionOf(kind: Intent["kind"]): string {
       for (const c of v.importingClusters) h.str(c);
       break;
     }
-    case "accessIntent": {
-      const v = kind.value;
-      h.str("access").str(v.namespace).str(v.service);
-      // buildAccessBody sorted the selector's keys.
-      const keys = Object.keys(v.selector);
-      h.int(keys.length);
-      for (const k of keys) h.str(k).str(v.selector[k]!);
-      const [a1, a2] = rulesHash(v.allow);
-      const [d1, d2] = rulesHash(v.deny);
-      h.int(a1)
-        .int(a2)
-        .int(d1)
-        .int(d2)
-        .int(v.allowLocalTrustDomain ? 1 : 0);
-      break;
-    }
   }
   return h.hex();
 }
@@ -104,13 +88,8 @@ function hashPorts(h: Hash64, ps: ServicePort[]): void {
     h.str(p.name).int(p.port).str(p.protocol).str(p.targetPort).str(p.appProtocol);
 }
 
-function intent(name: string, kind: Intent["kind"]): Intent {
-  return {
-    $typeName: "isthmus.v1.Intent",
-    name,
-    version: versionOf(kind),
-    kind,
-  };
+function intent(name: string, kind: Intent["kind"], version = versionOf(kind)): Intent {
+  return { $typeName: "isthmus.v1.Intent", name, version, kind };
 }
 
 /** Gateway lists by cluster facts: every backend of a cluster shares one. */
@@ -192,8 +171,21 @@ export function buildExport(rec: ServiceRecord, importingClusters: string[]): In
   return intent(exportName(value.namespace, value.service), { case: "exportIntent", value });
 }
 
-/** Principals grouped by the ports they apply to ("" key: every port). */
-export type PrincipalGroups = Map<string, { ports: number[]; principals: string[] }>;
+/** Principals allowed (or denied) on the same ports ([]: every port). */
+export interface PrincipalGroup {
+  ports: number[];
+  principals: string[];
+}
+
+/**
+ * Principal groups by port list ("" key: every port), and, built once when first needed,
+ * their sorted access rules and the rules' hash. Not changed once built: destinations that
+ * share their groups (same decisions, cluster and ports) share the rules and the hash.
+ */
+export class PrincipalGroups extends Map<string, PrincipalGroup> {
+  rules: AccessRule[] | undefined = undefined;
+  lanes: [number, number] | undefined = undefined;
+}
 
 export function addToGroup(groups: PrincipalGroups, ports: number[], principal: string): void {
   const key = ports.join(",");
@@ -206,28 +198,24 @@ export function addToGroup(groups: PrincipalGroups, ports: number[], principal: 
 }
 
 /**
- * Rule lists built from principal groups, by groups, and their hashes, by list: destinations
- * that share their groups (same decisions, cluster and ports) share one sorted list. Groups
- * and rule lists are not changed once built.
+ * Hashes of principals, each the 32 bits of one lane and 21 of the other packed in one
+ * number (53 bits, exact in a double). A principal is listed by the access intent of every
+ * destination its identity may call: hashed once, not once per list. Emptied when full, so
+ * that principals of identities long gone do not stay.
  */
-const rulesByGroups = new WeakMap<PrincipalGroups, AccessRule[]>();
-const hashByRules = new WeakMap<AccessRule[], [number, number]>();
+const principalHashes = new Map<string, number>();
+const PRINCIPAL_HASHES_MAX = 1 << 18;
+const LANE = 2 ** 32;
 
-/** The hash lanes of a rule list, once per list (lists are shared and never changed). */
-function rulesHash(rs: AccessRule[]): [number, number] {
-  let lanes = hashByRules.get(rs);
-  if (lanes === undefined) {
-    const h = new Hash64().int(rs.length);
-    for (const r of rs) {
-      h.int(r.ports.length);
-      for (const p of r.ports) h.int(p);
-      h.int(r.principals.length);
-      for (const p of r.principals) h.str(p);
-    }
-    lanes = h.lanes();
-    hashByRules.set(rs, lanes);
+function principalHash(principal: string): number {
+  let packed = principalHashes.get(principal);
+  if (packed === undefined) {
+    const [h1, h2] = new Hash64().str(principal).lanes();
+    packed = (h2 & 0x1fffff) * LANE + (h1 >>> 0);
+    if (principalHashes.size >= PRINCIPAL_HASHES_MAX) principalHashes.clear();
+    principalHashes.set(principal, packed);
   }
-  return lanes;
+  return packed;
 }
 
 function comparePorts(a: number[], b: number[]): number {
@@ -235,39 +223,69 @@ function comparePorts(a: number[], b: number[]): number {
   return a.length - b.length;
 }
 
-function rules(groups: PrincipalGroups): AccessRule[] {
-  let out = rulesByGroups.get(groups);
-  if (out === undefined) {
-    out = [...groups.values()]
+/** The groups' access rules (by ports, principals sorted), built once. */
+function rulesOf(groups: PrincipalGroups): AccessRule[] {
+  if (groups.rules === undefined) {
+    groups.rules = [...groups.values()]
       .sort((a, b) => comparePorts(a.ports, b.ports))
       .map((g) => ({
         $typeName: "isthmus.v1.AccessRule",
         principals: [...g.principals].sort(),
         ports: g.ports,
       }));
-    rulesByGroups.set(groups, out);
   }
-  return out;
+  return groups.rules;
 }
 
-/** The AccessIntent content (without name and version). */
-export function buildAccessBody(
+/** The hash lanes of the groups' access rules, built once. */
+function lanesOf(groups: PrincipalGroups): [number, number] {
+  if (groups.lanes === undefined) {
+    const rs = rulesOf(groups);
+    const h = new Hash64().int(rs.length);
+    for (const r of rs) {
+      h.int(r.ports.length);
+      for (const p of r.ports) h.int(p);
+      h.int(r.principals.length);
+      for (const p of r.principals) {
+        const packed = principalHash(p);
+        h.int(packed % LANE).int(Math.floor(packed / LANE));
+      }
+    }
+    groups.lanes = h.lanes();
+  }
+  return groups.lanes;
+}
+
+/** No principals. */
+export const NO_GROUPS = new PrincipalGroups();
+
+/** The AccessIntent of a destination: its service, and the principals allowed and denied. */
+export function buildAccess(
   rec: ServiceRecord,
   allow: PrincipalGroups,
   deny: PrincipalGroups,
   allowLocalTrustDomain: boolean,
-): AccessIntent {
-  return {
+): Intent {
+  const value: AccessIntent = {
     $typeName: "isthmus.v1.AccessIntent",
     namespace: rec.service.namespace,
     service: rec.service.name,
     selector: sortedMap(rec.service.selector),
-    allow: rules(allow),
-    deny: rules(deny),
+    allow: rulesOf(allow),
+    deny: rulesOf(deny),
     allowLocalTrustDomain,
   };
-}
-
-export function buildAccess(body: AccessIntent): Intent {
-  return intent(accessName(body.namespace, body.service), { case: "accessIntent", value: body });
+  const h = new Hash64().str("access").str(value.namespace).str(value.service);
+  const keys = Object.keys(value.selector);
+  h.int(keys.length);
+  for (const k of keys) h.str(k).str(value.selector[k]!);
+  const [a1, a2] = lanesOf(allow);
+  const [d1, d2] = lanesOf(deny);
+  h.int(a1)
+    .int(a2)
+    .int(d1)
+    .int(d2)
+    .int(allowLocalTrustDomain ? 1 : 0);
+  const name = accessName(value.namespace, value.service);
+  return intent(name, { case: "accessIntent", value }, h.hex());
 }

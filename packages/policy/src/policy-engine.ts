@@ -29,14 +29,14 @@ import {
   accessName,
   addToGroup,
   buildAccess,
-  buildAccessBody,
   buildExport,
   buildImport,
   buildImportBackend,
   exportName,
   importBackendName,
   importName,
-  type PrincipalGroups,
+  NO_GROUPS,
+  PrincipalGroups,
 } from "./intent-builder.js";
 import {
   checkUniqueName,
@@ -711,8 +711,8 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const principalsOf = (d: DestState, localTd: string): Principals => {
     const rec = d.rec;
     const svc = rec.service;
-    const allow: PrincipalGroups = new Map();
-    const deny: PrincipalGroups = new Map();
+    const allow = new PrincipalGroups();
+    const deny = new PrincipalGroups();
     const allowed = new Set<string>();
     const warnings: Warning[] = [];
     const slotPorts = (slots: number[]) =>
@@ -890,13 +890,13 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         setIntent(tx, d.rec.clusterId, name, null);
       return;
     }
-    const body = buildAccessBody(
+    const access = buildAccess(
       d.rec,
-      d.allowGroups ?? new Map(),
-      d.denyGroups ?? new Map(),
+      d.allowGroups ?? NO_GROUPS,
+      d.denyGroups ?? NO_GROUPS,
       allowLocal(),
     );
-    setIntent(tx, d.rec.clusterId, name, buildAccess(body));
+    setIntent(tx, d.rec.clusterId, name, access);
   };
 
   /** The backend intent of a destination, rebuilt only when its service or cluster changed. */
