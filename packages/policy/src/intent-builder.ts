@@ -44,12 +44,15 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
   return out;
 }
 
+/** Intents versioned from their content alone (access intents: by `buildAccess`). */
+type ContentKind = Exclude<Intent["kind"], { case: "accessIntent" }>;
+
 /**
  * The version of an intent's content: a hash of every field in a fixed order, lists and
  * maps as built (already sorted), each string introduced by its length. Same content, same
- * version. Access intents are versioned by `buildAccess`, from their principal groups.
+ * version.
  */
-function versionOf(kind: Intent["kind"]): string {
+function versionOf(kind: ContentKind): string {
   const h = new Hash64();
   switch (kind.case) {
     case "importIntent": {
@@ -88,8 +91,8 @@ function hashPorts(h: Hash64, ps: ServicePort[]): void {
     h.str(p.name).int(p.port).str(p.protocol).str(p.targetPort).str(p.appProtocol);
 }
 
-function intent(name: string, kind: Intent["kind"], version = versionOf(kind)): Intent {
-  return { $typeName: "isthmus.v1.Intent", name, version, kind };
+function intent(name: string, kind: ContentKind): Intent {
+  return { $typeName: "isthmus.v1.Intent", name, version: versionOf(kind), kind };
 }
 
 /** Gateway lists by cluster facts: every backend of a cluster shares one. */
@@ -286,6 +289,10 @@ export function buildAccess(
     .int(d1)
     .int(d2)
     .int(allowLocalTrustDomain ? 1 : 0);
-  const name = accessName(value.namespace, value.service);
-  return intent(name, { case: "accessIntent", value }, h.hex());
+  return {
+    $typeName: "isthmus.v1.Intent",
+    name: accessName(value.namespace, value.service),
+    version: h.hex(),
+    kind: { case: "accessIntent", value },
+  };
 }
