@@ -186,10 +186,18 @@ interface Principals {
 }
 
 /** Principal lists of one batch by decisions, then by place (cluster or "*", and ports). */
-type PrincipalsMemo = Map<
-  Map<IdState, (Rule | null)[]>,
-  { clusters: Set<string>; byPlace: Map<string, Principals> }
->;
+type PrincipalsMemo = Map<Map<IdState, (Rule | null)[]>, SharedDecisions>;
+
+/** What the destinations sharing one decision map share within a batch. */
+interface SharedDecisions {
+  clusters: Set<string>;
+  byPlace: Map<string, Principals>;
+  /** The decided identities by principal, sorted once for all of them (large maps only). */
+  byPrincipal?: IdState[];
+}
+
+/** Decision maps at least this large are visited in principal order (see principalsOf). */
+const SORTED_VISIT = 16;
 
 interface LogicalState {
   importers: Set<string>;
@@ -708,7 +716,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
    * its decisions. Shareable when no principal is shared between clusters: then they depend
    * only on the decisions, the destination's cluster and its ports.
    */
-  const principalsOf = (d: DestState, localTd: string): Principals => {
+  const principalsOf = (d: DestState, localTd: string, shared?: SharedDecisions): Principals => {
     const rec = d.rec;
     const svc = rec.service;
     const allow = new PrincipalGroups();
@@ -733,8 +741,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // identity is never in the local trust domain.
     const sharing = catalog.sharedTrustDomains > 0;
     const candidates = new Set<string>();
-    // forEach: a for-of over entries allocates a pair per entry.
-    d.dec.forEach((arr, st) => {
+    const visit = (arr: (Rule | null)[], st: IdState) => {
       const principal = st.rec.principal;
       const same = st.rec.clusterId === rec.clusterId;
       if (
@@ -762,7 +769,18 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         const ports = allows === arr.length ? everyPort : portsWhere(arr, byDefault, true);
         addToGroup(allow, ports, principal);
       }
-    });
+    };
+    // Large maps are visited in principal order, sorted once per batch for the destinations
+    // that share them (the backers of a service): their groups' lists are then in order
+    // already, where each backer sorted its own long list. forEach: a for-of over entries
+    // allocates a pair per entry.
+    if (shared === undefined || d.dec.size < SORTED_VISIT) d.dec.forEach(visit);
+    else {
+      shared.byPrincipal ??= [...d.dec.keys()].sort((a, b) =>
+        a.rec.principal < b.rec.principal ? -1 : a.rec.principal > b.rec.principal ? 1 : 0,
+      );
+      for (const st of shared.byPrincipal) visit(d.dec.get(st)!, st);
+    }
     if (crossAllow()) {
       for (const id of catalog.allIdentities()) {
         if (id.clusterId !== rec.clusterId) candidates.add(id.principal);
@@ -847,7 +865,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     const memoKey = `${remoteOnly ? "*" : rec.clusterId}|${d.ports.join(",")}`;
     let p = shared?.byPlace.get(memoKey);
     if (p === undefined) {
-      p = principalsOf(d, localTd);
+      p = principalsOf(d, localTd, shared);
       if (p.shareable) shared?.byPlace.set(memoKey, p);
     }
     const { allow, deny, allowed } = p;
