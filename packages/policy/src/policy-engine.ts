@@ -229,8 +229,14 @@ interface Tx {
   logical: Map<string, LogicalDirty | null>;
   /** Every destination of these clusters is rebuilt. */
   rebuildClusters: Set<string>;
-  /** cluster -> intent name -> version before the batch (null: absent). */
-  touched: Map<string, Map<string, string | null>>;
+  /** cluster -> intent name -> its version before the batch and the intent now. */
+  touched: Map<string, Map<string, Touch>>;
+}
+
+/** An intent the batch changed: its version before (null: absent) and what it is now. */
+interface Touch {
+  before: string | null;
+  now: Intent | null;
 }
 
 const BULK = 64;
@@ -374,7 +380,9 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       touched = new Map();
       tx.touched.set(clusterId, touched);
     }
-    if (!touched.has(name)) touched.set(name, prev?.version ?? null);
+    const touch = touched.get(name);
+    if (touch === undefined) touched.set(name, { before: prev?.version ?? null, now: next });
+    else touch.now = next;
     if (next === null) {
       if (map !== undefined) {
         map.delete(name);
@@ -392,14 +400,12 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const finishTx = (tx: Tx): Deltas => {
     const out: Deltas = new Map();
     for (const [clusterId, names] of [...tx.touched].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-      const map = intentsByCluster.get(clusterId);
       const upserted: Intent[] = [];
       const removed: string[] = [];
       // forEach: a for-of over entries allocates a pair per entry.
-      names.forEach((before, name) => {
-        const now = map?.get(name);
+      names.forEach(({ before, now }, name) => {
         if ((now?.version ?? null) === before) return;
-        if (now === undefined) removed.push(name);
+        if (now === null) removed.push(name);
         else upserted.push(now);
       });
       if (upserted.length === 0 && removed.length === 0) continue;
