@@ -265,6 +265,81 @@ describe("hub", function () {
     });
   });
 
+  it("keeps one copy of what clusters report alike and lists each cluster's own", async () => {
+    const a = await enrollAgent(f, "a", { env: "prod" });
+    const b = await enrollAgent(f, "b", { env: "prod" });
+    agents.push(a, b);
+    const labelled = { ...payments, labels: { app: "payments", team: "pay" } };
+    await join_(a, [labelled], [paymentsIdentity]);
+    await join_(b, [{ ...labelled, readyEndpoints: 3 }], [paymentsIdentity]);
+    const entries = async () => {
+      await eventually(async () => {
+        const st = await f.admin.getStatus({}, viewer);
+        assert.deepEqual(
+          st.clusters.map((c) => c.serviceCount),
+          [1, 1],
+        );
+      });
+      const cat = (id: string) => f.hub.context.catalogs.get(id)!;
+      return {
+        a: cat("a").services.get("payments/payments-api")!,
+        b: cat("b").services.get("payments/payments-api")!,
+        ia: cat("a").identities.get("payments/payments")!,
+        ib: cat("b").identities.get("payments/payments")!,
+      };
+    };
+    const e = await entries();
+    assert.notEqual(e.a, e.b);
+    for (const field of ["ports", "labels", "selector", "serviceAccounts"] as const)
+      assert.equal(e.a[field], e.b[field], field);
+    assert.equal(e.ia.labelSets, e.ib.labelSets);
+
+    // A cluster that reports other labels gets its own copy; the other's entry is unchanged.
+    await b.send({
+      message: {
+        case: "catalogUpdate",
+        value: {
+          revision: 2n,
+          upsertedServices: [{ ...labelled, labels: { app: "payments", team: "ledger" } }],
+        },
+      },
+    });
+    await eventually(async () => {
+      const listed = await f.admin.listCatalog({ filter: { service: "payments-api" } }, viewer);
+      assert.deepEqual(
+        listed.services.map((s) => [
+          s.clusterId,
+          s.service?.labels,
+          s.service?.selector,
+          s.service?.readyEndpoints,
+          s.service?.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`),
+          s.service?.serviceAccounts,
+        ]),
+        [
+          [
+            "a",
+            { app: "payments", team: "pay" },
+            { app: "payments" },
+            2,
+            ["https:8443/TCP"],
+            ["payments"],
+          ],
+          [
+            "b",
+            { app: "payments", team: "ledger" },
+            { app: "payments" },
+            2,
+            ["https:8443/TCP"],
+            ["payments"],
+          ],
+        ],
+      );
+    });
+    const after = await entries();
+    assert.equal(after.a, e.a);
+    assert.equal(after.a.ports, after.b.ports);
+  });
+
   it("shows compilation warnings in status and updates them after a change", async () => {
     const a = await enrollAgent(f, "a");
     const b = await enrollAgent(f, "b");
