@@ -11,12 +11,15 @@ import type {
 } from "@isthmus/proto";
 import { Hash64 } from "./content-hash.js";
 
-/** Stable intent names. */
-export const importName = (ns: string, svc: string) => `import/${ns}/${svc}`;
+/**
+ * Stable intent names, built with `join`: one flat string each (a template literal makes a
+ * rope of 32 B per joint; the engine keeps a name per intent, 233k in the benchmark).
+ */
+export const importName = (ns: string, svc: string) => ["import", ns, svc].join("/");
 export const importBackendName = (ns: string, svc: string, cluster: string) =>
-  `import/${ns}/${svc}/${cluster}`;
-export const exportName = (ns: string, svc: string) => `export/${ns}/${svc}`;
-export const accessName = (ns: string, svc: string) => `access/${ns}/${svc}`;
+  ["import", ns, svc, cluster].join("/");
+export const exportName = (ns: string, svc: string) => ["export", ns, svc].join("/");
+export const accessName = (ns: string, svc: string) => ["access", ns, svc].join("/");
 
 function copyPort(p: ServicePort): ServicePort {
   return {
