@@ -722,7 +722,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
    * its decisions. Shareable when no principal is shared between clusters: then they depend
    * only on the decisions, the destination's cluster and its ports.
    */
-  const principalsOf = (d: DestState, localTd: string, shared?: SharedDecisions): Principals => {
+  const principalsOf = (d: DestState, localTd: string, shared: SharedDecisions): Principals => {
     const rec = d.rec;
     const svc = rec.service;
     const allow = new PrincipalGroups();
@@ -780,7 +780,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // that share them (the backers of a service): their groups' lists are then in order
     // already, where each backer sorted its own long list. forEach: a for-of over entries
     // allocates a pair per entry.
-    if (shared === undefined || d.dec.size < SORTED_VISIT) d.dec.forEach(visit);
+    if (d.dec.size < SORTED_VISIT) d.dec.forEach(visit);
     else {
       shared.byPrincipal ??= [...d.dec.keys()].sort((a, b) =>
         a.rec.principal < b.rec.principal ? -1 : a.rec.principal > b.rec.principal ? 1 : 0,
@@ -834,7 +834,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     return { allow, deny, allowed, warnings, shareable: candidates.size === 0 };
   };
 
-  const rebuildDest = (d: DestState, memo?: PrincipalsMemo): void => {
+  const rebuildDest = (d: DestState, memo: PrincipalsMemo): void => {
     const rec = d.rec;
     const svc = rec.service;
     const facts = catalog.cluster(rec.clusterId)!;
@@ -856,23 +856,22 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     // When no decided identity is of the destination's cluster, and no other cluster is in
     // its trust domain, every identity is remote alike: the lists do not depend on the
     // cluster (the backers of a service in different clusters share them).
-    let shared = memo?.get(d.dec);
-    if (memo !== undefined && shared === undefined) {
+    let shared = memo.get(d.dec);
+    if (shared === undefined) {
       const clusters = new Set<string>();
       for (const st of d.dec.keys()) clusters.add(st.rec.clusterId);
       shared = { clusters, byPlace: new Map() };
       memo.set(d.dec, shared);
     }
     const remoteOnly =
-      shared !== undefined &&
       !crossAllow() &&
       !shared.clusters.has(rec.clusterId) &&
       catalog.clustersWithTrustDomain(localTd).size === 1;
     const memoKey = `${remoteOnly ? "*" : rec.clusterId}|${d.ports.join(",")}`;
-    let p = shared?.byPlace.get(memoKey);
+    let p = shared.byPlace.get(memoKey);
     if (p === undefined) {
       p = principalsOf(d, localTd, shared);
-      if (p.shareable) shared?.byPlace.set(memoKey, p);
+      if (p.shareable) shared.byPlace.set(memoKey, p);
     }
     const { allow, deny, allowed } = p;
     const warnings = [...p.warnings];
@@ -907,11 +906,14 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   const accessPresent = (d: DestState): boolean =>
     d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
 
+  /** Whether its cluster holds a destination's access intent now. */
+  const accessHeld = (d: DestState): boolean =>
+    intentsByCluster.get(d.rec.clusterId)?.has(namesOf(d.rec).access) ?? false;
+
   const finalizeAccess = (tx: Tx, d: DestState): void => {
     const name = namesOf(d.rec).access;
     if (!accessPresent(d)) {
-      if (intentsByCluster.get(d.rec.clusterId)?.has(name))
-        setIntent(tx, d.rec.clusterId, name, null);
+      if (accessHeld(d)) setIntent(tx, d.rec.clusterId, name, null);
       return;
     }
     const access = buildAccess(
@@ -1433,8 +1435,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         d.allowGroups !== allowGroups ||
         d.denyGroups !== denyGroups ||
         d.enforceable !== enforceable ||
-        accessPresent(d) !==
-          (intentsByCluster.get(d.rec.clusterId)?.has(namesOf(d.rec).access) ?? false)
+        accessPresent(d) !== accessHeld(d)
       ) {
         finalize.add(d);
       }
