@@ -244,20 +244,18 @@ async function timeChanges(engine: PolicyEngine, scene: Scene, size: SceneSize, 
   const identityLabels: number[] = [];
   const ruleSelector: number[] = [];
   let timedFrom = Number.POSITIVE_INFINITY;
-  let warm = false;
   const timed = (samples: number[], change: () => unknown) => {
     const from = performance.now();
     const start = process.hrtime.bigint();
     change();
-    (warm ? samples : warmup).push(ms(start));
-    if (warm) changeWindows.push(from, performance.now());
+    samples.push(ms(start));
+    changeWindows.push(from, performance.now());
   };
   let policies = scene.policies;
   for (let i = 0; i < size.warmup + size.changes; i++) {
-    if (i === size.warmup) {
-      warm = true;
-      timedFrom = performance.now();
-    }
+    if (i === size.warmup) timedFrom = performance.now();
+    /** The warm-up's samples, then the figure's own. */
+    const into = (samples: number[]) => (i < size.warmup ? warmup : samples);
     {
       const c = r.pick(scene.clusters);
       const s = r.int(size.logicalServices);
@@ -267,7 +265,7 @@ async function timeChanges(engine: PolicyEngine, scene: Scene, size: SceneSize, 
         .map((x) => x.identity.serviceAccount);
       const service = makeService(r, namespace, `new-${i}-${svcName(s)}`, accounts);
       await nextTurn();
-      timed(serviceAppears, () =>
+      timed(into(serviceAppears), () =>
         engine.applyCatalog([{ kind: "service", clusterId: c.id, service }]),
       );
     }
@@ -285,7 +283,7 @@ async function timeChanges(engine: PolicyEngine, scene: Scene, size: SceneSize, 
         podCount: 2,
       });
       await nextTurn();
-      timed(identityLabels, () =>
+      timed(into(identityLabels), () =>
         engine.applyCatalog([{ kind: "identity", clusterId: c.id, identity }]),
       );
     }
@@ -297,13 +295,14 @@ async function timeChanges(engine: PolicyEngine, scene: Scene, size: SceneSize, 
         create(ConnectionPolicySchema, { ...replacement, name: policies[k]!.name }),
       );
       await nextTurn();
-      timed(ruleSelector, () => engine.setPolicies(next));
+      timed(into(ruleSelector), () => engine.setPolicies(next));
       policies = next;
     }
   }
   await nextTurn(); // the observer's last entries
   observer.disconnect();
-  // Young-generation collections that started during a change, and all of them.
+  // Young-generation collections from the first timed change on, and those that started
+  // during a change.
   let during = 0;
   let minor = 0;
   let w = 0;
