@@ -115,7 +115,6 @@ function compact(u: CatalogUpdate): void {
 }
 
 /** Turns a CatalogUpdate into engine changes and merges it into the hub's copy. */
-
 function mergeCatalog(
   ctx: HubContext,
   clusterId: string,
