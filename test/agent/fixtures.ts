@@ -116,4 +116,5 @@ export const paymentsEndpoints: LocalServiceEndpoints = {
   targetPorts: { http: 8080, api: 9091, metrics: 9100 },
   inMesh: true,
   podPorts: { 80: 8080, 9090: 9091, 9100: 9100 },
+  podPortsKnown: true,
 };

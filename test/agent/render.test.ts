@@ -212,6 +212,82 @@ describe("agent rendering", () => {
     validateIstio(r.objects[0]!);
   });
 
+  it("renders the default DENY of other trust domains for a service nobody remote may call", () => {
+    const unnamed = (service: string) =>
+      intent({
+        name: `access/payments/${service}`,
+        version: "1",
+        kind: {
+          case: "accessIntent",
+          value: {
+            namespace: "payments",
+            service,
+            selector: { app: service },
+            allowLocalTrustDomain: true,
+          },
+        },
+      });
+    const r = renderIntent(unnamed("payments-api"), local);
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(
+      r.objects.map((o) => `${o.kind} ${o.metadata.name}`),
+      ["AuthorizationPolicy isthmus-deny-payments-api"],
+      "no ALLOW policy: local callers, plaintext ones included, keep access",
+    );
+    const spec = r.objects[0]!.spec as { action: string; rules: unknown[] };
+    assert.equal(spec.action, "DENY");
+    assert.deepEqual(spec.rules, [
+      {
+        from: [{ source: { principals: ["*"], notPrincipals: ["prod-eu.example/*"] } }],
+        to: [{ operation: { ports: ["8080", "9091", "9100"] } }],
+      },
+    ]);
+    validateIstio(r.objects[0]!);
+    // Pod ports not known (a named target port without EndpointSlice): every port is denied.
+    const guessed = facts({
+      "payments/payments-api": { ...paymentsEndpoints, podPortsKnown: false },
+    });
+    const g = renderIntent(unnamed("payments-api"), guessed).objects[0]!.spec as {
+      rules: Record<string, unknown>[];
+    };
+    assert.equal(g.rules[0]!.to, undefined);
+  });
+
+  it("refuses principals with wildcards or characters no identity has", () => {
+    for (const principal of [
+      "*",
+      "*/ns/web/sa/*",
+      "prod.local/ns/web/sa/*",
+      "prod.local/ns/*/sa/frontend",
+      "prod.local/ns/web/sa/../../x\u0000",
+      "prod.local/ns/web/sa/front\nend",
+      "prod.local/ns/Web/sa/frontend",
+    ]) {
+      const i = intent({
+        name: "access/a/b",
+        version: "1",
+        kind: {
+          case: "accessIntent",
+          value: {
+            namespace: "a",
+            service: "b",
+            selector: { app: "b" },
+            allow: [{ principals: ["prod.local/ns/web/sa/frontend", principal] }],
+            allowLocalTrustDomain: true,
+          },
+        },
+      });
+      const r = renderIntent(i, local);
+      assert.match(r.errors[0]!.message, /allow\[0\]: principal .* refusing to write it/);
+      // Fail closed: no ALLOW policy, the default DENY of other trust domains instead.
+      assert.deepEqual(
+        r.objects.map((o) => `${o.metadata.name} ${(o.spec as { action: string }).action}`),
+        ["isthmus-deny-b DENY"],
+        principal,
+      );
+    }
+  });
+
   it("refuses policies that would match every workload or every caller", () => {
     const i = intent({
       name: "access/a/b",

@@ -28,6 +28,8 @@ type Obj = {
   spec?: Record<string, unknown>;
 };
 
+const FRONTEND_DEFAULT_DENY = "AuthorizationPolicy web/isthmus-deny-frontend";
+
 function names(sandbox: Sandbox, cluster: string): string[] {
   return sandbox
     .owned(cluster)
@@ -98,6 +100,8 @@ describe("e2e: three clusters, one hub, real agents", function () {
     await waitConverged(sandbox);
 
     assert.deepEqual(names(sandbox, "prod-eu"), [
+      // The default DENY of other clusters on prod-eu's own frontend (no rule names it).
+      FRONTEND_DEFAULT_DENY,
       "DestinationRule payments/isthmus-import-payments-api",
       "ServiceEntry payments/isthmus-import-payments-api",
       "ServiceEntry payments/isthmus-import-payments-api-prod-us-ef4362b6",
@@ -116,7 +120,7 @@ describe("e2e: three clusters, one hub, real agents", function () {
       JSON.stringify(ap?.spec),
     );
     assert.ok(!principals(ap).includes("dev.local/ns/web/sa/frontend"));
-    assert.deepEqual(names(sandbox, "dev"), []);
+    assert.deepEqual(names(sandbox, "dev"), [FRONTEND_DEFAULT_DENY]);
   });
 
   it("1b. follows payments-api scaling in prod-us with one small backend intent", async () => {
@@ -179,11 +183,11 @@ describe("e2e: three clusters, one hub, real agents", function () {
       changes.every((c) => c.endsWith("-> DENY")),
       changes.join("\n"),
     );
-    assert.equal(names(sandbox, "prod-eu").length, 3, "a dry run changes nothing");
+    assert.equal(names(sandbox, "prod-eu").length, 4, "a dry run changes nothing");
 
     await apply(sandbox, [denyAll]);
     await waitConverged(sandbox);
-    assert.deepEqual(names(sandbox, "prod-eu"), []);
+    assert.deepEqual(names(sandbox, "prod-eu"), [FRONTEND_DEFAULT_DENY]);
     assert.ok(
       !principals(
         find(sandbox, "prod-us", "AuthorizationPolicy", "isthmus-allow-payments-api"),
@@ -197,7 +201,7 @@ describe("e2e: three clusters, one hub, real agents", function () {
       client.close();
     }
     await waitConverged(sandbox);
-    assert.equal(names(sandbox, "prod-eu").length, 3);
+    assert.equal(names(sandbox, "prod-eu").length, 4);
   });
 
   it("2. follows payments-api from prod-us to dev with no policy change", async () => {
@@ -232,6 +236,7 @@ describe("e2e: three clusters, one hub, real agents", function () {
         ).includes("prod-eu.local/ns/web/sa/frontend"),
       );
       assert.deepEqual(names(sandbox, "prod-us"), []);
+      assert.ok(names(sandbox, "dev").includes(FRONTEND_DEFAULT_DENY));
     }, 30_000);
   });
 
@@ -256,7 +261,7 @@ describe("e2e: three clusters, one hub, real agents", function () {
     const dev = sandbox.clusters.find((c) => c.id === "dev")!;
     await dev.stopAgent();
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(names(sandbox, "prod-eu").length, 3, "imports kept within the grace period");
+    assert.equal(names(sandbox, "prod-eu").length, 4, "imports kept within the grace period");
     const { client, call } = sandbox.admin();
     try {
       const listed = await client.listCatalog(
@@ -268,11 +273,14 @@ describe("e2e: three clusters, one hub, real agents", function () {
       client.close();
     }
     // After the grace period (3 s) the service is gone from prod-eu.
-    await eventually(() => assert.deepEqual(names(sandbox, "prod-eu"), []), 20_000);
+    await eventually(
+      () => assert.deepEqual(names(sandbox, "prod-eu"), [FRONTEND_DEFAULT_DENY]),
+      20_000,
+    );
     await dev.startAgent();
     await eventually(async () => {
       await waitConverged(sandbox, 5_000);
-      assert.equal(names(sandbox, "prod-eu").length, 3);
+      assert.equal(names(sandbox, "prod-eu").length, 4);
     }, 30_000);
   });
 

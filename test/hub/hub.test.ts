@@ -210,6 +210,13 @@ describe("hub", function () {
     agents.push(a, b, c);
     await join_(a, [], [frontendIdentity]);
     await join_(b, [payments], [paymentsIdentity]);
+    // Before any policy, b's service gets the default DENY of other clusters.
+    const defaults = await b.nextDelta();
+    assert.deepEqual(
+      defaults.upserted.map((i) => `${i.name} ${i.kind.case}`),
+      ["access/payments/payments-api accessIntent"],
+    );
+    await b.ackDelta(defaults);
     await join_(c, [], [frontendIdentity]);
 
     const listed = await f.admin.listCatalog({ filter: { service: "payments-api" } }, viewer);

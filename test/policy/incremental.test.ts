@@ -118,8 +118,8 @@ describe("policy engine: incremental compilation equals a full recompute", () =>
       ),
     ];
     const engine = createPolicyEngine();
-    engine.applyCatalog(catalog);
     const mirror: Mirror = new Map();
+    applyDeltas(mirror, engine.applyCatalog(catalog), "catalog");
     applyDeltas(mirror, engine.setPolicies(rule(["a", "b", "c"])), "first");
     for (const clusters of [["a", "b"], ["a"], ["b", "c"], ["none"], ["c"], ["a", "b", "c"]]) {
       const where = `clusters [${clusters.join(", ")}]`;

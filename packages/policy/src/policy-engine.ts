@@ -344,15 +344,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     intentNamesOf(rec.logicalKey, rec.service.namespace, rec.service.name);
 
   const allowLocal = () => defaults.sameCluster === Decision.ALLOW;
-  /**
-   * Whether every service of a cluster needs an AccessIntent or principal lists even when
-   * no rule names it: local traffic denied by default, remote traffic allowed by default,
-   * or remote workloads in the local trust domain to deny.
-   */
-  const everyDestination = (clusterId: string): boolean =>
-    defaults.sameCluster === Decision.DENY ||
-    defaults.crossCluster === Decision.ALLOW ||
-    catalog.clustersWithTrustDomain(catalog.cluster(clusterId)?.trustDomain ?? "").size > 1;
   const crossAllow = () => defaults.crossCluster === Decision.ALLOW;
   const defaultAllows = (sameCluster: boolean) =>
     (sameCluster ? defaults.sameCluster : defaults.crossCluster) === Decision.ALLOW;
@@ -902,9 +893,17 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
     d.allowed = d.enforceable && allowed.size > 0 ? allowed : NO_CLUSTERS;
   };
 
-  /** Whether a destination has an access intent. */
+  /**
+   * Whether a destination has an access intent: every enforceable one while a default denies
+   * (the east-west gateway routes any `*.local` name, so an unnamed service is reachable from
+   * other clusters and only authorization at the destination holds the default DENY).
+   */
   const accessPresent = (d: DestState): boolean =>
-    d.enforceable && (d.exported || d.dec.size > 0 || defaults.sameCluster === Decision.DENY);
+    d.enforceable &&
+    (d.exported ||
+      d.dec.size > 0 ||
+      defaults.sameCluster === Decision.DENY ||
+      defaults.crossCluster === Decision.DENY);
 
   /** Whether its cluster holds a destination's access intent now. */
   const accessHeld = (d: DestState): boolean =>
@@ -1204,62 +1203,35 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
   };
 
   const settle = (tx: Tx): Deltas => {
-    // 1. Destinations that are new or changed: their rules. A service gets compiled state
-    //    only when some rule matches it, or when every destination of its cluster matters.
+    // 1. Destinations that are new or changed: their rules. Every service has compiled
+    //    state: an enforceable one holds at least the access intent of the defaults.
     const full = new Set<DestState>();
-    const reset = (d: DestState, rec: ServiceRecord) => {
+    for (const rec of tx.fullDests.values()) {
+      const d = dests.get(rec.key) ?? newDest(rec);
       d.rec = rec;
       for (const hit of d.rules) hit.rule.dests.delete(d);
       d.rules = [];
       d.ports = servicePorts(rec);
       d.slotCount = Math.max(1, d.ports.length);
       full.add(d);
-      return d;
-    };
-    // Services without state that no rule matches stay without state (pending).
-    let pendingCount = 0;
-    for (const rec of tx.fullDests.values()) {
-      const key = rec.key;
-      const d = dests.get(key);
-      if (d !== undefined) reset(d, rec);
-      else if (everyDestination(rec.clusterId)) reset(newDest(rec), rec);
-      else pendingCount++;
     }
-    const isPending = (key: string) => tx.fullDests.has(key) && !dests.has(key);
-    const ports = new Map<string, number[]>();
-    const candidates = full.size + pendingCount;
-    if (candidates > bulk && candidates * 4 > ordered.length) {
+    if (full.size > bulk && full.size * 4 > ordered.length) {
       for (const r of ordered) {
         for (const rec of destinationCandidates(r, catalog)) {
-          let d = dests.get(rec.key);
-          let slotPorts = d?.ports;
-          if (d === undefined) {
-            if (!isPending(rec.key)) continue;
-            slotPorts = ports.get(rec.key);
-            if (slotPorts === undefined) {
-              slotPorts = servicePorts(rec);
-              ports.set(rec.key, slotPorts);
-            }
-          } else if (!full.has(d)) continue;
-          const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, slotPorts!);
-          if (slots === null) continue;
-          d ??= reset(newDest(rec), rec);
-          d.rules.push({ rule: r, slots });
+          const d = dests.get(rec.key);
+          if (d === undefined || !full.has(d)) continue;
+          const slots = destinationSlots(r, rec, catalog.cluster(rec.clusterId)!, d.ports);
+          if (slots !== null) d.rules.push({ rule: r, slots });
         }
       }
     } else {
-      const scan = (d: DestState | undefined, rec: ServiceRecord) => {
-        const facts = catalog.cluster(rec.clusterId)!;
-        const slotPorts = d?.ports ?? servicePorts(rec);
+      for (const d of full) {
+        const facts = catalog.cluster(d.rec.clusterId)!;
         for (const r of ordered) {
-          const slots = destinationSlots(r, rec, facts, slotPorts);
-          if (slots === null) continue;
-          d ??= reset(newDest(rec), rec);
-          d.rules.push({ rule: r, slots });
+          const slots = destinationSlots(r, d.rec, facts, d.ports);
+          if (slots !== null) d.rules.push({ rule: r, slots });
         }
-      };
-      for (const d of [...full]) scan(d, d.rec);
-      for (const rec of tx.fullDests.values()) if (!dests.has(rec.key)) scan(undefined, rec);
+      }
     }
     for (const d of full) {
       d.rules.sort(hitOrder);
@@ -1826,14 +1798,42 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       addPairs(r.members, hits.keys());
     }
-    const out: DecisionChange[] = [];
-    const evalWith = (hits: Hit[], d: DestState, st: IdState) => {
-      const arr = new Array<Rule | null>(d.slotCount).fill(null);
-      for (const hit of hits) {
-        if (!hit.rule.members.has(st)) continue;
-        for (const s of hit.slots) if (arr[s] === null) arr[s] = hit.rule;
+    // A principal shared through a trust domain is decided for all of its holders at once
+    // (DENY wins, as explain says): a change for one holder is a change for the others.
+    for (const members of pairs.values()) {
+      for (const st of [...members]) {
+        for (const h of catalog.identitiesWithPrincipal(st.rec.principal)) {
+          const co = idStates.get(h.key);
+          if (co !== undefined) members.add(co);
+        }
       }
-      return arr;
+    }
+    const out: DecisionChange[] = [];
+    /** The first of the hits whose rule selects the identity on the slot (null: default). */
+    const ruleAt = (hits: Hit[], st: IdState, slot: number): Rule | null => {
+      for (const hit of hits) {
+        if (hit.slots.includes(slot) && hit.rule.members.has(st)) return hit.rule;
+      }
+      return null;
+    };
+    /** The decision on one slot as explain makes it, shared principals included. */
+    const decideAt = (hits: Hit[], d: DestState, st: IdState, slot: number) => {
+      const own = ruleAt(hits, st, slot);
+      let decision = slotDecision(own, st.rec.clusterId === d.rec.clusterId);
+      let rule = own?.name ?? "";
+      if (decision === Decision.ALLOW) {
+        for (const h of catalog.identitiesWithPrincipal(st.rec.principal)) {
+          if (h.clusterId === st.rec.clusterId) continue;
+          const co = idStates.get(h.key);
+          const r = co === undefined ? null : ruleAt(hits, co, slot);
+          if (slotDecision(r, h.clusterId === d.rec.clusterId) === Decision.DENY) {
+            decision = Decision.DENY;
+            rule = r?.name ?? "";
+            break;
+          }
+        }
+      }
+      return { decision, rule };
     };
     for (const [d, members] of pairs) {
       const before = d.rules;
@@ -1843,9 +1843,6 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         .sort(hitOrder);
       for (const st of members) {
         if (idStates.get(st.key) !== st) continue;
-        const same = st.rec.clusterId === d.rec.clusterId;
-        const b = evalWith(before, d, st);
-        const a = evalWith(after, d, st);
         const changes: {
           port: number;
           before: Decision;
@@ -1854,15 +1851,15 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
           ra: string;
         }[] = [];
         for (let s = 0; s < d.slotCount; s++) {
-          const db = slotDecision(b[s]!, same);
-          const da = slotDecision(a[s]!, same);
-          if (db === da) continue;
+          const b = decideAt(before, d, st, s);
+          const a = decideAt(after, d, st, s);
+          if (b.decision === a.decision) continue;
           changes.push({
             port: d.ports[s] ?? 0,
-            before: db,
-            after: da,
-            rb: b[s]?.name ?? "",
-            ra: a[s]?.name ?? "",
+            before: b.decision,
+            after: a.decision,
+            rb: b.rule,
+            ra: a.rule,
           });
         }
         if (changes.length === 0) continue;

@@ -88,16 +88,21 @@ export function endpointsOf(
     for (const p of s.ports ?? []) if (p.port !== undefined) targetPorts[p.name ?? ""] = p.port;
   }
   const podPorts: Record<number, number> = {};
+  let podPortsKnown = true;
   for (const p of servicePorts ?? []) {
     const numeric =
-      typeof p.targetPort === "number"
-        ? p.targetPort
-        : /^[0-9]+$/.test(p.targetPort ?? "")
-          ? Number(p.targetPort)
-          : undefined;
-    podPorts[p.port] = targetPorts[p.name ?? ""] ?? numeric ?? p.port;
+      p.targetPort === undefined
+        ? p.port
+        : typeof p.targetPort === "number"
+          ? p.targetPort
+          : /^[0-9]+$/.test(p.targetPort)
+            ? Number(p.targetPort)
+            : undefined;
+    const known = targetPorts[p.name ?? ""] ?? numeric;
+    if (known === undefined) podPortsKnown = false;
+    podPorts[p.port] = known ?? p.port;
   }
-  return { addresses: [...addresses].sort(), targetPorts, inMesh, podPorts };
+  return { addresses: [...addresses].sort(), targetPorts, inMesh, podPorts, podPortsKnown };
 }
 
 export const DEFAULT_SERVICE_ACCOUNT = "default";

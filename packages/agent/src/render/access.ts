@@ -1,7 +1,16 @@
 import type { AccessIntent, AccessRule } from "@isthmus/proto";
 import type { IntentHeader } from "./import.js";
 import { finish, objectName } from "./meta.js";
-import type { KubeObject, LocalFacts, ObjectError } from "./types.js";
+import type { KubeObject, LocalFacts, LocalServiceEndpoints, ObjectError } from "./types.js";
+
+/**
+ * An Istio principal as the hub sends it: `<trust domain>/ns/<namespace>/sa/<service account>`
+ * with no wildcard. The trust domain is a DNS name; the namespace a DNS-1123 label; the
+ * service account a DNS-1123 subdomain. Anything else (`*`, `td/ns/web/sa/*`, control
+ * characters) would widen a policy beyond the identities the hub decided on.
+ */
+const PRINCIPAL =
+  /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/ns\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/sa\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /** A rule's ports are Service ports; the sidecar sees the pods' ports, so the policy names
  * those (the Service's target ports, from the local Service and its EndpointSlices). */
@@ -19,11 +28,61 @@ function rule(r: AccessRule, podPorts: Readonly<Record<number, number>>): Record
 }
 
 /**
- * AccessIntent -> an ALLOW AuthorizationPolicy on the service's pods (selector = the service
- * selector) with one rule per allowed principal set (plus `<localTrustDomain>/*` when local
- * callers keep access), and a DENY AuthorizationPolicy when the intent denies principals.
- * A rule without principals or an empty selector would widen the policy to every caller or
- * every workload of the namespace: those are errors, never rendered.
+ * The default DENY of callers from other trust domains: any mTLS peer (`principals: ["*"]`)
+ * whose principal is not of the local trust domain. Plaintext callers have no principal and
+ * are left alone (local traffic keeps working); cross-cluster traffic through the east-west
+ * gateway is always mTLS. Limited to the service's own pod ports when every one of them is
+ * known, so that another service on the same pods keeps the callers its rules allow.
+ */
+function remoteDefaultDeny(
+  trustDomain: string,
+  endpoints: LocalServiceEndpoints | undefined,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    from: [{ source: { principals: ["*"], notPrincipals: [`${trustDomain}/*`] } }],
+  };
+  if (endpoints?.podPortsKnown === true) {
+    const ports = [...new Set(Object.values(endpoints.podPorts))].sort((a, b) => a - b);
+    if (ports.length > 0) out.to = [{ operation: { ports: ports.map(String) } }];
+  }
+  return out;
+}
+
+/** Why rules cannot be rendered: an empty selector, a rule without principals, a principal
+ * that is not one exact identity. */
+function problemOf(
+  selector: Record<string, string>,
+  namespace: string,
+  service: string,
+  rules: readonly AccessRule[],
+  what: string,
+): string | undefined {
+  if (Object.keys(selector).length === 0)
+    return `access intent for ${namespace}/${service} has an empty selector; refusing to write a policy for every workload of the namespace`;
+  for (let i = 0; i < rules.length; i++) {
+    const principals = rules[i]!.principals;
+    if (principals.length === 0)
+      return `${what}[${i}] has no principals; refusing to write a rule that matches every caller`;
+    const bad = principals.find((p) => !PRINCIPAL.test(p));
+    if (bad !== undefined)
+      return `${what}[${i}]: principal ${JSON.stringify(bad)} is not <trust domain>/ns/<namespace>/sa/<service account>; refusing to write it`;
+  }
+  return undefined;
+}
+
+/**
+ * AccessIntent -> AuthorizationPolicies on the service's pods (selector = the service
+ * selector):
+ * - an ALLOW policy with one rule per allowed principal set (plus `<localTrustDomain>/*` when
+ *   local callers keep access) when the intent allows someone or local callers are denied by
+ *   default: Istio then denies every caller no ALLOW rule matches;
+ * - otherwise (nobody allowed beyond the local trust domain) no ALLOW policy, but the default
+ *   DENY of other trust domains (`remoteDefaultDeny`), so that unnamed services keep their
+ *   local callers, plaintext ones included;
+ * - a DENY policy with the denied principal sets, and that default DENY.
+ * A rule without principals, a principal with a wildcard or an empty selector would widen
+ * the policy to every caller or every workload of the namespace: those are errors, never
+ * rendered; an ALLOW policy refused so falls back to the default DENY of other trust domains.
  */
 export function renderAccess(
   header: IntentHeader,
@@ -31,7 +90,8 @@ export function renderAccess(
   facts: LocalFacts,
 ): { objects: KubeObject[]; errors: ObjectError[] } {
   const { namespace, service } = intent;
-  const podPorts = facts.endpoints(namespace, service)?.podPorts ?? {};
+  const endpoints = facts.endpoints(namespace, service);
+  const podPorts = endpoints?.podPorts ?? {};
   const toRule = (r: AccessRule) => rule(r, podPorts);
   const allowName = objectName("allow", service);
   const denyName = objectName("deny", service);
@@ -40,14 +100,6 @@ export function renderAccess(
   const selector = Object.fromEntries(
     Object.entries(intent.selector).sort(([a], [b]) => a.localeCompare(b)),
   );
-  const problem = (rules: AccessRule[], what: string): string | undefined => {
-    if (Object.keys(selector).length === 0)
-      return `access intent for ${namespace}/${service} has an empty selector; refusing to write a policy for every workload of the namespace`;
-    const i = rules.findIndex((r) => r.principals.length === 0);
-    if (i >= 0)
-      return `${what}[${i}] has no principals; refusing to write a rule that matches every caller`;
-    return undefined;
-  };
   const policy = (name: string, action: "ALLOW" | "DENY", rules: Record<string, unknown>[]) =>
     finish(
       {
@@ -59,31 +111,35 @@ export function renderAccess(
       header.name,
       header.version,
     );
-
-  const allowProblem = problem(intent.allow, "allow");
-  if (allowProblem !== undefined) {
+  const refuse = (name: string, message: string) =>
     errors.push({
       intentName: header.name,
-      object: `AuthorizationPolicy ${namespace}/${allowName}`,
-      message: allowProblem,
+      object: `AuthorizationPolicy ${namespace}/${name}`,
+      message,
     });
-  } else {
-    const rules = intent.allow.map(toRule);
-    if (intent.allowLocalTrustDomain) {
-      rules.push({ from: [{ source: { principals: [`${facts.trustDomain}/*`] } }] });
+
+  // An ALLOW policy that cannot be rendered falls back to the default DENY of other trust
+  // domains: a refused intent never leaves the service open to every cluster.
+  let remoteDenied = false;
+  if (intent.allow.length > 0 || !intent.allowLocalTrustDomain) {
+    const allowProblem = problemOf(selector, namespace, service, intent.allow, "allow");
+    if (allowProblem !== undefined) refuse(allowName, allowProblem);
+    else {
+      const rules = intent.allow.map(toRule);
+      if (intent.allowLocalTrustDomain) {
+        rules.push({ from: [{ source: { principals: [`${facts.trustDomain}/*`] } }] });
+      }
+      objects.push(policy(allowName, "ALLOW", rules));
+      remoteDenied = true;
     }
-    objects.push(policy(allowName, "ALLOW", rules));
   }
-  if (intent.deny.length > 0) {
-    const denyProblem = problem(intent.deny, "deny");
-    if (denyProblem !== undefined) {
-      errors.push({
-        intentName: header.name,
-        object: `AuthorizationPolicy ${namespace}/${denyName}`,
-        message: denyProblem,
-      });
-    } else {
-      objects.push(policy(denyName, "DENY", intent.deny.map(toRule)));
+  if (intent.deny.length > 0 || !remoteDenied) {
+    const denyProblem = problemOf(selector, namespace, service, intent.deny, "deny");
+    const rules = denyProblem === undefined ? intent.deny.map(toRule) : [];
+    if (denyProblem !== undefined) refuse(denyName, denyProblem);
+    if (!remoteDenied) rules.push(remoteDefaultDeny(facts.trustDomain, endpoints));
+    if (rules.length > 0 && Object.keys(selector).length > 0) {
+      objects.push(policy(denyName, "DENY", rules));
     }
   }
   return { objects, errors };

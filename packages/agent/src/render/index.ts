@@ -72,10 +72,12 @@ export function importOf(intent: Intent): string | undefined {
   return `import/${intent.kind.value.namespace}/${intent.kind.value.service}`;
 }
 
-/** Whether an intent's objects depend on the local endpoints of its service. */
+/** Whether an intent's objects depend on the local endpoints of its service (access
+ * policies name the pods' ports, known from the EndpointSlices for named target ports). */
 export function dependsOnLocalEndpoints(intent: Intent): boolean {
   return (
     (intent.kind.case === "importIntent" && intent.kind.value.localBackend) ||
-    intent.kind.case === "exportIntent"
+    intent.kind.case === "exportIntent" ||
+    intent.kind.case === "accessIntent"
   );
 }

@@ -28,6 +28,9 @@ export interface LocalServiceEndpoints {
   /** Service port number -> the port the pods listen on (what a sidecar, and so an
    * AuthorizationPolicy, sees). */
   readonly podPorts: Readonly<Record<number, number>>;
+  /** Whether every entry of `podPorts` is known (a named target port is known only from an
+   * EndpointSlice); otherwise some are the Service port as a guess. */
+  readonly podPortsKnown: boolean;
 }
 
 /** What the renderer needs to know about the local cluster. */
