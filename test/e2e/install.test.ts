@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, unlinkSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type KubeSim, startKubeSim } from "@isthmus/kubesim";
+import { parse } from "yaml";
 import { type CliRun, runIsthmus } from "../helpers/cli.js";
 
 /** The CLI without helm on PATH, so that install prints the helm command. */
@@ -65,6 +66,21 @@ describe("isthmus install: one root for every cluster", function () {
     assert.ok(rootOf(a));
     assert.equal(rootOf(a), rootOf(b));
     assert.equal(dataOf(a)["root-key.pem"], undefined, "the root key never leaves the folder");
+    // Istio's trust settings: own trust domain, the shared root trusted for it.
+    assert.match(east.stdout, /^istio: wrote .*istio-east\.yaml: trust domain east\.local, /m);
+    const istio = parse(readFileSync(join(dir, "istio-east.yaml"), "utf8")) as {
+      meshConfig: {
+        trustDomain: string;
+        caCertificates: { pem: string; trustDomains: string[] }[];
+      };
+    };
+    assert.equal(istio.meshConfig.trustDomain, "east.local");
+    assert.deepEqual(istio.meshConfig.caCertificates[0]?.trustDomains, ["east.local"]);
+    assert.equal(
+      istio.meshConfig.caCertificates[0]?.pem,
+      Buffer.from(rootOf(a)!, "base64").toString(),
+    );
+    assert.equal("trustDomainAliases" in istio.meshConfig, false);
 
     const again = await isthmus([
       "install",

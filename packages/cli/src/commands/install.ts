@@ -9,6 +9,12 @@ import {
   withAdmin,
   withConnectionOptions,
 } from "../connection.js";
+import {
+  checkTrustDomain,
+  defaultTrustDomain,
+  istiodValues,
+  trustDomainsOf,
+} from "./istio-trust.js";
 
 interface InstallFlags extends ConnectionFlags {
   certs: string;
@@ -21,6 +27,7 @@ interface InstallFlags extends ConnectionFlags {
   namespace: string;
   out: string;
   label: string[];
+  trustDomain?: string;
 }
 
 const CHART = resolve(import.meta.dirname, "../../../../charts/isthmus-agent");
@@ -54,6 +61,10 @@ export function registerInstallCommand(program: Command): void {
     .option("--dry-run", "print every object and step; change nothing")
     .option("-n, --namespace <ns>", "namespace of the agent release", "isthmus-system")
     .option("--out <dir>", "where values-<cluster>.yaml is written", ".")
+    .option(
+      "--trust-domain <domain>",
+      "the cluster's Istio trust domain, written into istio-<cluster>.yaml (default <cluster>.local)",
+    )
     .option(
       "-l, --label <key=value>",
       "cluster label for policy selectors (with --hub); repeatable",
@@ -162,7 +173,14 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
     );
   }
 
-  // 5. helm, or the exact command.
+  // 5. Istio's trust settings: this trust domain, the shared root for every cluster's.
+  await writeIstioTrust(
+    flags,
+    Buffer.from(secret.data["root-cert.pem"]!, "base64").toString(),
+    say,
+  );
+
+  // 6. helm, or the exact command.
   const helmArgs = [
     "upgrade",
     "--install",
@@ -197,4 +215,44 @@ function redact(secret: { data: Record<string, string> }): unknown {
       ]),
     ),
   };
+}
+
+/**
+ * Writes istio-<cluster>.yaml (istiod Helm values) with the trust settings Isthmus needs and
+ * says how to apply them. The trust domains are those of every cluster the hub knows (with
+ * --hub): clusters added later must be added to every cluster's list (re-run install).
+ */
+async function writeIstioTrust(
+  flags: InstallFlags,
+  rootPem: string,
+  say: (line: string) => void,
+): Promise<void> {
+  const trustDomain = checkTrustDomain(
+    flags.trustDomain ?? defaultTrustDomain(flags.cluster),
+    "--trust-domain",
+  );
+  let known: { id: string; trustDomain: string }[] = [];
+  if (flags.hub !== undefined && !flags.dryRun) {
+    const listed = await withAdmin(flags, (c, call) => c.listClusters({}, call));
+    known = listed.clusters.map((c) => ({
+      id: c.cluster?.id ?? "",
+      trustDomain: c.mesh?.trustDomain ?? "",
+    }));
+  }
+  const file = join(flags.out, `istio-${flags.cluster}.yaml`);
+  const trustDomains = trustDomainsOf({ id: flags.cluster, trustDomain }, known);
+  const text = istiodValues({ trustDomain, trustDomains, rootPem });
+  if (flags.dryRun) {
+    say(`dry run: would write ${file} (trust domains ${trustDomains.join(", ")})`);
+    return;
+  }
+  await writeFile(file, text, { mode: 0o644 });
+  say(
+    `istio: wrote ${file}: trust domain ${trustDomain}, root trusted for ${trustDomains.join(", ")}`,
+  );
+  say(
+    `istio: apply it with: helm upgrade istiod istio/istiod -n istio-system --reuse-values -f ${file} ` +
+      "(or put its meshConfig under spec.meshConfig for istioctl install); " +
+      "a new trust domain needs restarted workloads, and every other cluster's file must list this one",
+  );
 }
