@@ -21,6 +21,8 @@ describe("kubesim scenes and seeding", () => {
         network: "net-east",
         trustDomain: "east.example",
         eastWestAddress: "203.0.113.10",
+        trustDomains: ["east.example", "west.example"],
+        rootCertPem: "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n",
       }),
     );
     const core = h.kc.makeApiClient(CoreV1Api);
@@ -28,8 +30,27 @@ describe("kubesim scenes and seeding", () => {
     assert.equal(ns.metadata?.labels?.["topology.istio.io/network"], "net-east");
 
     const mesh = await core.readNamespacedConfigMap({ name: "istio", namespace: "istio-system" });
-    const meshConfig = parse(mesh.data?.mesh ?? "") as { trustDomain: string };
+    const meshConfig = parse(mesh.data?.mesh ?? "") as {
+      trustDomain: string;
+      caCertificates: { pem: string; trustDomains: string[] }[];
+    };
     assert.equal(meshConfig.trustDomain, "east.example");
+    // The other clusters' trust domains are accepted under the shared root, not aliased.
+    assert.deepEqual(meshConfig.caCertificates, [
+      {
+        pem: "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n",
+        trustDomains: ["east.example", "west.example"],
+      },
+    ]);
+    assert.equal((meshConfig as { trustDomainAliases?: unknown }).trustDomainAliases, undefined);
+    const istiod = (await h.kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+      group: "apps",
+      version: "v1",
+      namespace: "istio-system",
+      plural: "deployments",
+      name: "istiod",
+    })) as { spec: { template: { spec: { containers: { env: unknown[] }[] } } } };
+    assert.deepEqual(istiod.spec.template.spec.containers[0]!.env, []);
 
     const gw = await core.readNamespacedService({
       name: "istio-eastwestgateway",

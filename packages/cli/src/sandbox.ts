@@ -134,6 +134,13 @@ export interface SandboxOptions {
   extraObjects?: Record<string, KubeObject[]>;
   /** Agent catalog debounce (ms). */
   agentDebounceMs?: number;
+  /** PEM of the shared root certificate, written into each mesh config's `caCertificates`. */
+  rootCertPem?: string;
+}
+
+/** The trust domain the sandbox gives a cluster. */
+export function sandboxTrustDomain(clusterId: string): string {
+  return `${clusterId}.local`;
 }
 
 const ISTHMUS_KINDS: [string, string][] = [
@@ -147,8 +154,16 @@ export const SANDBOX_NAMESPACES = ["default", "kube-system", "istio-system", "is
 
 /** What the sandbox loads into the scene's cluster number `index` (besides
  * SANDBOX_NAMESPACES): the Istio installation, the cluster's apps, and every namespace of the
- * scene. Exported so that a cluster can be served by another process with the same content. */
-export function sceneObjects(scene: Scene, index: number): KubeObject[] {
+ * scene. Exported so that a cluster can be served by another process with the same content.
+ * Each cluster keeps its own trust domain (`<cluster>.local`) and its mesh config accepts the
+ * trust domains of every scene cluster under the shared root (`caCertificates[].trustDomains`),
+ * so that cross-cluster mTLS passes Istio's trust domain validation while principals stay
+ * exact (no `trustDomainAliases`). */
+export function sceneObjects(
+  scene: Scene,
+  index: number,
+  options: { rootCertPem?: string } = {},
+): KubeObject[] {
   const sc = scene.clusters[index];
   if (sc === undefined) throw new Error(`sandbox: no cluster number ${index} in the scene`);
   const n = index + 1;
@@ -159,8 +174,10 @@ export function sceneObjects(scene: Scene, index: number): KubeObject[] {
     ...istioScene({
       clusterId: sc.id,
       network: `network-${sc.id}`,
-      trustDomain: `${sc.id}.local`,
+      trustDomain: sandboxTrustDomain(sc.id),
       eastWestAddress: `192.0.2.${n}`,
+      trustDomains: scene.clusters.map((c) => sandboxTrustDomain(c.id)),
+      ...(options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem }),
     }),
     ...(sc.apps ?? []).flatMap((a, j) =>
       sampleApp({
@@ -262,7 +279,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     try {
       for (const [i, sc] of options.scene.clusters.entries()) {
         const sim = await startKubeSim({ name: sc.id, namespaces: SANDBOX_NAMESPACES });
-        sim.load([...sceneObjects(options.scene, i), ...(options.extraObjects?.[sc.id] ?? [])]);
+        sim.load([
+          ...sceneObjects(
+            options.scene,
+            i,
+            options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem },
+          ),
+          ...(options.extraObjects?.[sc.id] ?? []),
+        ]);
         const kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
         const created = await client.createCluster(
           { cluster: { id: sc.id, labels: sc.labels ?? {} } },

@@ -117,7 +117,7 @@ function build(group: string, versions: string[], defs: Def[], custom: boolean):
 
 const istioCategories = ["istio-io", "networking-istio-io"];
 
-/** The types a fresh simulated cluster serves: core, Istio, MCS, leases, CRDs. */
+/** The types a fresh simulated cluster serves: core, apps (Deployments), Istio, MCS, leases, CRDs. */
 export function builtinResourceTypes(): ResourceType[] {
   return [
     ...build("", ["v1"], core, false),
@@ -129,6 +129,23 @@ export function builtinResourceTypes(): ResourceType[] {
           resource: "endpointslices",
           kind: "EndpointSlice",
           columns: [{ name: "AddressType", type: "string", jsonPath: ".addressType" }],
+        },
+      ],
+      false,
+    ),
+    // Deployments hold no pods here (no controllers run); seeded ones describe an install,
+    // e.g. istiod's environment.
+    ...build(
+      "apps",
+      ["v1"],
+      [
+        {
+          resource: "deployments",
+          kind: "Deployment",
+          shortNames: ["deploy"],
+          categories: ["all"],
+          status: true,
+          columns: [{ name: "Replicas", type: "integer", jsonPath: ".spec.replicas" }],
         },
       ],
       false,

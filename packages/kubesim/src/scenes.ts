@@ -9,12 +9,23 @@ export interface IstioSceneOptions {
   eastWestAddress: string;
   /** Mesh ID written to the mesh config. Default `mesh1`. */
   meshId?: string;
+  /**
+   * Trust domains whose peers this mesh accepts besides its own: written as
+   * `caCertificates: [{ pem: rootCertPem, trustDomains }]` into the mesh config, so that Istio
+   * validates peers of the other clusters without aliasing their principals. Default none.
+   */
+  trustDomains?: string[];
+  /** PEM of the shared root certificate for that `caCertificates` entry, if known. */
+  rootCertPem?: string;
+  /** Environment of the istiod container (e.g. PILOT_SKIP_VALIDATE_TRUST_DOMAIN). Default none. */
+  istiodEnv?: { name: string; value: string }[];
 }
 
 /**
  * What a cluster with Istio installed for multi-network looks like to a client:
- * `istio-system` labelled with its network, the `istio` mesh ConfigMap, the east-west
- * gateway Service with its load balancer address, and the `cross-network-gateway` Gateway.
+ * `istio-system` labelled with its network, the `istio` mesh ConfigMap, the istiod
+ * Deployment, the east-west gateway Service with its load balancer address, and the
+ * `cross-network-gateway` Gateway.
  */
 export function istioScene(o: IstioSceneOptions): KubeObject[] {
   const mesh = {
@@ -24,6 +35,16 @@ export function istioScene(o: IstioSceneOptions): KubeObject[] {
       proxyMetadata: { ISTIO_META_CLUSTER_ID: o.clusterId, ISTIO_META_NETWORK: o.network },
     },
     rootNamespace: "istio-system",
+    ...(o.trustDomains === undefined || o.trustDomains.length === 0
+      ? {}
+      : {
+          caCertificates: [
+            {
+              ...(o.rootCertPem === undefined ? {} : { pem: o.rootCertPem }),
+              trustDomains: [...o.trustDomains],
+            },
+          ],
+        }),
   };
   const networkLabel = { "topology.istio.io/network": o.network };
   return [
@@ -44,6 +65,28 @@ export function istioScene(o: IstioSceneOptions): KubeObject[] {
         },
       },
       data: { mesh: stringify(mesh), meshNetworks: "networks: {}\n" },
+    },
+    {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "istiod", namespace: "istio-system", labels: { app: "istiod" } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: "istiod" } },
+        template: {
+          metadata: { labels: { app: "istiod" } },
+          spec: {
+            serviceAccountName: "istiod",
+            containers: [
+              {
+                name: "discovery",
+                image: "docker.io/istio/pilot:1.29.2",
+                env: (o.istiodEnv ?? []).map((e) => ({ ...e })),
+              },
+            ],
+          },
+        },
+      },
     },
     {
       apiVersion: "v1",

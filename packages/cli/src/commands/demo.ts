@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
@@ -66,6 +66,8 @@ export function registerDemoCommand(program: Command): void {
         hub: { debounce: { windowMs: 20, maxMs: 200 } },
         agentDebounceMs: 20,
         extraObjects: Object.fromEntries(scene.clusters.map((c) => [c.id, [cacerts as never]])),
+        // Every mesh accepts the other clusters' trust domains under this root.
+        rootCertPem: await readFile(join(dir, "certs", "root-cert.pem"), "utf8"),
       });
       try {
         await waitConverged(sandbox, 60_000);

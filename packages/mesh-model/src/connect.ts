@@ -1,0 +1,402 @@
+// A connection end to end: the caller's routing and TLS, the east-west gateway, and at every
+// destination pod the trust domain check, PeerAuthentication and authorization.
+import { authorizePod } from "./authorization.js";
+import {
+  type ClusterView,
+  clusterOf,
+  injectionEnabled,
+  type Mesh,
+  type PodView,
+  podPort,
+  podsOf,
+} from "./mesh.js";
+import { peerAuthentication } from "./peer-authentication.js";
+import {
+  callerHosts,
+  destinationTls,
+  endpointTarget,
+  type HostEntry,
+  kubeHost,
+  landAt,
+  passthrough,
+  type TlsSettings,
+} from "./routing.js";
+import { principalOf, validateTrustDomain } from "./trust-domain.js";
+import { type Caller, type ConnectResult, MeshModelError, type ServiceTarget } from "./types.js";
+
+/** One pod a connection lands on, and how it got there. */
+interface Arrival {
+  cluster: ClusterView;
+  pod: PodView;
+  port: number;
+  tls: "ISTIO_MUTUAL" | "PLAINTEXT" | "OTHER_TLS";
+  objects: string[];
+}
+
+const q = (c: ClusterView, ref: string) => `${c.id}: ${ref}`;
+
+function result(
+  outcome: ConnectResult["outcome"],
+  stage: ConnectResult["stage"],
+  reason: string,
+  objects: string[],
+): ConnectResult {
+  return { outcome, stage, reason, objects: [...new Set(objects)] };
+}
+
+/** Whether the caller's workloads carry a sidecar (its namespace enables injection). */
+function callerInMesh(c: ClusterView, caller: Caller): boolean {
+  const pods = c.pods.filter(
+    (p) => p.namespace === caller.namespace && p.serviceAccount === caller.serviceAccount,
+  );
+  if (pods.length > 0) return pods.every((p) => p.inMesh);
+  return injectionEnabled(c.namespaces.get(caller.namespace));
+}
+
+/** What happens at one destination pod for a peer arriving with `tls`. */
+export function admit(mesh: Mesh, caller: Caller, a: Arrival): ConnectResult {
+  const objects = [...a.objects];
+  if (!a.pod.inMesh) {
+    if (a.tls === "ISTIO_MUTUAL")
+      return result(
+        "TLS_FAILED",
+        "client-tls",
+        `pod ${a.pod.namespace}/${a.pod.name} has no sidecar to terminate Istio mTLS`,
+        objects,
+      );
+    return result(
+      "ALLOW",
+      "authorization",
+      `pod ${a.pod.namespace}/${a.pod.name} has no sidecar: nothing is enforced`,
+      objects,
+    );
+  }
+  const pa = peerAuthentication(a.cluster, a.pod, a.port);
+  if (pa.by !== "default") objects.push(q(a.cluster, pa.by));
+  const plaintext = a.tls !== "ISTIO_MUTUAL";
+  if (a.tls === "OTHER_TLS")
+    return result(
+      "TLS_FAILED",
+      "client-tls",
+      "the DestinationRule originates TLS that is not Istio mTLS (SIMPLE/MUTUAL): the sidecar does not see an Istio peer",
+      objects,
+    );
+  if (plaintext && !pa.plaintextAccepted)
+    return result(
+      "TLS_FAILED",
+      "peer-authentication",
+      `plaintext refused: mTLS mode ${pa.mode} by ${pa.by}`,
+      objects,
+    );
+  if (!plaintext && !pa.mtlsAccepted)
+    return result(
+      "TLS_FAILED",
+      "peer-authentication",
+      `mTLS not terminated: mode ${pa.mode} by ${pa.by}`,
+      objects,
+    );
+  let principal: string | undefined;
+  if (!plaintext) {
+    const callerTd = clusterOf(mesh, caller.cluster).mesh.trustDomain;
+    const td = validateTrustDomain(a.cluster, callerTd);
+    objects.push(q(a.cluster, a.cluster.meshConfigRef));
+    if (!td.accepted) return result("TLS_FAILED", "trust-domain", td.reason, objects);
+    principal = principalOf(callerTd, caller.namespace, caller.serviceAccount);
+  }
+  const authz = authorizePod(a.cluster, a.pod, { principal }, a.port);
+  objects.push(...authz.objects.map((o) => q(a.cluster, o)));
+  const where = `${a.cluster.id}/${a.pod.namespace}/${a.pod.name}:${a.port}`;
+  const by = authz.by === "default" ? "" : ` (${authz.by})`;
+  return result(
+    authz.verdict === "UNKNOWN" ? "UNKNOWN" : authz.verdict,
+    "authorization",
+    `${where}: ${authz.reason}${by}`,
+    objects,
+  );
+}
+
+function tlsFor(
+  c: ClusterView,
+  caller: Caller,
+  host: HostEntry,
+  port: number,
+  istioTls: boolean,
+): TlsSettings {
+  if (caller.plaintext === true)
+    return { kind: "PLAINTEXT", by: "plaintext caller", subjectAltNames: [] };
+  const dr = destinationTls(c, caller.namespace, host.host, port);
+  if (dr !== undefined) return dr;
+  return { kind: istioTls ? "ISTIO_MUTUAL" : "PLAINTEXT", by: "auto mTLS", subjectAltNames: [] };
+}
+
+/** The client-side SAN check: the server's SPIFFE id must be one the client expects, if any. */
+function sanProblem(
+  c: ClusterView,
+  host: HostEntry,
+  tls: TlsSettings,
+  serverSpiffe: string,
+  endpointSa: string | undefined,
+  hostNs: string,
+): string | undefined {
+  const sans =
+    tls.subjectAltNames.length > 0
+      ? tls.subjectAltNames
+      : host.subjectAltNames.length > 0
+        ? host.subjectAltNames
+        : endpointSa !== undefined
+          ? [`spiffe://${principalOf(c.mesh.trustDomain, hostNs, endpointSa)}`]
+          : [];
+  if (sans.length === 0 || sans.includes(serverSpiffe)) return undefined;
+  return `server identity ${serverSpiffe} is not among the expected subject alt names ${sans.join(", ")}`;
+}
+
+/** Every pod a request of `caller` for `host:port` lands on, or why none. */
+export function route(
+  mesh: Mesh,
+  caller: Caller,
+  host: string,
+  port: number,
+): { arrivals: Arrival[]; failures: ConnectResult[] } {
+  const c = clusterOf(mesh, caller.cluster);
+  const failures: ConnectResult[] = [];
+  const out: Arrival[] = [];
+  if (!callerInMesh(c, caller)) {
+    // Without a sidecar only kube-proxy routes: the cluster's own Services, in plaintext.
+    const svc = c.services.find((s) => kubeHost(s) === host);
+    const sp = svc?.ports.find((p) => p.port === port);
+    if (svc === undefined || sp === undefined)
+      return {
+        arrivals: [],
+        failures: [
+          result(
+            "UNROUTABLE",
+            "routing",
+            `caller has no sidecar and ${host}:${port} is no Service port of cluster ${c.id}`,
+            [],
+          ),
+        ],
+      };
+    for (const pod of podsOf(c, svc)) {
+      const target = podPort(pod, sp);
+      if (target !== undefined)
+        out.push({
+          cluster: c,
+          pod,
+          port: target,
+          tls: "PLAINTEXT",
+          objects: [q(c, `Service ${svc.namespace}/${svc.name}`)],
+        });
+    }
+    return { arrivals: out, failures };
+  }
+  const { hosts, sidecar } = callerHosts(c, caller);
+  const sidecarRef =
+    sidecar === undefined
+      ? []
+      : [q(c, `Sidecar ${sidecar.metadata?.namespace}/${sidecar.metadata?.name}`)];
+  const entries = hosts.filter((h) => h.host === host && h.ports.some((p) => p.number === port));
+  if (entries.length === 0)
+    return {
+      arrivals: [],
+      failures: [
+        result(
+          "UNROUTABLE",
+          "routing",
+          `the sidecar of ${caller.cluster}/${caller.namespace}/${caller.serviceAccount} knows no host ${host} with port ${port}`,
+          sidecarRef,
+        ),
+      ],
+    };
+  for (const h of entries) {
+    const objects = [...sidecarRef, q(c, h.ref)];
+    if (h.unknown !== undefined) {
+      failures.push(result("UNKNOWN", "routing", h.unknown, objects));
+      continue;
+    }
+    for (const ep of h.endpoints(port)) {
+      const tls = tlsFor(c, caller, h, port, ep.istioTls);
+      const o = tls.by.startsWith("DestinationRule") ? [...objects, q(c, tls.by)] : objects;
+      const target = endpointTarget(c, ep);
+      if (target.viaNetworkGateway && tls.kind !== "ISTIO_MUTUAL") continue; // istiod drops it
+      const landing = landAt(mesh.clusters.values(), c, target.address, target.port);
+      if (landing.kind === "nowhere") {
+        failures.push(result("UNROUTABLE", "routing", landing.reason, o));
+        continue;
+      }
+      if (landing.kind === "pod") {
+        const spiffe = `spiffe://${principalOf(landing.cluster.mesh.trustDomain, landing.pod.namespace, landing.pod.serviceAccount)}`;
+        const san =
+          tls.kind === "ISTIO_MUTUAL"
+            ? sanProblem(c, h, tls, spiffe, ep.serviceAccount, h.namespace)
+            : undefined;
+        if (san !== undefined) failures.push(result("TLS_FAILED", "client-tls", san, o));
+        else
+          out.push({
+            cluster: landing.cluster,
+            pod: landing.pod,
+            port: landing.port,
+            tls: tls.kind,
+            objects: o,
+          });
+        continue;
+      }
+      if (tls.kind !== "ISTIO_MUTUAL") {
+        failures.push(
+          result(
+            "UNROUTABLE",
+            "gateway",
+            `the east-west gateway of ${landing.cluster.id} routes by SNI and needs Istio mTLS, got ${tls.kind} (${tls.by})`,
+            o,
+          ),
+        );
+        continue;
+      }
+      const pass = passthrough(landing.cluster, host, port);
+      const via = [...o, ...pass.via.map((r) => q(landing.cluster, r))];
+      if (pass.pods.length === 0) failures.push(result("UNROUTABLE", "gateway", pass.reason, via));
+      for (const p of pass.pods) {
+        const spiffe = `spiffe://${principalOf(landing.cluster.mesh.trustDomain, p.pod.namespace, p.pod.serviceAccount)}`;
+        const san = sanProblem(c, h, tls, spiffe, ep.serviceAccount, h.namespace);
+        if (san !== undefined) failures.push(result("TLS_FAILED", "client-tls", san, via));
+        else
+          out.push({
+            cluster: landing.cluster,
+            pod: p.pod,
+            port: p.port,
+            tls: tls.kind,
+            objects: via,
+          });
+      }
+    }
+  }
+  return { arrivals: out, failures };
+}
+
+/** The host a caller uses for a backend: its own Service, or the backend's clusterset host. */
+export function hostFor(caller: Caller, target: ServiceTarget): string {
+  return caller.cluster === target.cluster
+    ? `${target.service}.${target.namespace}.svc.cluster.local`
+    : `${target.cluster}.${target.service}.${target.namespace}.svc.clusterset.local`;
+}
+
+function targetPods(
+  mesh: Mesh,
+  target: ServiceTarget,
+): { cluster: ClusterView; pods: { pod: PodView; port: number }[] } {
+  const cluster = clusterOf(mesh, target.cluster);
+  const svc = cluster.services.find(
+    (s) => s.namespace === target.namespace && s.name === target.service,
+  );
+  if (svc === undefined)
+    throw new MeshModelError(
+      `cluster "${target.cluster}": no Service ${target.namespace}/${target.service}`,
+    );
+  const sp = svc.ports.find((p) => p.port === target.port);
+  if (sp === undefined)
+    throw new MeshModelError(
+      `cluster "${target.cluster}": Service ${target.namespace}/${target.service} has no port ${target.port}`,
+    );
+  const pods = podsOf(cluster, svc).flatMap((pod) => {
+    const port = podPort(pod, sp);
+    return port === undefined ? [] : [{ pod, port }];
+  });
+  return { cluster, pods };
+}
+
+/** The first result that is not ALLOW (DENY and failures before UNKNOWN), else the first ALLOW. */
+function combine(results: ConnectResult[]): ConnectResult {
+  return (
+    results.find((r) => r.outcome !== "ALLOW" && r.outcome !== "UNKNOWN") ??
+    results.find((r) => r.outcome === "UNKNOWN") ??
+    results[0]!
+  );
+}
+
+/**
+ * The connection a caller opens to a Service of a cluster at a Service port, through the
+ * host it would use (`hostFor`): ALLOW only when every pod of the target it lands on admits it.
+ */
+export function connect(
+  mesh: Mesh,
+  caller: Caller,
+  target: ServiceTarget,
+  host = hostFor(caller, target),
+): ConnectResult {
+  const { cluster, pods } = targetPods(mesh, target);
+  const wanted = new Set(pods.map((p) => p.pod));
+  if (pods.length === 0)
+    return result(
+      "UNROUTABLE",
+      "routing",
+      `Service ${target.namespace}/${target.service} of ${target.cluster} has no pods`,
+      [],
+    );
+  const r = route(mesh, caller, host, target.port);
+  const landed = r.arrivals.filter((a) => a.cluster === cluster && wanted.has(a.pod));
+  const results = [...r.failures, ...landed.map((a) => admit(mesh, caller, a))];
+  if (landed.length === 0) {
+    const why = r.failures[0];
+    if (why !== undefined && why.outcome !== "UNROUTABLE") return why;
+    return result(
+      "UNROUTABLE",
+      why?.stage ?? "routing",
+      `${host}:${target.port} reaches no pod of ${target.cluster}/${target.namespace}/${target.service}${why === undefined ? "" : `: ${why.reason}`}`,
+      why?.objects ?? [],
+    );
+  }
+  return combine(results);
+}
+
+/**
+ * What the destination enforces by itself, for DENY decisions: a caller holding a certificate
+ * of the shared root reaches each pod of the target (through the east-west gateway with any
+ * `*.local` SNI known there, or directly in its own network), so only the trust domain check,
+ * PeerAuthentication and authorization at the pod count. ALLOW when some pod admits it.
+ */
+export function attack(mesh: Mesh, caller: Caller, target: ServiceTarget): ConnectResult {
+  const { cluster, pods } = targetPods(mesh, target);
+  if (pods.length === 0)
+    return result(
+      "UNROUTABLE",
+      "routing",
+      `Service ${target.namespace}/${target.service} of ${target.cluster} has no pods`,
+      [],
+    );
+  const tls = caller.plaintext === true ? "PLAINTEXT" : "ISTIO_MUTUAL";
+  const results = pods.map((p) =>
+    admit(mesh, caller, { cluster, pod: p.pod, port: p.port, tls, objects: [] }),
+  );
+  return (
+    results.find((r) => r.outcome === "ALLOW") ??
+    results.find((r) => r.outcome === "UNKNOWN") ??
+    results[0]!
+  );
+}
+
+/** Authorization alone at every pod of a Service (first DENY wins), for a caller with mTLS or plaintext. */
+export function authorize(mesh: Mesh, caller: Caller, target: ServiceTarget): ConnectResult {
+  const { cluster, pods } = targetPods(mesh, target);
+  const td = clusterOf(mesh, caller.cluster).mesh.trustDomain;
+  const principal =
+    caller.plaintext === true
+      ? undefined
+      : principalOf(td, caller.namespace, caller.serviceAccount);
+  const results = pods.map(({ pod, port }) => {
+    const a = authorizePod(cluster, pod, { principal }, port);
+    const outcome = a.verdict;
+    return result(
+      outcome,
+      "authorization",
+      `${cluster.id}/${pod.namespace}/${pod.name}:${port}: ${a.reason}`,
+      [...(a.by === "default" ? [] : [q(cluster, a.by)]), ...a.objects.map((o) => q(cluster, o))],
+    );
+  });
+  if (results.length === 0)
+    return result(
+      "UNROUTABLE",
+      "routing",
+      `Service ${target.namespace}/${target.service} of ${target.cluster} has no pods`,
+      [],
+    );
+  return combine(results);
+}

@@ -1,0 +1,297 @@
+// Random multi-cluster scenes as Kubernetes objects, and what the real agent code makes of
+// them: the catalog the hub gets (discovery) and the Istio objects it renders from intents.
+import {
+  type KubeObject as AgentObject,
+  buildMesh as agentMeshFacts,
+  buildIdentity,
+  buildService,
+  endpointsOf,
+  importOf,
+  type LocalFacts,
+  namespaceInMesh,
+  renderIntent,
+} from "@isthmus/agent";
+import { istioScene, type KubeObject } from "@isthmus/kubesim";
+import type { Random } from "@isthmus/model";
+import type { CatalogChange, ClusterFacts, PolicyEngine } from "@isthmus/policy";
+import type { ImportBackend } from "@isthmus/proto";
+
+export const CLUSTERS = ["c1", "c2", "c3", "c4"];
+const NAMESPACES = ["a", "b", "c"];
+const NAMES = ["s1", "s2", "s3", "s4"];
+const ACCOUNTS = ["s1", "s2", "s3", "s4", "x"];
+const PORTS = [80, 8080, 9090];
+
+export interface KubeCluster {
+  id: string;
+  labels: Record<string, string>;
+  /** Namespaces, Services, Pods, EndpointSlices and the Istio install. */
+  objects: KubeObject[];
+}
+
+/** What a trust domain setup gives the scene: every cluster's own, or some shared. */
+function trustDomains(r: Random, ids: string[]): Map<string, string> {
+  const shared = r.chance(0.15);
+  return new Map(ids.map((id) => [id, shared && r.chance(0.5) ? "shared.local" : `${id}.local`]));
+}
+
+function subset<T>(r: Random, items: readonly T[], p: number): T[] {
+  const out = items.filter(() => r.chance(p));
+  return out.length > 0 ? out : [r.pick(items)];
+}
+
+interface PortPlan {
+  name: string;
+  port: number;
+  /** Number, or the container port's name. */
+  targetPort: number | string;
+  podPort: number;
+}
+
+function portPlan(r: Random): PortPlan[] {
+  return subset(r, PORTS, 0.5).map((port) => {
+    const roll = r.next();
+    const podPort = roll < 0.3 ? port + 1 : port;
+    const name = `http-${port}`;
+    return { name, port, targetPort: roll > 0.8 ? `tcp-${podPort}` : podPort, podPort };
+  });
+}
+
+function pod(
+  cluster: number,
+  ns: string,
+  name: string,
+  ip: string,
+  sa: string,
+  labels: Record<string, string>,
+  ports: PortPlan[],
+): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: ns, labels: { ...labels, "security.istio.io/tlsMode": "istio" } },
+    spec: {
+      serviceAccountName: sa,
+      containers: [
+        {
+          name: "app",
+          image: `registry.example/c${cluster}:1`,
+          ports: ports.map((p) => ({ name: `tcp-${p.podPort}`, containerPort: p.podPort })),
+        },
+      ],
+    },
+    status: {
+      phase: "Running",
+      podIP: ip,
+      conditions: [{ type: "Ready", status: "True" }],
+    },
+  };
+}
+
+/** Services (a selector on `app`, ports with numeric or named targets), their pods and
+ * EndpointSlices, and client pods whose labels may also match a Service's selector. */
+function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObject[] {
+  const out: KubeObject[] = [];
+  let ipCount = 0;
+  const nextIp = () => `10.${ci + 1}.${Math.floor(ipCount / 200)}.${10 + (ipCount++ % 200)}`;
+  const allPods: { ns: string; obj: KubeObject; ports: PortPlan[] }[] = [];
+  const services: {
+    ns: string;
+    name: string;
+    selector: Record<string, string> | undefined;
+    ports: PortPlan[];
+  }[] = [];
+  for (const name of NAMES) {
+    if (!r.chance(0.45)) continue;
+    const ns = r.chance(0.85) ? homes.get(name)! : r.pick(NAMESPACES);
+    const ports = portPlan(r);
+    const selector = r.chance(0.93) ? { app: name } : undefined;
+    services.push({ ns, name, selector, ports });
+    for (let i = 0, n = 1 + r.int(2); i < n; i++) {
+      const labels = { app: name, tier: r.pick(["front", "back"]) };
+      const sa = r.chance(0.7) ? name : r.pick(ACCOUNTS);
+      allPods.push({ ns, ports, obj: pod(ci, ns, `${name}-${i}`, nextIp(), sa, labels, ports) });
+    }
+  }
+  for (let i = 0, n = r.int(3); i < n; i++) {
+    const ns = r.pick(NAMESPACES);
+    const sa = r.pick(ACCOUNTS);
+    const labels = { app: r.pick(ACCOUNTS), tier: r.pick(["front", "back"]) };
+    const ports = services.find((s) => s.ns === ns && s.selector?.app === labels.app)?.ports ?? [];
+    allPods.push({ ns, ports, obj: pod(ci, ns, `client-${i}`, nextIp(), sa, labels, ports) });
+  }
+  for (const s of services) {
+    out.push({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: s.name, namespace: s.ns, labels: { app: s.name } },
+      spec: {
+        ...(s.selector === undefined ? {} : { selector: s.selector }),
+        ports: s.ports.map((p) => ({
+          name: p.name,
+          port: p.port,
+          targetPort: p.targetPort,
+          protocol: "TCP",
+        })),
+      },
+    });
+    if (s.selector === undefined) continue;
+    const selected = allPods.filter(
+      (p) =>
+        p.ns === s.ns && (p.obj.metadata.labels as Record<string, string>).app === s.selector!.app,
+    );
+    out.push({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name: `${s.name}-x1`,
+        namespace: s.ns,
+        labels: { "kubernetes.io/service-name": s.name },
+      },
+      addressType: "IPv4",
+      endpoints: selected.map((p) => ({
+        addresses: [(p.obj.status as { podIP: string }).podIP],
+        conditions: { ready: true },
+        targetRef: { kind: "Pod", name: p.obj.metadata.name, namespace: s.ns },
+      })),
+      ports: s.ports.map((p) => ({ name: p.name, port: p.podPort, protocol: "TCP" })),
+    });
+  }
+  return [...out, ...allPods.map((p) => p.obj)];
+}
+
+/** A random scene of 2 to 4 clusters; every mesh accepts every cluster's trust domain. */
+export function randomKubeScene(r: Random): KubeCluster[] {
+  const ids = CLUSTERS.slice(0, 2 + r.int(3));
+  const tds = trustDomains(r, ids);
+  const homes = new Map(NAMES.map((n) => [n, r.pick(NAMESPACES)]));
+  return ids.map((id, ci) => {
+    const network = r.chance(0.25) ? "shared-net" : `net-${id}`;
+    const objects: KubeObject[] = [
+      ...istioScene({
+        clusterId: id,
+        network,
+        trustDomain: tds.get(id)!,
+        eastWestAddress: `192.0.2.${ci + 1}`,
+        trustDomains: [...new Set(tds.values())],
+      }),
+      ...NAMESPACES.map((name) => ({
+        apiVersion: "v1",
+        kind: "Namespace",
+        metadata: { name, labels: r.chance(0.92) ? { "istio-injection": "enabled" } : {} },
+      })),
+      ...workloads(r, ci, homes),
+    ];
+    const labels = r.chance(0.8)
+      ? { env: r.pick(["prod", "dev"]), region: r.pick(["eu", "us"]) }
+      : {};
+    return { id, labels, objects };
+  });
+}
+
+const find = (objects: KubeObject[], kind: string, ns?: string, name?: string) =>
+  objects.filter(
+    (o) =>
+      o.kind === kind &&
+      (ns === undefined || o.metadata.namespace === ns) &&
+      (name === undefined || o.metadata.name === name),
+  ) as unknown as AgentObject[];
+
+/** What the agent discovers in a cluster: the hub's cluster facts, catalog, and render facts. */
+export function discover(c: KubeCluster): {
+  facts: ClusterFacts;
+  changes: CatalogChange[];
+  local: LocalFacts;
+} {
+  const o = c.objects;
+  const nsLabels = (ns: string) => find(o, "Namespace", undefined, ns)[0]?.metadata.labels;
+  const mesh = agentMeshFacts({
+    istioNamespace: "istio-system",
+    istioSystem: find(o, "Namespace", undefined, "istio-system")[0],
+    meshConfig: find(o, "ConfigMap", "istio-system", "istio")[0],
+    eastWestServices: find(o, "Service", "istio-system").filter(
+      (s) => s.metadata.labels?.istio === "eastwestgateway",
+    ) as never,
+    gateways: find(o, "Gateway"),
+    nodes: [],
+  }).facts;
+  const facts: ClusterFacts = {
+    id: c.id,
+    labels: c.labels,
+    network: mesh.network,
+    trustDomain: mesh.trustDomain,
+    gateways: mesh.eastWestGateways.map((g) => ({ address: g.address, port: g.port })),
+    locality: mesh.locality,
+  };
+  const pods = find(o, "Pod") as never[];
+  const slicesOf = (ns: string, name: string) =>
+    find(o, "EndpointSlice", ns).filter(
+      (s) => s.metadata.labels?.["kubernetes.io/service-name"] === name,
+    ) as never[];
+  const changes: CatalogChange[] = [{ kind: "cluster", cluster: facts }];
+  const services = find(o, "Service").filter((s) => s.metadata.namespace !== "istio-system");
+  for (const s of services) {
+    const ns = s.metadata.namespace!;
+    const podsInNs = pods.filter((p: AgentObject) => p.metadata.namespace === ns);
+    changes.push({
+      kind: "service",
+      clusterId: c.id,
+      service: buildService(s as never, slicesOf(ns, s.metadata.name), podsInNs, nsLabels(ns)),
+    });
+  }
+  const byIdentity = new Map<string, AgentObject[]>();
+  for (const p of pods as AgentObject[]) {
+    const key = `${p.metadata.namespace}/${(p.spec as { serviceAccountName: string }).serviceAccountName}`;
+    byIdentity.set(key, [...(byIdentity.get(key) ?? []), p]);
+  }
+  for (const [key, list] of byIdentity) {
+    const [ns, sa] = key.split("/") as [string, string];
+    changes.push({
+      kind: "identity",
+      clusterId: c.id,
+      identity: buildIdentity(ns, sa, list as never),
+    });
+  }
+  const local: LocalFacts = {
+    clusterId: c.id,
+    trustDomain: mesh.trustDomain,
+    network: mesh.network,
+    locality: mesh.locality,
+    endpoints(ns, name) {
+      const svc = services.find((s) => s.metadata.namespace === ns && s.metadata.name === name);
+      if (svc === undefined) return undefined;
+      return endpointsOf(
+        slicesOf(ns, name),
+        namespaceInMesh(nsLabels(ns)),
+        (svc.spec as never as { ports: [] }).ports,
+      );
+    },
+  };
+  return { facts, changes, local };
+}
+
+/** Every object the agent renders from a cluster's intents (import backends joined to their import). */
+export function renderCluster(
+  engine: PolicyEngine,
+  clusterId: string,
+  local: LocalFacts,
+): KubeObject[] {
+  const intents = [...engine.intents(clusterId).values()];
+  const backends = new Map<string, ImportBackend[]>();
+  for (const i of intents) {
+    const imp = importOf(i);
+    if (
+      imp !== undefined &&
+      i.kind.case === "importBackendIntent" &&
+      i.kind.value.backend !== undefined
+    )
+      backends.set(imp, [...(backends.get(imp) ?? []), i.kind.value.backend]);
+  }
+  const out: KubeObject[] = [];
+  for (const i of intents) {
+    out.push(
+      ...(renderIntent(i, local, backends.get(i.name) ?? []).objects as unknown as KubeObject[]),
+    );
+  }
+  return out;
+}
