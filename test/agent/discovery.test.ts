@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { createClusterCache, createKubeClient, kubeConfigFromString } from "@isthmus/agent";
+import {
+  buildIdentity,
+  createClusterCache,
+  createKubeClient,
+  kubeConfigFromString,
+  slimPod,
+} from "@isthmus/agent";
 import { sampleApp, startKubeSim } from "@isthmus/kubesim";
 import { Visibility } from "@isthmus/proto";
 import {
@@ -45,6 +51,7 @@ describe("agent discovery (kubesim + client-node)", () => {
       assert.equal(id?.labelSets.length, 1);
       assert.equal(id?.labelSets[0]?.podCount, 3);
       assert.equal(id?.labelSets[0]?.labels.app, "frontend");
+      assert.equal(id?.outsideMesh, false, "the sample pods run a sidecar");
 
       const mesh = cache.mesh();
       assert.equal(mesh.facts.network, "net-eu");
@@ -171,5 +178,24 @@ describe("agent discovery (kubesim + client-node)", () => {
       client.close();
       await sim.close();
     }
+  });
+
+  it("reports an identity outside the mesh when some of its pods run without Istio", () => {
+    const pod = (name: string, spec: object, meta: object = {}) =>
+      slimPod({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name, namespace: "web", ...meta },
+        spec: { serviceAccountName: "frontend", ...spec },
+        status: { phase: "Running" },
+      });
+    const sidecar = pod("a", { containers: [{ name: "app" }, { name: "istio-proxy" }] });
+    const native = pod("b", { initContainers: [{ name: "istio-proxy" }] });
+    const annotated = pod("c", {}, { annotations: { "sidecar.istio.io/status": "{}" } });
+    const plain = pod("d", { containers: [{ name: "app" }] });
+    assert.equal(buildIdentity("web", "frontend", [sidecar, native, annotated]).outsideMesh, false);
+    assert.equal(buildIdentity("web", "frontend", [sidecar, plain]).outsideMesh, true);
+    const ambient = { "istio.io/dataplane-mode": "ambient" };
+    assert.equal(buildIdentity("web", "frontend", [plain], ambient).outsideMesh, false);
   });
 });

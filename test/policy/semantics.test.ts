@@ -433,4 +433,16 @@ describe("policy semantics", () => {
       ],
     );
   });
+
+  it("says a decision is not enforced for a source whose pods run without Istio", () => {
+    const e = engineWith([]);
+    const outside = { ...identity("web", "legacy"), outsideMesh: true };
+    e.applyCatalog([{ kind: "identity", clusterId: "prod-eu", identity: outside }]);
+    const r = e.explain(
+      { clusterId: "prod-eu", namespace: "web", serviceAccount: "legacy" },
+      { clusterId: "prod-us", namespace: "payments", service: "api", port: 8443 },
+    );
+    const w = r.warnings.find((x) => x.code === "not-enforced");
+    assert.match(w?.message ?? "", /prod-eu\/web\/legacy has pods without Istio/);
+  });
 });

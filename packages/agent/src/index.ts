@@ -8,6 +8,7 @@ export * from "./discovery/cache.js";
 export * from "./discovery/catalog.js";
 export * from "./discovery/informer.js";
 export * from "./discovery/mesh.js";
+export { type PodView, podHasIstio, slimPod } from "./discovery/objects.js";
 export * from "./http.js";
 export * from "./identity.js";
 export * from "./kube/client.js";

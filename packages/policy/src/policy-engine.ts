@@ -1609,6 +1609,14 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         ),
       );
     }
+    if (rec?.identity.outsideMesh === true) {
+      warnings.push(
+        warning(
+          "not-enforced",
+          `workload identity ${sourceName} has pods without Istio (no sidecar): their calls carry no identity, so no decision about it is enforced for them (inject the sidecar and restart the pods)`,
+        ),
+      );
+    }
     const principal = principalOf(facts.trustDomain, source.namespace, source.serviceAccount);
     const subject: SourceSubject = { clusterId: source.clusterId, facts, identity };
     const dstName = `${destination.namespace}/${destination.service}`;

@@ -320,7 +320,13 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     const set = podsByIdentity.get(key);
     if (set === undefined || set.size === 0) return undefined;
     const i = key.indexOf("/");
-    const id = buildIdentity(key.slice(0, i), key.slice(i + 1), [...set.values()]);
+    const ns = key.slice(0, i);
+    const id = buildIdentity(
+      ns,
+      key.slice(i + 1),
+      [...set.values()],
+      namespaces.get(ns)?.metadata.labels,
+    );
     return id.podCount > 0 ? id : undefined;
   }
 

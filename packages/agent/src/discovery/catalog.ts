@@ -155,17 +155,24 @@ const VOLATILE_POD_LABELS = new Set([
   "batch.kubernetes.io/job-completion-index",
 ]);
 
-/** A workload identity from the active pods of one service account in one namespace. */
+/**
+ * A workload identity from the active pods of one service account in one namespace; outside
+ * the mesh when some of them run without Istio (their calls carry no identity).
+ */
 export function buildIdentity(
   namespace: string,
   serviceAccount: string,
   pods: readonly PodView[],
+  namespaceLabels?: Record<string, string>,
 ): WorkloadIdentity {
   const sets = new Map<string, LabelSet>();
   let count = 0;
+  const ambient = namespaceLabels?.["istio.io/dataplane-mode"] === "ambient";
+  let outsideMesh = false;
   for (const p of pods) {
     if (!podActive(p)) continue;
     count++;
+    if (!p.status.istio && !ambient) outsideMesh = true;
     const labels = Object.fromEntries(
       Object.entries(p.metadata.labels ?? {})
         .filter(([k]) => !VOLATILE_POD_LABELS.has(k))
@@ -180,7 +187,13 @@ export function buildIdentity(
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, s]) => s)
     .slice(0, 1024);
-  return create(WorkloadIdentitySchema, { namespace, serviceAccount, labelSets, podCount: count });
+  return create(WorkloadIdentitySchema, {
+    namespace,
+    serviceAccount,
+    labelSets,
+    podCount: count,
+    outsideMesh,
+  });
 }
 
 /** `namespace/name` */

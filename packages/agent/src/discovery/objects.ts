@@ -4,7 +4,27 @@ type Meta = ObjectMeta;
 
 export interface PodView extends KubeObject {
   spec: { serviceAccountName?: string; nodeName?: string };
-  status: { phase?: string; podIP?: string; ready: boolean };
+  /** `istio`: the pod runs with Istio (see `podHasIstio`). */
+  status: { phase?: string; podIP?: string; ready: boolean; istio: boolean };
+}
+
+/**
+ * Whether a pod's traffic goes through Istio: a sidecar (`istio-proxy`, as a container or a
+ * native sidecar init container), the injector's status annotation, or ambient mode on the pod.
+ * The namespace's injection label is not enough: pods created before it have no sidecar.
+ */
+export function podHasIstio(o: KubeObject): boolean {
+  const spec = (o.spec ?? {}) as {
+    containers?: { name?: string }[];
+    initContainers?: { name?: string }[];
+  };
+  const isProxy = (c: { name?: string }) => c.name === "istio-proxy";
+  return (
+    (spec.containers?.some(isProxy) ?? false) ||
+    (spec.initContainers?.some(isProxy) ?? false) ||
+    o.metadata.annotations?.["sidecar.istio.io/status"] !== undefined ||
+    o.metadata.labels?.["istio.io/dataplane-mode"] === "ambient"
+  );
 }
 
 export interface ServiceView extends KubeObject {
@@ -57,6 +77,7 @@ export function slimPod(o: KubeObject): PodView {
     spec: {},
     status: {
       ready: status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+      istio: podHasIstio(o),
     },
   };
   const sa = spec.serviceAccountName ?? spec.serviceAccount;
