@@ -9,7 +9,9 @@ import {
   importOf,
   type LocalFacts,
   namespaceInMesh,
+  type PodView,
   renderIntent,
+  slimPod,
 } from "@isthmus/agent";
 import { istioScene, type KubeObject } from "@isthmus/kubesim";
 import type { Random } from "@isthmus/model";
@@ -65,7 +67,12 @@ function pod(
   sa: string,
   labels: Record<string, string>,
   ports: PortPlan[],
+  injected: boolean,
 ): KubeObject {
+  // What the injector does to a pod created in an injected namespace: an istio-proxy sidecar.
+  const sidecar = injected
+    ? [{ name: "istio-proxy", image: "docker.io/istio/proxyv2:1.29.2" }]
+    : [];
   return {
     apiVersion: "v1",
     kind: "Pod",
@@ -78,6 +85,7 @@ function pod(
           image: `registry.example/c${cluster}:1`,
           ports: ports.map((p) => ({ name: `tcp-${p.podPort}`, containerPort: p.podPort })),
         },
+        ...sidecar,
       ],
     },
     status: {
@@ -90,7 +98,12 @@ function pod(
 
 /** Services (a selector on `app`, ports with numeric or named targets), their pods and
  * EndpointSlices, and client pods whose labels may also match a Service's selector. */
-function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObject[] {
+function workloads(
+  r: Random,
+  ci: number,
+  homes: Map<string, string>,
+  injected: ReadonlySet<string>,
+): KubeObject[] {
   const out: KubeObject[] = [];
   let ipCount = 0;
   const nextIp = () => `10.${ci + 1}.${Math.floor(ipCount / 200)}.${10 + (ipCount++ % 200)}`;
@@ -110,7 +123,8 @@ function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObjec
     for (let i = 0, n = 1 + r.int(2); i < n; i++) {
       const labels = { app: name, tier: r.pick(["front", "back"]) };
       const sa = r.chance(0.7) ? name : r.pick(ACCOUNTS);
-      allPods.push({ ns, ports, obj: pod(ci, ns, `${name}-${i}`, nextIp(), sa, labels, ports) });
+      const obj = pod(ci, ns, `${name}-${i}`, nextIp(), sa, labels, ports, injected.has(ns));
+      allPods.push({ ns, ports, obj });
     }
   }
   for (let i = 0, n = r.int(3); i < n; i++) {
@@ -118,7 +132,8 @@ function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObjec
     const sa = r.pick(ACCOUNTS);
     const labels = { app: r.pick(ACCOUNTS), tier: r.pick(["front", "back"]) };
     const ports = services.find((s) => s.ns === ns && s.selector?.app === labels.app)?.ports ?? [];
-    allPods.push({ ns, ports, obj: pod(ci, ns, `client-${i}`, nextIp(), sa, labels, ports) });
+    const obj = pod(ci, ns, `client-${i}`, nextIp(), sa, labels, ports, injected.has(ns));
+    allPods.push({ ns, ports, obj });
   }
   for (const s of services) {
     out.push({
@@ -167,6 +182,7 @@ export function randomKubeScene(r: Random): KubeCluster[] {
   const homes = new Map(NAMES.map((n) => [n, r.pick(NAMESPACES)]));
   return ids.map((id, ci) => {
     const network = r.chance(0.25) ? "shared-net" : `net-${id}`;
+    const injected = new Set(NAMESPACES.filter(() => r.chance(0.92)));
     const objects: KubeObject[] = [
       ...istioScene({
         clusterId: id,
@@ -178,9 +194,9 @@ export function randomKubeScene(r: Random): KubeCluster[] {
       ...NAMESPACES.map((name) => ({
         apiVersion: "v1",
         kind: "Namespace",
-        metadata: { name, labels: r.chance(0.92) ? { "istio-injection": "enabled" } : {} },
+        metadata: { name, labels: injected.has(name) ? { "istio-injection": "enabled" } : {} },
       })),
-      ...workloads(r, ci, homes),
+      ...workloads(r, ci, homes, injected),
     ];
     const labels = r.chance(0.8)
       ? { env: r.pick(["prod", "dev"]), region: r.pick(["eu", "us"]) }
@@ -223,7 +239,8 @@ export function discover(c: KubeCluster): {
     gateways: mesh.eastWestGateways.map((g) => ({ address: g.address, port: g.port })),
     locality: mesh.locality,
   };
-  const pods = find(o, "Pod") as never[];
+  // The agent's informer keeps pods slimmed to what discovery reads.
+  const pods = find(o, "Pod").map(slimPod);
   const slicesOf = (ns: string, name: string) =>
     find(o, "EndpointSlice", ns).filter(
       (s) => s.metadata.labels?.["kubernetes.io/service-name"] === name,
@@ -232,16 +249,16 @@ export function discover(c: KubeCluster): {
   const services = find(o, "Service").filter((s) => s.metadata.namespace !== "istio-system");
   for (const s of services) {
     const ns = s.metadata.namespace!;
-    const podsInNs = pods.filter((p: AgentObject) => p.metadata.namespace === ns);
+    const podsInNs = pods.filter((p) => p.metadata.namespace === ns);
     changes.push({
       kind: "service",
       clusterId: c.id,
       service: buildService(s as never, slicesOf(ns, s.metadata.name), podsInNs, nsLabels(ns)),
     });
   }
-  const byIdentity = new Map<string, AgentObject[]>();
-  for (const p of pods as AgentObject[]) {
-    const key = `${p.metadata.namespace}/${(p.spec as { serviceAccountName: string }).serviceAccountName}`;
+  const byIdentity = new Map<string, PodView[]>();
+  for (const p of pods) {
+    const key = `${p.metadata.namespace}/${p.spec.serviceAccountName}`;
     byIdentity.set(key, [...(byIdentity.get(key) ?? []), p]);
   }
   for (const [key, list] of byIdentity) {
@@ -249,7 +266,7 @@ export function discover(c: KubeCluster): {
     changes.push({
       kind: "identity",
       clusterId: c.id,
-      identity: buildIdentity(ns, sa, list as never),
+      identity: buildIdentity(ns, sa, list, nsLabels(ns)),
     });
   }
   const local: LocalFacts = {
