@@ -220,6 +220,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const want = desired.get(ref);
     const liveObj = live.liveObject(kind, namespace, name);
     if (want === undefined) {
+      repairedFrom.delete(ref);
       if (liveObj === undefined || !mayDelete(liveObj, ref)) return { ok: true };
       await client.delete(res, name, namespace, liveObj.metadata.uid);
       options.onWrite?.("delete", ref);
@@ -246,6 +247,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         want.held = true;
         if (desired.get(ref) === want) want.object = undefined;
         stuck.delete(ref);
+        repairedFrom.delete(ref);
         options.onWrite?.("noop", ref);
         return { ok: true };
       }
@@ -256,18 +258,32 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       // matches the object's own hash annotation (which only the agent writes).
       drift =
         want.held || (annotated !== undefined && liveHash !== annotated) ? "changed" : undefined;
+      // The same edit seen again before the cache caught up with the repair: written again
+      // (a no-op for the server), not reported twice.
+      if (drift === "changed" && liveHash !== undefined) {
+        if (repairedFrom.get(ref) === liveHash) drift = undefined;
+        else repairedFrom.set(ref, liveHash);
+      }
     }
     const object = want.object ?? renderAgain(ref, want);
     if (object === undefined)
       return { ok: false, message: `${ref}: its intent no longer renders it` };
+    // Events from now on (the echo of this write) may show the cluster holding it; a failed
+    // write leaves it as it was, so that its retry still knows a deletion for drift.
+    const wasHeld = want.held;
+    want.held = false;
     // Force only where Isthmus owns the object; a new object is applied without force, so
     // that a foreign object created meanwhile makes the apply fail with a conflict.
-    const answer = await client.apply(res, object, {
-      fieldManager,
-      force: liveObj !== undefined,
-      returnObject: drift === "changed",
-    });
-    want.held = false;
+    const answer = await client
+      .apply(res, object, {
+        fieldManager,
+        force: liveObj !== undefined,
+        returnObject: drift === "changed",
+      })
+      .catch((err: unknown) => {
+        want.held ||= wasHeld;
+        throw err;
+      });
     options.onWrite?.("apply", ref);
     if (answer !== undefined) {
       const restored = await removeOthersFields(res, ref, object, answer);
@@ -283,6 +299,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
    * not written again until their desired or live content changes, so that a mutating
    * webhook and the agent do not take turns forever. */
   const stuck = new Map<string, { want: string | undefined; live: string; message: string }>();
+  /** Ref -> the live content hash a repair replaced, until the cache shows the repair. */
+  const repairedFrom = new Map<string, string>();
 
   /**
    * After server-side apply restored a changed object: a field someone else added (kubectl
@@ -646,7 +664,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     objectChanged(obj, deleted = false) {
       track(obj, deleted);
       const ref = objectRef(obj);
-      if (desired.has(ref) || isOwned(obj)) void queue.enqueue(ref);
+      // The event shows the cluster holding the desired content (also a deletion's last
+      // state): what comes next is someone else's doing, even before a reconcile saw it.
+      const want = desired.get(ref);
+      if (want !== undefined && liveHashOf(obj) === want.hash && hashOf(obj) === want.hash)
+        want.held = true;
+      if (want !== undefined || isOwned(obj)) void queue.enqueue(ref);
       const owner = intentNameOf(obj);
       if (deleted && owner !== undefined && nackedRemovals.has(owner)) {
         if (!ownedByIntent.has(owner) && !intents.has(owner)) {
