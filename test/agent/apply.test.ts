@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Controller, createController, objectName } from "@isthmus/agent";
+import {
+  type Controller,
+  createController,
+  objectName,
+  type ReconcilerEvent,
+} from "@isthmus/agent";
 import type { KubeObject } from "@isthmus/kubesim";
 import { eventually, loadApps, noDelay, startCluster, type TestCluster } from "./cluster.js";
 import { importIntents, intent } from "./fixtures.js";
@@ -470,5 +475,96 @@ describe("agent apply (kubesim + client-node)", () => {
     );
     await ctl!.reconciler.idle();
     assert.equal(ctl!.reconciler.retryFailed(), 0, "nothing left to retry");
+  });
+
+  it("reports a NACKed intent applied once its retry succeeds, and lists it as failed until then", async () => {
+    await start();
+    const events: ReconcilerEvent[] = [];
+    ctl!.reconciler.onEvent((e) => events.push(e));
+    const late = intent({
+      name: "access/late/api",
+      version: "4",
+      kind: {
+        case: "accessIntent",
+        value: {
+          namespace: "late",
+          service: "api",
+          selector: { app: "api" },
+          allow: [{ principals: ["prod-us.example/ns/web/sa/frontend"] }],
+        },
+      },
+    });
+    const report = await ctl!.reconciler.applyDelta({
+      upserted: [late, accessPayments],
+      removed: [],
+      complete: true,
+    });
+    assert.deepEqual(
+      report.errors.map((e) => e.object),
+      ["AuthorizationPolicy late/isthmus-allow-api"],
+      "the namespace late does not exist",
+    );
+    assert.deepEqual(ctl!.reconciler.failedVersions(), { "access/late/api": "4" });
+    assert.equal(ctl!.reconciler.appliedVersions()["access/late/api"], undefined);
+    assert.equal(ctl!.reconciler.appliedVersions()["access/payments/payments-api"], "1");
+
+    c.sim.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "late" } });
+    assert.equal(ctl!.reconciler.retryFailed(), 1);
+    await ctl!.reconciler.idle();
+    assert.deepEqual(events, [{ type: "applied", intentName: "access/late/api", version: "4" }]);
+    assert.deepEqual(ctl!.reconciler.failedVersions(), {});
+    assert.equal(ctl!.reconciler.appliedVersions()["access/late/api"], "4");
+  });
+
+  it("counts as drift what others change or delete, never the agent's own updates", async () => {
+    await start();
+    const events: ReconcilerEvent[] = [];
+    ctl!.reconciler.onEvent((e) => events.push(e));
+    await ctl!.reconciler.applyDelta({ upserted: [accessPayments], removed: [], complete: true });
+    const name = "isthmus-allow-payments-api";
+    const policy = () =>
+      c.sim.find("security.istio.io/v1", "AuthorizationPolicy", name, "payments");
+    // The hub changes the intent: a new version, written at once, no drift.
+    const widened = intent({
+      ...accessPayments,
+      version: "2",
+      kind: {
+        case: "accessIntent",
+        value: {
+          ...(accessPayments.kind.value as object),
+          allow: [{ principals: ["prod-us.example/ns/web/sa/admin"], ports: [8080] }],
+        } as never,
+      },
+    });
+    await ctl!.reconciler.applyDelta({ upserted: [widened], removed: [], complete: true });
+    /** The cluster and the agent's cache agree on the policy (the same uid and version). */
+    const settled = async () => {
+      await eventually(() => {
+        const cached = ctl!.cache.liveObject("AuthorizationPolicy", "payments", name);
+        assert.equal(cached?.metadata.resourceVersion, policy()?.metadata.resourceVersion);
+      }, "the cache caught up");
+      await ctl!.reconciler.idle();
+    };
+    await eventually(() => assert.match(JSON.stringify(policy()?.spec), /sa\/admin/));
+    await settled();
+    assert.equal(events.length, 0, "the agent's own writes are not drift");
+
+    const rendered = policy()!;
+    c.sim.delete("security.istio.io/v1", "AuthorizationPolicy", name, "payments");
+    await eventually(() => assert.deepEqual(policy()?.spec, rendered.spec), "recreated");
+    await settled();
+    // An edit that keeps every annotation, the content hash included.
+    c.sim.patch("security.istio.io/v1", "AuthorizationPolicy", name, "payments", {
+      spec: { action: "AUDIT" },
+    });
+    await eventually(() => assert.deepEqual(policy()?.spec, rendered.spec), "restored");
+    await settled();
+    assert.deepEqual(
+      events.map((e) => (e.type === "drift" ? [e.repair.object, e.repair.change] : e.type)),
+      [
+        ["AuthorizationPolicy payments/isthmus-allow-payments-api", "deleted"],
+        ["AuthorizationPolicy payments/isthmus-allow-payments-api", "changed"],
+      ],
+    );
   });
 });

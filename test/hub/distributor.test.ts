@@ -9,7 +9,13 @@ import { manualClock } from "../helpers/manual-clock.js";
 function setup(debounce = { windowMs: 100, maxMs: 250 }, maxIntentsPerDelta?: number) {
   const { state, now, setTimer, clearTimer, advance } = manualClock(1_000);
   const desired = new Map<string, Intent>();
-  const sent: { at: number; nonce: string; upserted: string[]; complete: boolean }[] = [];
+  const sent: {
+    at: number;
+    nonce: string;
+    upserted: string[];
+    removed: string[];
+    complete: boolean;
+  }[] = [];
   const converged: number[] = [];
   const d = createDistributor({
     debounce,
@@ -32,18 +38,24 @@ function setup(debounce = { windowMs: 100, maxMs: 250 }, maxIntentsPerDelta?: nu
   const put = (name: string, version: string) =>
     desired.set(name, create(IntentSchema, { name, version }));
   const sender = {
-    async send(delta: { nonce?: string; upserted?: { name?: string }[]; complete?: boolean }) {
+    async send(delta: {
+      nonce?: string;
+      upserted?: { name?: string }[];
+      removed?: string[];
+      complete?: boolean;
+    }) {
       sent.push({
         at: state.t,
         nonce: delta.nonce ?? "",
         upserted: (delta.upserted ?? []).map((i) => i.name ?? ""),
+        removed: delta.removed ?? [],
         complete: delta.complete ?? false,
       });
     },
   };
   const ackLast = () => assert.ok(d.ack("c1", sent.at(-1)!.nonce));
   const times = () => sent.map((s) => s.at);
-  return { d, state, advance, put, sender, sent, ackLast, times, converged };
+  return { d, state, advance, put, desired, sender, sent, ackLast, times, converged };
 }
 
 describe("hub distributor: debounce", () => {
@@ -164,5 +176,131 @@ describe("hub distributor: large changes", () => {
       sent.slice(3).map((x) => x.upserted),
       [["a", "b"], ["c"]],
     );
+  });
+});
+
+describe("hub distributor: the record of what an agent holds", () => {
+  const error = (intentName: string, message: string) => ({
+    intentName,
+    object: `ServiceEntry payments/${intentName.replaceAll("/", "-")}`,
+    message,
+  });
+
+  it("keeps a NACKed intent refused, with its reason, until the agent reports it applied", () => {
+    const { d, advance, put, desired, sender, sent, ackLast } = setup();
+    put("import/a", "1");
+    put("access/b", "1");
+    d.open("c1", sender, new Map());
+    assert.ok(d.nack("c1", sent[0]!.nonce, [error("import/a", 'namespaces "payments" not found')]));
+    let view = d.view("c1");
+    assert.equal(view.inSync, false, "a refused intent is not in sync");
+    assert.deepEqual(
+      view.refused.map((e) => [e.intentName, e.message]),
+      [["import/a", 'namespaces "payments" not found']],
+    );
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    assert.equal(sent.length, 1, "not resent at the same version");
+
+    d.report("c1", { "import/a": "1" }, []);
+    advance(0);
+    view = d.view("c1");
+    assert.deepEqual(view.refused, []);
+    assert.equal(view.inSync, true);
+    assert.equal(sent.length, 1, "nothing to send: the agent holds the desired version");
+
+    // Held now: when it leaves the desired set (a DENY), it is removed.
+    advance(500);
+    desired.delete("import/a");
+    d.changed(["c1"]);
+    advance(0);
+    assert.deepEqual(sent[1]!.removed, ["import/a"]);
+    ackLast();
+    assert.equal(d.view("c1").inSync, true);
+  });
+
+  it("removes a refused intent that leaves the desired set, reported or not", () => {
+    const { d, advance, put, desired, sender, sent, ackLast } = setup();
+    put("import/a", "1");
+    d.open("c1", sender, new Map());
+    d.nack("c1", sent[0]!.nonce, [error("import/a", "conflict")]);
+    advance(500);
+    desired.delete("import/a");
+    d.changed(["c1"], [], () => ["import/a"]);
+    advance(0);
+    assert.deepEqual(sent[1]!.removed, ["import/a"], "the agent may hold a part of it");
+    assert.equal(d.view("c1").inSync, false, "in flight");
+    ackLast();
+    assert.deepEqual(d.view("c1").refused, []);
+    assert.equal(d.view("c1").inSync, true);
+
+    // Reported applied at version 2 after a NACK of version 2, then dropped by a full compare.
+    put("import/a", "2");
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    d.nack("c1", sent[2]!.nonce, [error("import/a", "conflict")]);
+    d.report("c1", { "import/a": "2" }, []);
+    desired.delete("import/a");
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    assert.deepEqual(sent.at(-1)!.removed, ["import/a"]);
+  });
+
+  it("takes Hello's failed intents as refused: not resent, not in sync, removed when they go", () => {
+    const { d, advance, put, desired, sender, sent, ackLast } = setup();
+    put("import/a", "3");
+    d.open("c1", sender, new Map(), new Map([["import/a", "3"]]));
+    assert.deepEqual(sent[0]!.upserted, [], "the agent retries it itself");
+    ackLast();
+    assert.equal(d.view("c1").inSync, false);
+    assert.match(d.view("c1").refused[0]!.message, /retrying/);
+    desired.delete("import/a");
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    assert.deepEqual(sent[1]!.removed, ["import/a"]);
+    ackLast();
+    assert.equal(d.view("c1").inSync, true);
+  });
+
+  it("resends a removal the agent refused, and clears it when the agent reports it done", () => {
+    const { d, advance, put, desired, sender, sent, ackLast } = setup();
+    put("export/a", "1");
+    d.open("c1", sender, new Map());
+    ackLast();
+    desired.delete("export/a");
+    advance(500);
+    d.changed(["c1"]);
+    advance(0);
+    d.nack("c1", sent[1]!.nonce, [error("export/a", "503 service unavailable")]);
+    assert.equal(d.view("c1").inSync, false, "a refused removal is not in sync");
+    d.report("c1", {}, ["export/a"]);
+    advance(200);
+    assert.deepEqual(d.view("c1").refused, []);
+    assert.equal(d.view("c1").inSync, true);
+    assert.equal(sent.length, 2, "nothing left to send");
+  });
+
+  it("keeps the last drift repairs an agent reported, newest first, and their count", () => {
+    const { d, sender } = setup();
+    d.open("c1", sender, new Map());
+    const repair = (n: number) =>
+      ({
+        intentName: "access/x",
+        object: `AuthorizationPolicy web/p${n}`,
+        change: "changed",
+      }) as Parameters<typeof d.driftRepaired>[1][number];
+    d.driftRepaired("c1", [repair(1), repair(2)]);
+    d.driftRepaired(
+      "c1",
+      Array.from({ length: 12 }, (_, i) => repair(i + 3)),
+    );
+    const view = d.view("c1");
+    assert.equal(view.driftRepairCount, 14);
+    assert.equal(view.driftRepairs.length, 10);
+    assert.equal(view.driftRepairs[0]!.object, "AuthorizationPolicy web/p14");
   });
 });

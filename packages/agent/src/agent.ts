@@ -41,6 +41,8 @@ export interface AgentConfig {
   /** Catalog delta debounce window and maximum (ms). */
   debounceMs?: number;
   maxDebounceMs?: number;
+  /** How often objects whose apply failed are retried, in ms. Default 30 s. */
+  retryIntervalMs?: number;
 }
 
 export interface AgentStatus {
@@ -94,6 +96,10 @@ export function createAgent(config: AgentConfig): Agent {
     ...(config.istioNamespace === undefined ? {} : { istioNamespace: config.istioNamespace }),
     ...(config.locality === undefined ? {} : { locality: config.locality }),
     ...(config.delay === undefined ? {} : { delay: config.delay }),
+    ...(config.retryIntervalMs === undefined ? {} : { retryIntervalMs: config.retryIntervalMs }),
+  });
+  controller.reconciler.onEvent((e) => {
+    if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
   const session = createSession({
     clusterId: config.clusterId,

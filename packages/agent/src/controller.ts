@@ -61,6 +61,7 @@ export function createController(options: ControllerOptions): Controller {
   if (options.applyBackoff !== undefined) reconcilerOptions.backoff = options.applyBackoff;
   if (options.maxAttempts !== undefined) reconcilerOptions.maxAttempts = options.maxAttempts;
   if (options.onWrite !== undefined) reconcilerOptions.onWrite = options.onWrite;
+  if (options.now !== undefined) reconcilerOptions.now = options.now;
   const reconciler = createReconciler(reconcilerOptions);
 
   cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));

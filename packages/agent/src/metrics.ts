@@ -10,6 +10,7 @@ export interface AgentMetrics {
   session(state: SessionState): void;
   catalogSent(full: boolean, entries: number): void;
   configApplied(ok: boolean): void;
+  driftRepaired(kind: string): void;
 }
 
 export function createAgentMetrics(
@@ -66,6 +67,12 @@ export function createAgentMetrics(
     labelNames: ["result"],
     registers: [registry],
   });
+  const driftRepairs = new Counter({
+    name: "isthmus_agent_drift_repairs_total",
+    help: "Owned Istio objects restored after someone else changed or deleted them, by kind",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
   return {
     registry,
     informer(s) {
@@ -80,5 +87,6 @@ export function createAgentMetrics(
       catalogEntries.inc(entries);
     },
     configApplied: (ok) => deltas.inc({ result: ok ? "ack" : "nack" }),
+    driftRepaired: (kind) => driftRepairs.inc({ kind }),
   };
 }

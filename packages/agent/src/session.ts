@@ -13,6 +13,7 @@ import {
   GrpcError,
   type ServiceClient,
 } from "@isthmus/proto";
+import type { DriftRepair } from "./apply/drift.js";
 import type { Controller } from "./controller.js";
 import { type Clock, createDebouncer } from "./debounce.js";
 import type { CatalogChange } from "./discovery/cache.js";
@@ -82,6 +83,9 @@ export function backoffDelay(
   const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
+
+/** Drift repairs kept for the hub while no session is open. */
+const MAX_PENDING_REPAIRS = 100;
 
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -209,6 +213,9 @@ export function createSession(options: SessionOptions): Session {
     };
 
     const mesh = cache.mesh();
+    // Hello carries what is applied and what failed: earlier reports of either are moot.
+    pending.applied.clear();
+    pending.removed.clear();
     await send({
       message: {
         case: "hello",
@@ -217,6 +224,7 @@ export function createSession(options: SessionOptions): Session {
           agentVersion: options.agentVersion,
           mesh: mesh.facts,
           appliedVersions: controller.reconciler.appliedVersions(),
+          failedVersions: controller.reconciler.failedVersions(),
           warnings: mesh.warnings,
         },
       },
@@ -306,8 +314,30 @@ export function createSession(options: SessionOptions): Session {
         message: { case: "statusReport", value: { mesh: m.facts, warnings: m.warnings } },
       }).catch(() => {});
     };
-    active = { schedule, onMesh };
+    const report = () => {
+      const { applied, removed, repairs } = pending;
+      if (applied.size === 0 && removed.size === 0 && repairs.length === 0) return;
+      const message = {
+        case: "applyReport" as const,
+        value: {
+          applied: Object.fromEntries(applied),
+          removed: [...removed],
+          driftRepairs: repairs.map((r) => ({
+            intentName: r.intentName,
+            object: r.object,
+            change: r.change,
+            time: timestampFromDate(r.time),
+          })),
+        },
+      };
+      applied.clear();
+      removed.clear();
+      pending.repairs = [];
+      void send({ message }).catch(() => {});
+    };
+    active = { schedule, onMesh, report };
     schedule();
+    reportSoon();
 
     try {
       // Not a `for await` loop, which would keep the last delta alive until the next one.
@@ -367,7 +397,38 @@ export function createSession(options: SessionOptions): Session {
     });
   }
 
-  let active: { schedule(): void; onMesh(): void } | undefined;
+  let active: { schedule(): void; onMesh(): void; report(): void } | undefined;
+
+  // What the reconciler did on its own (a NACKed intent applied or removed on its retry
+  // timer, a drift repair), sent as one ApplyReport per tick. Applied and removed intents
+  // need no keeping while disconnected (Hello reports the applied set); drift repairs are
+  // kept (the last MAX_PENDING_REPAIRS) until a session sends them.
+  const pending = {
+    applied: new Map<string, string>(),
+    removed: new Set<string>(),
+    repairs: [] as DriftRepair[],
+  };
+  let reportTimer: NodeJS.Immediate | undefined;
+  const reportSoon = () => {
+    if (reportTimer !== undefined || active === undefined) return;
+    reportTimer = setImmediate(() => {
+      reportTimer = undefined;
+      active?.report();
+    });
+  };
+  controller.reconciler.onEvent((e) => {
+    if (e.type === "applied") {
+      pending.applied.set(e.intentName, e.version);
+      pending.removed.delete(e.intentName);
+    } else if (e.type === "removed") {
+      pending.removed.add(e.intentName);
+      pending.applied.delete(e.intentName);
+    } else {
+      pending.repairs.push(e.repair);
+      if (pending.repairs.length > MAX_PENDING_REPAIRS) pending.repairs.shift();
+    }
+    reportSoon();
+  });
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
 
@@ -443,6 +504,8 @@ export function createSession(options: SessionOptions): Session {
     },
     async stop() {
       stopped = true;
+      if (reportTimer !== undefined) clearImmediate(reportTimer);
+      reportTimer = undefined;
       wake?.();
       stream?.cancel();
       client?.close();

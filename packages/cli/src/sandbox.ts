@@ -349,7 +349,9 @@ export async function waitConverged(sandbox: Sandbox, timeoutMs = 30_000): Promi
               ? "no catalog yet"
               : c.pendingNonce
                 ? "delta in flight"
-                : "changes pending";
+                : c.refused[0] !== undefined
+                  ? `refused ${c.refused[0].intentName}: ${c.refused[0].message}`
+                  : "changes pending";
         const waiting = pending.map((c) => `${c.cluster?.id} (${why(c)})`).join(", ") || "warm-up";
         throw new Error(`sandbox: not converged after ${timeoutMs} ms: waiting for ${waiting}`);
       }

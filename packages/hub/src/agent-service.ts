@@ -304,6 +304,7 @@ export function createAgentHandlers(
                 clusterId,
                 sender,
                 new Map(Object.entries(hello.appliedVersions)),
+                new Map(Object.entries(hello.failedVersions)),
               );
               slog.info("agent connected", {
                 agentVersion: hello.agentVersion,
@@ -365,6 +366,19 @@ export function createAgentHandlers(
                 const facts = ctx.clusterFacts(clusterId);
                 if (facts !== undefined) ctx.applyCatalog([facts]);
               }
+              break;
+            }
+            case "applyReport": {
+              const r = msg.value;
+              cat!.lastSeen = ctx.now();
+              ctx.distributor.report(clusterId, r.applied, r.removed);
+              ctx.distributor.driftRepaired(clusterId, r.driftRepairs);
+              for (const d of r.driftRepairs)
+                slog.warn("agent restored a changed object", {
+                  object: d.object,
+                  intent: d.intentName,
+                  change: d.change,
+                });
               break;
             }
             case "ack":

@@ -1,11 +1,17 @@
 // Delivery of intents to connected agents: per session, the versions the agent has
-// applied; on every change, a diff between the engine's desired set and those versions
-// (sent on the next tick when the cluster was idle, debounced during bursts), at most one
-// delta in flight, ACK/NACK tracking and convergence measurement.
+// applied and those it refused; on every change, a diff between the engine's desired set and
+// those versions (sent on the next tick when the cluster was idle, debounced during bursts),
+// at most one delta in flight, ACK/NACK and apply-report tracking, convergence measurement.
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "@isthmus/logging";
-import type { ConfigDeltaSchema, Intent, NackRecord } from "@isthmus/proto";
+import type {
+  ConfigDeltaSchema,
+  DriftRepair,
+  Intent,
+  NackRecord,
+  ResourceError,
+} from "@isthmus/proto";
 
 export interface DistributorOptions {
   /** A change to a cluster that was sent nothing within the last `windowMs` goes out on the
@@ -59,8 +65,10 @@ interface Session {
   sender: Sender;
   /** Intent name -> version the agent holds. */
   applied: Map<string, string>;
-  /** Intent name -> version the agent refused; not resent until the version changes. */
-  refused: Map<string, string>;
+  /** Intent name -> the version the agent refused (REMOVAL: its removal) and why; not resent
+   * until the version changes. The agent may hold objects of a refused intent (an older
+   * version, a part), so a refused intent that leaves the desired set is removed. */
+  refused: Map<string, Refusal>;
   inFlight: InFlight | undefined;
   /** Intents whose desired version may differ from the agent's ("all": compare every one). */
   dirty: Set<string> | "all";
@@ -75,21 +83,48 @@ interface Session {
   history: History;
 }
 
+interface Refusal {
+  version: string;
+  errors: ResourceError[];
+}
+
+/** The version of a refused removal. */
+const REMOVAL = "";
+
 /** What status shows of a cluster's deliveries; kept across sessions. */
 interface History {
   ackedVersion: string;
   nacks: NackRecord[];
+  /** The refusals of the last session: status shows them while the cluster is away. */
+  refused: Map<string, Refusal>;
+  driftRepairs: DriftRepair[];
+  driftRepairCount: number;
 }
 
 export interface SessionView {
   ackedVersion: string;
   pendingNonce: string;
   nacks: NackRecord[];
-  /** Connected, nothing waiting to be sent and nothing in flight. */
+  /** Intents refused and not applied since: one error per object, by intent name. */
+  refused: ResourceError[];
+  /** Newest first. */
+  driftRepairs: DriftRepair[];
+  driftRepairCount: number;
+  /** Connected, nothing waiting to be sent, nothing in flight and nothing refused: the
+   * agent holds every desired intent at its desired version. */
   inSync: boolean;
 }
 
 const MAX_NACKS = 10;
+const MAX_DRIFT_REPAIRS = 10;
+
+const newHistory = (): History => ({
+  ackedVersion: "",
+  nacks: [],
+  refused: new Map(),
+  driftRepairs: [],
+  driftRepairCount: 0,
+});
 
 export function createDistributor(options: DistributorOptions) {
   const now = options.now ?? Date.now;
@@ -122,8 +157,11 @@ export function createDistributor(options: DistributorOptions) {
     const removed: string[] = [];
     const compare = (name: string, intent: Intent | undefined) => {
       if (intent === undefined) {
-        if (removals && s.applied.has(name)) removed.push(name);
-      } else if (s.applied.get(name) !== intent.version && s.refused.get(name) !== intent.version) {
+        if (removals && (s.applied.has(name) || s.refused.has(name))) removed.push(name);
+      } else if (
+        s.applied.get(name) !== intent.version &&
+        s.refused.get(name)?.version !== intent.version
+      ) {
         upserted.push(intent);
       }
     };
@@ -132,7 +170,11 @@ export function createDistributor(options: DistributorOptions) {
       desired.forEach((intent, name) => {
         compare(name, intent);
       });
-      if (removals) for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
+      if (removals) {
+        for (const name of s.applied.keys()) if (!desired.has(name)) removed.push(name);
+        for (const name of s.refused.keys())
+          if (!desired.has(name) && !s.applied.has(name)) removed.push(name);
+      }
     } else {
       for (const name of s.dirty) compare(name, desired.get(name));
     }
@@ -208,15 +250,35 @@ export function createDistributor(options: DistributorOptions) {
   }
 
   return {
-    /** Starts delivering to a new session of `clusterId`; `applied` comes from Hello. */
-    open(clusterId: string, sender: Sender, applied: Map<string, string>): void {
+    /** Starts delivering to a new session of `clusterId`; `applied` and `failed` (intents the
+     * agent holds but could not apply in full) come from Hello. */
+    open(
+      clusterId: string,
+      sender: Sender,
+      applied: Map<string, string>,
+      failed: ReadonlyMap<string, string> = new Map(),
+    ): void {
       const previous = sessions.get(clusterId);
       if (previous !== undefined && previous.timer !== undefined) clearTimer(previous.timer);
+      const history = histories.get(clusterId) ?? newHistory();
+      history.refused = new Map();
+      failed.forEach((version, name) => {
+        history.refused.set(name, {
+          version,
+          errors: [
+            {
+              intentName: name,
+              object: "",
+              message: "not applied in full when the agent connected; it keeps retrying",
+            } as ResourceError,
+          ],
+        });
+      });
       const s: Session = {
         clusterId,
         sender,
         applied,
-        refused: new Map(),
+        refused: history.refused,
         inFlight: undefined,
         dirty: "all",
         dirtySince: undefined,
@@ -225,7 +287,7 @@ export function createDistributor(options: DistributorOptions) {
         lastSent: undefined,
         trackers: [],
         sentComplete: false,
-        history: histories.get(clusterId) ?? { ackedVersion: "", nacks: [] },
+        history,
       };
       histories.set(clusterId, s.history);
       sessions.set(clusterId, s);
@@ -271,7 +333,10 @@ export function createDistributor(options: DistributorOptions) {
         s.applied.set(name, version);
         s.refused.delete(name);
       });
-      for (const name of f.removed) s.applied.delete(name);
+      for (const name of f.removed) {
+        s.applied.delete(name);
+        s.refused.delete(name);
+      }
       s.inFlight = undefined;
       s.history.ackedVersion = f.systemVersion;
       options.metrics.pushed((now() - f.sentAt) / 1000);
@@ -287,12 +352,25 @@ export function createDistributor(options: DistributorOptions) {
       const s = sessions.get(clusterId);
       const f = s?.inFlight;
       if (s === undefined || f === undefined || f.nonce !== nonce) return false;
-      const failed = new Set(errors.map((e) => e.intentName));
+      const byIntent = new Map<string, ResourceError[]>();
+      for (const e of errors) {
+        const list = byIntent.get(e.intentName);
+        if (list === undefined) byIntent.set(e.intentName, [e as ResourceError]);
+        else list.push(e as ResourceError);
+      }
       f.upserted.forEach((version, name) => {
-        if (failed.has(name)) s.refused.set(name, version);
-        else s.applied.set(name, version);
+        const why = byIntent.get(name);
+        if (why === undefined) {
+          s.applied.set(name, version);
+          s.refused.delete(name);
+        } else s.refused.set(name, { version, errors: why });
       });
-      for (const name of f.removed) if (!failed.has(name)) s.applied.delete(name);
+      for (const name of f.removed) {
+        const why = byIntent.get(name);
+        if (why === undefined) s.refused.delete(name);
+        else s.refused.set(name, { version: REMOVAL, errors: why });
+        s.applied.delete(name);
+      }
       s.inFlight = undefined;
       s.history.nacks.unshift({
         nonce,
@@ -305,16 +383,52 @@ export function createDistributor(options: DistributorOptions) {
       if (s.dirtySince !== undefined) flush(s);
       return true;
     },
-    view(clusterId: string): SessionView {
-      const h = histories.get(clusterId) ?? { ackedVersion: "", nacks: [] };
+    /**
+     * What the agent did on its own (ApplyReport): intents it NACKed and applied since, at
+     * the version it names, and intents whose refused removal it completed. The record of what
+     * the agent holds follows, and the names are compared again (a refused intent that left
+     * the desired set meanwhile is removed now).
+     */
+    report(clusterId: string, applied: Readonly<Record<string, string>>, removed: string[]): void {
       const s = sessions.get(clusterId);
+      if (s === undefined) return;
+      const names: string[] = [];
+      for (const [name, version] of Object.entries(applied)) {
+        s.applied.set(name, version);
+        if (s.refused.get(name)?.version === version) s.refused.delete(name);
+        names.push(name);
+      }
+      for (const name of removed) {
+        s.applied.delete(name);
+        if (s.refused.get(name)?.version === REMOVAL) s.refused.delete(name);
+        names.push(name);
+      }
+      if (names.length > 0) schedule(s, names);
+    },
+    /** Drift repairs an agent reported, for status. */
+    driftRepaired(clusterId: string, repairs: readonly DriftRepair[]): void {
+      const h = histories.get(clusterId);
+      if (h === undefined || repairs.length === 0) return;
+      h.driftRepairCount += repairs.length;
+      h.driftRepairs.unshift(...repairs.slice(-MAX_DRIFT_REPAIRS).reverse());
+      h.driftRepairs.length = Math.min(h.driftRepairs.length, MAX_DRIFT_REPAIRS);
+    },
+    view(clusterId: string): SessionView {
+      const h = histories.get(clusterId) ?? newHistory();
+      const s = sessions.get(clusterId);
+      const refused = [...h.refused.keys()].sort().flatMap((name) => h.refused.get(name)!.errors);
       return {
-        ...h,
+        ackedVersion: h.ackedVersion,
+        nacks: h.nacks,
+        refused,
+        driftRepairs: h.driftRepairs,
+        driftRepairCount: h.driftRepairCount,
         pendingNonce: s?.inFlight?.nonce ?? "",
         inSync:
           s !== undefined &&
           s.inFlight === undefined &&
           s.dirtySince === undefined &&
+          s.refused.size === 0 &&
           (s.sentComplete || !options.removalsAllowed()),
       };
     },

@@ -1,9 +1,12 @@
+// One closure over the desired set, the live-object index, the NACK record and the work
+// queue: every part reads and writes the same maps, so it stays one file (about 660 lines).
 import { fromJsonString } from "@bufbuild/protobuf";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import { type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
 import type { Delay } from "../discovery/informer.js";
+import { liveContentHash, liveHashOf } from "../discovery/objects.js";
 import { isKubeApiError, KubeApiError, type KubeClient } from "../kube/client.js";
-import { RENDERED_KINDS } from "../kube/resources.js";
+import { RENDERED_KINDS, type Resource } from "../kube/resources.js";
 import { dependsOnLocalEndpoints, importOf, renderIntent } from "../render/index.js";
 import {
   CONTENT_HASH_ANNOTATION,
@@ -15,6 +18,7 @@ import {
   MANAGED_BY_VALUE,
 } from "../render/meta.js";
 import { type KubeObject, type LocalFacts, type ObjectError, objectRef } from "../render/types.js";
+import { type DriftChange, type DriftRepair, restoredObject } from "./drift.js";
 import { createWorkQueue } from "./queue.js";
 
 export const FIELD_MANAGER = "isthmus-agent";
@@ -40,7 +44,18 @@ export interface ReconcilerOptions {
   logger?: Logger;
   /** Called after every write or delete (for metrics). */
   onWrite?: (op: "apply" | "delete" | "noop" | "error", obj: string) => void;
+  /** Clock of drift repair times. */
+  now?: () => Date;
 }
+
+/** What the reconciler did on its own, outside a delta's answer: for the hub. */
+export type ReconcilerEvent =
+  /** An intent reported with errors (NACK) is now applied in full (a retry, a re-render). */
+  | { type: "applied"; intentName: string; version: string }
+  /** The objects of an intent whose removal was NACKed are now gone. */
+  | { type: "removed"; intentName: string }
+  /** An owned object someone else changed or deleted was restored. */
+  | { type: "drift"; repair: DriftRepair };
 
 export interface DeltaInput {
   upserted: readonly Intent[];
@@ -63,6 +78,9 @@ interface Desired {
    * repair, a retried NACK) renders the intent again: the agent does not keep a second copy
    * of every object it wrote (about 1 KB each, kept for the agent's lifetime). */
   object: KubeObject | undefined;
+  /** The cache showed the cluster holding this content: a later difference or deletion is
+   * someone else's doing (drift). */
+  held: boolean;
 }
 
 const hashOf = (o: KubeObject) => o.metadata.annotations?.[CONTENT_HASH_ANNOTATION];
@@ -78,8 +96,12 @@ const hashOf = (o: KubeObject) => o.metadata.annotations?.[CONTENT_HASH_ANNOTATI
 export interface Reconciler {
   /** Adopts the owned objects already in the cluster (after the cache synced). */
   adopt(): void;
-  /** Intent name -> version of every intent in the desired set (for Hello). */
+  /** Intent name -> version of every intent in the desired set applied in full (for Hello). */
   appliedVersions(): Record<string, string>;
+  /** Intent name -> version of the intents reported with errors and not applied since. */
+  failedVersions(): Record<string, string>;
+  /** Listens to what the reconciler does on its own (retries, drift repairs). */
+  onEvent(cb: (event: ReconcilerEvent) => void): void;
   applyDelta(delta: DeltaInput): Promise<ApplyReport>;
   /** Local endpoints of a Service changed: re-render the intents that use them. */
   endpointsChanged(namespace: string, service: string): void;
@@ -117,6 +139,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const initialMs = options.backoff?.initialMs ?? 200;
   const maxMs = options.backoff?.maxMs ?? 10_000;
   const logger = options.logger ?? silentLogger;
+  const now = options.now ?? (() => new Date());
+  const listeners: ((event: ReconcilerEvent) => void)[] = [];
+  const emit = (event: ReconcilerEvent) => {
+    for (const cb of listeners) cb(event);
+  };
 
   /** Intents whose content is known (from the hub or an adopted intent-source annotation). */
   const intents = new Map<string, Intent>();
@@ -132,6 +159,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   /** ImportIntent name -> its ImportBackendIntents' backends, by intent name. */
   const backendsByImport = new Map<string, Map<string, ImportBackend>>();
   let complete = false;
+  /** Intents reported with errors (NACK), name -> version, until all their objects apply. */
+  const nacked = new Map<string, string>();
+  /** Intents whose removal was reported with errors, until their objects are gone. */
+  const nackedRemovals = new Set<string>();
+  /** Intents whose last rendering had errors (objects not rendered). */
+  const renderFailed = new Set<string>();
 
   /** Keeps an intent (or forgets one: `intent` undefined); returns the ImportIntent whose
    * backends changed, if any. */
@@ -187,12 +220,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const want = desired.get(ref);
     const liveObj = live.liveObject(kind, namespace, name);
     if (want === undefined) {
+      repairedFrom.delete(ref);
       if (liveObj === undefined || !mayDelete(liveObj, ref)) return { ok: true };
       await client.delete(res, name, namespace, liveObj.metadata.uid);
       options.onWrite?.("delete", ref);
       logger.info("deleted object", { object: ref, intent: intentNameOf(liveObj) });
       return { ok: true };
     }
+    let drift: DriftChange | undefined = want.held ? "deleted" : undefined;
     if (liveObj !== undefined) {
       if (!isOwned(liveObj)) {
         return {
@@ -204,22 +239,98 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (owner !== undefined && owner !== want.intentName && isDesiredIntent(owner)) {
         return { ok: false, message: `${ref} already belongs to intent "${owner}"` };
       }
-      const liveHash = hashOf(liveObj);
-      if (liveHash !== undefined && liveHash === want.hash) {
+      // The content itself is compared, not only the hash annotation: an edit that keeps the
+      // annotations (kubectl edit of the principals) is a change like any other.
+      const liveHash = liveHashOf(liveObj);
+      const annotated = hashOf(liveObj);
+      if (liveHash !== undefined && liveHash === want.hash && annotated === want.hash) {
+        want.held = true;
+        if (desired.get(ref) === want) want.object = undefined;
+        stuck.delete(ref);
+        repairedFrom.delete(ref);
         options.onWrite?.("noop", ref);
         return { ok: true };
+      }
+      const known = stuck.get(ref);
+      if (known !== undefined && known.want === want.hash && known.live === liveHash)
+        return { ok: false, message: known.message };
+      // Someone else's change: the cluster held what the agent wrote, or the content no longer
+      // matches the object's own hash annotation (which only the agent writes).
+      drift =
+        want.held || (annotated !== undefined && liveHash !== annotated) ? "changed" : undefined;
+      // The same edit seen again before the cache caught up with the repair: written again
+      // (a no-op for the server), not reported twice.
+      if (drift === "changed" && liveHash !== undefined) {
+        if (repairedFrom.get(ref) === liveHash) drift = undefined;
+        else repairedFrom.set(ref, liveHash);
       }
     }
     const object = want.object ?? renderAgain(ref, want);
     if (object === undefined)
       return { ok: false, message: `${ref}: its intent no longer renders it` };
+    // Events from now on (the echo of this write) may show the cluster holding it; a failed
+    // write leaves it as it was, so that its retry still knows a deletion for drift.
+    const wasHeld = want.held;
+    want.held = false;
     // Force only where Isthmus owns the object; a new object is applied without force, so
     // that a foreign object created meanwhile makes the apply fail with a conflict.
-    await client.apply(res, object, { fieldManager, force: liveObj !== undefined });
+    const answer = await client
+      .apply(res, object, {
+        fieldManager,
+        force: liveObj !== undefined,
+        returnObject: drift === "changed",
+      })
+      .catch((err: unknown) => {
+        want.held ||= wasHeld;
+        throw err;
+      });
     options.onWrite?.("apply", ref);
+    if (answer !== undefined) {
+      const restored = await removeOthersFields(res, ref, object, answer);
+      if (!restored.ok) return restored;
+    }
     // Written: the cluster holds it now (unless the intent was rendered again meanwhile).
     if (desired.get(ref) === want) want.object = undefined;
+    if (drift !== undefined) reportDrift(want.intentName, ref, kind, drift);
     return { ok: true };
+  }
+
+  /** Objects whose repair the API server undid (content the agent did not write came back):
+   * not written again until their desired or live content changes, so that a mutating
+   * webhook and the agent do not take turns forever. */
+  const stuck = new Map<string, { want: string | undefined; live: string; message: string }>();
+  /** Ref -> the live content hash a repair replaced, until the cache shows the repair. */
+  const repairedFrom = new Map<string, string>();
+
+  /**
+   * After server-side apply restored a changed object: a field someone else added (kubectl
+   * edit) belongs to that manager, and an apply that omits it keeps it. Such fields go by a
+   * conditional update of the whole object (a conflict is retried from the cache).
+   */
+  async function removeOthersFields(
+    res: Resource,
+    ref: string,
+    rendered: KubeObject,
+    answer: KubeObject,
+  ): Promise<Outcome> {
+    const wantHash = hashOf(rendered);
+    if (liveContentHash(answer) === wantHash) return { ok: true };
+    const replaced = await client.replace(res, restoredObject(answer, rendered), { fieldManager });
+    options.onWrite?.("apply", ref);
+    const after = liveContentHash(replaced);
+    if (after === wantHash) return { ok: true };
+    const message = `${ref}: the API server changed it again after it was restored (a mutating webhook?); left as it is until its intent or content changes`;
+    stuck.set(ref, { want: wantHash, live: after, message });
+    return { ok: false, message };
+  }
+
+  function reportDrift(intentName: string, ref: string, kind: string, change: DriftChange): void {
+    logger.warn("restored an object changed by someone else", {
+      object: ref,
+      intent: intentName,
+      change,
+    });
+    emit({ type: "drift", repair: { intentName, object: ref, kind, change, time: now() } });
   }
 
   /** A written object again, from its intent (rendering is pure: the same intent, backends and
@@ -241,9 +352,23 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
 
   async function reconcile(ref: string): Promise<Outcome> {
     const outcome = await reconcileOnce(ref);
-    if (outcome.ok) failed.delete(ref);
-    else failed.add(ref);
+    if (outcome.ok) {
+      failed.delete(ref);
+      const owner = desired.get(ref)?.intentName;
+      if (owner !== undefined) settleNacked(owner);
+    } else failed.add(ref);
     return outcome;
+  }
+
+  /** Tells the hub that a NACKed intent is applied now, once every object of it is. */
+  function settleNacked(name: string): void {
+    const version = nacked.get(name);
+    if (version === undefined || intents.get(name)?.version !== version) return;
+    if (renderFailed.has(name)) return;
+    for (const ref of refsByIntent.get(name) ?? []) if (failed.has(ref)) return;
+    nacked.delete(name);
+    logger.info("refused intent applied on retry", { intent: name, version });
+    emit({ type: "applied", intentName: name, version });
   }
 
   async function reconcileOnce(ref: string): Promise<Outcome> {
@@ -294,9 +419,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       after.add(ref);
       const prev = desired.get(ref);
       const hash = hashOf(o);
-      if (prev?.hash !== hash || prev?.intentName !== intent.name) changed.push(ref);
-      desired.set(ref, { intentName: intent.name, hash, object: o });
+      // Unchanged: kept as it is (whether the cluster holds it, and no copy once written).
+      if (prev !== undefined && prev.hash === hash && prev.intentName === intent.name) continue;
+      changed.push(ref);
+      desired.set(ref, { intentName: intent.name, hash, object: o, held: false });
     }
+    if (result.errors.length > 0) renderFailed.add(intent.name);
+    else renderFailed.delete(intent.name);
     for (const e of result.errors) {
       if (e.object.startsWith("Intent ")) continue;
       kept.set(e.object, intent.name);
@@ -327,6 +456,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       kept.delete(ref);
     }
     refsByIntent.delete(name);
+    renderFailed.delete(name);
     for (const set of intentsByService.values()) set.delete(name);
     const i = intents.get(name);
     if (i !== undefined && !dependsOnLocalEndpoints(i)) {
@@ -423,9 +553,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     appliedVersions() {
       const out: Record<string, string> = {};
       for (const [name, version] of adoptedOnly) out[name] = version;
-      for (const [name, intent] of intents) out[name] = intent.version;
+      for (const [name, intent] of intents) if (!nacked.has(name)) out[name] = intent.version;
       return out;
     },
+    failedVersions() {
+      const out: Record<string, string> = {};
+      for (const [name, version] of nacked)
+        if (intents.get(name)?.version === version) out[name] = version;
+      return out;
+    },
+    onEvent: (cb) => void listeners.push(cb),
     async applyDelta(delta) {
       const facts = live.facts();
       const touched = new Set<string>();
@@ -433,6 +570,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const ownedRefsOf = (name: string) => ownedByIntent.get(name) ?? [];
       /** Imports whose backends changed: rendered again unless upserted themselves. */
       const imports = new Set<string>();
+      // This delta's answer speaks for its intents: no later "applied" of an older failure.
+      for (const name of delta.removed) {
+        nacked.delete(name);
+        nackedRemovals.delete(name);
+      }
+      for (const intent of delta.upserted) {
+        nacked.delete(intent.name);
+        nackedRemovals.delete(intent.name);
+      }
       for (const name of delta.removed) {
         for (const ref of forget(name)) touched.add(ref);
         const i = hold(name, undefined);
@@ -489,6 +635,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       errors.sort(
         (a, b) => a.intentName.localeCompare(b.intentName) || a.object.localeCompare(b.object),
       );
+      const removedNow = new Set(delta.removed);
+      for (const e of errors) {
+        const version = intents.get(e.intentName)?.version;
+        if (removedNow.has(e.intentName)) nackedRemovals.add(e.intentName);
+        else if (version !== undefined) nacked.set(e.intentName, version);
+      }
       return { errors };
     },
     endpointsChanged(namespace, service) {
@@ -499,18 +651,33 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         const intent = intents.get(name);
         if (intent === undefined) continue;
         for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+        settleNacked(name);
       }
     },
     meshChanged() {
       const facts = live.facts();
       for (const intent of intents.values()) {
         for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
+        settleNacked(intent.name);
       }
     },
     objectChanged(obj, deleted = false) {
       track(obj, deleted);
       const ref = objectRef(obj);
-      if (desired.has(ref) || isOwned(obj)) void queue.enqueue(ref);
+      // The event shows the cluster holding the desired content (also a deletion's last
+      // state): what comes next is someone else's doing, even before a reconcile saw it.
+      const want = desired.get(ref);
+      if (want !== undefined && liveHashOf(obj) === want.hash && hashOf(obj) === want.hash)
+        want.held = true;
+      if (want !== undefined || isOwned(obj)) void queue.enqueue(ref);
+      const owner = intentNameOf(obj);
+      if (deleted && owner !== undefined && nackedRemovals.has(owner)) {
+        if (!ownedByIntent.has(owner) && !intents.has(owner)) {
+          nackedRemovals.delete(owner);
+          logger.info("refused removal completed on retry", { intent: owner });
+          emit({ type: "removed", intentName: owner });
+        }
+      }
     },
     retryFailed() {
       const refs = [...failed];

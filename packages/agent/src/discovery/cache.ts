@@ -44,6 +44,7 @@ import {
   slimEndpointSlice,
   slimMeta,
   slimPod,
+  slimRendered,
   slimService,
 } from "./objects.js";
 
@@ -86,7 +87,8 @@ export interface ClusterCache {
   /** The changes since the last snapshot or delta, undefined when nothing changed. */
   takeDelta(): CatalogChange | undefined;
   /** A live Istio object of a rendered kind (owned or not): apiVersion, kind and metadata
-   * (name, namespace, labels, annotations, resourceVersion, uid), without spec. */
+   * (name, namespace, labels, annotations, resourceVersion, uid), without spec; an owned one
+   * carries the hash of its live content (`liveHashOf`). */
   liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
   /** Every live object of the rendered kinds. */
   liveObjects(): KubeObject[];
@@ -133,11 +135,12 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const configMaps = make(CONFIG_MAPS, { namespace: istioNs, name: "istio-configmaps" });
   const gateways = make(GATEWAYS);
   // The reconciler reads only the metadata of the objects it renders (ownership label,
-  // intent annotations and content hash, uid): their spec and managedFields are not kept.
+  // intent annotations and content hash, uid) and a hash of their live content: their spec
+  // and managedFields are not kept.
   const rendered: Record<string, Informer<KubeObject>> = {
-    ServiceEntry: make(SERVICE_ENTRIES, { transform: slimMeta }),
-    DestinationRule: make(DESTINATION_RULES, { transform: slimMeta }),
-    AuthorizationPolicy: make(AUTHORIZATION_POLICIES, { transform: slimMeta }),
+    ServiceEntry: make(SERVICE_ENTRIES, { transform: slimRendered }),
+    DestinationRule: make(DESTINATION_RULES, { transform: slimRendered }),
+    AuthorizationPolicy: make(AUTHORIZATION_POLICIES, { transform: slimRendered }),
   };
   const all: Informer<KubeObject>[] = [
     services,

@@ -1,3 +1,4 @@
+import { CONTENT_HASH_ANNOTATION, contentHash, isOwned, MANAGED_BY_LABEL } from "../render/meta.js";
 import type { KubeObject, ObjectMeta } from "../render/types.js";
 
 type Meta = ObjectMeta;
@@ -128,6 +129,62 @@ export function slimEndpointSlice(o: KubeObject): EndpointSliceView {
 /** Objects reduced to metadata (namespaces, nodes). */
 export function slimMeta(o: KubeObject): KubeObject {
   return { apiVersion: o.apiVersion, kind: o.kind, metadata: pick(o.metadata) };
+}
+
+/** Where `slimRendered` keeps the content hash computed from an owned object's live content. */
+export const LIVE_CONTENT_HASH = "liveContentHash";
+
+/** Isthmus's own label and annotation keys (`isthmus.dev/…`, and the managed-by label). */
+const isIsthmusKey = (k: string) => k === MANAGED_BY_LABEL || k.startsWith("isthmus.dev/");
+
+function isthmusEntries(map: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(map ?? {})) if (isIsthmusKey(k)) out[k] = v;
+  return out;
+}
+
+/**
+ * The content hash of what the agent writes, computed from a live object as `contentHash`
+ * computes it from a rendered one: the spec (every top-level field but metadata and status),
+ * and the Isthmus labels and annotations (others' keys are left out: server-side apply keeps
+ * them and they grant nothing). Equal to the object's `isthmus.dev/content-hash` annotation
+ * exactly when its content is what the agent rendered, whoever edited it and whatever
+ * annotations they kept.
+ */
+export function liveContentHash(o: KubeObject): string {
+  const annotations = isthmusEntries(o.metadata.annotations);
+  delete annotations[CONTENT_HASH_ANNOTATION];
+  const content: KubeObject = {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: {
+      name: o.metadata.name,
+      labels: isthmusEntries(o.metadata.labels),
+      annotations,
+    },
+  };
+  if (o.metadata.namespace !== undefined) content.metadata.namespace = o.metadata.namespace;
+  for (const k of Object.keys(o)) {
+    if (k !== "apiVersion" && k !== "kind" && k !== "metadata" && k !== "status") content[k] = o[k];
+  }
+  return contentHash(content);
+}
+
+/**
+ * An Istio object of a rendered kind reduced to metadata, plus (when Isthmus owns it) the
+ * hash of its live content under `LIVE_CONTENT_HASH`: the reconciler compares content without
+ * the cache keeping any spec (32 characters per owned object instead of the whole object).
+ */
+export function slimRendered(o: KubeObject): KubeObject {
+  const view = slimMeta(o);
+  if (isOwned(o)) view[LIVE_CONTENT_HASH] = liveContentHash(o);
+  return view;
+}
+
+/** The live content hash `slimRendered` computed; undefined for a foreign object. */
+export function liveHashOf(o: KubeObject): string | undefined {
+  const h = o[LIVE_CONTENT_HASH];
+  return typeof h === "string" ? h : undefined;
 }
 
 export function matchesSelector(

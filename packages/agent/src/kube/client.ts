@@ -63,14 +63,15 @@ export interface KubeClient {
   get(res: Resource, name: string, namespace?: string): Promise<KubeObject | undefined>;
   create(res: Resource, obj: KubeObject): Promise<KubeObject>;
   /** Replaces an object (PUT); `metadata.resourceVersion` makes it conditional. */
-  replace(res: Resource, obj: KubeObject): Promise<KubeObject>;
+  replace(res: Resource, obj: KubeObject, options?: { fieldManager?: string }): Promise<KubeObject>;
   /** Server-side apply (`application/apply-patch+yaml`). The object the server answers with
-   * is not decoded: the agent reads its objects through its informers. */
+   * is decoded only with `returnObject` (the agent reads its objects through its informers,
+   * and checks the answer only when it restores an object someone else changed). */
   apply(
     res: Resource,
     obj: KubeObject,
-    options: { fieldManager: string; force: boolean },
-  ): Promise<void>;
+    options: { fieldManager: string; force: boolean; returnObject?: boolean },
+  ): Promise<KubeObject | undefined>;
   /** Deletes an object; `uid` makes it conditional (precondition). Missing objects are fine. */
   delete(res: Resource, name: string, namespace: string | undefined, uid?: string): Promise<void>;
   /** Watches a collection, as client-node's `Watch.watch` does (same arguments, same calls):
@@ -435,18 +436,18 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
         },
       )) as KubeObject;
     },
-    async replace(res, obj) {
+    async replace(res, obj, options = {}) {
       return (await call(
         "PUT",
         objectPath(res, obj.metadata.name, obj.metadata.namespace),
         `could not update ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
-        { body: obj },
+        { body: obj, query: { fieldManager: options.fieldManager } },
       )) as KubeObject;
     },
     async apply(res, obj, options) {
       const query: Record<string, string> = { fieldManager: options.fieldManager };
       if (options.force) query.force = "true";
-      await call(
+      const answer = await call(
         "PATCH",
         objectPath(res, obj.metadata.name, obj.metadata.namespace),
         `could not apply ${res.kind} ${obj.metadata.namespace ?? ""}/${obj.metadata.name}`,
@@ -454,9 +455,10 @@ export function createKubeClient(config: KubeConfig, options: KubeClientOptions 
           query,
           body: obj,
           contentType: "application/apply-patch+yaml",
-          decode: false,
+          decode: options.returnObject === true,
         },
       );
+      return options.returnObject === true ? (answer as KubeObject) : undefined;
     },
     async delete(res, name, namespace, uid) {
       try {

@@ -83,6 +83,12 @@ export function registerClusterCommand(program: Command): void {
             `network: ${s.mesh.network || "-"}  trust domain: ${s.mesh.trustDomain || "-"}  gateways: ${s.mesh.eastWestGateways.map((g) => `${g.address}:${g.port}`).join(", ") || "-"}`,
           );
         for (const w of s.warnings) lines.push(`warning ${w.code}: ${w.message}`);
+        for (const e of s.refused)
+          lines.push(`refused ${e.intentName}: ${e.object ? `${e.object}: ` : ""}${e.message}`);
+        for (const d of s.driftRepairs)
+          lines.push(
+            `drift repaired ${d.object} (${d.change}, intent ${d.intentName}) ${age(d.time?.seconds)} ago`,
+          );
         for (const n of s.nacks) lines.push(`nack ${n.nonce}: ${n.errors.join("; ")}`);
         return lines.join("\n");
       });

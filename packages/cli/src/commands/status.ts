@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import {
   CatalogEventType,
+  type ClusterStatus,
   GetStatusResponseSchema,
   ListCatalogResponseSchema,
   Visibility,
@@ -12,6 +13,26 @@ import { type ConnectionFlags, withAdmin, withConnectionOptions } from "../conne
 import { age, type OutputFormat, outputOption, print, table } from "../output.js";
 
 type ReadFlags = ConnectionFlags & { output: OutputFormat };
+
+/** Longest NACK reason shown in the table (the whole text is in `-o yaml`). */
+const REASON_WIDTH = 100;
+
+/** The first intent the agent refused and still does not hold, with the agent's reason. */
+export function nackReason(c: ClusterStatus): string {
+  const first = c.refused[0];
+  if (first === undefined) return "-";
+  const intents = new Set(c.refused.map((e) => e.intentName)).size;
+  let text = `${first.intentName}: ${first.message}`.replace(/\s+/g, " ");
+  if (text.length > REASON_WIDTH) text = `${text.slice(0, REASON_WIDTH - 1)}…`;
+  return intents > 1 ? `${text} (+${intents - 1} more)` : text;
+}
+
+/** Drift repairs: how many, and the newest (which object, how long ago). */
+export function driftSummary(c: ClusterStatus): string {
+  const last = c.driftRepairs[0];
+  if (last === undefined) return "-";
+  return `${c.driftRepairCount} (last ${last.object} ${last.change} ${age(last.time?.seconds)} ago)`;
+}
 
 export function registerStatusCommands(program: Command): void {
   withConnectionOptions(program.command("status"))
@@ -30,9 +51,10 @@ export function registerStatusCommands(program: Command): void {
               "SERVICES",
               "IDENTITIES",
               "ACKED",
-              "PENDING",
-              "NACKS",
+              "IN SYNC",
               "WARNINGS",
+              "DRIFT REPAIRS",
+              "NACK",
             ],
             res.clusters.map((c) => [
               c.cluster?.id ?? "",
@@ -41,9 +63,10 @@ export function registerStatusCommands(program: Command): void {
               c.serviceCount,
               c.identityCount,
               c.ackedVersion || "-",
-              c.pendingNonce ? "yes" : "no",
-              c.nacks.length,
+              c.inSync ? "yes" : c.pendingNonce ? "no (delta in flight)" : "no",
               c.warnings.map((w) => w.code).join(",") || "-",
+              driftSummary(c),
+              nackReason(c),
             ]),
           ),
         ].join("\n"),

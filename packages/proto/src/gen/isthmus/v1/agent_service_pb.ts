@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/agent_service.proto.
  */
 export const file_isthmus_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvABCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAQhAKB21lc3NhZ2USBbpIAggBInUKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMuaXN0aG11cy52MS5XZWxjb21lSAASLwoMY29uZmlnX2RlbHRhGAIgASgLMhcuaXN0aG11cy52MS5Db25maWdEZWx0YUgAQgkKB21lc3NhZ2UixAIKBUhlbGxvEj4KCmNsdXN0ZXJfaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBIeCg1hZ2VudF92ZXJzaW9uGAIgASgJQge6SARyAhhAEiMKBG1lc2gYAyABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxJMChBhcHBsaWVkX3ZlcnNpb25zGAQgAygLMiYuaXN0aG11cy52MS5IZWxsby5BcHBsaWVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRIwCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACGjYKFEFwcGxpZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhMKC2h1Yl92ZXJzaW9uGAIgASgJEhsKE21heF9jYXRhbG9nX2VudHJpZXMYAyABKA0iwQIKDUNhdGFsb2dVcGRhdGUSFQoNZnVsbF9zbmFwc2hvdBgBIAEoCBIZCghyZXZpc2lvbhgCIAEoBEIHukgEMgIoARIuChF1cHNlcnRlZF9zZXJ2aWNlcxgDIAMoCzITLmlzdGhtdXMudjEuU2VydmljZRIvChByZW1vdmVkX3NlcnZpY2VzGAQgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSOQoTdXBzZXJ0ZWRfaWRlbnRpdGllcxgFIAMoCzIcLmlzdGhtdXMudjEuV29ya2xvYWRJZGVudGl0eRIxChJyZW1vdmVkX2lkZW50aXRpZXMYBiADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRIvCgtvcmlnaW5fdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoMU3RhdHVzUmVwb3J0EiMKBG1lc2gYASABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxIwCgh3YXJuaW5ncxgCIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACIn0KC0NvbmZpZ0RlbHRhEg0KBW5vbmNlGAEgASgJEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEiQKCHVwc2VydGVkGAMgAygLMhIuaXN0aG11cy52MS5JbnRlbnQSDwoHcmVtb3ZlZBgEIAMoCRIQCghjb21wbGV0ZRgFIAEoCCI1CgNBY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkiTwoNUmVzb3VyY2VFcnJvchITCgtpbnRlbnRfbmFtZRgBIAEoCRIOCgZvYmplY3QYAiABKAkSGQoHbWVzc2FnZRgDIAEoCUIIukgFcgMYgCAibAoETmFjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRI0CgZlcnJvcnMYAyADKAsyGS5pc3RobXVzLnYxLlJlc291cmNlRXJyb3JCCbpIBpIBAxCQTjLVAQoMQWdlbnRTZXJ2aWNlEj8KBkVucm9sbBIZLmlzdGhtdXMudjEuRW5yb2xsUmVxdWVzdBoaLmlzdGhtdXMudjEuRW5yb2xsUmVzcG9uc2USPAoFUmVuZXcSGC5pc3RobXVzLnYxLlJlbmV3UmVxdWVzdBoZLmlzdGhtdXMudjEuUmVuZXdSZXNwb25zZRJGCgdDb25uZWN0EhouaXN0aG11cy52MS5Db25uZWN0UmVxdWVzdBobLmlzdGhtdXMudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqECCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIAEIQCgdtZXNzYWdlEgW6SAIIASJ1Cg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLmlzdGhtdXMudjEuV2VsY29tZUgAEi8KDGNvbmZpZ19kZWx0YRgCIAEoCzIXLmlzdGhtdXMudjEuQ29uZmlnRGVsdGFIAEIJCgdtZXNzYWdlIscDCgVIZWxsbxI+CgpjbHVzdGVyX2lkGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSHgoNYWdlbnRfdmVyc2lvbhgCIAEoCUIHukgEcgIYQBIjCgRtZXNoGAMgASgLMhUuaXN0aG11cy52MS5NZXNoRmFjdHMSTAoQYXBwbGllZF92ZXJzaW9ucxgEIAMoCzImLmlzdGhtdXMudjEuSGVsbG8uQXBwbGllZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0SMAoId2FybmluZ3MYBSADKAsyEy5pc3RobXVzLnYxLldhcm5pbmdCCbpIBpIBAxCAAhJKCg9mYWlsZWRfdmVyc2lvbnMYBiADKAsyJS5pc3RobXVzLnYxLkhlbGxvLkZhaWxlZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0aNgoUQXBwbGllZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo1ChNGYWlsZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhMKC2h1Yl92ZXJzaW9uGAIgASgJEhsKE21heF9jYXRhbG9nX2VudHJpZXMYAyABKA0iwQIKDUNhdGFsb2dVcGRhdGUSFQoNZnVsbF9zbmFwc2hvdBgBIAEoCBIZCghyZXZpc2lvbhgCIAEoBEIHukgEMgIoARIuChF1cHNlcnRlZF9zZXJ2aWNlcxgDIAMoCzITLmlzdGhtdXMudjEuU2VydmljZRIvChByZW1vdmVkX3NlcnZpY2VzGAQgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSOQoTdXBzZXJ0ZWRfaWRlbnRpdGllcxgFIAMoCzIcLmlzdGhtdXMudjEuV29ya2xvYWRJZGVudGl0eRIxChJyZW1vdmVkX2lkZW50aXRpZXMYBiADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRIvCgtvcmlnaW5fdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoMU3RhdHVzUmVwb3J0EiMKBG1lc2gYASABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxIwCgh3YXJuaW5ncxgCIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACItgBCgtBcHBseVJlcG9ydBJBCgdhcHBsaWVkGAEgAygLMiQuaXN0aG11cy52MS5BcHBseVJlcG9ydC5BcHBsaWVkRW50cnlCCrpIB5oBBBCgjQYSOQoNZHJpZnRfcmVwYWlycxgCIAMoCzIXLmlzdGhtdXMudjEuRHJpZnRSZXBhaXJCCbpIBpIBAxDoBxIbCgdyZW1vdmVkGAMgAygJQgq6SAeSAQQQoI0GGi4KDEFwcGxpZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpkBCgtEcmlmdFJlcGFpchIdCgtpbnRlbnRfbmFtZRgBIAEoCUIIukgFcgMYgAgSGAoGb2JqZWN0GAIgASgJQgi6SAVyAxiABBInCgZjaGFuZ2UYAyABKAlCF7pIFHISUgdjaGFuZ2VkUgdkZWxldGVkEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn0KC0NvbmZpZ0RlbHRhEg0KBW5vbmNlGAEgASgJEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEiQKCHVwc2VydGVkGAMgAygLMhIuaXN0aG11cy52MS5JbnRlbnQSDwoHcmVtb3ZlZBgEIAMoCRIQCghjb21wbGV0ZRgFIAEoCCI1CgNBY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkiTwoNUmVzb3VyY2VFcnJvchITCgtpbnRlbnRfbmFtZRgBIAEoCRIOCgZvYmplY3QYAiABKAkSGQoHbWVzc2FnZRgDIAEoCUIIukgFcgMYgCAibAoETmFjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRI0CgZlcnJvcnMYAyADKAsyGS5pc3RobXVzLnYxLlJlc291cmNlRXJyb3JCCbpIBpIBAxCQTjLVAQoMQWdlbnRTZXJ2aWNlEj8KBkVucm9sbBIZLmlzdGhtdXMudjEuRW5yb2xsUmVxdWVzdBoaLmlzdGhtdXMudjEuRW5yb2xsUmVzcG9uc2USPAoFUmVuZXcSGC5pc3RobXVzLnYxLlJlbmV3UmVxdWVzdBoZLmlzdGhtdXMudjEuUmVuZXdSZXNwb25zZRJGCgdDb25uZWN0EhouaXN0aG11cy52MS5Db25uZWN0UmVxdWVzdBobLmlzdGhtdXMudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
 
 /**
  * Enrollment with a bootstrap token.
@@ -196,6 +196,14 @@ export type ConnectRequest = Message<"isthmus.v1.ConnectRequest"> & {
      */
     value: StatusReport;
     case: "statusReport";
+  } | {
+    /**
+     * What the agent applied or repaired on its own, between ConfigDeltas.
+     *
+     * @generated from field: isthmus.v1.ApplyReport apply_report = 6;
+     */
+    value: ApplyReport;
+    case: "applyReport";
   } | { case: undefined; value?: undefined };
 };
 
@@ -284,6 +292,16 @@ export type Hello = Message<"isthmus.v1.Hello"> & {
    * @generated from field: repeated isthmus.v1.Warning warnings = 5;
    */
   warnings: Warning[];
+
+  /**
+   * Intent name -> version of every intent the agent holds but could not apply in full
+   * (NACKed, still retried by the agent). Not in applied_versions: the hub records them as
+   * refused, so that it removes them when they leave the desired set and shows the cluster
+   * out of sync until they are applied.
+   *
+   * @generated from field: map<string, string> failed_versions = 6;
+   */
+  failedVersions: { [key: string]: string };
 };
 
 /**
@@ -421,6 +439,85 @@ export const StatusReportSchema: GenMessage<StatusReport> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_agent_service, 9);
 
 /**
+ * The agent's own results between ConfigDeltas.
+ *
+ * @generated from message isthmus.v1.ApplyReport
+ */
+export type ApplyReport = Message<"isthmus.v1.ApplyReport"> & {
+  /**
+   * Intent name -> version of intents the agent NACKed and has since applied in full on its
+   * own retries (a namespace that appeared, a conflict that went away).
+   *
+   * @generated from field: map<string, string> applied = 1;
+   */
+  applied: { [key: string]: string };
+
+  /**
+   * Owned objects that someone else changed or deleted and the agent restored.
+   *
+   * @generated from field: repeated isthmus.v1.DriftRepair drift_repairs = 2;
+   */
+  driftRepairs: DriftRepair[];
+
+  /**
+   * Names of intents whose removal the agent NACKed and whose objects are gone since.
+   *
+   * @generated from field: repeated string removed = 3;
+   */
+  removed: string[];
+};
+
+/**
+ * Describes the message isthmus.v1.ApplyReport.
+ * Use `create(ApplyReportSchema)` to create a new message.
+ */
+export const ApplyReportSchema: GenMessage<ApplyReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 10);
+
+/**
+ * One owned object restored by the agent after someone else changed or deleted it.
+ *
+ * @generated from message isthmus.v1.DriftRepair
+ */
+export type DriftRepair = Message<"isthmus.v1.DriftRepair"> & {
+  /**
+   * Intent the object belongs to.
+   *
+   * @generated from field: string intent_name = 1;
+   */
+  intentName: string;
+
+  /**
+   * The Kubernetes object, "Kind namespace/name".
+   *
+   * @generated from field: string object = 2;
+   */
+  object: string;
+
+  /**
+   * What had happened to it: "changed" (its content differed from what the agent wrote) or
+   * "deleted".
+   *
+   * @generated from field: string change = 3;
+   */
+  change: string;
+
+  /**
+   * When the agent restored it.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 4;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message isthmus.v1.DriftRepair.
+ * Use `create(DriftRepairSchema)` to create a new message.
+ */
+export const DriftRepairSchema: GenMessage<DriftRepair> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 11);
+
+/**
  * Intents to apply: an incremental update of the cluster's desired set.
  *
  * @generated from message isthmus.v1.ConfigDelta
@@ -469,7 +566,7 @@ export type ConfigDelta = Message<"isthmus.v1.ConfigDelta"> & {
  * Use `create(ConfigDeltaSchema)` to create a new message.
  */
 export const ConfigDeltaSchema: GenMessage<ConfigDelta> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 10);
+  messageDesc(file_isthmus_v1_agent_service, 12);
 
 /**
  * The agent applied every object of the delta.
@@ -497,7 +594,7 @@ export type Ack = Message<"isthmus.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 11);
+  messageDesc(file_isthmus_v1_agent_service, 13);
 
 /**
  * Why one intent could not be applied.
@@ -532,7 +629,7 @@ export type ResourceError = Message<"isthmus.v1.ResourceError"> & {
  * Use `create(ResourceErrorSchema)` to create a new message.
  */
 export const ResourceErrorSchema: GenMessage<ResourceError> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 12);
+  messageDesc(file_isthmus_v1_agent_service, 14);
 
 /**
  * The agent could not apply some objects of the delta; the rest are applied.
@@ -567,7 +664,7 @@ export type Nack = Message<"isthmus.v1.Nack"> & {
  * Use `create(NackSchema)` to create a new message.
  */
 export const NackSchema: GenMessage<Nack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 13);
+  messageDesc(file_isthmus_v1_agent_service, 15);
 
 /**
  * The agent's service at the hub. Agents dial out; the hub never dials a cluster.
