@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { type Socket, connect as tcpConnect } from "node:net";
-import { defaultHubConfig, type HubConfig } from "@isthmus/hub";
+import { defaultHubConfig, type HubConfig, resolveHubConfig } from "@isthmus/hub";
 import { AdminService, Code, clientCredentials, createClient, GrpcError } from "@isthmus/proto";
 import { eventually } from "../helpers/eventually.js";
 import {
@@ -270,5 +270,48 @@ describe("hub limits", function () {
     } finally {
       session.close();
     }
+  });
+
+  it("reads limits and watch from hub.yaml over the defaults and names a bad field", () => {
+    const c = resolveHubConfig(
+      {
+        limits: { idleTimeoutMs: 0, maxMessageBytes: { getStatus: 1024 } },
+        watch: { stallSeconds: 5 },
+      },
+      "hub.yaml",
+    );
+    assert.equal(c.limits.idleTimeoutMs, 0);
+    assert.equal(c.limits.handshakeTimeoutMs, defaultHubConfig.limits.handshakeTimeoutMs);
+    assert.deepEqual(c.limits.maxMessageBytes, {
+      ...defaultHubConfig.limits.maxMessageBytes,
+      getStatus: 1024,
+    });
+    assert.deepEqual(c.watch, { maxPendingChanges: 250_000, stallSeconds: 5 });
+    const bad: [unknown, RegExp][] = [
+      [
+        { limits: { idleTimeout: 1 } },
+        /: hub\.yaml: limits\.idleTimeout: unknown field \(known: maxConnections, /,
+      ],
+      [
+        { limits: { handshakeTimeoutMs: 0 } },
+        /: hub\.yaml: limits\.handshakeTimeoutMs: must be an integer >= 1, got 0$/,
+      ],
+      [
+        { limits: { maxMessageBytes: { getStatuss: 1 } } },
+        /limits\.maxMessageBytes\.getStatuss: unknown method \(known: default, enroll, /,
+      ],
+      [
+        { limits: { maxMessageBytes: { connect: "32Mi" } } },
+        /limits\.maxMessageBytes\.connect: must be an integer >= 1, got "32Mi"$/,
+      ],
+      [{ limits: 5 }, /: hub\.yaml: limits: must be a mapping$/],
+      [
+        { watch: { maxPendingChanges: 0 } },
+        /: hub\.yaml: watch\.maxPendingChanges: must be an integer >= 1, got 0$/,
+      ],
+      [{ watch: { stall: 1 } }, /: hub\.yaml: watch\.stall: unknown field/],
+    ];
+    for (const [input, pattern] of bad)
+      assert.throws(() => resolveHubConfig(input, "hub.yaml"), pattern);
   });
 });
