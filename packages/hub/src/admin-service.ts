@@ -3,18 +3,17 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { isPolicyError, sortPolicies, validatePolicies } from "@isthmus/policy";
-import type { CatalogServiceSchema, ClusterStatusSchema } from "@isthmus/proto";
+import type { ClusterStatusSchema } from "@isthmus/proto";
 import {
   type AdminService,
-  CatalogEventType,
   type CatalogFilter,
   type ClusterStatus,
   Code,
   type ConnectionPolicy,
   GrpcError,
-  type Service,
   type ServiceHandlers,
 } from "@isthmus/proto";
+import { watchCatalog } from "./catalog-watch.js";
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
 import { StoreError } from "./store.js";
@@ -349,52 +348,7 @@ export function createAdminHandlers(
 
     async watchCatalog(req, stream, call) {
       viewer(call);
-      type Event = {
-        type: CatalogEventType;
-        service: MessageInitShape<typeof CatalogServiceSchema>;
-      };
-      const queue: Event[] = [];
-      let wake: (() => void) | undefined;
-      const listener = (clusterId: string, service: Service | undefined, key: string) => {
-        const [namespace = "", name = ""] = key.split("/");
-        if (!matches(req.filter, clusterId, namespace, name)) return;
-        queue.push(
-          service === undefined
-            ? {
-                type: CatalogEventType.REMOVED,
-                service: { clusterId, service: { namespace, name } },
-              }
-            : { type: CatalogEventType.UPSERTED, service: { clusterId, service, stale: false } },
-        );
-        wake?.();
-      };
-      ctx.catalogEvents.add(listener);
-      try {
-        for (const [clusterId, cat] of ctx.catalogs) {
-          for (const s of cat.services.values()) {
-            if (matches(req.filter, clusterId, s.namespace, s.name)) {
-              await stream.send({
-                type: CatalogEventType.UPSERTED,
-                service: { clusterId, service: s, stale: !cat.connected },
-              });
-            }
-          }
-        }
-        while (!call.signal.aborted) {
-          const event = queue.shift();
-          if (event !== undefined) {
-            await stream.send(event);
-            continue;
-          }
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            call.signal.addEventListener("abort", () => resolve(), { once: true });
-          });
-          wake = undefined;
-        }
-      } finally {
-        ctx.catalogEvents.delete(listener);
-      }
+      await watchCatalog(ctx, req.filter, stream, call.signal);
     },
 
     async getStatus(_req, call) {

@@ -1,5 +1,13 @@
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
+import {
+  defaultLimits,
+  defaultWatch,
+  type LimitsConfig,
+  resolveLimits,
+  resolveWatch,
+  type WatchConfig,
+} from "./limits-config.js";
 
 export type Role = "admin" | "viewer";
 
@@ -35,6 +43,10 @@ export interface HubConfig {
   clientCertTtlSeconds: number;
   maxCatalogEntries: number;
   defaults: { sameCluster: "ALLOW" | "DENY"; crossCluster: "ALLOW" | "DENY" };
+  /** What one client or connection may cost the hub (limits-config.ts). */
+  limits: LimitsConfig;
+  /** What one catalog watcher may cost the hub. */
+  watch: WatchConfig;
 }
 
 export const defaultHubConfig: HubConfig = {
@@ -52,6 +64,8 @@ export const defaultHubConfig: HubConfig = {
   clientCertTtlSeconds: 24 * 3600,
   maxCatalogEntries: 200_000,
   defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
+  limits: defaultLimits,
+  watch: defaultWatch,
 };
 
 export class ConfigError extends Error {
@@ -162,6 +176,11 @@ export function resolveHubConfig(
       if (input.defaults.crossCluster !== undefined)
         c.defaults.crossCluster = decision(input.defaults.crossCluster, "defaults.crossCluster");
     }
+    const fail = (message: string): never => {
+      throw new ConfigError(message);
+    };
+    if (input.limits !== undefined) c.limits = resolveLimits(input.limits, c.limits, fail);
+    if (input.watch !== undefined) c.watch = resolveWatch(input.watch, c.watch, fail);
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);

@@ -4,7 +4,7 @@ import { X509Certificate } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
 import { join } from "node:path";
-import type { ServerCredentials } from "@grpc/grpc-js";
+import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import {
   type CertifiedKey,
@@ -39,6 +39,7 @@ import { createAdminHandlers } from "./admin-service.js";
 import { createAgentHandlers } from "./agent-service.js";
 import type { HubConfig, Role } from "./config.js";
 import { createDistributor, type Distributor } from "./distributor.js";
+import { createGate } from "./gate.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
   hashToken as hashAdminToken,
@@ -413,7 +414,30 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     },
   };
 
-  const server = createServer({ maxReceiveMessageBytes: 32 * 1024 * 1024 });
+  const { limits } = config;
+  const gate = createGate({
+    limits,
+    adminToken: (token) => adminDigests.find((t) => tokenMatches(token, t.hash)),
+    clusterOf: (peerCertificate) =>
+      ctx.verifyAgent({
+        metadata: new Metadata(),
+        peer: "",
+        peerCertificate,
+        signal: new AbortController().signal,
+      }),
+    refused: (reason) => metrics.refusedCalls.inc({ reason }),
+  });
+  const server = createServer({
+    // The transport's limit is the largest method's; the gate checks each method's own.
+    maxReceiveMessageBytes: Math.max(...Object.values(limits.maxMessageBytes)),
+    keepaliveMs: limits.keepaliveMs,
+    keepaliveTimeoutMs: limits.keepaliveTimeoutMs,
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    maxConnectionAgeMs: limits.maxConnectionAgeMs,
+    maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
+    interceptors: [gate],
+  });
   addService(
     server,
     AgentService,
@@ -439,7 +463,12 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       clientCerts: "optional",
     });
   }
-  const port = await listen(server, config.listen, credentials);
+  const port = await listen(server, config.listen, credentials, {
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    onRefused: (reason) => metrics.refusedConnections.inc({ reason }),
+  });
 
   let http: HttpServer | undefined;
   let metricsPort = 0;

@@ -49,6 +49,34 @@ export function createHubMetrics() {
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    refusedCalls: new Counter({
+      name: "isthmus_hub_refused_calls_total",
+      help: "Calls refused before their request was read, by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    refusedConnections: new Counter({
+      name: "isthmus_hub_refused_connections_total",
+      help: "Connections closed on accept, by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    watchers: new Gauge({
+      name: "isthmus_hub_catalog_watchers",
+      help: "Open WatchCatalog streams",
+      registers: [registry],
+    }),
+    watchPending: new Gauge({
+      name: "isthmus_hub_catalog_watch_pending_changes",
+      help: "Catalog entries whose change waits to be sent, summed over all watchers",
+      registers: [registry],
+    }),
+    watchCutoffs: new Counter({
+      name: "isthmus_hub_catalog_watch_cutoffs_total",
+      help: "Watchers ended because they fell behind, by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
   };
   return m;
 }

@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { type Metadata, status } from "@grpc/grpc-js";
 
 /** Status codes of gRPC, re-exported so that callers need no grpc-js import. */
 export { status as Code } from "@grpc/grpc-js";
@@ -10,12 +10,16 @@ export { status as Code } from "@grpc/grpc-js";
 export class GrpcError extends Error {
   override readonly name = "GrpcError";
 
+  /** Trailing metadata of a failed call a client received (e.g. `retry-after`). */
+  readonly metadata: Metadata | undefined;
+
   constructor(
     readonly code: status,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; metadata?: Metadata },
   ) {
     super(message, options);
+    this.metadata = options?.metadata;
   }
 
   /** The status name, e.g. "NOT_FOUND". */
@@ -27,7 +31,10 @@ export class GrpcError extends Error {
   static from(err: unknown): GrpcError {
     if (isGrpcError(err)) return err;
     if (isServiceError(err))
-      return new GrpcError(err.code, err.details || err.message, { cause: err });
+      return new GrpcError(err.code, err.details || err.message, {
+        cause: err,
+        ...(err.metadata !== undefined ? { metadata: err.metadata } : {}),
+      });
     const message = err instanceof Error ? err.message : String(err);
     return new GrpcError(status.INTERNAL, message, { cause: err });
   }
@@ -40,7 +47,9 @@ export function isGrpcError(err: unknown): err is GrpcError {
   );
 }
 
-function isServiceError(err: unknown): err is Error & { code: status; details: string } {
+function isServiceError(
+  err: unknown,
+): err is Error & { code: status; details: string; metadata?: Metadata } {
   return (
     err instanceof Error &&
     typeof (err as { code?: unknown }).code === "number" &&
