@@ -37,6 +37,11 @@ export class StoreError extends Error {
   }
 }
 
+/** Whether `err` is a StoreError (by name, so that a store from another copy of this module counts). */
+export function isStoreError(err: unknown): err is StoreError {
+  return err instanceof Error && err.name === "StoreError" && "code" in err;
+}
+
 interface FileState {
   revision: number;
   entries: Record<string, { value: unknown; version: number }>;
