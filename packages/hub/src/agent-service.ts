@@ -16,6 +16,7 @@ import {
   type ServiceHandlers,
   type ServicePort,
 } from "@isthmus/proto";
+import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js";
 import type { Sender } from "./distributor.js";
 import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
 import { type ClusterRecord, tokenMatches } from "./registry.js";
@@ -200,6 +201,8 @@ export function createAgentHandlers(
           certSerials: [issued.serialNumber.toLowerCase(), ...checked.certSerials].slice(0, 2),
           tokenHash: spendToken ? "" : checked.tokenHash,
           tokenExpiresAt: spendToken ? 0 : checked.tokenExpiresAt,
+          // Enrolling again (after an admin rotated the token) records the trust domain anew.
+          trustDomain: spendToken ? "" : (checked.trustDomain ?? ""),
         },
         checked.version,
       );
@@ -252,6 +255,12 @@ export function createAgentHandlers(
       let cat: ClusterCatalog | undefined;
       let lastRevision = 0n;
       const iterator = stream.requests[Symbol.asyncIterator]();
+      // A message that breaks the contract (protovalidate rules) fails the iterator.
+      const nextRequest = () =>
+        iterator.next().catch((err: unknown) => {
+          const e = GrpcError.from(err);
+          throw e.code === Code.INVALID_ARGUMENT ? rejected(ctx, clusterId, "contract", e) : e;
+        });
       const aborted = new Promise<never>((_, reject) => {
         abort.signal.addEventListener(
           "abort",
@@ -267,7 +276,7 @@ export function createAgentHandlers(
       aborted.catch(() => {});
       try {
         for (;;) {
-          const next = await Promise.race([iterator.next(), aborted]);
+          const next = await Promise.race([nextRequest(), aborted]);
           if (next.done) break;
           const msg = next.value.message;
           if (cat === undefined && msg.case !== "hello") {
@@ -287,6 +296,13 @@ export function createAgentHandlers(
                   `hello names cluster "${hello.clusterId}" but the certificate is for "${clusterId}"`,
                 );
               }
+              if (hello.mesh !== undefined)
+                await acceptTrustDomain(
+                  ctx,
+                  clusterId,
+                  hello.mesh.trustDomain,
+                  "hello.mesh.trust_domain",
+                );
               cat = ctx.catalogs.get(clusterId) ?? emptyCatalog();
               ctx.catalogs.set(clusterId, cat);
               if (cat.graceTimer !== undefined) clearTimeout(cat.graceTimer);
@@ -348,6 +364,18 @@ export function createAgentHandlers(
                   `catalog of cluster "${clusterId}" exceeds ${ctx.config.maxCatalogEntries} entries`,
                 );
               }
+              const problems = catalogProblems(u);
+              if (problems.length > 0) {
+                throw rejected(
+                  ctx,
+                  clusterId,
+                  "catalog",
+                  new GrpcError(
+                    Code.INVALID_ARGUMENT,
+                    `catalog update ${u.revision} refused: ${problems.join("; ")}`,
+                  ),
+                );
+              }
               lastRevision = u.revision;
               cat!.revision = u.revision;
               cat!.lastSeen = ctx.now();
@@ -357,9 +385,14 @@ export function createAgentHandlers(
                   : Number(u.originTime.seconds) * 1000 + u.originTime.nanos / 1e6;
               ctx.queueCatalog(mergeCatalog(ctx, clusterId, cat!, u), origin, (err) =>
                 abort.abort(
-                  new GrpcError(
-                    Code.INVALID_ARGUMENT,
-                    `catalog update ${u.revision} refused: ${err instanceof Error ? err.message : String(err)}`,
+                  rejected(
+                    ctx,
+                    clusterId,
+                    "engine",
+                    new GrpcError(
+                      Code.INVALID_ARGUMENT,
+                      `catalog update ${u.revision} refused: ${err instanceof Error ? err.message : String(err)}`,
+                    ),
                   ),
                 ),
               );
@@ -369,6 +402,13 @@ export function createAgentHandlers(
             }
             case "statusReport": {
               const r = msg.value;
+              if (r.mesh !== undefined)
+                await acceptTrustDomain(
+                  ctx,
+                  clusterId,
+                  r.mesh.trustDomain,
+                  "status_report.mesh.trust_domain",
+                );
               cat!.lastSeen = ctx.now();
               cat!.warnings = r.warnings.map((w) => ({ code: w.code, message: w.message }));
               if (r.mesh !== undefined) {

@@ -18,6 +18,9 @@ export interface ClusterRecord {
   tokenExpiresAt: number;
   /** Serial numbers of the client certificates currently valid for this cluster. */
   certSerials: string[];
+  /** Trust domain the agent reported first since it enrolled, when the cluster has no
+   * configured one (Cluster.trustDomain); absent or empty until then. */
+  trustDomain?: string;
   version: number;
 }
 
@@ -26,6 +29,8 @@ interface StoredCluster {
   tokenHash: string;
   tokenExpiresAt: number;
   certSerials: string[];
+  /** Absent in records written before trust domains were recorded. */
+  trustDomain?: string;
 }
 
 const CLUSTERS = "clusters/";
@@ -68,6 +73,8 @@ function checkStoredCluster(v: unknown): asserts v is StoredCluster {
   if (typeof c.tokenExpiresAt !== "number") throw new Error("tokenExpiresAt: must be a number");
   if (!Array.isArray(c.certSerials) || !c.certSerials.every((s) => typeof s === "string"))
     throw new Error("certSerials: must be a list of strings");
+  if (c.trustDomain !== undefined && typeof c.trustDomain !== "string")
+    throw new Error("trustDomain: must be a string");
 }
 
 /**
@@ -101,6 +108,7 @@ export async function openRegistry(store: Store): Promise<Registry> {
         tokenHash: v.tokenHash,
         tokenExpiresAt: v.tokenExpiresAt,
         certSerials: v.certSerials,
+        trustDomain: v.trustDomain ?? "",
         version: e.version,
       };
     });
@@ -130,6 +138,7 @@ export async function openRegistry(store: Store): Promise<Registry> {
         tokenHash: record.tokenHash,
         tokenExpiresAt: record.tokenExpiresAt,
         certSerials: record.certSerials,
+        trustDomain: record.trustDomain ?? "",
       };
       const version = await store.txn([
         { op: "put", key: CLUSTERS + record.cluster.id, value, expectVersion },
