@@ -1,4 +1,6 @@
-// AgentService: enrollment, renewal and the Connect stream of every agent.
+// AgentService: enrollment, renewal and the Connect stream of every agent. Over 400 lines:
+// the stream handler's message kinds share one session's state; checks of what agents report
+// live in agent-reports.ts.
 
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
