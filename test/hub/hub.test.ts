@@ -380,7 +380,16 @@ describe("hub", function () {
       ["a", 1],
       ["b", 1],
     ]);
-    await b.send({ message: { case: "statusReport", value: { mesh: mesh("b.local") } } });
+    // A cluster's trust domain changes only through enrolling again (the hub refuses another
+    // one from an enrolled agent): b gets a new token, enrolls and reports its own domain.
+    const { bootstrapToken } = await f.admin.rotateClusterToken({ id: "b" }, admin);
+    const csr = await createAgentCsr("b");
+    const enrolled = await b.client.enroll({ clusterId: "b", bootstrapToken, csrPem: csr.csrPem });
+    b.close();
+    const b2 = agentWithCert(f, "b", enrolled.certificateChainPem, csr.keyPem);
+    agents.push(b2);
+    await b2.connect({ mesh: mesh("b.local") });
+    assert.equal((await b2.next()).message.case, "welcome");
     await eventually(async () =>
       assert.deepEqual(await shared(), [
         ["a", 0],

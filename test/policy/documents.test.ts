@@ -135,7 +135,7 @@ describe("policy documents", () => {
         `  action: ALLOW\n  from:\n    - namespaces: [web]\n    - clusters: ["["]\n  to: [{ namespaces: [payments] }]\n`,
       ),
       "invalid-policy",
-      'rules.yaml: document 1, line 8: invalid policy "x": spec.from[1].clusters[0]: invalid glob "["',
+      'rules.yaml: document 1, line 8: invalid policy "x": spec.from[1].clusters[0]: invalid glob "[": unclosed "["',
     ],
     [
       "an uppercase name",
@@ -204,7 +204,7 @@ describe("policy documents", () => {
     const p = policy("x", 1, "ALLOW", [{ clusters: ["a{b"] }], [{ namespaces: ["payments"] }]);
     assert.throws(() => validatePolicies([p]), {
       code: "invalid-policy",
-      message: 'invalid policy "x": from[0].clusters[0]: invalid glob "a{b"',
+      message: 'invalid policy "x": from[0].clusters[0]: invalid glob "a{b": unclosed "{"',
     });
     const unset = create(ConnectionPolicySchema, {
       name: "y",

@@ -215,7 +215,7 @@ describe("grpc glue over TLS", () => {
           assert.equal(err.code, Code.INVALID_ARGUMENT);
           assert.match(
             err.message,
-            /^invalid isthmus\.v1\.CreateClusterRequest: cluster\.id: does not match regex pattern `\^\[a-z0-9\]/,
+            /^invalid isthmus\.v1\.CreateClusterRequest: cluster\.id: does not match regex pattern `\^\[a-z0-9\].*: got "Not_A_Label"$/,
           );
           return true;
         },
@@ -226,7 +226,7 @@ describe("grpc glue over TLS", () => {
           assert.ok(err instanceof GrpcError);
           assert.match(
             err.message,
-            /policies\[0\]\.action: must not be in list \[0\] \[enum\.not_in\]$/,
+            /policies\[0\]\.action: must not be in list \[0\] \[enum\.not_in\]: got 0$/,
           );
           return true;
         },

@@ -1,8 +1,10 @@
-// AgentService: enrollment, renewal and the Connect stream of every agent.
+// AgentService: enrollment, renewal and the Connect stream of every agent. Over 400 lines:
+// the stream handler's message kinds share one session's state; checks of what agents report
+// live in agent-reports.ts.
 
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { errorField } from "@isthmus/logging";
+import { errorField, type Logger } from "@isthmus/logging";
 import { intern, logicalServiceKey } from "@isthmus/model";
 import type { IssuedCertificate } from "@isthmus/pki";
 import type { CatalogChange } from "@isthmus/policy";
@@ -16,9 +18,11 @@ import {
   type ServiceHandlers,
   type ServicePort,
 } from "@isthmus/proto";
+import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js";
 import type { Sender } from "./distributor.js";
 import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
-import { tokenMatches } from "./registry.js";
+import { type ClusterRecord, tokenMatches } from "./registry.js";
+import { isStoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
 
 type Sign = (clusterId: string, csrPem: string) => Promise<IssuedCertificate>;
@@ -178,27 +182,35 @@ export function createAgentHandlers(
 ): ServiceHandlers<(typeof AgentService)["method"]> {
   const log = ctx.logger.child({ module: "agents" });
 
-  /** Signs the CSR, records the serial (the previous certificate stays valid until the new
-   * one is in use) and answers with the chain. Enrollment also spends the token. */
-  const issue = async (clusterId: string, csrPem: string, spendToken: boolean) => {
+  /**
+   * Signs the CSR and records the serial (the previous certificate stays valid until the new
+   * one is in use) in one store write, a compare-and-swap on the version of `checked`, the
+   * record the caller checked: an enrollment spends the token in that same write, so of
+   * concurrent enrollments with one token exactly one wins.
+   */
+  const issue = async (checked: ClusterRecord, csrPem: string, spendToken: boolean) => {
+    const clusterId = checked.cluster.id;
     let issued: IssuedCertificate;
     try {
       issued = await sign(clusterId, csrPem);
     } catch (err) {
       throw new GrpcError(Code.INVALID_ARGUMENT, `cannot sign csr: ${errorField(err)}`);
     }
-    const record = ctx.registry.clusters.get(clusterId);
-    if (record === undefined)
-      throw new GrpcError(Code.NOT_FOUND, `cluster "${clusterId}" is not registered`);
-    await ctx.registry.putCluster(
-      {
-        ...record,
-        certSerials: [issued.serialNumber.toLowerCase(), ...record.certSerials].slice(0, 2),
-        tokenHash: spendToken ? "" : record.tokenHash,
-        tokenExpiresAt: spendToken ? 0 : record.tokenExpiresAt,
-      },
-      record.version,
-    );
+    try {
+      await ctx.registry.putCluster(
+        {
+          ...checked,
+          certSerials: [issued.serialNumber.toLowerCase(), ...checked.certSerials].slice(0, 2),
+          tokenHash: spendToken ? "" : checked.tokenHash,
+          tokenExpiresAt: spendToken ? 0 : checked.tokenExpiresAt,
+          // Enrolling again (after an admin rotated the token) records the trust domain anew.
+          trustDomain: spendToken ? "" : (checked.trustDomain ?? ""),
+        },
+        checked.version,
+      );
+    } catch (err) {
+      throw issueRefused(clusterId, spendToken, err, log);
+    }
     log.info(spendToken ? "cluster enrolled" : "certificate renewed", {
       cluster: clusterId,
       serial: issued.serialNumber,
@@ -221,11 +233,15 @@ export function createAgentHandlers(
       if (record === undefined || !tokenMatches(req.bootstrapToken, record.tokenHash))
         throw refused;
       if (ctx.now() > record.tokenExpiresAt) throw refused;
-      return issue(req.clusterId, req.csrPem, true);
+      return issue(record, req.csrPem, true);
     },
 
     async renew(req, call) {
-      return issue(ctx.verifyAgent(call), req.csrPem, false);
+      const clusterId = ctx.verifyAgent(call);
+      const record = ctx.registry.clusters.get(clusterId);
+      if (record === undefined)
+        throw new GrpcError(Code.NOT_FOUND, `cluster "${clusterId}" is not registered`);
+      return issue(record, req.csrPem, false);
     },
 
     async connect(stream, call) {
@@ -241,6 +257,12 @@ export function createAgentHandlers(
       let cat: ClusterCatalog | undefined;
       let lastRevision = 0n;
       const iterator = stream.requests[Symbol.asyncIterator]();
+      // A message that breaks the contract (protovalidate rules) fails the iterator.
+      const nextRequest = () =>
+        iterator.next().catch((err: unknown) => {
+          const e = GrpcError.from(err);
+          throw e.code === Code.INVALID_ARGUMENT ? rejected(ctx, clusterId, "contract", e) : e;
+        });
       const aborted = new Promise<never>((_, reject) => {
         abort.signal.addEventListener(
           "abort",
@@ -256,7 +278,7 @@ export function createAgentHandlers(
       aborted.catch(() => {});
       try {
         for (;;) {
-          const next = await Promise.race([iterator.next(), aborted]);
+          const next = await Promise.race([nextRequest(), aborted]);
           if (next.done) break;
           const msg = next.value.message;
           if (cat === undefined && msg.case !== "hello") {
@@ -276,6 +298,13 @@ export function createAgentHandlers(
                   `hello names cluster "${hello.clusterId}" but the certificate is for "${clusterId}"`,
                 );
               }
+              if (hello.mesh !== undefined)
+                await acceptTrustDomain(
+                  ctx,
+                  clusterId,
+                  hello.mesh.trustDomain,
+                  "hello.mesh.trust_domain",
+                );
               cat = ctx.catalogs.get(clusterId) ?? emptyCatalog();
               ctx.catalogs.set(clusterId, cat);
               if (cat.graceTimer !== undefined) clearTimeout(cat.graceTimer);
@@ -338,6 +367,18 @@ export function createAgentHandlers(
                   `catalog of cluster "${clusterId}" exceeds ${ctx.config.maxCatalogEntries} entries`,
                 );
               }
+              const problems = catalogProblems(u);
+              if (problems.length > 0) {
+                throw rejected(
+                  ctx,
+                  clusterId,
+                  "catalog",
+                  new GrpcError(
+                    Code.INVALID_ARGUMENT,
+                    `catalog update ${u.revision} refused: ${problems.join("; ")}`,
+                  ),
+                );
+              }
               lastRevision = u.revision;
               cat!.revision = u.revision;
               cat!.lastSeen = ctx.now();
@@ -347,9 +388,14 @@ export function createAgentHandlers(
                   : Number(u.originTime.seconds) * 1000 + u.originTime.nanos / 1e6;
               ctx.queueCatalog(mergeCatalog(ctx, clusterId, cat!, u), origin, (err) =>
                 abort.abort(
-                  new GrpcError(
-                    Code.INVALID_ARGUMENT,
-                    `catalog update ${u.revision} refused: ${err instanceof Error ? err.message : String(err)}`,
+                  rejected(
+                    ctx,
+                    clusterId,
+                    "engine",
+                    new GrpcError(
+                      Code.INVALID_ARGUMENT,
+                      `catalog update ${u.revision} refused: ${err instanceof Error ? err.message : String(err)}`,
+                    ),
                   ),
                 ),
               );
@@ -359,6 +405,13 @@ export function createAgentHandlers(
             }
             case "statusReport": {
               const r = msg.value;
+              if (r.mesh !== undefined)
+                await acceptTrustDomain(
+                  ctx,
+                  clusterId,
+                  r.mesh.trustDomain,
+                  "status_report.mesh.trust_domain",
+                );
               cat!.lastSeen = ctx.now();
               cat!.warnings = r.warnings.map((w) => ({ code: w.code, message: w.message }));
               if (r.mesh !== undefined) {
@@ -419,6 +472,27 @@ export function createAgentHandlers(
       }
     },
   };
+}
+
+/**
+ * The answer to a failed write of an issued certificate. A version conflict means another
+ * call changed the record since it was checked: for an enrollment, the token was spent (or
+ * rotated, or the cluster deleted) meanwhile. Store details stay in the log, not the answer.
+ */
+function issueRefused(clusterId: string, enrolling: boolean, err: unknown, log: Logger): GrpcError {
+  const lost = isStoreError(err) && (err.code === "conflict" || err.code === "not-found");
+  if (lost && enrolling)
+    return new GrpcError(
+      Code.PERMISSION_DENIED,
+      `enrollment of cluster "${clusterId}" refused: token already used`,
+    );
+  if (lost)
+    return new GrpcError(
+      Code.ABORTED,
+      `cluster "${clusterId}" changed during renewal (deleted or renewed at the same time); retry`,
+    );
+  log.error("cannot record issued certificate", { cluster: clusterId, err: errorField(err) });
+  return new GrpcError(Code.INTERNAL, `cannot record the certificate of cluster "${clusterId}"`);
 }
 
 /** Keeps a disconnected cluster's services (stale) for the grace period, then drops them. */

@@ -1,15 +1,13 @@
 // The hub: durable registry, catalog merged from agent streams, the policy engine, and
 // delivery of intents; serves AgentService and AdminService on one TLS port.
 import { X509Certificate } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
-import { join } from "node:path";
 import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import {
   type CertifiedKey,
   clusterIdFromCertificate,
-  createHubCa,
   issueServerCertificate,
   signAgentCsr,
 } from "@isthmus/pki";
@@ -38,6 +36,7 @@ import {
 import { createAdminHandlers } from "./admin-service.js";
 import { createAgentHandlers } from "./agent-service.js";
 import type { HubConfig, Role } from "./config.js";
+import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
@@ -126,22 +125,6 @@ export interface Hub {
   close(): Promise<void>;
 }
 
-async function loadOrCreateHubCa(dataDir: string): Promise<CertifiedKey> {
-  const dir = join(dataDir, "control-plane");
-  const certFile = join(dir, "ca-cert.pem");
-  const keyFile = join(dir, "ca-key.pem");
-  try {
-    return { certPem: await readFile(certFile, "utf8"), keyPem: await readFile(keyFile, "utf8") };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const ca = await createHubCa();
-  await writeFile(keyFile, ca.keyPem, { mode: 0o600, flag: "wx" });
-  await writeFile(certFile, ca.certPem, { mode: 0o644, flag: "wx" });
-  return ca;
-}
-
 function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[] } {
   const ip = /^[0-9.]+$|:/;
   return {
@@ -162,13 +145,23 @@ export interface CreateHubOptions {
   logger?: Logger;
   /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
   store?: Store;
+  /** Start with an empty store although the data dir was initialised and its state.json is
+   * missing (`isthmus hub --init`); refused when state.json exists. */
+  init?: boolean;
 }
 
 /** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
 export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;
-  const store = options.store ?? (await openFileStore(config.dataDir));
+  const prepared = await prepareDataDir(config.dataDir, {
+    init: options.init ?? false,
+    fileStore: options.store === undefined,
+  });
+  if (prepared.removed.length > 0)
+    logger.warn("removed temp files of an interrupted write", { files: prepared.removed });
+  const store =
+    options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
   const registry = await openRegistry(store);
   const hubCa = await loadOrCreateHubCa(config.dataDir);
   const metrics = createHubMetrics();

@@ -49,6 +49,12 @@ export function createHubMetrics() {
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    agentReportsRejected: new Counter({
+      name: "isthmus_hub_agent_reports_rejected_total",
+      help: "Agent messages refused (their stream ended, nothing of them applied), by reason: contract, trust-domain, catalog, engine",
+      labelNames: ["cluster", "reason"],
+      registers: [registry],
+    }),
     refusedCalls: new Counter({
       name: "isthmus_hub_refused_calls_total",
       help: "Calls refused before their request was read, by reason",

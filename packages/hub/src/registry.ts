@@ -2,14 +2,14 @@
 // serials of their valid client certificates) and policies.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { freezePolicy } from "@isthmus/policy";
+import { freezePolicy, validatePolicy } from "@isthmus/policy";
 import {
   type Cluster,
   ClusterSchema,
   type ConnectionPolicy,
   ConnectionPolicySchema,
 } from "@isthmus/proto";
-import type { Store, TxnOp } from "./store.js";
+import { type Store, StoreError, type TxnOp } from "./store.js";
 
 export interface ClusterRecord {
   cluster: Cluster;
@@ -18,6 +18,9 @@ export interface ClusterRecord {
   tokenExpiresAt: number;
   /** Serial numbers of the client certificates currently valid for this cluster. */
   certSerials: string[];
+  /** Trust domain the agent reported first since it enrolled, when the cluster has no
+   * configured one (Cluster.trustDomain); absent or empty until then. */
+  trustDomain?: string;
   version: number;
 }
 
@@ -26,6 +29,8 @@ interface StoredCluster {
   tokenHash: string;
   tokenExpiresAt: number;
   certSerials: string[];
+  /** Absent in records written before trust domains were recorded. */
+  trustDomain?: string;
 }
 
 const CLUSTERS = "clusters/";
@@ -60,22 +65,64 @@ export interface Registry {
   ): Promise<void>;
 }
 
+/** Throws unless `v` is what `putCluster` stores. */
+function checkStoredCluster(v: unknown): asserts v is StoredCluster {
+  const c = v as Partial<StoredCluster> | null;
+  if (typeof c !== "object" || c === null) throw new Error("not an object");
+  if (typeof c.tokenHash !== "string") throw new Error("tokenHash: must be a string");
+  if (typeof c.tokenExpiresAt !== "number") throw new Error("tokenExpiresAt: must be a number");
+  if (!Array.isArray(c.certSerials) || !c.certSerials.every((s) => typeof s === "string"))
+    throw new Error("certSerials: must be a list of strings");
+  if (c.trustDomain !== undefined && typeof c.trustDomain !== "string")
+    throw new Error("trustDomain: must be a string");
+}
+
+/**
+ * Decodes one stored entry; any problem is a StoreError naming the store's location and the
+ * key, so that a hand-edited or damaged entry can be found and fixed.
+ */
+function decodeEntry<T>(store: Store, key: string, decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    throw new StoreError(
+      `${store.location}: entry "${key}": ${err instanceof Error ? err.message : String(err)}`,
+      "corrupt",
+      { cause: err },
+    );
+  }
+}
+
 /** Loads the registry from the store; every write goes to the store before memory. */
 export async function openRegistry(store: Store): Promise<Registry> {
   const clusters = new Map<string, ClusterRecord>();
   for (const e of await store.list(CLUSTERS)) {
-    const v = e.value as StoredCluster;
-    clusters.set(e.key.slice(CLUSTERS.length), {
-      cluster: { ...fromJson(ClusterSchema, v.cluster), resourceVersion: String(e.version) },
-      tokenHash: v.tokenHash,
-      tokenExpiresAt: v.tokenExpiresAt,
-      certSerials: v.certSerials,
-      version: e.version,
+    const id = e.key.slice(CLUSTERS.length);
+    const record = decodeEntry(store, e.key, (): ClusterRecord => {
+      const v = e.value;
+      checkStoredCluster(v);
+      const cluster = fromJson(ClusterSchema, v.cluster);
+      if (cluster.id !== id) throw new Error(`cluster.id is "${cluster.id}", not "${id}"`);
+      return {
+        cluster: { ...cluster, resourceVersion: String(e.version) },
+        tokenHash: v.tokenHash,
+        tokenExpiresAt: v.tokenExpiresAt,
+        certSerials: v.certSerials,
+        trustDomain: v.trustDomain ?? "",
+        version: e.version,
+      };
     });
+    clusters.set(id, record);
   }
   const policies = new Map<string, ConnectionPolicy>();
   for (const e of await store.list(POLICIES)) {
-    const p = fromJson(ConnectionPolicySchema, e.value as JsonValue);
+    const name = e.key.slice(POLICIES.length);
+    const p = decodeEntry(store, e.key, () => {
+      const policy = fromJson(ConnectionPolicySchema, e.value as JsonValue);
+      if (policy.name !== name) throw new Error(`name is "${policy.name}", not "${name}"`);
+      validatePolicy(policy);
+      return policy;
+    });
     policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(e.version) }));
   }
 
@@ -91,6 +138,7 @@ export async function openRegistry(store: Store): Promise<Registry> {
         tokenHash: record.tokenHash,
         tokenExpiresAt: record.tokenExpiresAt,
         certSerials: record.certSerials,
+        trustDomain: record.trustDomain ?? "",
       };
       const version = await store.txn([
         { op: "put", key: CLUSTERS + record.cluster.id, value, expectVersion },

@@ -16,6 +16,8 @@ export type TxnOp =
 
 /** A key-value store with transactions; the file store below and an etcd store implement it. */
 export interface Store {
+  /** Where the state lives, for errors: a file path or an endpoint. */
+  readonly location: string;
   list(prefix: string): Promise<StoreEntry[]>;
   get(key: string): Promise<StoreEntry | undefined>;
   /** Applies every op or none; resolves with the new revision once the write is durable.
@@ -24,7 +26,7 @@ export interface Store {
   close(): Promise<void>;
 }
 
-export type StoreErrorCode = "conflict" | "not-found" | "corrupt" | "io";
+export type StoreErrorCode = "conflict" | "not-found" | "corrupt" | "missing" | "io";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -37,12 +39,21 @@ export class StoreError extends Error {
   }
 }
 
+/** Whether `err` is a StoreError (by name, so that a store from another copy of this module counts). */
+export function isStoreError(err: unknown): err is StoreError {
+  return err instanceof Error && err.name === "StoreError" && "code" in err;
+}
+
 interface FileState {
   revision: number;
   entries: Record<string, { value: unknown; version: number }>;
 }
 
-const STATE_FILE = "state.json";
+/** The embedded store's file in the data dir. */
+export const STATE_FILE = "state.json";
+
+/** The temp file a write goes through before its rename: `.state.json.<pid>.tmp`. */
+export const tempFileOf = (name: string, pid: number) => `.${name}.${pid}.tmp`;
 
 function parseState(text: string, file: string): FileState {
   let data: unknown;
@@ -79,9 +90,9 @@ function parseState(text: string, file: string): FileState {
   return state as FileState;
 }
 
-async function writeDurably(dir: string, name: string, content: string): Promise<void> {
+export async function writeDurably(dir: string, name: string, content: string): Promise<void> {
   const target = join(dir, name);
-  const temp = join(dir, `.${name}.${process.pid}.tmp`);
+  const temp = join(dir, tempFileOf(name, process.pid));
   const handle = await open(temp, "w", 0o600);
   try {
     await handle.writeFile(content);
@@ -98,13 +109,19 @@ async function writeDurably(dir: string, name: string, content: string): Promise
   }
 }
 
+export interface FileStoreOptions {
+  /** Whether a missing state.json may be created empty (a new data dir, or `--init`). */
+  create: boolean;
+}
+
 /**
  * The embedded store: the whole state in `<dataDir>/state.json`, rewritten with
  * write-temp, fsync, rename, fsync-directory on every transaction, so a `kill -9` at any
  * moment leaves either the old or the new state, and a resolved txn is on disk.
- * A corrupt file is an error naming the file; nothing is dropped silently.
+ * A corrupt file is an error naming the file; nothing is dropped silently. A missing file is
+ * created (empty, at once, so that its absence later means it was lost) only when `create`.
  */
-export async function openFileStore(dataDir: string): Promise<Store> {
+export async function openFileStore(dataDir: string, options: FileStoreOptions): Promise<Store> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, STATE_FILE);
   let state: FileState;
@@ -117,7 +134,9 @@ export async function openFileStore(dataDir: string): Promise<Store> {
         cause: err,
       });
     }
+    if (!options.create) throw new StoreError(`${file}: missing`, "missing");
     state = { revision: 0, entries: {} };
+    await writeDurably(dataDir, STATE_FILE, JSON.stringify(state));
   }
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -129,6 +148,7 @@ export async function openFileStore(dataDir: string): Promise<Store> {
   };
 
   return {
+    location: file,
     async list(prefix) {
       return Object.keys(state.entries)
         .filter((k) => k.startsWith(prefix))

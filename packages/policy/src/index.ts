@@ -8,6 +8,13 @@ export type {
 } from "@isthmus/model";
 export { canonicalJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
 export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
+export {
+  compileGlob,
+  type Glob,
+  MAX_GLOB_ALTERNATIVES,
+  MAX_GLOB_LENGTH,
+  MAX_GLOB_WILDCARDS,
+} from "./glob.js";
 export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
 export {
   type ClusterDelta,

@@ -8,8 +8,8 @@ import {
   type SourceSelector,
   SourceSelectorSchema,
 } from "@isthmus/proto";
-import picomatch from "picomatch";
 import { PolicyError } from "./errors.js";
+import { compileGlob } from "./glob.js";
 
 /** A field path: proto (camelCase) field names and list indexes, e.g. from, 1, clusters, 0. */
 export type FieldPath = readonly (string | number)[];
@@ -26,9 +26,6 @@ const LABEL_NAME_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const MAX_ITEMS = 256;
 const MAX_SELECTORS = 64;
 const MAX_PORTS = 64;
-
-/** Options shared by every glob of a policy. */
-export const GLOB_OPTIONS = { dot: true, strictBrackets: true } as const;
 
 /** Whether a pattern uses glob syntax rather than naming one object. */
 export function isGlob(pattern: string): boolean {
@@ -64,9 +61,11 @@ function checkPatterns(
     }
     if (isGlob(v)) {
       try {
-        picomatch.makeRe(v, GLOB_OPTIONS);
-      } catch {
-        out.push({ path: at, problem: `invalid glob ${JSON.stringify(v)}` });
+        compileGlob(v);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        const shown = v.length > 64 ? `${JSON.stringify(v.slice(0, 61))}...` : JSON.stringify(v);
+        out.push({ path: at, problem: `invalid glob ${shown}: ${why}` });
       }
       return;
     }

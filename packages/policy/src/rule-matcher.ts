@@ -6,22 +6,22 @@ import {
   type SourceSelector,
   type WorkloadIdentity,
 } from "@isthmus/proto";
-import picomatch from "picomatch";
 import { canonicalJson } from "./content-hash.js";
-import { GLOB_OPTIONS, isGlob } from "./policy-validate.js";
+import { compileGlob, type Glob } from "./glob.js";
+import { isGlob } from "./policy-validate.js";
 
 /** Names and globs of one selector field; `null` stands for an empty field (matches all). */
 export interface NameMatcher {
   exact: Set<string>;
-  globs: RegExp[];
+  globs: Glob[];
 }
 
 export function compileNames(values: readonly string[]): NameMatcher | null {
   if (values.length === 0) return null;
   const exact = new Set<string>();
-  const globs: RegExp[] = [];
+  const globs: Glob[] = [];
   for (const v of values) {
-    if (isGlob(v)) globs.push(picomatch.makeRe(v, GLOB_OPTIONS));
+    if (isGlob(v)) globs.push(compileGlob(v));
     else exact.add(v);
   }
   return { exact, globs };
@@ -29,7 +29,7 @@ export function compileNames(values: readonly string[]): NameMatcher | null {
 
 export function matchName(m: NameMatcher | null, value: string): boolean {
   if (m === null || m.exact.has(value)) return true;
-  for (const re of m.globs) if (re.test(value)) return true;
+  for (const glob of m.globs) if (glob.test(value)) return true;
   return false;
 }
 

@@ -48,19 +48,31 @@ export function registerClusterCommand(program: Command): void {
       parseLabel,
       {},
     )
+    .option(
+      "--trust-domain <domain>",
+      "trust domain of the cluster's mesh; the hub refuses any other from its agent (default: the first one the agent reports)",
+    )
     .addOption(outputOption())
-    .action(async (id: string, flags: ReadFlags & { label: Record<string, string> }) => {
-      const res = await withAdmin(flags, (c, call) =>
-        c.createCluster({ cluster: { id, labels: flags.label } }, call),
-      );
-      print(flags.output, CreateClusterResponseSchema, res, () =>
-        [
-          `cluster ${id} registered`,
-          `bootstrap token (shown once, expires ${new Date(Number(res.tokenExpiresAt?.seconds ?? 0n) * 1000).toISOString()}):`,
-          res.bootstrapToken,
-        ].join("\n"),
-      );
-    });
+    .action(
+      async (
+        id: string,
+        flags: ReadFlags & { label: Record<string, string>; trustDomain?: string },
+      ) => {
+        const res = await withAdmin(flags, (c, call) =>
+          c.createCluster(
+            { cluster: { id, labels: flags.label, trustDomain: flags.trustDomain ?? "" } },
+            call,
+          ),
+        );
+        print(flags.output, CreateClusterResponseSchema, res, () =>
+          [
+            `cluster ${id} registered`,
+            `bootstrap token (shown once, expires ${new Date(Number(res.tokenExpiresAt?.seconds ?? 0n) * 1000).toISOString()}):`,
+            res.bootstrapToken,
+          ].join("\n"),
+        );
+      },
+    );
 
   withConnectionOptions(cluster.command("list"))
     .description("list clusters with their status")

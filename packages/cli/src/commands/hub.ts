@@ -7,6 +7,7 @@ interface HubFlags {
   dataDir?: string;
   insecure?: boolean;
   adminTokenFile?: string;
+  init?: boolean;
 }
 
 /** `isthmus hub`: runs the hub until SIGINT/SIGTERM. Flags override the config file. */
@@ -23,6 +24,10 @@ export function registerHubCommand(program: Command): void {
     .option("--data-dir <dir>", "store and control-plane CA (default /var/lib/isthmus)")
     .option("--insecure", "plaintext gRPC for local use (agents cannot connect)")
     .option("--admin-token-file <file>", "file holding an admin-role bearer token")
+    .option(
+      "--init",
+      "start with an empty store in a data dir whose state.json is missing (refused when it exists)",
+    )
     .action(async (flags: HubFlags) => {
       // Loaded here so that other commands start without the hub's code.
       const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
@@ -44,7 +49,7 @@ export function registerHubCommand(program: Command): void {
         config.adminTokens = [...config.adminTokens, token!];
       }
       const logger = createLogger({ component: "hub" });
-      const hub = await createHub({ config, logger });
+      const hub = await createHub({ config, logger, init: flags.init === true });
       // One line on stdout that scripts and tests can wait for.
       process.stdout.write(
         `hub listening on port ${hub.port}, metrics on port ${hub.metricsPort}\n`,

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/catalog.proto.
  */
 export const file_isthmus_v1_catalog: GenFile = /*@__PURE__*/
-  fileDesc("Chhpc3RobXVzL3YxL2NhdGFsb2cucHJvdG8SCmlzdGhtdXMudjEiqAEKC1NlcnZpY2VQb3J0EhUKBG5hbWUYASABKAlCB7pIBHICGD8SGQoEcG9ydBgCIAEoDUILukgIKgYY//8DKAESKgoIcHJvdG9jb2wYAyABKAlCGLpIFdgBAXIQUgNUQ1BSA1VEUFIEU0NUUBIcCgt0YXJnZXRfcG9ydBgEIAEoCUIHukgEcgIYPxIdCgxhcHBfcHJvdG9jb2wYBSABKAlCB7pIBHICGD8i6wMKB1NlcnZpY2USPQoJbmFtZXNwYWNlGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSOAoEbmFtZRgCIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEjEKBXBvcnRzGAMgAygLMhcuaXN0aG11cy52MS5TZXJ2aWNlUG9ydEIJukgGkgEDEIACEi8KBmxhYmVscxgEIAMoCzIfLmlzdGhtdXMudjEuU2VydmljZS5MYWJlbHNFbnRyeRIzCghzZWxlY3RvchgFIAMoCzIhLmlzdGhtdXMudjEuU2VydmljZS5TZWxlY3RvckVudHJ5EioKCnZpc2liaWxpdHkYBiABKA4yFi5pc3RobXVzLnYxLlZpc2liaWxpdHkSFwoPcmVhZHlfZW5kcG9pbnRzGAcgASgNEhgKEHNlcnZpY2VfYWNjb3VudHMYCCADKAkSDwoHaW5fbWVzaBgJIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ+CghMYWJlbFNldBIwCgZsYWJlbHMYASADKAsyIC5pc3RobXVzLnYxLkxhYmVsU2V0LkxhYmVsc0VudHJ5EhEKCXBvZF9jb3VudBgCIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItQBChBXb3JrbG9hZElkZW50aXR5Ej0KCW5hbWVzcGFjZRgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD3NlcnZpY2VfYWNjb3VudBgCIAEoCUIKukgHcgUQARj9ARIzCgpsYWJlbF9zZXRzGAMgAygLMhQuaXN0aG11cy52MS5MYWJlbFNldEIJukgGkgEDEIAIEhEKCXBvZF9jb3VudBgEIAEoDRIUCgxvdXRzaWRlX21lc2gYBSABKAgiSAoOR2F0ZXdheUFkZHJlc3MSGwoHYWRkcmVzcxgBIAEoCUIKukgHcgUQARj9ARIZCgRwb3J0GAIgASgNQgu6SAgqBhj//wMoASKkAQoJTWVzaEZhY3RzEhkKB25ldHdvcmsYASABKAlCCLpIBXIDGP0BEh4KDHRydXN0X2RvbWFpbhgCIAEoCUIIukgFcgMY/QESQAoSZWFzdF93ZXN0X2dhdGV3YXlzGAMgAygLMhouaXN0aG11cy52MS5HYXRld2F5QWRkcmVzc0IIukgFkgECEBASGgoIbG9jYWxpdHkYBCABKAlCCLpIBXIDGP0BIkMKCU9iamVjdEtleRIcCgluYW1lc3BhY2UYASABKAlCCbpIBnIEEAEYPxIYCgRuYW1lGAIgASgJQgq6SAdyBRABGP0BIj0KB1dhcm5pbmcSFwoEY29kZRgBIAEoCUIJukgGcgQQARg/EhkKB21lc3NhZ2UYAiABKAlCCLpIBXIDGIAgKlcKClZpc2liaWxpdHkSGgoWVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEhYKElZJU0lCSUxJVFlfUFJJVkFURRABEhUKEVZJU0lCSUxJVFlfUFVCTElDEAJiBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("Chhpc3RobXVzL3YxL2NhdGFsb2cucHJvdG8SCmlzdGhtdXMudjEi6QIKC1NlcnZpY2VQb3J0EjkKBG5hbWUYASABKAlCK7pIKNgBAXIjGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSGQoEcG9ydBgCIAEoDUILukgIKgYY//8DKAESKgoIcHJvdG9jb2wYAyABKAlCGLpIFdgBAXIQUgNUQ1BSA1VEUFIEU0NUUBJACgt0YXJnZXRfcG9ydBgEIAEoCUIrukgo2AEBciMYDzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBKVAQoMYXBwX3Byb3RvY29sGAUgASgJQn+6SHzYAQFydxi9AjJyXihbYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyhcLlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/KSovKT9bQS1aYS16MC05XShbLUEtWmEtejAtOV8uXXswLDYxfVtBLVphLXowLTldKT8kItsHCgdTZXJ2aWNlEj0KCW5hbWVzcGFjZRgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEjgKBG5hbWUYAiABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBIxCgVwb3J0cxgDIAMoCzIXLmlzdGhtdXMudjEuU2VydmljZVBvcnRCCbpIBpIBAxCAAhLvAQoGbGFiZWxzGAQgAygLMh8uaXN0aG11cy52MS5TZXJ2aWNlLkxhYmVsc0VudHJ5Qr0Buki5AZoBtQEQgAIie3J5EAEYvQIycl4oW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8oXC5bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPykqLyk/W0EtWmEtejAtOV0oWy1BLVphLXowLTlfLl17MCw2MX1bQS1aYS16MC05XSk/JCozcjEYPzItXihbQS1aYS16MC05XShbLUEtWmEtejAtOV8uXSpbQS1aYS16MC05XSk/KT8kEvMBCghzZWxlY3RvchgFIAMoCzIhLmlzdGhtdXMudjEuU2VydmljZS5TZWxlY3RvckVudHJ5Qr0Buki5AZoBtQEQgAIie3J5EAEYvQIycl4oW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8oXC5bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPykqLyk/W0EtWmEtejAtOV0oWy1BLVphLXowLTlfLl17MCw2MX1bQS1aYS16MC05XSk/JCozcjEYPzItXihbQS1aYS16MC05XShbLUEtWmEtejAtOV8uXSpbQS1aYS16MC05XSk/KT8kEjQKCnZpc2liaWxpdHkYBiABKA4yFi5pc3RobXVzLnYxLlZpc2liaWxpdHlCCLpIBYIBAhABEiIKD3JlYWR5X2VuZHBvaW50cxgHIAEoDUIJukgGKgQYwIQ9EnEKEHNlcnZpY2VfYWNjb3VudHMYCCADKAlCV7pIVJIBURCAAhgBIkpySBABGP0BMkFeW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8oXC5bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPykqJBIPCgdpbl9tZXNoGAkgASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIswCCghMYWJlbFNldBLwAQoGbGFiZWxzGAEgAygLMiAuaXN0aG11cy52MS5MYWJlbFNldC5MYWJlbHNFbnRyeUK9AbpIuQGaAbUBEIACIntyeRABGL0CMnJeKFthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/KFwuW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8pKi8pP1tBLVphLXowLTldKFstQS1aYS16MC05Xy5dezAsNjF9W0EtWmEtejAtOV0pPyQqM3IxGD8yLV4oW0EtWmEtejAtOV0oWy1BLVphLXowLTlfLl0qW0EtWmEtejAtOV0pPyk/JBIeCglwb2RfY291bnQYAiABKA1CC7pICCoGGMCEPSgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiogIKEFdvcmtsb2FkSWRlbnRpdHkSPQoJbmFtZXNwYWNlGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSZgoPc2VydmljZV9hY2NvdW50GAIgASgJQk26SEpySBABGP0BMkFeW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8oXC5bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPykqJBIzCgpsYWJlbF9zZXRzGAMgAygLMhQuaXN0aG11cy52MS5MYWJlbFNldEIJukgGkgEDEIAIEhwKCXBvZF9jb3VudBgEIAEoDUIJukgGKgQYwIQ9EhQKDG91dHNpZGVfbWVzaBgFIAEoCCJLCg5HYXRld2F5QWRkcmVzcxIeCgdhZGRyZXNzGAEgASgJQg26SApyCBABGP0BqAEBEhkKBHBvcnQYAiABKA1CC7pICCoGGP//AygBIqECCglNZXNoRmFjdHMSRwoHbmV0d29yaxgBIAEoCUI2ukgzcjEYPzItXihbQS1aYS16MC05XShbLUEtWmEtejAtOV8uXSpbQS1aYS16MC05XSk/KT8kEkMKDHRydXN0X2RvbWFpbhgCIAEoCUItukgqcigQARj9ATIhXlthLXowLTldKFstYS16MC05Ll9dKlthLXowLTldKT8kEkAKEmVhc3Rfd2VzdF9nYXRld2F5cxgDIAMoCzIaLmlzdGhtdXMudjEuR2F0ZXdheUFkZHJlc3NCCLpIBZIBAhAQEkQKCGxvY2FsaXR5GAQgASgJQjK6SC9yLRi/ATIoXltBLVphLXowLTkuXy1dKigvW0EtWmEtejAtOS5fLV0qKXswLDJ9JCKnAQoJT2JqZWN0S2V5Ej0KCW5hbWVzcGFjZRgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kElsKBG5hbWUYAiABKAlCTbpISnJIEAEY/QEyQV5bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyhcLlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/KSokInwKB1dhcm5pbmcSOAoEY29kZRgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEjcKB21lc3NhZ2UYAiABKAlCJrpII3IhGIAgMhxeW15ceDAwLVx4MDhceDBiLVx4MWZceDdmXSokKlcKClZpc2liaWxpdHkSGgoWVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEhYKElZJU0lCSUxJVFlfUFJJVkFURRABEhUKEVZJU0lCSUxJVFlfUFVCTElDEAJiBnByb3RvMw", [file_buf_validate_validate]);
 
 /**
  * One port of a Kubernetes Service.
@@ -20,7 +20,7 @@ export const file_isthmus_v1_catalog: GenFile = /*@__PURE__*/
  */
 export type ServicePort = Message<"isthmus.v1.ServicePort"> & {
   /**
-   * Port name as written in the Service (may be empty for single-port services).
+   * Port name as written in the Service: a DNS-1123 label, may be empty for single-port services.
    *
    * @generated from field: string name = 1;
    */
@@ -41,14 +41,15 @@ export type ServicePort = Message<"isthmus.v1.ServicePort"> & {
   protocol: string;
 
   /**
-   * Target port on the pods: a number or a named container port.
+   * Target port on the pods: a number or a named container port (an IANA service name).
    *
    * @generated from field: string target_port = 4;
    */
   targetPort: string;
 
   /**
-   * Application protocol (appProtocol, or derived from the port name prefix such as "http-").
+   * Application protocol (appProtocol, or derived from the port name prefix such as "http-"):
+   * a name or a domain-prefixed name such as kubernetes.io/h2c.
    *
    * @generated from field: string app_protocol = 5;
    */
@@ -118,7 +119,8 @@ export type Service = Message<"isthmus.v1.Service"> & {
   readyEndpoints: number;
 
   /**
-   * Service accounts of the pods behind the Service (the workload identities, same namespace).
+   * Service accounts of the pods behind the Service (the workload identities, same namespace):
+   * DNS-1123 subdomains, each once.
    *
    * @generated from field: repeated string service_accounts = 8;
    */
@@ -182,7 +184,7 @@ export type WorkloadIdentity = Message<"isthmus.v1.WorkloadIdentity"> & {
   namespace: string;
 
   /**
-   * Service account the pods run as.
+   * Service account the pods run as (DNS-1123 subdomain).
    *
    * @generated from field: string service_account = 2;
    */
@@ -196,7 +198,7 @@ export type WorkloadIdentity = Message<"isthmus.v1.WorkloadIdentity"> & {
   labelSets: LabelSet[];
 
   /**
-   * Total number of pods.
+   * Total number of pods (at least the sum of the label sets' counts).
    *
    * @generated from field: uint32 pod_count = 4;
    */
@@ -253,14 +255,16 @@ export const GatewayAddressSchema: GenMessage<GatewayAddress> = /*@__PURE__*/
  */
 export type MeshFacts = Message<"isthmus.v1.MeshFacts"> & {
   /**
-   * Istio network of the cluster (topology.istio.io/network label of istio-system).
+   * Istio network of the cluster (topology.istio.io/network label of istio-system: a label value).
    *
    * @generated from field: string network = 1;
    */
   network: string;
 
   /**
-   * Trust domain of the cluster's mesh (meshConfig.trustDomain, default cluster.local).
+   * Trust domain of the cluster's mesh (meshConfig.trustDomain, default cluster.local): SPIFFE
+   * trust domain characters (lowercase letters, digits, '.', '-', '_'). The hub accepts only the
+   * cluster's own (Cluster.trust_domain, or the first one its agent reported after enrolling).
    *
    * @generated from field: string trust_domain = 2;
    */
@@ -274,7 +278,8 @@ export type MeshFacts = Message<"isthmus.v1.MeshFacts"> & {
   eastWestGateways: GatewayAddress[];
 
   /**
-   * Locality of the cluster as region/zone (from node topology labels), may be empty.
+   * Locality of the cluster as region/zone (from node topology labels), may be empty: up to
+   * three label values joined by '/' (region/zone/subzone).
    *
    * @generated from field: string locality = 4;
    */
@@ -295,14 +300,14 @@ export const MeshFactsSchema: GenMessage<MeshFacts> = /*@__PURE__*/
  */
 export type ObjectKey = Message<"isthmus.v1.ObjectKey"> & {
   /**
-   * Namespace of the object.
+   * Namespace of the object (DNS-1123 label).
    *
    * @generated from field: string namespace = 1;
    */
   namespace: string;
 
   /**
-   * Name of the object (service name or service account name).
+   * Name of the object (service name or service account name; DNS-1123 subdomain).
    *
    * @generated from field: string name = 2;
    */
@@ -330,7 +335,8 @@ export type Warning = Message<"isthmus.v1.Warning"> & {
   code: string;
 
   /**
-   * Human-readable explanation naming the object concerned and what to do.
+   * Human-readable explanation naming the object concerned and what to do; no control
+   * characters but tab and newline (it is printed on terminals).
    *
    * @generated from field: string message = 2;
    */
