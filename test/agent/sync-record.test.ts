@@ -13,7 +13,9 @@ import {
   type TwoClusters,
 } from "./two-clusters.js";
 
-describe("the hub's record of what each agent holds (issue 17, finding 7)", () => {
+describe("the hub's record of what each agent holds (issue 17, finding 7)", function () {
+  // Two clusters, agents, a hub and the isthmus CLI as a child process.
+  this.timeout(90_000);
   let c: TwoClusters | undefined;
   afterEach(async () => {
     await c?.close();
