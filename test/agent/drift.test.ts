@@ -10,7 +10,9 @@ import {
 
 type Spec = Record<string, unknown>;
 
-describe("agent drift: hand edits of owned objects are restored and reported", () => {
+describe("agent drift: hand edits of owned objects are restored and reported", function () {
+  // Two clusters, agents, a hub, and kubectl as a child process.
+  this.timeout(60_000);
   let c: TwoClusters | undefined;
   afterEach(async () => {
     await c?.close();

@@ -86,6 +86,8 @@ export function backoffDelay(
 
 /** Drift repairs kept for the hub while no session is open. */
 const MAX_PENDING_REPAIRS = 100;
+/** Most entries of each list in one ApplyReport (the contract allows 1,000 drift repairs). */
+const REPORT_CHUNK = 1_000;
 
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -315,25 +317,27 @@ export function createSession(options: SessionOptions): Session {
       }).catch(() => {});
     };
     const report = () => {
-      const { applied, removed, repairs } = pending;
-      if (applied.size === 0 && removed.size === 0 && repairs.length === 0) return;
-      const message = {
-        case: "applyReport" as const,
-        value: {
-          applied: Object.fromEntries(applied),
-          removed: [...removed],
-          driftRepairs: repairs.map((r) => ({
+      const applied = [...pending.applied];
+      const removed = [...pending.removed];
+      const repairs = pending.repairs;
+      pending.applied.clear();
+      pending.removed.clear();
+      pending.repairs = [];
+      // In messages within the contract's limits (ApplyReport in agent_service.proto).
+      const count = Math.max(applied.length, removed.length, repairs.length);
+      for (let i = 0; i < count; i += REPORT_CHUNK) {
+        const value = {
+          applied: Object.fromEntries(applied.slice(i, i + REPORT_CHUNK)),
+          removed: removed.slice(i, i + REPORT_CHUNK),
+          driftRepairs: repairs.slice(i, i + REPORT_CHUNK).map((r) => ({
             intentName: r.intentName,
             object: r.object,
             change: r.change,
             time: timestampFromDate(r.time),
           })),
-        },
-      };
-      applied.clear();
-      removed.clear();
-      pending.repairs = [];
-      void send({ message }).catch(() => {});
+        };
+        void send({ message: { case: "applyReport", value } }).catch(() => {});
+      }
     };
     active = { schedule, onMesh, report };
     schedule();

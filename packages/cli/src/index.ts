@@ -1,1 +1,2 @@
+export { statusTable } from "./commands/status.js";
 export { createProgram, EXIT_ERROR, EXIT_USAGE, main } from "./main.js";

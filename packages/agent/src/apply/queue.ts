@@ -9,6 +9,8 @@ export interface WorkQueue<R> {
   idle(): Promise<void>;
   /** Number of queued and running keys. */
   depth(): number;
+  /** Whether `key` is queued, running or due to run again. */
+  pending(key: string): boolean;
   stop(): void;
 }
 
@@ -91,6 +93,7 @@ export function createWorkQueue<R>(
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
     depth: () => queue.length + running.size,
+    pending: (key) => queued.has(key) || running.has(key) || dirty.has(key),
     stop() {
       stopped = true;
     },

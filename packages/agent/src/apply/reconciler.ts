@@ -355,17 +355,20 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     if (outcome.ok) {
       failed.delete(ref);
       const owner = desired.get(ref)?.intentName;
-      if (owner !== undefined) settleNacked(owner);
+      if (owner !== undefined) settleNacked(owner, ref);
     } else failed.add(ref);
     return outcome;
   }
 
-  /** Tells the hub that a NACKed intent is applied now, once every object of it is. */
-  function settleNacked(name: string): void {
+  /** Tells the hub that a NACKed intent is applied now, once every object of it is: none
+   * failed, none waiting in the queue (`done`: the object whose write just succeeded). */
+  function settleNacked(name: string, done?: string): void {
     const version = nacked.get(name);
     if (version === undefined || intents.get(name)?.version !== version) return;
     if (renderFailed.has(name)) return;
-    for (const ref of refsByIntent.get(name) ?? []) if (failed.has(ref)) return;
+    for (const ref of refsByIntent.get(name) ?? []) {
+      if (failed.has(ref) || (ref !== done && queue.pending(ref))) return;
+    }
     nacked.delete(name);
     logger.info("refused intent applied on retry", { intent: name, version });
     emit({ type: "applied", intentName: name, version });

@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import {
   CatalogEventType,
   type ClusterStatus,
+  type GetStatusResponse,
   GetStatusResponseSchema,
   ListCatalogResponseSchema,
   Visibility,
@@ -34,43 +35,46 @@ export function driftSummary(c: ClusterStatus): string {
   return `${c.driftRepairCount} (last ${last.object} ${last.change} ${age(last.time?.seconds)} ago)`;
 }
 
+/** What `isthmus status` prints for people: the hub line, then one row per cluster. */
+export function statusTable(res: GetStatusResponse): string {
+  return [
+    `hub ${res.hubVersion}  system version ${res.systemVersion}  policies ${res.policyCount}${res.warmingUp ? "  (warming up)" : ""}`,
+    table(
+      [
+        "CLUSTER",
+        "CONNECTED",
+        "LAST SEEN",
+        "SERVICES",
+        "IDENTITIES",
+        "ACKED",
+        "IN SYNC",
+        "WARNINGS",
+        "DRIFT REPAIRS",
+        "NACK",
+      ],
+      res.clusters.map((c) => [
+        c.cluster?.id ?? "",
+        c.connected ? "yes" : c.staleUntil ? "no (stale)" : "no",
+        age(c.lastSeen?.seconds),
+        c.serviceCount,
+        c.identityCount,
+        c.ackedVersion || "-",
+        c.inSync ? "yes" : c.pendingNonce ? "no (delta in flight)" : "no",
+        c.warnings.map((w) => w.code).join(",") || "-",
+        driftSummary(c),
+        nackReason(c),
+      ]),
+    ),
+  ].join("\n");
+}
+
 export function registerStatusCommands(program: Command): void {
   withConnectionOptions(program.command("status"))
     .description("the hub's status and every cluster's")
     .addOption(outputOption())
     .action(async (flags: ReadFlags) => {
       const res = await withAdmin(flags, (c, call) => c.getStatus({}, call));
-      print(flags.output, GetStatusResponseSchema, res, () =>
-        [
-          `hub ${res.hubVersion}  system version ${res.systemVersion}  policies ${res.policyCount}${res.warmingUp ? "  (warming up)" : ""}`,
-          table(
-            [
-              "CLUSTER",
-              "CONNECTED",
-              "LAST SEEN",
-              "SERVICES",
-              "IDENTITIES",
-              "ACKED",
-              "IN SYNC",
-              "WARNINGS",
-              "DRIFT REPAIRS",
-              "NACK",
-            ],
-            res.clusters.map((c) => [
-              c.cluster?.id ?? "",
-              c.connected ? "yes" : c.staleUntil ? "no (stale)" : "no",
-              age(c.lastSeen?.seconds),
-              c.serviceCount,
-              c.identityCount,
-              c.ackedVersion || "-",
-              c.inSync ? "yes" : c.pendingNonce ? "no (delta in flight)" : "no",
-              c.warnings.map((w) => w.code).join(",") || "-",
-              driftSummary(c),
-              nackReason(c),
-            ]),
-          ),
-        ].join("\n"),
-      );
+      print(flags.output, GetStatusResponseSchema, res, () => statusTable(res));
     });
 
   const catalog = program.command("catalog").description("the global service catalog");
