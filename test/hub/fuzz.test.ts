@@ -246,7 +246,7 @@ describe("hub fuzz", function () {
     }
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     await wellBehaved();
-      console.log(Object.fromEntries(codes), startRss / 2 ** 20, peakRss / 2 ** 20);
+    console.log(Object.fromEntries(codes), startRss / 2 ** 20, peakRss / 2 ** 20);
     const total = [...codes.values()].reduce((a, b) => a + b, 0);
     assert.equal(total, CALLS + STREAMS);
     // Every call was answered with a status (an unanswered one is -1), none INTERNAL or UNKNOWN.
