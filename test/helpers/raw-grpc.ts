@@ -24,6 +24,7 @@ export function rawSession(options: RawSessionOptions): Promise<ClientHttp2Sessi
           port: options.port,
           ca: options.caPem,
           ALPNProtocols: ["h2"],
+          servername: "localhost",
           ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
           ...(options.certPem !== undefined ? { cert: options.certPem, key: options.keyPem } : {}),
         }),

@@ -72,6 +72,10 @@ describe("hub limits", function () {
       const anonymous = await rawCall(session, APPLY, { body: garbage }).result;
       assert.equal(Code[anonymous.code], "UNAUTHENTICATED", anonymous.message);
       assert.match(anonymous.message, /missing bearer token/);
+      // The hub asked the client to stop sending (RST_STREAM after the answer): most of the
+      // 13.6 MiB never left the client.
+      const sent = (session.socket as unknown as { bytesWritten: number }).bytesWritten;
+      assert.ok(sent < garbage.length / 2, `the client sent ${sent} bytes of ${garbage.length}`);
       const wrong = await rawCall(session, APPLY, { body: garbage, token: "x".repeat(24) }).result;
       assert.equal(Code[wrong.code], "UNAUTHENTICATED", wrong.message);
       const viewerCall = await rawCall(session, APPLY, { body: garbage, token: VIEWER_TOKEN })

@@ -3,6 +3,7 @@
 // often and how many calls at once, and how large its request messages may be. It is a
 // grpc-js server interceptor: it sees the request headers before the handler asks for the
 // body, so a refused call's body is never read, let alone decoded.
+import * as http2 from "node:http2";
 import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { AdminService, AgentService, Code } from "@isthmus/proto";
@@ -136,6 +137,21 @@ function statusOf(r: Refusal): Partial<grpc.StatusObject> & { code: grpc.status;
   return { code: r.code, details: r.details, metadata };
 }
 
+/**
+ * Asks the client to stop sending a refused call's request (RST_STREAM NO_ERROR after the
+ * complete response, as HTTP/2 §8.1 allows): grpc-js would otherwise read and discard the rest
+ * of it, and a 13.6 MiB body costs the hub its transfer and decryption on every refusal.
+ * grpc-js offers no API for it; the first interceptor's call is its own call object, which
+ * holds the HTTP/2 stream. Without one (another grpc-js) the body is drained as before.
+ */
+function stopReading(call: grpc.ServerInterceptingCallInterface): void {
+  const stream = (call as { stream?: unknown }).stream;
+  if (typeof stream === "object" && stream !== null && "rstCode" in stream) {
+    const http2Stream = stream as http2.ServerHttp2Stream;
+    if (!http2Stream.closed) http2Stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+}
+
 /** The gate as a grpc-js server interceptor (see the file comment). */
 export function createGate(options: GateOptions): grpc.ServerInterceptor {
   const { limits } = options;
@@ -235,6 +251,7 @@ export function createGate(options: GateOptions): grpc.ServerInterceptor {
       refusing = true;
       options.refused(r.reason);
       intercepting.sendStatus(statusOf(r));
+      stopReading(call);
     };
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
