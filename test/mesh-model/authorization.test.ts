@@ -25,7 +25,7 @@ function verdict(
     { cluster: "c1", namespace: "default", serviceAccount: "curl", ...caller },
     { cluster: "c1", namespace: where.namespace, service: "httpbin", port: where.port },
   );
-  return `${r.outcome} ${r.objects.find((o) => o.includes("AuthorizationPolicy")) ?? "-"}`;
+  return `${r.verdict} ${r.by}`;
 }
 
 const ap = (
@@ -37,12 +37,12 @@ const ap = (
 
 describe("mesh model: AuthorizationPolicy", () => {
   it("AuthorizationPolicy reference: no policy applies, the request is allowed", () => {
-    assert.equal(verdict([]), "ALLOW -");
+    assert.equal(verdict([]), "ALLOW default");
   });
 
   it("AuthorizationPolicy reference: allow-nothing example (ALLOW without rules matches nothing)", () => {
     const allowNothing = ap("foo", "allow-nothing", {});
-    assert.match(verdict([allowNothing]), /^DENY /);
+    assert.equal(verdict([allowNothing]), "DENY default");
     assert.match(verdict([allowNothing], {}, { namespace: "bar", port: 8080 }), /^ALLOW/);
     // `rules: []` is the same as no rules.
     assert.match(verdict([ap("foo", "x", { action: "ALLOW", rules: [] })]), /^DENY /);

@@ -46,8 +46,8 @@ describe("mesh model: trust domains", () => {
       });
     const target = { cluster: "c1", namespace: "foo", service: "httpbin", port: 8080 };
     const caller = { cluster: "c1", namespace: "default", serviceAccount: "curl" };
-    assert.equal(authorize(mesh([]), caller, target).outcome, "DENY");
-    assert.equal(authorize(mesh(["old-td"]), caller, target).outcome, "ALLOW");
+    assert.equal(authorize(mesh([]), caller, target).verdict, "DENY");
+    assert.equal(authorize(mesh(["old-td"]), caller, target).verdict, "ALLOW");
   });
 
   it("istio/istio#26748 and #43536: a peer's trust domain must be local, an alias, or in caCertificates[].trustDomains", () => {

@@ -22,7 +22,14 @@ import {
   type TlsSettings,
 } from "./routing.js";
 import { principalOf, validateTrustDomain } from "./trust-domain.js";
-import { type Caller, type ConnectResult, MeshModelError, type ServiceTarget } from "./types.js";
+import {
+  type AuthzResult,
+  type Caller,
+  type ConnectResult,
+  MeshModelError,
+  type PodTarget,
+  type ServiceTarget,
+} from "./types.js";
 
 /** One pod a connection lands on, and how it got there. */
 interface Arrival {
@@ -373,30 +380,42 @@ export function attack(mesh: Mesh, caller: Caller, target: ServiceTarget): Conne
   );
 }
 
-/** Authorization alone at every pod of a Service (first DENY wins), for a caller with mTLS or plaintext. */
-export function authorize(mesh: Mesh, caller: Caller, target: ServiceTarget): ConnectResult {
-  const { cluster, pods } = targetPods(mesh, target);
+/**
+ * Istio's authorization alone, at one pod or at every pod of a Service (the first DENY wins,
+ * then UNKNOWN), for a caller with mTLS (its principal) or plaintext (none).
+ */
+export function authorize(
+  mesh: Mesh,
+  caller: Caller,
+  target: PodTarget | ServiceTarget,
+): AuthzResult {
   const td = clusterOf(mesh, caller.cluster).mesh.trustDomain;
   const principal =
     caller.plaintext === true
       ? undefined
       : principalOf(td, caller.namespace, caller.serviceAccount);
+  let cluster: ClusterView;
+  let pods: { pod: PodView; port: number }[];
+  if ("pod" in target) {
+    cluster = clusterOf(mesh, target.cluster);
+    const pod = cluster.pods.find((p) => p.namespace === target.namespace && p.name === target.pod);
+    if (pod === undefined)
+      throw new MeshModelError(
+        `cluster "${target.cluster}": no Pod ${target.namespace}/${target.pod}`,
+      );
+    pods = [{ pod, port: target.port }];
+  } else ({ cluster, pods } = targetPods(mesh, target));
+  if (pods.length === 0)
+    throw new MeshModelError(
+      `cluster "${target.cluster}": Service ${target.namespace}/${"service" in target ? target.service : ""} has no pods`,
+    );
   const results = pods.map(({ pod, port }) => {
     const a = authorizePod(cluster, pod, { principal }, port);
-    const outcome = a.verdict;
-    return result(
-      outcome,
-      "authorization",
-      `${cluster.id}/${pod.namespace}/${pod.name}:${port}: ${a.reason}`,
-      [...(a.by === "default" ? [] : [q(cluster, a.by)]), ...a.objects.map((o) => q(cluster, o))],
-    );
+    return { ...a, reason: `${cluster.id}/${pod.namespace}/${pod.name}:${port}: ${a.reason}` };
   });
-  if (results.length === 0)
-    return result(
-      "UNROUTABLE",
-      "routing",
-      `Service ${target.namespace}/${target.service} of ${target.cluster} has no pods`,
-      [],
-    );
-  return combine(results);
+  return (
+    results.find((r) => r.verdict === "DENY") ??
+    results.find((r) => r.verdict === "UNKNOWN") ??
+    results[0]!
+  );
 }

@@ -1,7 +1,8 @@
 // PeerAuthentication after istio.io's PeerAuthentication reference: mesh (root namespace, no
 // selector), namespace (no selector) and workload (selector) policies; `portLevelMtls` only on
 // workload policies, keyed by the workload's port; UNSET inherits; default PERMISSIVE; among
-// several policies of one level the oldest wins.
+// several policies of one level the oldest wins; checked against istiod's
+// ComposePeerAuthentication (pilot/pkg/security/authn/policy_applier.go).
 import { asRecord, matchesLabels, str } from "./fields.js";
 import { type ClusterView, type PodView, refOf } from "./mesh.js";
 import type { KubeObject, MtlsMode, PeerAuthnResult } from "./types.js";
@@ -19,8 +20,9 @@ function modeOf(v: unknown): MtlsMode | undefined {
   return MODES.has(m) ? (m as MtlsMode) : undefined;
 }
 
+/** A selector with labels makes a workload policy; none or empty `matchLabels` a namespace one. */
 function hasSelector(p: KubeObject): boolean {
-  return asRecord(p.spec).selector !== undefined;
+  return Object.keys(asRecord(asRecord(asRecord(p.spec).selector).matchLabels)).length > 0;
 }
 
 /** The effective mTLS mode of a pod's sidecar on one of its ports. */
@@ -33,8 +35,10 @@ export function peerAuthentication(
   const root = cluster.mesh.rootNamespace;
   const mesh = all.find((p) => p.metadata?.namespace === root && !hasSelector(p));
   const namespace = all.find((p) => p.metadata?.namespace === pod.namespace && !hasSelector(p));
+  // Istio ignores selector policies of the root namespace (ComposePeerAuthentication).
   const workload = all.find((p) => {
-    if (p.metadata?.namespace !== pod.namespace || !hasSelector(p)) return false;
+    const ns = p.metadata?.namespace;
+    if (ns !== pod.namespace || ns === root || !hasSelector(p)) return false;
     const labels = asRecord(asRecord(asRecord(p.spec).selector).matchLabels) as Record<
       string,
       string
