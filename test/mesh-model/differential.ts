@@ -30,6 +30,8 @@ const REASONS: [RegExp, string][] = [
   [/none matches a plaintext peer/, "the destination's ALLOW policy refuses a plaintext caller"],
   [/none matches/, "the destination's ALLOW policies do not name the caller"],
   [/DENY policy matches/, "a DENY policy at the destination matches the caller"],
+  [/ALLOW policy matches/, "an ALLOW policy at the destination matches the caller"],
+  [/has no pods/, "the target Service has no pods serving the port"],
   [/caller has no sidecar/, "the caller has no sidecar (namespace not injected)"],
   [/knows no host/, "the caller's sidecar does not know the host"],
   [/not known in cluster/, "the destination's east-west gateway does not know the SNI host"],
@@ -38,7 +40,18 @@ const REASONS: [RegExp, string][] = [
 ];
 
 export function classOf(m: Mismatch): string {
-  const why = REASONS.find(([re]) => re.test(m.model.reason))?.[1] ?? m.model.reason.slice(0, 80);
+  let why = REASONS.find(([re]) => re.test(m.model.reason))?.[1] ?? m.model.reason.slice(0, 80);
+  // Whose policy decided: the target Service's own, or one rendered for another Service
+  // whose selector picks the same pods.
+  const policy = /\(AuthorizationPolicy [^/]+\/isthmus-(?:allow|deny)-([^)\s]+)\)/.exec(
+    m.model.reason,
+  )?.[1];
+  const service = m.pair.split(" -> ")[1]!.split("/")[2]!.split(":")[0]!;
+  if (policy !== undefined)
+    why +=
+      policy === service
+        ? " (the Service's own policy)"
+        : " (another Service's policy on the same pods)";
   const decided = m.engine.split(" ")[0];
   return `decided ${decided}, model ${m.model.outcome} at ${m.model.stage}, ${m.sameCluster ? "same" : "cross"}-cluster: ${why}`;
 }
