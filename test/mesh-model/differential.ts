@@ -160,6 +160,11 @@ export function runSeed(seed: number) {
   return compareEngine(seed, engine, buildMesh(inputs));
 }
 
+/** One mismatch on one line: seed, pair, both verdicts, the objects. */
+export function describeMismatch(m: Mismatch): string {
+  return `seed ${m.seed}: ${m.pair}: engine ${m.engine}; model ${m.model.outcome} (${m.model.stage}) ${m.model.reason}; objects: ${m.model.objects.join("; ") || "-"}`;
+}
+
 /** Mismatches grouped by class, with the first example of each. */
 export class MismatchClasses {
   readonly byClass = new Map<string, { count: number; example: Mismatch }>();
