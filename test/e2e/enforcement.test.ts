@@ -128,7 +128,13 @@ describe("e2e: the hub's decisions hold in Istio (mesh model over live objects)"
               service: svc.name,
               port: p.port,
             };
-            const m = judge(mesh, 0, { cluster, namespace, serviceAccount }, target, decided);
+            const m = judge(
+              mesh,
+              undefined,
+              { cluster, namespace, serviceAccount },
+              target,
+              decided,
+            );
             if (m !== undefined) {
               classes.add([m]);
               process.stdout.write(`      ${describeMismatch(m)}\n`);

@@ -17,7 +17,8 @@ import { randomPolicies } from "../policy/random-scene.js";
 import { discover, randomKubeScene, renderCluster } from "./kube-scene.js";
 
 export interface Mismatch {
-  seed: number;
+  /** The random scene's seed; undefined for live objects (the e2e comparison). */
+  seed: number | undefined;
   pair: string;
   sameCluster: boolean;
   engine: string;
@@ -77,7 +78,7 @@ export function decisionOf(ex: ExplainResponse): { allow: boolean; label: string
  */
 export function judge(
   mesh: Mesh,
-  seed: number,
+  seed: number | undefined,
   caller: Caller,
   target: ServiceTarget,
   decided: { allow: boolean; label: string },
@@ -162,7 +163,7 @@ export function runSeed(seed: number) {
 
 /** One mismatch on one line: seed, pair, both verdicts, the objects. */
 export function describeMismatch(m: Mismatch): string {
-  return `seed ${m.seed}: ${m.pair}: engine ${m.engine}; model ${m.model.outcome} (${m.model.stage}) ${m.model.reason}; objects: ${m.model.objects.join("; ") || "-"}`;
+  return `${m.seed === undefined ? "live" : `seed ${m.seed}`}: ${m.pair}: engine ${m.engine}; model ${m.model.outcome} (${m.model.stage}) ${m.model.reason}; objects: ${m.model.objects.join("; ") || "-"}`;
 }
 
 /** Mismatches grouped by class, with the first example of each. */
@@ -183,7 +184,7 @@ export class MismatchClasses {
       .sort((a, b) => b[1].count - a[1].count)
       .map(
         ([key, { count, example: e }]) =>
-          `  ${count} x ${key}\n    e.g. seed ${e.seed}: ${e.pair}\n    engine: ${e.engine}\n    model:  ${e.model.outcome} (${e.model.stage}) ${e.model.reason}\n    objects: ${e.model.objects.join("; ") || "-"}`,
+          `  ${count} x ${key}\n    e.g. ${e.seed === undefined ? "live" : `seed ${e.seed}`}: ${e.pair}\n    engine: ${e.engine}\n    model:  ${e.model.outcome} (${e.model.stage}) ${e.model.reason}\n    objects: ${e.model.objects.join("; ") || "-"}`,
       )
       .join("\n");
   }
