@@ -95,12 +95,7 @@ function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObjec
   let ipCount = 0;
   const nextIp = () => `10.${ci + 1}.${Math.floor(ipCount / 200)}.${10 + (ipCount++ % 200)}`;
   const allPods: { ns: string; obj: KubeObject; ports: PortPlan[] }[] = [];
-  const services: {
-    ns: string;
-    name: string;
-    selector: Record<string, string> | undefined;
-    ports: PortPlan[];
-  }[] = [];
+  const services: ServicePlan[] = [];
   for (const name of NAMES) {
     if (!r.chance(0.45)) continue;
     const ns = r.chance(0.85) ? homes.get(name)! : r.pick(NAMESPACES);
@@ -135,23 +130,40 @@ function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObjec
       s.selector = { app: s.name };
   }
   for (const s of services) {
-    out.push({
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: { name: s.name, namespace: s.ns, labels: { app: s.name } },
-      spec: {
-        ...(s.selector === undefined ? {} : { selector: s.selector }),
-        ports: s.ports.map((p) => ({
-          name: p.name,
-          port: p.port,
-          targetPort: p.targetPort,
-          protocol: "TCP",
-        })),
-      },
-    });
-    if (s.selector === undefined) continue;
-    const selected = allPods.filter((p) => selects(s.selector!, p, s.ns));
-    out.push({
+    const selected =
+      s.selector === undefined ? [] : allPods.filter((p) => selects(s.selector!, p, s.ns));
+    out.push(...serviceObjects(s, selected));
+  }
+  return [...out, ...allPods.map((p) => p.obj)];
+}
+
+interface ServicePlan {
+  ns: string;
+  name: string;
+  selector: Record<string, string> | undefined;
+  ports: PortPlan[];
+}
+
+/** A Service and, when it has a selector, the EndpointSlice of the pods it selects. */
+function serviceObjects(s: ServicePlan, selected: { obj: KubeObject }[]): KubeObject[] {
+  const service: KubeObject = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: s.name, namespace: s.ns, labels: { app: s.name } },
+    spec: {
+      ...(s.selector === undefined ? {} : { selector: s.selector }),
+      ports: s.ports.map((p) => ({
+        name: p.name,
+        port: p.port,
+        targetPort: p.targetPort,
+        protocol: "TCP",
+      })),
+    },
+  };
+  if (s.selector === undefined) return [service];
+  return [
+    service,
+    {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
       metadata: {
@@ -166,9 +178,8 @@ function workloads(r: Random, ci: number, homes: Map<string, string>): KubeObjec
         targetRef: { kind: "Pod", name: p.obj.metadata.name, namespace: s.ns },
       })),
       ports: s.ports.map((p) => ({ name: p.name, port: p.podPort, protocol: "TCP" })),
-    });
-  }
-  return [...out, ...allPods.map((p) => p.obj)];
+    },
+  ];
 }
 
 const foreign = (
