@@ -37,6 +37,10 @@ const REASONS: [RegExp, string][] = [
   [/knows no host/, "the caller's sidecar does not know the host"],
   [/not known in cluster/, "the destination's east-west gateway does not know the SNI host"],
   [/trust domain validation failed/, "the destination refuses the caller's trust domain"],
+  [
+    /has no endpoints for/,
+    "the caller's host has no endpoints (no east-west gateway address of the backend)",
+  ],
   [/reaches no pod/, "the host routes to no pod of the target"],
 ];
 

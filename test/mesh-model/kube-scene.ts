@@ -254,6 +254,8 @@ export function randomKubeScene(r: Random): KubeCluster[] {
   const homes = new Map(NAMES.map((n) => [n, r.pick(NAMESPACES)]));
   return ids.map((id, ci) => {
     const network = r.chance(0.25) ? "shared-net" : `net-${id}`;
+    // Some clusters have no east-west gateway yet: the agent reports it, nothing routes in.
+    const noGateway = r.chance(0.08);
     const objects: KubeObject[] = [
       ...istioScene({
         clusterId: id,
@@ -261,7 +263,7 @@ export function randomKubeScene(r: Random): KubeCluster[] {
         trustDomain: tds.get(id)!,
         eastWestAddress: `192.0.2.${ci + 1}`,
         trustDomains: [...new Set(tds.values())],
-      }),
+      }).filter((o) => !(noGateway && o.metadata.name === "istio-eastwestgateway")),
       ...NAMESPACES.map((name) => ({
         apiVersion: "v1",
         kind: "Namespace",

@@ -164,7 +164,12 @@ export function route(mesh: Mesh, caller: Caller, host: string, port: number): R
       routed.failures.push(result("UNKNOWN", "routing", h.unknown, [...sidecarRef, q(c, h.ref)]));
       continue;
     }
-    for (const ep of h.endpoints(port)) followEndpoint(mesh, c, caller, h, ep, port, routed);
+    const endpoints = h.endpoints(port);
+    if (endpoints.length === 0) {
+      const why = `${h.ref} has no endpoints for ${host}:${port}`;
+      routed.failures.push(result("UNROUTABLE", "routing", why, [q(c, h.ref)]));
+    }
+    for (const ep of endpoints) followEndpoint(mesh, c, caller, h, ep, port, routed);
   }
   for (const r of [...routed.arrivals, ...routed.failures]) r.objects.unshift(...sidecarRef);
   return routed;
