@@ -9,7 +9,12 @@ import type { KubeObject, KubeSim } from "@isthmus/kubesim";
 import { buildMesh, type ClusterInput, connect } from "@isthmus/mesh-model";
 import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
-import { decisionOf, judge, MismatchClasses } from "../mesh-model/differential.js";
+import {
+  decisionOf,
+  describeMismatch,
+  judge,
+  MismatchClasses,
+} from "../mesh-model/differential.js";
 
 const policies = [
   {
@@ -123,8 +128,17 @@ describe("e2e: the hub's decisions hold in Istio (mesh model over live objects)"
               service: svc.name,
               port: p.port,
             };
-            const m = judge(mesh, 0, { cluster, namespace, serviceAccount }, target, decided);
-            if (m !== undefined) classes.add([m]);
+            const m = judge(
+              mesh,
+              undefined,
+              { cluster, namespace, serviceAccount },
+              target,
+              decided,
+            );
+            if (m !== undefined) {
+              classes.add([m]);
+              process.stdout.write(`      ${describeMismatch(m)}\n`);
+            }
           }
         }
       }

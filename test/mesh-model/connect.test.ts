@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import type { KubeObject } from "@isthmus/kubesim";
-import { attack, clusterOf, connect, peerAuthentication, route } from "@isthmus/mesh-model";
+import {
+  attack,
+  authorize,
+  clusterOf,
+  connect,
+  peerAuthentication,
+  route,
+} from "@isthmus/mesh-model";
 import { istio, meshOf, type TestCluster } from "./scene.js";
 
 const HOST = "b.payments-api.payments.svc.clusterset.local";
@@ -150,6 +157,42 @@ describe("mesh model: routing and connections", () => {
     assert.equal(connect(open, other, payments).outcome, "UNROUTABLE");
     assert.equal(attack(open, other, payments).outcome, "ALLOW");
     assert.equal(attack(mesh(), other, payments).outcome, "DENY");
+  });
+
+  it("ServiceEntry reference: an import without endpoints (no gateway address) routes nowhere", () => {
+    const r = connect(mesh({ objects: importInA({ endpoints: [] }) }), frontend, payments);
+    assert.equal(r.outcome, "UNROUTABLE");
+    assert.match(r.reason, /ServiceEntry payments\/import has no endpoints/);
+  });
+
+  it("Authorization Policy concept: a caller without sidecar sends plaintext, which principal rules refuse", () => {
+    const m = meshOf({
+      id: "a",
+      apps: [
+        { name: "api", namespace: "web", serviceAccount: "api" },
+        { name: "legacy", namespace: "old" },
+      ],
+      objects: [
+        {
+          apiVersion: "v1",
+          kind: "Namespace",
+          metadata: { name: "old", labels: {} },
+        },
+        istio("AuthorizationPolicy", "web", "api", {
+          selector: { matchLabels: { app: "api" } },
+          rules: [{ from: [{ source: { principals: ["a.local/*"] } }] }],
+        }),
+      ],
+    });
+    const legacy = { cluster: "a", namespace: "old", serviceAccount: "legacy" };
+    const api = { cluster: "a", namespace: "web", service: "api", port: 8080 };
+    const r = connect(m, legacy, api);
+    assert.equal(r.outcome, "DENY");
+    assert.match(r.reason, /plaintext peer/);
+    assert.equal(
+      authorize(m, legacy, { cluster: "a", namespace: "web", pod: "api-0", port: 8080 }).verdict,
+      "ALLOW",
+    );
   });
 
   it("same cluster: a caller reaches its own cluster's Service by its svc.cluster.local name", () => {

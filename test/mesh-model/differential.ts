@@ -17,7 +17,8 @@ import { randomPolicies } from "../policy/random-scene.js";
 import { discover, randomKubeScene, renderCluster } from "./kube-scene.js";
 
 export interface Mismatch {
-  seed: number;
+  /** The random scene's seed; undefined for live objects (the e2e comparison). */
+  seed: number | undefined;
   pair: string;
   sameCluster: boolean;
   engine: string;
@@ -30,15 +31,32 @@ const REASONS: [RegExp, string][] = [
   [/none matches a plaintext peer/, "the destination's ALLOW policy refuses a plaintext caller"],
   [/none matches/, "the destination's ALLOW policies do not name the caller"],
   [/DENY policy matches/, "a DENY policy at the destination matches the caller"],
+  [/ALLOW policy matches/, "an ALLOW policy at the destination matches the caller"],
+  [/has no pods/, "the target Service has no pods serving the port"],
   [/caller has no sidecar/, "the caller has no sidecar (namespace not injected)"],
   [/knows no host/, "the caller's sidecar does not know the host"],
   [/not known in cluster/, "the destination's east-west gateway does not know the SNI host"],
   [/trust domain validation failed/, "the destination refuses the caller's trust domain"],
+  [
+    /has no endpoints for/,
+    "the caller's host has no endpoints (no east-west gateway address of the backend)",
+  ],
   [/reaches no pod/, "the host routes to no pod of the target"],
 ];
 
 export function classOf(m: Mismatch): string {
-  const why = REASONS.find(([re]) => re.test(m.model.reason))?.[1] ?? m.model.reason.slice(0, 80);
+  let why = REASONS.find(([re]) => re.test(m.model.reason))?.[1] ?? m.model.reason.slice(0, 80);
+  // Whose policy decided: the target Service's own, or one rendered for another Service
+  // whose selector picks the same pods.
+  const policy = /\(AuthorizationPolicy [^/]+\/isthmus-(?:allow|deny)-([^)\s]+)\)/.exec(
+    m.model.reason,
+  )?.[1];
+  const service = m.pair.split(" -> ")[1]!.split("/")[2]!.split(":")[0]!;
+  if (policy !== undefined)
+    why +=
+      policy === service
+        ? " (the Service's own policy)"
+        : " (another Service's policy on the same pods)";
   const decided = m.engine.split(" ")[0];
   return `decided ${decided}, model ${m.model.outcome} at ${m.model.stage}, ${m.sameCluster ? "same" : "cross"}-cluster: ${why}`;
 }
@@ -64,7 +82,7 @@ export function decisionOf(ex: ExplainResponse): { allow: boolean; label: string
  */
 export function judge(
   mesh: Mesh,
-  seed: number,
+  seed: number | undefined,
   caller: Caller,
   target: ServiceTarget,
   decided: { allow: boolean; label: string },
@@ -147,6 +165,11 @@ export function runSeed(seed: number) {
   return compareEngine(seed, engine, buildMesh(inputs));
 }
 
+/** One mismatch on one line: seed, pair, both verdicts, the objects. */
+export function describeMismatch(m: Mismatch): string {
+  return `${m.seed === undefined ? "live" : `seed ${m.seed}`}: ${m.pair}: engine ${m.engine}; model ${m.model.outcome} (${m.model.stage}) ${m.model.reason}; objects: ${m.model.objects.join("; ") || "-"}`;
+}
+
 /** Mismatches grouped by class, with the first example of each. */
 export class MismatchClasses {
   readonly byClass = new Map<string, { count: number; example: Mismatch }>();
@@ -165,7 +188,7 @@ export class MismatchClasses {
       .sort((a, b) => b[1].count - a[1].count)
       .map(
         ([key, { count, example: e }]) =>
-          `  ${count} x ${key}\n    e.g. seed ${e.seed}: ${e.pair}\n    engine: ${e.engine}\n    model:  ${e.model.outcome} (${e.model.stage}) ${e.model.reason}\n    objects: ${e.model.objects.join("; ") || "-"}`,
+          `  ${count} x ${key}\n    e.g. ${e.seed === undefined ? "live" : `seed ${e.seed}`}: ${e.pair}\n    engine: ${e.engine}\n    model:  ${e.model.outcome} (${e.model.stage}) ${e.model.reason}\n    objects: ${e.model.objects.join("; ") || "-"}`,
       )
       .join("\n");
   }

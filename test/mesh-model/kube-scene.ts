@@ -50,12 +50,12 @@ interface PortPlan {
   podPort: number;
 }
 
-function portPlan(r: Random): PortPlan[] {
+function portPlan(r: Random, named: boolean): PortPlan[] {
   return subset(r, PORTS, 0.5).map((port) => {
     const roll = r.next();
     const podPort = roll < 0.3 ? port + 1 : port;
     const name = `http-${port}`;
-    return { name, port, targetPort: roll > 0.8 ? `tcp-${podPort}` : podPort, podPort };
+    return { name, port, targetPort: named && roll > 0.8 ? `tcp-${podPort}` : podPort, podPort };
   });
 }
 
@@ -108,17 +108,16 @@ function workloads(
   let ipCount = 0;
   const nextIp = () => `10.${ci + 1}.${Math.floor(ipCount / 200)}.${10 + (ipCount++ % 200)}`;
   const allPods: { ns: string; obj: KubeObject; ports: PortPlan[] }[] = [];
-  const services: {
-    ns: string;
-    name: string;
-    selector: Record<string, string> | undefined;
-    ports: PortPlan[];
-  }[] = [];
+  const services: ServicePlan[] = [];
   for (const name of NAMES) {
     if (!r.chance(0.45)) continue;
     const ns = r.chance(0.85) ? homes.get(name)! : r.pick(NAMESPACES);
-    const ports = portPlan(r);
-    const selector = r.chance(0.93) ? { app: name } : undefined;
+    // A few Services select by tier: they share pods with other Services of the namespace
+    // (with numeric target ports: a named one would not exist on the other Services' pods).
+    const roll = r.next();
+    const selector =
+      roll < 0.07 ? undefined : roll < 0.15 ? { tier: r.pick(["front", "back"]) } : { app: name };
+    const ports = portPlan(r, selector?.tier === undefined);
     services.push({ ns, name, selector, ports });
     for (let i = 0, n = 1 + r.int(2); i < n; i++) {
       const labels = { app: name, tier: r.pick(["front", "back"]) };
@@ -135,27 +134,51 @@ function workloads(
     const obj = pod(ci, ns, `client-${i}`, nextIp(), sa, labels, ports, injected.has(ns));
     allPods.push({ ns, ports, obj });
   }
-  for (const s of services) {
-    out.push({
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: { name: s.name, namespace: s.ns, labels: { app: s.name } },
-      spec: {
-        ...(s.selector === undefined ? {} : { selector: s.selector }),
-        ports: s.ports.map((p) => ({
-          name: p.name,
-          port: p.port,
-          targetPort: p.targetPort,
-          protocol: "TCP",
-        })),
-      },
-    });
-    if (s.selector === undefined) continue;
-    const selected = allPods.filter(
-      (p) =>
-        p.ns === s.ns && (p.obj.metadata.labels as Record<string, string>).app === s.selector!.app,
+  const selects = (sel: Record<string, string>, p: { ns: string; obj: KubeObject }, ns: string) =>
+    p.ns === ns &&
+    Object.entries(sel).every(
+      ([k, v]) => (p.obj.metadata.labels as Record<string, string>)[k] === v,
     );
-    out.push({
+  for (const s of services) {
+    // Every Service selects some pod: a decision about a Service without endpoints is vacuous.
+    if (s.selector !== undefined && !allPods.some((p) => selects(s.selector!, p, s.ns)))
+      s.selector = { app: s.name };
+  }
+  for (const s of services) {
+    const selected =
+      s.selector === undefined ? [] : allPods.filter((p) => selects(s.selector!, p, s.ns));
+    out.push(...serviceObjects(s, selected));
+  }
+  return [...out, ...allPods.map((p) => p.obj)];
+}
+
+interface ServicePlan {
+  ns: string;
+  name: string;
+  selector: Record<string, string> | undefined;
+  ports: PortPlan[];
+}
+
+/** A Service and, when it has a selector, the EndpointSlice of the pods it selects. */
+function serviceObjects(s: ServicePlan, selected: { obj: KubeObject }[]): KubeObject[] {
+  const service: KubeObject = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: s.name, namespace: s.ns, labels: { app: s.name } },
+    spec: {
+      ...(s.selector === undefined ? {} : { selector: s.selector }),
+      ports: s.ports.map((p) => ({
+        name: p.name,
+        port: p.port,
+        targetPort: p.targetPort,
+        protocol: "TCP",
+      })),
+    },
+  };
+  if (s.selector === undefined) return [service];
+  return [
+    service,
+    {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
       metadata: {
@@ -170,9 +193,73 @@ function workloads(
         targetRef: { kind: "Pod", name: p.obj.metadata.name, namespace: s.ns },
       })),
       ports: s.ports.map((p) => ({ name: p.name, port: p.podPort, protocol: "TCP" })),
-    });
-  }
-  return [...out, ...allPods.map((p) => p.obj)];
+    },
+  ];
+}
+
+const foreign = (
+  kind: string,
+  ns: string,
+  name: string,
+  spec: Record<string, unknown>,
+  annotations?: Record<string, string>,
+): KubeObject => ({
+  apiVersion: ["AuthorizationPolicy", "PeerAuthentication"].includes(kind)
+    ? "security.istio.io/v1"
+    : "networking.istio.io/v1",
+  kind,
+  metadata: { name, namespace: ns, ...(annotations === undefined ? {} : { annotations }) },
+  spec,
+});
+
+/**
+ * Objects an operator wrote beside Isthmus's that change nobody's verdict: a mesh-wide
+ * PERMISSIVE PeerAuthentication, a mesh-wide ISTIO_MUTUAL DestinationRule for `*.local`, a
+ * ServiceEntry for an external host, an AUDIT policy, a dry-run deny-all, a Sidecar that
+ * lets every host in. The model must see through them as Istio does.
+ */
+function foreignObjects(r: Random): KubeObject[] {
+  const out: KubeObject[] = [];
+  if (r.chance(0.3))
+    out.push(
+      foreign("PeerAuthentication", "istio-system", "default", { mtls: { mode: "PERMISSIVE" } }),
+    );
+  if (r.chance(0.3))
+    out.push(
+      foreign("DestinationRule", "istio-system", "mesh-mtls", {
+        host: "*.local",
+        trafficPolicy: { tls: { mode: "ISTIO_MUTUAL" } },
+      }),
+    );
+  if (r.chance(0.3))
+    out.push(
+      foreign("ServiceEntry", r.pick(NAMESPACES), "external-api", {
+        hosts: ["api.example.com"],
+        location: "MESH_EXTERNAL",
+        resolution: "DNS",
+        ports: [{ number: 443, name: "tls", protocol: "TLS" }],
+      }),
+    );
+  if (r.chance(0.3))
+    out.push(
+      foreign("AuthorizationPolicy", r.pick(NAMESPACES), "audit-all", {
+        action: "AUDIT",
+        rules: [{}],
+      }),
+    );
+  if (r.chance(0.3))
+    out.push(
+      foreign(
+        "AuthorizationPolicy",
+        "istio-system",
+        "trial-lockdown",
+        { action: "DENY", rules: [{}] },
+        { "istio.io/dry-run": "true" },
+      ),
+    );
+  if (r.chance(0.3))
+    out.push(foreign("Sidecar", r.pick(NAMESPACES), "default", { egress: [{ hosts: ["*/*"] }] }));
+  return out;
 }
 
 /** A random scene of 2 to 4 clusters; every mesh accepts every cluster's trust domain. */
@@ -183,6 +270,8 @@ export function randomKubeScene(r: Random): KubeCluster[] {
   return ids.map((id, ci) => {
     const network = r.chance(0.25) ? "shared-net" : `net-${id}`;
     const injected = new Set(NAMESPACES.filter(() => r.chance(0.92)));
+    // Some clusters have no east-west gateway yet: the agent reports it, nothing routes in.
+    const noGateway = r.chance(0.08);
     const objects: KubeObject[] = [
       ...istioScene({
         clusterId: id,
@@ -190,13 +279,14 @@ export function randomKubeScene(r: Random): KubeCluster[] {
         trustDomain: tds.get(id)!,
         eastWestAddress: `192.0.2.${ci + 1}`,
         trustDomains: [...new Set(tds.values())],
-      }),
+      }).filter((o) => !(noGateway && o.metadata.name === "istio-eastwestgateway")),
       ...NAMESPACES.map((name) => ({
         apiVersion: "v1",
         kind: "Namespace",
         metadata: { name, labels: injected.has(name) ? { "istio-injection": "enabled" } : {} },
       })),
       ...workloads(r, ci, homes, injected),
+      ...foreignObjects(r),
     ];
     const labels = r.chance(0.8)
       ? { env: r.pick(["prod", "dev"]), region: r.pick(["eu", "us"]) }

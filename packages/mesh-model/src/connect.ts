@@ -1,26 +1,9 @@
-// A connection end to end: the caller's routing and TLS, the east-west gateway, and at every
-// destination pod the trust domain check, PeerAuthentication and authorization.
+// A connection end to end: the caller's side (route.ts), then at every destination pod the
+// trust domain check, PeerAuthentication and authorization.
 import { authorizePod } from "./authorization.js";
-import {
-  type ClusterView,
-  clusterOf,
-  injectionEnabled,
-  type Mesh,
-  type PodView,
-  podPort,
-  podsOf,
-} from "./mesh.js";
+import { type ClusterView, clusterOf, type Mesh, type PodView, podPort, podsOf } from "./mesh.js";
 import { peerAuthentication } from "./peer-authentication.js";
-import {
-  callerHosts,
-  destinationTls,
-  endpointTarget,
-  type HostEntry,
-  kubeHost,
-  landAt,
-  passthrough,
-  type TlsSettings,
-} from "./routing.js";
+import { type Arrival, q, result, route } from "./route.js";
 import { principalOf, validateTrustDomain } from "./trust-domain.js";
 import {
   type AuthzResult,
@@ -30,35 +13,6 @@ import {
   type PodTarget,
   type ServiceTarget,
 } from "./types.js";
-
-/** One pod a connection lands on, and how it got there. */
-interface Arrival {
-  cluster: ClusterView;
-  pod: PodView;
-  port: number;
-  tls: "ISTIO_MUTUAL" | "PLAINTEXT" | "OTHER_TLS";
-  objects: string[];
-}
-
-const q = (c: ClusterView, ref: string) => `${c.id}: ${ref}`;
-
-function result(
-  outcome: ConnectResult["outcome"],
-  stage: ConnectResult["stage"],
-  reason: string,
-  objects: string[],
-): ConnectResult {
-  return { outcome, stage, reason, objects: [...new Set(objects)] };
-}
-
-/** Whether the caller's workloads carry a sidecar (its namespace enables injection). */
-function callerInMesh(c: ClusterView, caller: Caller): boolean {
-  const pods = c.pods.filter(
-    (p) => p.namespace === caller.namespace && p.serviceAccount === caller.serviceAccount,
-  );
-  if (pods.length > 0) return pods.every((p) => p.inMesh);
-  return injectionEnabled(c.namespaces.get(caller.namespace));
-}
 
 /** What happens at one destination pod for a peer arriving with `tls`. */
 export function admit(mesh: Mesh, caller: Caller, a: Arrival): ConnectResult {
@@ -120,163 +74,6 @@ export function admit(mesh: Mesh, caller: Caller, a: Arrival): ConnectResult {
     `${where}: ${authz.reason}${by}`,
     objects,
   );
-}
-
-function tlsFor(
-  c: ClusterView,
-  caller: Caller,
-  host: HostEntry,
-  port: number,
-  istioTls: boolean,
-): TlsSettings {
-  if (caller.plaintext === true)
-    return { kind: "PLAINTEXT", by: "plaintext caller", subjectAltNames: [] };
-  const dr = destinationTls(c, caller.namespace, host.host, port);
-  if (dr !== undefined) return dr;
-  return { kind: istioTls ? "ISTIO_MUTUAL" : "PLAINTEXT", by: "auto mTLS", subjectAltNames: [] };
-}
-
-/** The client-side SAN check: the server's SPIFFE id must be one the client expects, if any. */
-function sanProblem(
-  c: ClusterView,
-  host: HostEntry,
-  tls: TlsSettings,
-  serverSpiffe: string,
-  endpointSa: string | undefined,
-  hostNs: string,
-): string | undefined {
-  const sans =
-    tls.subjectAltNames.length > 0
-      ? tls.subjectAltNames
-      : host.subjectAltNames.length > 0
-        ? host.subjectAltNames
-        : endpointSa !== undefined
-          ? [`spiffe://${principalOf(c.mesh.trustDomain, hostNs, endpointSa)}`]
-          : [];
-  if (sans.length === 0 || sans.includes(serverSpiffe)) return undefined;
-  return `server identity ${serverSpiffe} is not among the expected subject alt names ${sans.join(", ")}`;
-}
-
-/** Every pod a request of `caller` for `host:port` lands on, or why none. */
-export function route(
-  mesh: Mesh,
-  caller: Caller,
-  host: string,
-  port: number,
-): { arrivals: Arrival[]; failures: ConnectResult[] } {
-  const c = clusterOf(mesh, caller.cluster);
-  const failures: ConnectResult[] = [];
-  const out: Arrival[] = [];
-  if (!callerInMesh(c, caller)) {
-    // Without a sidecar only kube-proxy routes: the cluster's own Services, in plaintext.
-    const svc = c.services.find((s) => kubeHost(s) === host);
-    const sp = svc?.ports.find((p) => p.port === port);
-    if (svc === undefined || sp === undefined)
-      return {
-        arrivals: [],
-        failures: [
-          result(
-            "UNROUTABLE",
-            "routing",
-            `caller has no sidecar and ${host}:${port} is no Service port of cluster ${c.id}`,
-            [],
-          ),
-        ],
-      };
-    for (const pod of podsOf(c, svc)) {
-      const target = podPort(pod, sp);
-      if (target !== undefined)
-        out.push({
-          cluster: c,
-          pod,
-          port: target,
-          tls: "PLAINTEXT",
-          objects: [q(c, `Service ${svc.namespace}/${svc.name}`)],
-        });
-    }
-    return { arrivals: out, failures };
-  }
-  const { hosts, sidecar } = callerHosts(c, caller);
-  const sidecarRef =
-    sidecar === undefined
-      ? []
-      : [q(c, `Sidecar ${sidecar.metadata?.namespace}/${sidecar.metadata?.name}`)];
-  const entries = hosts.filter((h) => h.host === host && h.ports.some((p) => p.number === port));
-  if (entries.length === 0)
-    return {
-      arrivals: [],
-      failures: [
-        result(
-          "UNROUTABLE",
-          "routing",
-          `the sidecar of ${caller.cluster}/${caller.namespace}/${caller.serviceAccount} knows no host ${host} with port ${port}`,
-          sidecarRef,
-        ),
-      ],
-    };
-  for (const h of entries) {
-    const objects = [...sidecarRef, q(c, h.ref)];
-    if (h.unknown !== undefined) {
-      failures.push(result("UNKNOWN", "routing", h.unknown, objects));
-      continue;
-    }
-    for (const ep of h.endpoints(port)) {
-      const tls = tlsFor(c, caller, h, port, ep.istioTls);
-      const o = tls.by.startsWith("DestinationRule") ? [...objects, q(c, tls.by)] : objects;
-      const target = endpointTarget(c, ep);
-      if (target.viaNetworkGateway && tls.kind !== "ISTIO_MUTUAL") continue; // istiod drops it
-      const landing = landAt(mesh.clusters.values(), c, target.address, target.port);
-      if (landing.kind === "nowhere") {
-        failures.push(result("UNROUTABLE", "routing", landing.reason, o));
-        continue;
-      }
-      if (landing.kind === "pod") {
-        const spiffe = `spiffe://${principalOf(landing.cluster.mesh.trustDomain, landing.pod.namespace, landing.pod.serviceAccount)}`;
-        const san =
-          tls.kind === "ISTIO_MUTUAL"
-            ? sanProblem(c, h, tls, spiffe, ep.serviceAccount, h.namespace)
-            : undefined;
-        if (san !== undefined) failures.push(result("TLS_FAILED", "client-tls", san, o));
-        else
-          out.push({
-            cluster: landing.cluster,
-            pod: landing.pod,
-            port: landing.port,
-            tls: tls.kind,
-            objects: o,
-          });
-        continue;
-      }
-      if (tls.kind !== "ISTIO_MUTUAL") {
-        failures.push(
-          result(
-            "UNROUTABLE",
-            "gateway",
-            `the east-west gateway of ${landing.cluster.id} routes by SNI and needs Istio mTLS, got ${tls.kind} (${tls.by})`,
-            o,
-          ),
-        );
-        continue;
-      }
-      const pass = passthrough(landing.cluster, host, port);
-      const via = [...o, ...pass.via.map((r) => q(landing.cluster, r))];
-      if (pass.pods.length === 0) failures.push(result("UNROUTABLE", "gateway", pass.reason, via));
-      for (const p of pass.pods) {
-        const spiffe = `spiffe://${principalOf(landing.cluster.mesh.trustDomain, p.pod.namespace, p.pod.serviceAccount)}`;
-        const san = sanProblem(c, h, tls, spiffe, ep.serviceAccount, h.namespace);
-        if (san !== undefined) failures.push(result("TLS_FAILED", "client-tls", san, via));
-        else
-          out.push({
-            cluster: landing.cluster,
-            pod: p.pod,
-            port: p.port,
-            tls: tls.kind,
-            objects: via,
-          });
-      }
-    }
-  }
-  return { arrivals: out, failures };
 }
 
 /** The host a caller uses for a backend: its own Service, or the backend's clusterset host. */

@@ -8,10 +8,11 @@ export {
   policyMatches,
   ruleMatches,
 } from "./authorization.js";
-export { admit, attack, authorize, connect, hostFor, route } from "./connect.js";
+export { admit, attack, authorize, connect, hostFor } from "./connect.js";
 export { globMatch, hostMatch, istioMatch } from "./fields.js";
 export * from "./mesh.js";
 export { peerAuthentication } from "./peer-authentication.js";
+export { type Arrival, route } from "./route.js";
 export {
   callerHosts,
   destinationTls,

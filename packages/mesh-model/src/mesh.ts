@@ -34,9 +34,17 @@ export interface ServicePortView {
   targetPort: number | string;
 }
 
+/** Ready addresses and ports (by port name) of a Service's EndpointSlices. */
+export interface SliceEndpoints {
+  addresses: string[];
+  ports: Map<string, number>;
+}
+
 export interface ServiceView {
   name: string;
   namespace: string;
+  /** From the EndpointSlices labelled `kubernetes.io/service-name`; Istio's endpoints. */
+  endpoints: SliceEndpoints;
   /** Undefined: a Service without selector (its endpoints are managed by hand). */
   selector: Labels | undefined;
   ports: ServicePortView[];
@@ -182,12 +190,32 @@ function podView(o: KubeObject, namespaces: Map<string, Labels>): PodView {
   };
 }
 
-function serviceView(o: KubeObject): ServiceView {
+function sliceEndpoints(slices: readonly KubeObject[]): SliceEndpoints {
+  const addresses = new Set<string>();
+  const ports = new Map<string, number>();
+  for (const s of slices) {
+    for (const e of asList(s.endpoints).map(asRecord)) {
+      // A nil `ready` condition means ready (EndpointSlice API).
+      if (asRecord(e.conditions).ready === false) continue;
+      for (const a of asList(e.addresses)) addresses.add(str(a));
+    }
+    for (const p of asList(s.ports).map(asRecord)) ports.set(str(p.name), Number(p.port));
+  }
+  return { addresses: [...addresses].sort(), ports };
+}
+
+function serviceView(o: KubeObject, slices: readonly KubeObject[]): ServiceView {
   const spec = asRecord(o.spec);
+  const mine = slices.filter(
+    (s) =>
+      s.metadata?.namespace === o.metadata?.namespace &&
+      s.metadata?.labels?.["kubernetes.io/service-name"] === o.metadata?.name,
+  );
   const selector = spec.selector === undefined ? undefined : (asRecord(spec.selector) as Labels);
   return {
     name: o.metadata?.name ?? "",
     namespace: o.metadata?.namespace ?? "",
+    endpoints: sliceEndpoints(mine),
     selector: selector !== undefined && Object.keys(selector).length > 0 ? selector : undefined,
     ports: asList(spec.ports).map((p) => {
       const port = asRecord(p);
@@ -302,7 +330,14 @@ export function clusterView(input: ClusterInput): ClusterView {
     namespaces,
     pods,
     podsByIp,
-    services: objects.filter((o) => o.kind === "Service").map(serviceView),
+    services: objects
+      .filter((o) => o.kind === "Service")
+      .map((o) =>
+        serviceView(
+          o,
+          objects.filter((s) => s.kind === "EndpointSlice"),
+        ),
+      ),
     networkGatewayServices,
     eastWest: eastWestOf(objects),
     authorizationPolicies: byKind(objects, "security.istio.io", "AuthorizationPolicy"),

@@ -9,7 +9,6 @@ import {
   ISTIO_SYSTEM,
   type PodView,
   podPort,
-  podsOf,
   refOf,
   type ServiceView,
 } from "./mesh.js";
@@ -48,8 +47,8 @@ export function kubeHost(svc: ServiceView): string {
   return `${svc.name}.${svc.namespace}.svc.cluster.local`;
 }
 
+/** A Kubernetes Service as istiod sees it: its EndpointSlices' ready addresses and ports. */
 function serviceHost(cluster: ClusterView, svc: ServiceView): HostEntry {
-  const pods = podsOf(cluster, svc);
   return {
     host: kubeHost(svc),
     ref: `Service ${svc.namespace}/${svc.name}`,
@@ -59,10 +58,16 @@ function serviceHost(cluster: ClusterView, svc: ServiceView): HostEntry {
     endpoints(number) {
       const port = svc.ports.find((p) => p.port === number);
       if (port === undefined) return [];
-      return pods.flatMap((pod) => {
-        const target = podPort(pod, port);
-        if (pod.ip === "" || target === undefined) return [];
-        return [{ address: pod.ip, port: target, network: cluster.network, istioTls: pod.inMesh }];
+      return svc.endpoints.addresses.flatMap((address) => {
+        const pod = cluster.podsByIp.get(address);
+        const target =
+          svc.endpoints.ports.get(port.name) ??
+          (pod === undefined ? undefined : podPort(pod, port)) ??
+          (typeof port.targetPort === "number" ? port.targetPort : undefined);
+        if (target === undefined) return [];
+        return [
+          { address, port: target, network: cluster.network, istioTls: pod?.inMesh === true },
+        ];
       });
     },
   };
@@ -170,6 +175,15 @@ export interface TlsSettings {
   subjectAltNames: string[];
 }
 
+/**
+ * How well a DestinationRule host names a host: exact beats any wildcard, a longer wildcard
+ * suffix beats a shorter one (Istio picks the most specific rule); -1 when it does not match.
+ */
+function hostSpecificity(pattern: string, host: string): number {
+  if (pattern === host) return Number.MAX_SAFE_INTEGER;
+  return hostMatch(pattern, host) ? pattern.length : -1;
+}
+
 /** The DestinationRule TLS mode of a host and port; undefined: none (auto mTLS decides). */
 export function destinationTls(
   cluster: ClusterView,
@@ -177,27 +191,29 @@ export function destinationTls(
   host: string,
   port: number,
 ): TlsSettings | undefined {
+  const root = cluster.mesh.rootNamespace;
+  // Istio looks in the caller's namespace, then the host's and the root namespace's rules
+  // exported to the caller; within one namespace the most specific host wins.
+  const rank = (d: KubeObject) => {
+    const ns = d.metadata?.namespace;
+    return ns === callerNamespace ? 0 : ns === root ? 2 : 1;
+  };
   const rules = cluster.destinationRules
-    .filter((d) => str(asRecord(d.spec).host) === host && exportedTo(d, callerNamespace))
-    // Istio prefers the caller's namespace, then the host's, then the root namespace's.
-    .sort(
-      (a, b) =>
-        Number(b.metadata?.namespace === callerNamespace) -
-        Number(a.metadata?.namespace === callerNamespace),
-    );
-  for (const dr of rules) {
-    const policy = asRecord(asRecord(dr.spec).trafficPolicy);
-    const portLevel = asList(policy.portLevelSettings)
-      .map(asRecord)
-      .find((s) => Number(asRecord(s.port).number) === port);
-    const tls = asRecord(portLevel?.tls ?? policy.tls);
-    const mode = str(tls.mode);
-    if (mode === "") continue;
-    const kind: TlsKind =
-      mode === "ISTIO_MUTUAL" ? "ISTIO_MUTUAL" : mode === "DISABLE" ? "PLAINTEXT" : "OTHER_TLS";
-    return { kind, by: refOf(dr), subjectAltNames: stringList(tls.subjectAltNames) ?? [] };
-  }
-  return undefined;
+    .map((d) => ({ d, fit: hostSpecificity(str(asRecord(d.spec).host), host) }))
+    .filter(({ d, fit }) => fit >= 0 && exportedTo(d, callerNamespace))
+    .sort((a, b) => rank(a.d) - rank(b.d) || b.fit - a.fit || refOf(a.d).localeCompare(refOf(b.d)));
+  const dr = rules[0]?.d;
+  if (dr === undefined) return undefined;
+  const policy = asRecord(asRecord(dr.spec).trafficPolicy);
+  const portLevel = asList(policy.portLevelSettings)
+    .map(asRecord)
+    .find((s) => Number(asRecord(s.port).number) === port);
+  const tls = asRecord(portLevel?.tls ?? policy.tls);
+  const mode = str(tls.mode);
+  if (mode === "") return undefined;
+  const kind: TlsKind =
+    mode === "ISTIO_MUTUAL" ? "ISTIO_MUTUAL" : mode === "DISABLE" ? "PLAINTEXT" : "OTHER_TLS";
+  return { kind, by: refOf(dr), subjectAltNames: stringList(tls.subjectAltNames) ?? [] };
 }
 
 /** Where an endpoint's traffic lands. */
