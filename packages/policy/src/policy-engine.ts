@@ -1587,6 +1587,74 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
         ? Decision.DENY
         : Decision.ALLOW;
 
+  /** The first rule of a destination that decides a port for a source (null: default). */
+  const ruleOnPort = (d: DestState, q: number, matches: (r: Rule) => boolean): Rule | null => {
+    for (const hit of d.rules) {
+      const covers =
+        q === 0
+          ? true
+          : d.ports.includes(q)
+            ? hit.slots.includes(d.ports.indexOf(q))
+            : ruleMatchesDestinationPort(hit.rule, d.rec, catalog.cluster(d.rec.clusterId)!, q);
+      if (covers && matches(hit.rule)) return hit.rule;
+    }
+    return null;
+  };
+
+  /**
+   * Istio authorizes per workload and port, not per Service: two Services of one namespace
+   * that select the same pods and reach the same target port share every AuthorizationPolicy
+   * there (DENY policies of either apply, ALLOW policies add up). When the other Service's
+   * decision for this source differs on such a port, neither decision holds by itself.
+   */
+  const colocatedConflict = (
+    d: DestState,
+    perPort: readonly { port: number; decision: Decision }[],
+    matches: (r: Rule) => boolean,
+    same: boolean,
+  ): Warning | undefined => {
+    const svc = d.rec.service;
+    if (Object.keys(svc.selector).length === 0) return undefined;
+    const accounts = new Set(svc.serviceAccounts);
+    const targetOf = (s: Service, port: number) =>
+      s.ports.find((p) => p.port === port)?.targetPort || String(port);
+    for (const other of catalog.servicesInNamespace(svc.namespace)) {
+      if (other.clusterId !== d.rec.clusterId || other.key === d.rec.key) continue;
+      if (Object.keys(other.service.selector).length === 0) continue;
+      if (!other.service.serviceAccounts.some((sa) => accounts.has(sa))) continue;
+      if (!sharePods(d.rec, other)) continue;
+      const o = dests.get(other.key);
+      if (o === undefined) continue;
+      for (const { port, decision } of perPort) {
+        const target = targetOf(svc, port);
+        for (const op of other.service.ports) {
+          if ((op.targetPort || String(op.port)) !== target) continue;
+          const theirs = slotDecision(ruleOnPort(o, op.port, matches), same);
+          if (theirs === decision) continue;
+          return warning(
+            "not-enforced",
+            `service ${svc.namespace}/${svc.name} in cluster ${d.rec.clusterId} shares its pods and target port ${target} with service ${other.service.name}, which ${decisionName(theirs)}s this source there: Istio authorizes per pod and port, so this ${decisionName(decision)} does not hold by itself (name both services in the same rules)`,
+          );
+        }
+      }
+    }
+    return undefined;
+  };
+
+  /** Whether some pod (a label set of an identity of the namespace) is selected by both. */
+  const sharePods = (a: ServiceRecord, b: ServiceRecord): boolean => {
+    const selects = (sel: Record<string, string>, labels: Record<string, string>) =>
+      Object.entries(sel).every(([k, v]) => labels[k] === v);
+    for (const id of catalog.identitiesIn(a.clusterId).values()) {
+      if (id.identity.namespace !== a.service.namespace) continue;
+      for (const set of id.identity.labelSets) {
+        if (selects(a.service.selector, set.labels) && selects(b.service.selector, set.labels))
+          return true;
+      }
+    }
+    return false;
+  };
+
   const explain = (source: SourceRefLike, destination: DestinationRefLike): ExplainResponse => {
     const facts = catalog.cluster(source.clusterId);
     if (facts === undefined) {
@@ -1664,22 +1732,23 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       // Decide per port: the asked port, or every port of the service.
       const ports = port !== 0 ? [port] : d.ports.length > 0 ? d.ports : [0];
-      const perPort: { port: number; decision: Decision; rule: Rule | null }[] = [];
-      for (const q of ports) {
-        let decidedBy: Rule | null = null;
-        for (const hit of d.rules) {
-          const covers =
-            q === 0
-              ? true
-              : d.ports.includes(q)
-                ? hit.slots.includes(d.ports.indexOf(q))
-                : ruleMatchesDestinationPort(hit.rule, b, bFacts, q);
-          if (covers && matches(hit.rule)) {
-            decidedBy = hit.rule;
-            break;
-          }
-        }
-        perPort.push({ port: q, decision: slotDecision(decidedBy, same), rule: decidedBy });
+      const perPort = ports.map((q) => {
+        const decidedBy = ruleOnPort(d, q, matches);
+        return { port: q, decision: slotDecision(decidedBy, same), rule: decidedBy };
+      });
+      const colocated = colocatedConflict(d, perPort, matches, same);
+      if (colocated !== undefined) warnings.push(colocated);
+      if (
+        !same &&
+        bFacts.gateways.length === 0 &&
+        perPort.some((p) => p.decision === Decision.ALLOW)
+      ) {
+        warnings.push(
+          warning(
+            "not-enforced",
+            `${svcName}: cluster ${b.clusterId} has no east-west gateway address, so no other cluster reaches it; a decision to ALLOW cannot take effect`,
+          ),
+        );
       }
       const denied = perPort.find((p) => p.decision === Decision.DENY);
       const chosen = denied ?? perPort[0]!;
