@@ -1628,7 +1628,11 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       for (const { port, decision } of perPort) {
         const target = targetOf(svc, port);
         for (const op of other.service.ports) {
-          if ((op.targetPort || String(op.port)) !== target) continue;
+          // A named target port is resolved per pod, which the hub does not see: it may be
+          // the same port.
+          const theirTarget = op.targetPort || String(op.port);
+          const named = !/^[0-9]+$/.test(target) || !/^[0-9]+$/.test(theirTarget);
+          if (!named && theirTarget !== target) continue;
           const theirs = slotDecision(ruleOnPort(o, op.port, matches), same);
           if (theirs === decision) continue;
           return warning(
