@@ -12,17 +12,28 @@ import type { KubeObject, LocalFacts, LocalServiceEndpoints, ObjectError } from 
 const PRINCIPAL =
   /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/ns\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/sa\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
-/** A rule's ports are Service ports; the sidecar sees the pods' ports, so the policy names
- * those (the Service's target ports, from the local Service and its EndpointSlices). */
-function rule(r: AccessRule, podPorts: Readonly<Record<number, number>>): Record<string, unknown> {
+/**
+ * A rule's ports are Service ports; the sidecar sees the pods' ports, so the policy names
+ * those (the Service's target ports, from the local Service and its EndpointSlices). A rule
+ * for every port names every pod port of the Service when all are known: the pods may serve
+ * another Service on other ports, which this Service's rules must not reach.
+ */
+function rule(
+  r: AccessRule,
+  endpoints: LocalServiceEndpoints | undefined,
+): Record<string, unknown> {
+  const podPorts = endpoints?.podPorts ?? {};
   const out: Record<string, unknown> = {
     from: [{ source: { principals: [...new Set(r.principals)].sort() } }],
   };
-  if (r.ports.length > 0) {
-    const ports = [...new Set(r.ports.map((p) => podPorts[p] ?? p))]
-      .sort((a, b) => a - b)
-      .map(String);
-    out.to = [{ operation: { ports } }];
+  const ports =
+    r.ports.length > 0
+      ? r.ports.map((p) => podPorts[p] ?? p)
+      : endpoints?.podPortsKnown === true
+        ? Object.values(podPorts)
+        : [];
+  if (ports.length > 0) {
+    out.to = [{ operation: { ports: [...new Set(ports)].sort((a, b) => a - b).map(String) } }];
   }
   return out;
 }
@@ -91,8 +102,7 @@ export function renderAccess(
 ): { objects: KubeObject[]; errors: ObjectError[] } {
   const { namespace, service } = intent;
   const endpoints = facts.endpoints(namespace, service);
-  const podPorts = endpoints?.podPorts ?? {};
-  const toRule = (r: AccessRule) => rule(r, podPorts);
+  const toRule = (r: AccessRule) => rule(r, endpoints);
   const allowName = objectName("allow", service);
   const denyName = objectName("deny", service);
   const objects: KubeObject[] = [];
