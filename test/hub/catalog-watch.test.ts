@@ -20,6 +20,9 @@ import {
   viewer,
 } from "../helpers/hub-fixture.js";
 
+/** Waits for state, not for a time: 60 s lets a machine loaded by other runs catch up. */
+const eventuallyLong = <T>(check: () => Promise<T> | T) => eventually(check, 60_000);
+
 const service = (i: number, ready: number) => ({
   namespace: "shop",
   name: `svc-${i}`,
@@ -82,7 +85,7 @@ function watchConfig(watch: Partial<HubConfig["watch"]>): Partial<HubConfig> {
 }
 
 describe("hub catalog watch limits", function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
   let f: HubFixture | undefined;
   const agents: TestAgent[] = [];
   afterEach(async () => {
@@ -101,7 +104,7 @@ describe("hub catalog watch limits", function () {
       agent,
       range(0, size).map((i) => service(i, 1)),
     );
-    await eventually(() =>
+    await eventuallyLong(() =>
       assert.equal(fixture.hub.context.catalogs.get("a")?.services.size, size),
     );
     const slow = [slowWatcher(f), slowWatcher(f), slowWatcher(f)];
@@ -112,7 +115,7 @@ describe("hub catalog watch limits", function () {
         if (ev.type === CatalogEventType.UPSERTED)
           seen.set(ev.service!.service!.name, ev.service!.service!.readyEndpoints);
     })().catch(() => {});
-    await eventually(async () => assert.equal(await gauge(fixture, "watchers"), 4));
+    await eventuallyLong(async () => assert.equal(await gauge(fixture, "watchers"), 4));
     // 10 rounds of a change to every service: 10,000 changes, which a queue of events
     // would hold three times over for the slow watchers.
     const rounds = 10;
@@ -125,13 +128,13 @@ describe("hub catalog watch limits", function () {
       );
       peak = Math.max(peak, await gauge(fixture, "watchPending"));
     }
-    await eventually(() => {
+    await eventuallyLong(() => {
       assert.equal(seen.size, size);
       for (const [name, ready] of seen) assert.equal(ready, rounds + 1, name);
     });
     peak = Math.max(peak, await gauge(fixture, "watchPending"));
     // The fast watcher may still resend entries that changed during its snapshot.
-    const behind = await eventually(async () => {
+    const behind = await eventuallyLong(async () => {
       const pending = await gauge(fixture, "watchPending");
       assert.ok(
         pending <= 3 * size,
@@ -165,14 +168,14 @@ describe("hub catalog watch limits", function () {
       range(0, 10).map((i) => service(i, 1)),
     );
     const slow = slowWatcher(f);
-    await eventually(async () => assert.equal(await gauge(fixture, "watchers"), 1));
+    await eventuallyLong(async () => assert.equal(await gauge(fixture, "watchers"), 1));
     // 300 new entries in one update: more than the 200 a watcher may have waiting.
     await update(
       agent,
       2n,
       range(10, 310).map((i) => service(i, 1)),
     );
-    await eventually(async () => assert.equal(await cutoffs(fixture, "too-many-pending"), 1));
+    await eventuallyLong(async () => assert.equal(await cutoffs(fixture, "too-many-pending"), 1));
     assert.equal(await gauge(f, "watchPending"), 0);
     assert.equal(await gauge(f, "watchers"), 0);
     const { error } = await drain(slow);
@@ -202,15 +205,15 @@ describe("hub catalog watch limits", function () {
       for await (const _ of fixture.admin.watchCatalog({}, { ...viewer, signal: fast.signal }))
         fastEvents += 1;
     })().catch(() => {});
-    await eventually(async () => assert.equal(await gauge(fixture, "watchers"), 2));
+    await eventuallyLong(async () => assert.equal(await gauge(fixture, "watchers"), 2));
     // More than the stream's windows and buffers hold: the slow watcher's sends block.
     await update(
       agent,
       2n,
       range(0, 3000).map((i) => service(i, 1)),
     );
-    await eventually(async () => assert.equal(await cutoffs(fixture, "stalled"), 1));
-    await eventually(() => assert.equal(fastEvents, 3000));
+    await eventuallyLong(async () => assert.equal(await cutoffs(fixture, "stalled"), 1));
+    await eventuallyLong(() => assert.equal(fastEvents, 3000));
     assert.equal(await gauge(f, "watchers"), 1);
     const { error } = await drain(slow);
     assert.equal(error?.codeName, "RESOURCE_EXHAUSTED", error?.message);
