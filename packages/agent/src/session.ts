@@ -13,7 +13,7 @@ import {
   GrpcError,
   type ServiceClient,
 } from "@isthmus/proto";
-import type { DriftRepair } from "./apply/drift.js";
+import { createApplyReports } from "./apply-report.js";
 import type { Controller } from "./controller.js";
 import { type Clock, createDebouncer } from "./debounce.js";
 import type { CatalogChange } from "./discovery/cache.js";
@@ -83,11 +83,6 @@ export function backoffDelay(
   const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
-
-/** Drift repairs kept for the hub while no session is open. */
-const MAX_PENDING_REPAIRS = 100;
-/** Most entries of each list in one ApplyReport (the contract allows 1,000 drift repairs). */
-const REPORT_CHUNK = 1_000;
 
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -216,8 +211,7 @@ export function createSession(options: SessionOptions): Session {
 
     const mesh = cache.mesh();
     // Hello carries what is applied and what failed: earlier reports of either are moot.
-    pending.applied.clear();
-    pending.removed.clear();
+    reports.startSession();
     await send({
       message: {
         case: "hello",
@@ -317,27 +311,8 @@ export function createSession(options: SessionOptions): Session {
       }).catch(() => {});
     };
     const report = () => {
-      const applied = [...pending.applied];
-      const removed = [...pending.removed];
-      const repairs = pending.repairs;
-      pending.applied.clear();
-      pending.removed.clear();
-      pending.repairs = [];
-      // In messages within the contract's limits (ApplyReport in agent_service.proto).
-      const count = Math.max(applied.length, removed.length, repairs.length);
-      for (let i = 0; i < count; i += REPORT_CHUNK) {
-        const value = {
-          applied: Object.fromEntries(applied.slice(i, i + REPORT_CHUNK)),
-          removed: removed.slice(i, i + REPORT_CHUNK),
-          driftRepairs: repairs.slice(i, i + REPORT_CHUNK).map((r) => ({
-            intentName: r.intentName,
-            object: r.object,
-            change: r.change,
-            time: timestampFromDate(r.time),
-          })),
-        };
+      for (const value of reports.take())
         void send({ message: { case: "applyReport", value } }).catch(() => {});
-      }
     };
     active = { schedule, onMesh, report };
     schedule();
@@ -404,14 +379,8 @@ export function createSession(options: SessionOptions): Session {
   let active: { schedule(): void; onMesh(): void; report(): void } | undefined;
 
   // What the reconciler did on its own (a NACKed intent applied or removed on its retry
-  // timer, a drift repair), sent as one ApplyReport per tick. Applied and removed intents
-  // need no keeping while disconnected (Hello reports the applied set); drift repairs are
-  // kept (the last MAX_PENDING_REPAIRS) until a session sends them.
-  const pending = {
-    applied: new Map<string, string>(),
-    removed: new Set<string>(),
-    repairs: [] as DriftRepair[],
-  };
+  // timer, a drift repair), sent as ApplyReports on the next tick while a session is open.
+  const reports = createApplyReports();
   let reportTimer: NodeJS.Immediate | undefined;
   const reportSoon = () => {
     if (reportTimer !== undefined || active === undefined) return;
@@ -421,16 +390,7 @@ export function createSession(options: SessionOptions): Session {
     });
   };
   controller.reconciler.onEvent((e) => {
-    if (e.type === "applied") {
-      pending.applied.set(e.intentName, e.version);
-      pending.removed.delete(e.intentName);
-    } else if (e.type === "removed") {
-      pending.removed.add(e.intentName);
-      pending.applied.delete(e.intentName);
-    } else {
-      pending.repairs.push(e.repair);
-      if (pending.repairs.length > MAX_PENDING_REPAIRS) pending.repairs.shift();
-    }
+    reports.add(e);
     reportSoon();
   });
   cache.onCatalog(() => active?.schedule());

@@ -2,6 +2,8 @@
 // applied and those it refused; on every change, a diff between the engine's desired set and
 // those versions (sent on the next tick when the cluster was idle, debounced during bursts),
 // at most one delta in flight, ACK/NACK and apply-report tracking, convergence measurement.
+// About 450 lines: one closure over the per-session state that every one of these parts
+// reads and writes.
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "@isthmus/logging";
