@@ -1,0 +1,148 @@
+// One batch of work (a catalog change set, a policy set, new defaults): what the stages mark
+// for recomputation, and every intent write, recorded so that the batch ends with the deltas
+// of what changed from before it to after it.
+import type { ServiceRecord } from "@isthmus/model";
+import type { Intent, Service } from "@isthmus/proto";
+import type { Deltas } from "./api.js";
+import { addToIndex, type Destination, type EngineState } from "./engine-state.js";
+
+/** An identity to re-match against the rules. */
+export interface IdentityRef {
+  clusterId: string;
+  namespace: string;
+  serviceAccount: string;
+}
+
+/** Changes to the importing clusters of some backers of a logical service. */
+export interface LogicalServiceChanges {
+  /** Clusters that became, or stopped being, importers of one of the backers. */
+  importers: Set<string>;
+  /** Backers whose importing clusters changed. */
+  backers: Set<Destination>;
+}
+
+/** An intent the batch changed: its version before (null: absent) and what it is now. */
+export interface IntentTouch {
+  before: string | null;
+  now: Intent | null;
+}
+
+/** Work of one batch. */
+export interface Batch {
+  /** Destinations whose matching rules and decisions are recomputed, by service key. */
+  recompile: Map<string, ServiceRecord>;
+  /** Destinations whose decisions are recomputed (rules unchanged). */
+  redecide: Set<Destination>;
+  /** Identities whose rule memberships are recomputed, by key. */
+  identities: Map<string, IdentityRef>;
+  /** Principals whose holders changed, with the clusters concerned. */
+  principals: Map<string, Set<string>>;
+  /** Destinations whose principal lists are rebuilt. */
+  rebuild: Set<Destination>;
+  /** Logical services to recompute: every importer (null), or the changes named. */
+  logicalServices: Map<string, LogicalServiceChanges | null>;
+  /** Every destination of these clusters is rebuilt. */
+  rebuildClusters: Set<string>;
+  /** cluster -> intent name -> its version before the batch and the intent now. */
+  touched: Map<string, Map<string, IntentTouch>>;
+}
+
+export function newBatch(): Batch {
+  return {
+    recompile: new Map(),
+    redecide: new Set(),
+    identities: new Map(),
+    principals: new Map(),
+    rebuild: new Set(),
+    logicalServices: new Map(),
+    rebuildClusters: new Set(),
+    touched: new Map(),
+  };
+}
+
+/** Sets (or with null, removes) a desired intent, recording its version before the batch. */
+export function setIntent(
+  state: EngineState,
+  batch: Batch,
+  clusterId: string,
+  name: string,
+  next: Intent | null,
+): void {
+  let map = state.intentsByCluster.get(clusterId);
+  const prev = map?.get(name);
+  // Unchanged: nothing to record (most calls of a recompute).
+  if (next === null ? prev === undefined : prev?.version === next.version) return;
+  let touched = batch.touched.get(clusterId);
+  if (touched === undefined) {
+    touched = new Map();
+    batch.touched.set(clusterId, touched);
+  }
+  const touch = touched.get(name);
+  if (touch === undefined) touched.set(name, { before: prev?.version ?? null, now: next });
+  else touch.now = next;
+  if (next === null) {
+    if (map !== undefined) {
+      map.delete(name);
+      if (map.size === 0) state.intentsByCluster.delete(clusterId);
+    }
+    return;
+  }
+  if (map === undefined) {
+    map = new Map();
+    state.intentsByCluster.set(clusterId, map);
+  }
+  map.set(name, next);
+}
+
+/** The deltas of a batch: intents whose version differs from before it, by cluster. */
+export function finishBatch(batch: Batch): Deltas {
+  const out: Deltas = new Map();
+  for (const [clusterId, names] of [...batch.touched].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const upserted: Intent[] = [];
+    const removed: string[] = [];
+    // forEach: a for-of over entries allocates a pair per entry.
+    names.forEach(({ before, now }, name) => {
+      if ((now?.version ?? null) === before) return;
+      if (now === null) removed.push(name);
+      else upserted.push(now);
+    });
+    if (upserted.length === 0 && removed.length === 0) continue;
+    out.set(clusterId, { upserted, removed });
+  }
+  return out;
+}
+
+export function markIdentity(
+  batch: Batch,
+  clusterId: string,
+  namespace: string,
+  serviceAccount: string,
+): void {
+  batch.identities.set(`${clusterId}/${namespace}/${serviceAccount}`, {
+    clusterId,
+    namespace,
+    serviceAccount,
+  });
+}
+
+export function markPrincipal(batch: Batch, principal: string, clusterId: string): void {
+  addToIndex(batch.principals, principal, clusterId);
+}
+
+/** The service accounts of a service, when some rule selects sources by service. */
+export function markServiceAccounts(
+  state: EngineState,
+  batch: Batch,
+  clusterId: string,
+  service: Service,
+): void {
+  if (!state.sourcesByService) return;
+  for (const sa of service.serviceAccounts) {
+    if (
+      state.catalog.identity(clusterId, service.namespace, sa) !== undefined ||
+      state.identities.has(`${clusterId}/${service.namespace}/${sa}`)
+    ) {
+      markIdentity(batch, clusterId, service.namespace, sa);
+    }
+  }
+}
