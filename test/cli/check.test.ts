@@ -199,6 +199,10 @@ describe("isthmus check: the prerequisites of multi-network Istio", function () 
     sim("west").patch("v1", "Secret", "cacerts", "istio-system", {
       data: { "root-cert.pem": Buffer.from(other).toString("base64") },
     });
+    // istiod already serves that other root in web: the fix starts at cacerts.
+    sim("west").patch("v1", "ConfigMap", "istio-ca-root-cert", "web", {
+      data: { "root-cert.pem": other },
+    });
     const run = await check("-o", "json");
     assert.equal(run.code, 1);
     const west = (
@@ -217,6 +221,13 @@ describe("isthmus check: the prerequisites of multi-network Istio", function () 
       /holds another root \(sha256 [0-9A-F:]+…\), not the shared root of /,
     );
     assert.match(cacertsCheck.fix, /--force/);
+    const served = west.checks.find((c) => c.name === "istiod-root")!;
+    assert.equal(served.status, "fail");
+    assert.match(
+      served.message,
+      /does not hold the shared root in web: cacerts does not hold it either/,
+    );
+    assert.match(served.fix, /^fix cacerts, then kubectl .* rollout restart deploy\/istiod$/);
   });
 
   it("fails istiod-root when istiod still publishes an old root, and says to restart it", async () => {
