@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerAgentCommand } from "./commands/agent.js";
 import { registerCertsCommand } from "./commands/certs.js";
+import { registerCheckCommand } from "./commands/check.js";
 import { registerClusterCommand } from "./commands/cluster.js";
 import { registerDemoCommand } from "./commands/demo.js";
 import { registerHubCommand } from "./commands/hub.js";
@@ -32,6 +33,7 @@ export function createProgram(): Command {
   registerPolicyCommand(program);
   registerStatusCommands(program);
   registerInstallCommand(program);
+  registerCheckCommand(program);
   registerHubCommand(program);
   registerAgentCommand(program);
   registerSandboxCommand(program);
@@ -50,6 +52,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Commander has already printed its message (help, version, or a usage error).
       return reason.exitCode === 0 ? 0 : EXIT_USAGE;
     }
+    if (reason instanceof Error && reason.name === "ExitCode")
+      return (reason as Error & { code: number }).code;
     // Library errors (PkiError…) carry a message that names the file or object and the problem.
     process.stderr.write(`isthmus: ${reason instanceof Error ? reason.message : String(reason)}\n`);
     return reason instanceof Error && reason.name === "UsageError" ? EXIT_USAGE : EXIT_ERROR;

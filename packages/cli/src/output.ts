@@ -45,3 +45,12 @@ export function age(seconds: bigint | undefined): string {
   if (s < 172800) return `${Math.floor(s / 3600)}h`;
   return `${Math.floor(s / 86400)}d`;
 }
+
+/** Ends a command with this exit code and nothing more on stderr: the command has already
+ * printed why (`isthmus check` exits 1 when a check fails, its report on stdout). */
+export class ExitCode extends Error {
+  override readonly name = "ExitCode";
+  constructor(readonly code: number) {
+    super(`exit code ${code}`);
+  }
+}
