@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { AGENT_FLAGS, IDENTITY_SECRET } from "@isthmus/agent";
-import { at, loadChart, mergeValues, skeleton, type Values, valuesValidator } from "./chart.js";
+import { join } from "node:path";
+import {
+  at,
+  CHARTS_DIR,
+  loadChart,
+  mergeValues,
+  skeleton,
+  type Values,
+  valuesValidator,
+} from "./chart.js";
+import { ensureRenderer, renderChart } from "./render.js";
 
 const chart = loadChart("isthmus-agent");
 const validate = valuesValidator(chart);
@@ -12,6 +22,14 @@ const template = (file: string) => {
   return text;
 };
 const objects = (file: string) => skeleton(template(file), file);
+const values = (file: string) => new URL(`./testdata/values/${file}`, import.meta.url).pathname;
+/** The agent's container as the Go template engine renders it with these values files. */
+function renderedDeployment(files: string[]): { args: string[] }[] {
+  ensureRenderer();
+  const { objects: rendered } = renderChart(join(CHARTS_DIR, "isthmus-agent"), files);
+  const deployment = rendered.find((o) => o.kind === "Deployment");
+  return at(deployment, "spec.template.spec.containers") as { args: string[] }[];
+}
 
 /** What `isthmus install` writes into values-<cluster>.yaml. */
 const CLI_VALUES: Values = {
@@ -100,39 +118,41 @@ describe("chart isthmus-agent: templates", () => {
   };
   const container = podSpec.containers[0]!;
 
-  it("renders a Deployment, ServiceAccount, Secret and the RBAC objects", () => {
+  it("has templates of a Deployment, ServiceAccount, Secret, RBAC and the opt-in objects", () => {
     const kinds = [...chart.templates]
       .filter(([file]) => file.endsWith(".yaml"))
       .flatMap(([file, text]) => skeleton(text, file).map((d) => d.kind))
       .sort();
+    // Both branches of every condition: the opt-in objects included.
     assert.deepEqual(kinds, [
       "ClusterRole",
       "ClusterRoleBinding",
       "Deployment",
+      "NetworkPolicy",
+      "PodDisruptionBudget",
+      "PodMonitor",
       "Role",
       "Role",
       "RoleBinding",
       "RoleBinding",
       "Secret",
+      "Service",
       "ServiceAccount",
+      "ServiceMonitor",
     ]);
   });
 
-  it("runs `isthmus agent` with the cluster id, hub address and namespace", () => {
-    assert.deepEqual(container.args, [
-      "agent",
-      "--cluster-id=TPL",
-      "--hub=TPL",
+  it("runs the agent with the cluster id, hub address and namespace (rendered)", () => {
+    const [rendered] = renderedDeployment([values("agent-cli.yaml")]);
+    assert.deepEqual(rendered.args, [
+      "--cluster-id=prod-eu",
+      "--hub=hub.example.com:8443",
       "--hub-ca-file=/etc/isthmus/bootstrap/hub-ca.crt",
       "--bootstrap-token-file=/etc/isthmus/bootstrap/bootstrap-token",
       "--namespace=$(POD_NAMESPACE)",
-      "--istio-namespace=TPL",
+      "--istio-namespace=istio-system",
       "--listen=0.0.0.0:9090",
     ]);
-    const text = template("deployment.yaml");
-    assert.match(text, /"--cluster-id=\{\{ \.Values\.clusterId \}\}"/);
-    assert.match(text, /"--hub=\{\{ \.Values\.hub\.address \}\}"/);
-    assert.match(text, /"--istio-namespace=\{\{ \.Values\.istioNamespace \}\}"/);
     assert.deepEqual(
       container.env.find((e) => e.name === "POD_NAMESPACE"),
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -142,25 +162,13 @@ describe("chart isthmus-agent: templates", () => {
   });
 
   it("passes only flags the agent accepts, and every flag it requires", () => {
-    // Every `- …` line of the container's args block, read from the template text (lines of
-    // `{{ if }}`/`{{ end }}` inside the block are skipped, the flags they guard are kept).
-    const text = template("deployment.yaml");
-    const block = /^ {10}args:\n((?: {12}(?:- .*|\{\{.*\}\})\n)+)/m.exec(text);
-    assert.ok(block, "the container's args block");
-    const lines = block[1]!
-      .split("\n")
-      .filter((l) => l.trim().startsWith("- "))
-      .map((l) =>
-        l
-          .trim()
-          .slice(2)
-          .replace(/^"(.*)"$/, "$1"),
-      );
-    assert.equal(lines[0], "agent", "the agent subcommand first");
-    const argLines = lines.slice(1);
-    assert.equal(argLines.length, container.args.length - 1, "every arg line is in the skeleton");
+    // Every optional flag on (agent-everything.yaml), extraArgs included.
+    const [rendered] = renderedDeployment([
+      values("agent-cli.yaml"),
+      values("agent-everything.yaml"),
+    ]);
     // parseAgentConfig has allowPositionals: false: each arg is one `--flag=value`.
-    const flags = argLines.map((arg) => {
+    const flags = rendered.args.map((arg) => {
       const m = /^--([a-z0-9-]+)=.+$/.exec(arg);
       assert.ok(m, `"${arg}" is one --flag=value`);
       return m[1]!;
@@ -174,18 +182,24 @@ describe("chart isthmus-agent: templates", () => {
     assert.equal(new Set(flags).size, flags.length, "no flag twice");
     for (const required of ["cluster-id", "hub", "hub-ca-file"])
       assert.ok(flags.includes(required), `--${required} is passed`);
+    // Every flag the agent has is settable from values, except the kubeconfig (in-cluster).
+    assert.deepEqual(
+      known.filter((f) => !flags.includes(f)),
+      [],
+      "agent flags the chart cannot set",
+    );
     // The same parse as parseAgentConfig (strict, no positionals) accepts the rendered args.
     const options = Object.fromEntries(known.map((k) => [k, { type: "string" as const }]));
     assert.doesNotThrow(() =>
-      parseArgs({ args: container.args.slice(1), options, strict: true, allowPositionals: false }),
+      parseArgs({ args: rendered.args, options, strict: true, allowPositionals: false }),
     );
-    // README.md's flag table lists exactly these flags, in order.
+    // README.md's flag table lists the chart's own flags, in order (extraArgs come last).
     const section = chart.readme.slice(
       chart.readme.indexOf("## The container"),
       chart.readme.indexOf("\n## ", chart.readme.indexOf("## The container") + 1),
     );
     const rows = [...section.matchAll(/^\| `--([a-z0-9-]+)` \|/gm)].map((m) => m[1]!);
-    assert.deepEqual(rows, flags);
+    assert.deepEqual(rows, flags.slice(0, -1));
   });
 
   it("runs one agent per cluster, stopping the old pod before starting a new one", () => {

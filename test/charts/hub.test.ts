@@ -106,26 +106,32 @@ describe("chart isthmus-hub: values schema", () => {
 });
 
 describe("chart isthmus-hub: templates", () => {
-  it("renders a Deployment, Service, ServiceAccount, ConfigMap, PVC and two Secrets", () => {
+  it("has templates of a Deployment, Service, ServiceAccount, ConfigMap, PVC, two Secrets and the opt-in objects", () => {
     const kinds = [...chart.templates]
       .filter(([file]) => file.endsWith(".yaml"))
       .flatMap(([file, text]) => skeleton(text, file).map((d) => d.kind))
       .sort();
+    // Both branches of every condition: the opt-in objects included.
     assert.deepEqual(kinds, [
       "ConfigMap",
       "Deployment",
+      "NetworkPolicy",
       "PersistentVolumeClaim",
+      "PodDisruptionBudget",
+      "PodMonitor",
       "Secret",
       "Secret",
       "Service",
       "ServiceAccount",
+      "ServiceMonitor",
     ]);
   });
 
   it("runs one `isthmus hub --config /etc/isthmus/hub.yaml`, recreated on change", () => {
     assert.equal(at(deployment, "spec.replicas"), 1);
     assert.deepEqual(at(deployment, "spec.strategy"), { type: "Recreate" });
-    assert.deepEqual(container.args, ["hub", "--config", "/etc/isthmus/hub.yaml"]);
+    // The image's entrypoint is `isthmus hub`.
+    assert.deepEqual(container.args.slice(0, 2), ["--config", "/etc/isthmus/hub.yaml"]);
     assert.deepEqual(mountOf("config"), {
       name: "config",
       mountPath: "/etc/isthmus/hub.yaml",

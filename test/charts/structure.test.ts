@@ -21,6 +21,13 @@ const PASSED_THROUGH_SCHEMA = new Set([
   "securityContext",
   "affinity",
   "tolerations[]",
+  "extraEnv[]",
+  "extraVolumes[]",
+  "extraVolumeMounts[]",
+  "topologySpreadConstraints[]",
+  "networkPolicy.metricsFrom[]",
+  "networkPolicy.grpcFrom[]",
+  "networkPolicy.egress[]",
 ]);
 
 /** Values documented as one row, not key by key. */
@@ -36,6 +43,9 @@ const DOCUMENTED_WHOLE = new Set([
   "serviceAccount.annotations",
   "probes.liveness",
   "probes.readiness",
+  "metrics.service.annotations",
+  "metrics.serviceMonitor.labels",
+  "metrics.podMonitor.labels",
 ]);
 
 const CLUSTER_SCOPED = new Set(["ClusterRole", "ClusterRoleBinding"]);
