@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { AGENT_FLAGS, IDENTITY_SECRET } from "@isthmus/agent";
-import { join } from "node:path";
 import {
   at,
   CHARTS_DIR,

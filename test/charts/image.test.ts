@@ -67,13 +67,17 @@ function inContext(path: string): boolean {
   for (const rule of rules) {
     const negated = rule.startsWith("!");
     const pattern = (negated ? rule.slice(1) : rule).replace(/\/$/, "");
-    const re = new RegExp(
-      `^${pattern
-        .replace(/\./g, "\\.")
-        .replace(/\*\*\//g, "\u0000")
-        .replace(/\*/g, "[^/]*")
-        .replace(/\u0000/g, "(.*/)?")}(/.*)?$`,
-    );
+    // Docker's patterns: ** spans folders, * stays within one name.
+    const regex = pattern
+      .split("**/")
+      .map((part) =>
+        part
+          .split("*")
+          .map((text) => text.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+          .join("[^/]*"),
+      )
+      .join("(.*/)?");
+    const re = new RegExp(`^${regex}(/.*)?$`);
     if (re.test(path.replace(/\/$/, ""))) included = negated;
   }
   return included;

@@ -180,8 +180,7 @@ export function checkRbac(objects: readonly K8sObject[], allowed: readonly Allow
               rule.verbs.every((v) => a.verbs.includes(v)) &&
               (a.namespacedOnly !== true || role.kind === "Role") &&
               (a.resourceNames === undefined ||
-                (rule.resourceNames !== undefined &&
-                  rule.resourceNames.every((n) => a.resourceNames!.includes(n)))),
+                rule.resourceNames?.every((n) => a.resourceNames!.includes(n)) === true),
           );
           assert.ok(
             ok,

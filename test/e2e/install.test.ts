@@ -184,7 +184,7 @@ describe("isthmus install: one root for every cluster", function () {
       "--chart",
       chartDir,
       "--image",
-      "registry.example.com/isthmus-agent:0.1.0@sha256:" + "ab".repeat(32),
+      `registry.example.com/isthmus-agent:0.1.0@sha256:${"ab".repeat(32)}`,
       "--set",
       "locality=eu-west-1/eu-west-1a",
       "--restart-istiod",
