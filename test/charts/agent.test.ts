@@ -1,17 +1,12 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AGENT_FLAGS, IDENTITY_SECRET } from "@isthmus/agent";
-import {
-  at,
-  CHARTS_DIR,
-  loadChart,
-  mergeValues,
-  skeleton,
-  type Values,
-  valuesValidator,
-} from "./chart.js";
-import { ensureRenderer, renderChart } from "./render.js";
+import { parse } from "yaml";
+import { at, CHARTS_DIR, loadChart, mergeValues, type Values, valuesValidator } from "./chart.js";
+import { ensureRenderer, NAMESPACE, renderChart } from "./render.js";
 
 const chart = loadChart("isthmus-agent");
 const validate = valuesValidator(chart);
@@ -20,13 +15,21 @@ const template = (file: string) => {
   assert.ok(text, `templates/${file} exists`);
   return text;
 };
-const objects = (file: string) => skeleton(template(file), file);
-const values = (file: string) => new URL(`./testdata/values/${file}`, import.meta.url).pathname;
+ensureRenderer();
+/** The objects a template renders with the values `isthmus install` writes. */
+const rendered = renderChart(join(CHARTS_DIR, "isthmus-agent"), [
+  values("agent-cli.yaml"),
+]).byTemplate;
+const objects = (file: string) => rendered.get(file) ?? [];
+/** The names the release gets in the render (release "isthmus", namespace "isthmus-system"). */
+const FULLNAME = "isthmus-isthmus-agent";
+function values(file: string): string {
+  return fileURLToPath(new URL(`./testdata/values/${file}`, import.meta.url));
+}
 /** The agent's container as the Go template engine renders it with these values files. */
 function renderedDeployment(files: string[]): { args: string[] }[] {
-  ensureRenderer();
-  const { objects: rendered } = renderChart(join(CHARTS_DIR, "isthmus-agent"), files);
-  const deployment = rendered.find((o) => o.kind === "Deployment");
+  const { objects: all } = renderChart(join(CHARTS_DIR, "isthmus-agent"), files);
+  const deployment = all.find((o) => o.kind === "Deployment");
   return at(deployment, "spec.template.spec.containers") as { args: string[] }[];
 }
 
@@ -117,30 +120,6 @@ describe("chart isthmus-agent: templates", () => {
   };
   const container = podSpec.containers[0]!;
 
-  it("has templates of a Deployment, ServiceAccount, Secret, RBAC and the opt-in objects", () => {
-    const kinds = [...chart.templates]
-      .filter(([file]) => file.endsWith(".yaml"))
-      .flatMap(([file, text]) => skeleton(text, file).map((d) => d.kind))
-      .sort();
-    // Both branches of every condition: the opt-in objects included.
-    assert.deepEqual(kinds, [
-      "ClusterRole",
-      "ClusterRoleBinding",
-      "Deployment",
-      "NetworkPolicy",
-      "PodDisruptionBudget",
-      "PodMonitor",
-      "Role",
-      "Role",
-      "RoleBinding",
-      "RoleBinding",
-      "Secret",
-      "Service",
-      "ServiceAccount",
-      "ServiceMonitor",
-    ]);
-  });
-
   it("runs the agent with the cluster id, hub address and namespace (rendered)", () => {
     const [rendered] = renderedDeployment([values("agent-cli.yaml")]);
     assert.deepEqual(rendered.args, [
@@ -211,9 +190,13 @@ describe("chart isthmus-agent: templates", () => {
     const [secret] = objects("secret.yaml");
     const keys = Object.keys(secret!.data as object);
     assert.deepEqual(keys, ["bootstrap-token", "hub-ca.crt"]);
-    const text = template("secret.yaml");
-    assert.match(text, /bootstrap-token: \{\{ \.Values\.bootstrapToken \| b64enc \| quote \}\}/);
-    assert.match(text, /hub-ca\.crt: \{\{ \.Values\.hub\.caPem \| b64enc \| quote \}\}/);
+    const data = secret!.data as Record<string, string>;
+    const cli = parse(readFileSync(values("agent-cli.yaml"), "utf8")) as {
+      bootstrapToken: string;
+      hub: { caPem: string };
+    };
+    assert.equal(Buffer.from(data["bootstrap-token"]!, "base64").toString(), cli.bootstrapToken);
+    assert.equal(Buffer.from(data["hub-ca.crt"]!, "base64").toString(), cli.hub.caPem);
     const volume = podSpec.volumes.find((v) => v.name === "bootstrap");
     assert.deepEqual(
       volume?.secret?.items,
@@ -272,10 +255,10 @@ describe("chart isthmus-agent: templates", () => {
     assert.deepEqual(at(binding, "roleRef"), {
       apiGroup: "rbac.authorization.k8s.io",
       kind: "ClusterRole",
-      name: "TPL",
+      name: FULLNAME,
     });
     assert.deepEqual(binding!.subjects, [
-      { kind: "ServiceAccount", name: "TPL", namespace: "TPL" },
+      { kind: "ServiceAccount", name: FULLNAME, namespace: NAMESPACE },
     ]);
   });
 
@@ -309,17 +292,19 @@ describe("chart isthmus-agent: templates", () => {
     assert.equal(helperValue("isthmus-agent.identitySecretName"), IDENTITY_SECRET);
     const [role, binding] = objects("role.yaml");
     assert.deepEqual(role!.rules as Rule[], [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["TPL"], verbs: ["get", "update"] },
+      {
+        apiGroups: [""],
+        resources: ["secrets"],
+        resourceNames: [IDENTITY_SECRET],
+        verbs: ["get", "update"],
+      },
       { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
     ]);
-    assert.match(
-      template("role.yaml"),
-      /resources: \[secrets\]\n {4}resourceNames: \[\{\{ include "isthmus-agent\.identitySecretName" \. \}\}\]/,
-    );
+    assert.equal(role!.metadata.namespace, NAMESPACE);
     assert.deepEqual(at(binding, "roleRef"), {
       apiGroup: "rbac.authorization.k8s.io",
       kind: "Role",
-      name: "TPL",
+      name: FULLNAME,
     });
   });
 
@@ -330,13 +315,12 @@ describe("chart isthmus-agent: templates", () => {
     ]);
     assert.equal(at(binding, "roleRef.kind"), "Role");
     assert.equal(at(binding, "roleRef.name"), at(role, "metadata.name"));
-    const text = template("role-istio.yaml");
-    assert.equal(text.match(/namespace: \{\{ \.Values\.istioNamespace \}\}/g)?.length, 2);
+    assert.equal(role!.metadata.namespace, "istio-system");
+    assert.equal(binding!.metadata.namespace, "istio-system");
     // The binding's subject is the agent's ServiceAccount in the release namespace.
-    assert.match(
-      text,
-      /name: \{\{ include "isthmus-agent\.serviceAccountName" \. \}\}\n {4}namespace: \{\{ \.Release\.Namespace \}\}/,
-    );
+    assert.deepEqual(binding!.subjects, [
+      { kind: "ServiceAccount", name: FULLNAME, namespace: NAMESPACE },
+    ]);
   });
 
   it("README.md documents the four values the CLI writes", () => {

@@ -32,6 +32,8 @@ export interface K8sObject {
 export interface Rendered {
   /** Every object, in output order. */
   objects: K8sObject[];
+  /** The objects of each template, by its file name ("deployment.yaml"). */
+  byTemplate: Map<string, K8sObject[]>;
   /** The renderer's output as it is. */
   text: string;
 }
@@ -47,7 +49,13 @@ export function renderChart(chartDir: string, valuesFiles: readonly string[] = [
     encoding: "utf8",
     stdio: ["ignore", "pipe", "pipe"],
   });
-  return { text, objects: parseManifests(text) };
+  const sourced = parseSourcedManifests(text);
+  const byTemplate = new Map<string, K8sObject[]>();
+  for (const { source, object } of sourced) {
+    const file = source.slice(source.lastIndexOf("/") + 1);
+    byTemplate.set(file, [...(byTemplate.get(file) ?? []), object]);
+  }
+  return { text, objects: sourced.map((d) => d.object), byTemplate };
 }
 
 /** Renders NOTES.txt. */
@@ -60,7 +68,11 @@ export function renderNotes(chartDir: string, valuesFiles: readonly string[] = [
 /** Parses a multi-document manifest (YAML 1.1, as Kubernetes reads it: 0440 is octal); a
  * document that is not YAML, or not a Kubernetes object, throws naming its source. */
 export function parseManifests(text: string): K8sObject[] {
-  const objects: K8sObject[] = [];
+  return parseSourcedManifests(text).map((d) => d.object);
+}
+
+function parseSourcedManifests(text: string): { source: string; object: K8sObject }[] {
+  const objects: { source: string; object: K8sObject }[] = [];
   for (const chunk of text.split(/^---$/m)) {
     const source = /^# Source: (\S+)$/m.exec(chunk)?.[1] ?? "(no source line)";
     const doc = parseDocument(chunk, { version: "1.1" });
@@ -72,7 +84,7 @@ export function parseManifests(text: string): K8sObject[] {
     }
     if (typeof js.metadata?.name !== "string")
       throw new Error(`${source}: metadata.name is missing`);
-    objects.push(js);
+    objects.push({ source, object: js });
   }
   return objects;
 }

@@ -9,8 +9,8 @@
 //	chart-render -chart charts/isthmus-hub [-f values.yaml]... [-name r] [-namespace ns]
 //	             [-kube-version v1.30.0] [-api-versions a/v1]... [-notes]
 //
-// Prints every manifest as `---\n# Source: <chart>/templates/<file>\n<text>` (empty ones
-// left out) in file-name order, and with -notes the rendered NOTES.txt only. Errors go to
+// Prints every manifest document as `---\n# Source: <chart>/templates/<file>\n<text>`
+// (empty ones left out) in file-name order, and with -notes the rendered NOTES.txt only. Errors go to
 // stderr, prefixed with the template and line, and exit with code 1.
 package main
 
@@ -20,12 +20,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
 
 	"sigs.k8s.io/yaml"
 )
+
+// documentSeparator splits a template's output into YAML documents.
+var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
 type listFlag []string
 
@@ -120,10 +124,13 @@ func render(o options) (string, error) {
 		if o.notes {
 			return text, nil
 		}
-		if strings.TrimSpace(text) == "" {
-			continue
+		// As helm: each document of a template gets its own separator and Source line.
+		for _, doc := range documentSeparator.Split(text, -1) {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", name, strings.TrimRight(doc, "\n"))
 		}
-		fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", name, strings.TrimRight(text, "\n"))
 	}
 	return out.String(), nil
 }
