@@ -8,6 +8,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
+import { at } from "./chart.js";
+
+export { at };
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const RENDERER = join(ROOT, ".tmp/bin/chart-render");
@@ -202,14 +205,4 @@ export function checkRbac(objects: readonly K8sObject[], allowed: readonly Allow
       }
     }
   }
-}
-
-/** The value at a dotted path, or undefined. */
-export function at(value: unknown, path: string): unknown {
-  let node = value;
-  for (const key of path.split(".")) {
-    if (typeof node !== "object" || node === null) return undefined;
-    node = (node as Record<string, unknown>)[key];
-  }
-  return node;
 }
