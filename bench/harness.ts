@@ -1,6 +1,8 @@
 // The benchmark harness: the shape of a benchmark module, the statistics every figure is
 // summarised with, the seeded random source workloads draw from, and the result table.
-// `bench/run.ts` runs the modules; everything here is pure and unit tested.
+// `bench/run.ts` runs the modules; everything here is pure and unit tested, except the
+// import below, which makes the processes the benchmarks start run the sources too.
+import "../scripts/source-conditions.js";
 import { readdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
 

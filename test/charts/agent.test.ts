@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AGENT_FLAGS, IDENTITY_SECRET } from "@isthmus/agent";
-import { at, loadChart, mergeValues, skeleton, type Values, valuesValidator } from "./chart.js";
+import { parse } from "yaml";
+import { at, CHARTS_DIR, loadChart, mergeValues, type Values, valuesValidator } from "./chart.js";
+import { ensureRenderer, NAMESPACE, renderChart } from "./render.js";
 
 const chart = loadChart("isthmus-agent");
 const validate = valuesValidator(chart);
@@ -11,7 +15,23 @@ const template = (file: string) => {
   assert.ok(text, `templates/${file} exists`);
   return text;
 };
-const objects = (file: string) => skeleton(template(file), file);
+ensureRenderer();
+/** The objects a template renders with the values `isthmus install` writes. */
+const rendered = renderChart(join(CHARTS_DIR, "isthmus-agent"), [
+  values("agent-cli.yaml"),
+]).byTemplate;
+const objects = (file: string) => rendered.get(file) ?? [];
+/** The names the release gets in the render (release "isthmus", namespace "isthmus-system"). */
+const FULLNAME = "isthmus-isthmus-agent";
+function values(file: string): string {
+  return fileURLToPath(new URL(`./testdata/values/${file}`, import.meta.url));
+}
+/** The agent's container as the Go template engine renders it with these values files. */
+function renderedDeployment(files: string[]): { args: string[] }[] {
+  const { objects: all } = renderChart(join(CHARTS_DIR, "isthmus-agent"), files);
+  const deployment = all.find((o) => o.kind === "Deployment");
+  return at(deployment, "spec.template.spec.containers") as { args: string[] }[];
+}
 
 /** What `isthmus install` writes into values-<cluster>.yaml. */
 const CLI_VALUES: Values = {
@@ -100,39 +120,17 @@ describe("chart isthmus-agent: templates", () => {
   };
   const container = podSpec.containers[0]!;
 
-  it("renders a Deployment, ServiceAccount, Secret and the RBAC objects", () => {
-    const kinds = [...chart.templates]
-      .filter(([file]) => file.endsWith(".yaml"))
-      .flatMap(([file, text]) => skeleton(text, file).map((d) => d.kind))
-      .sort();
-    assert.deepEqual(kinds, [
-      "ClusterRole",
-      "ClusterRoleBinding",
-      "Deployment",
-      "Role",
-      "Role",
-      "RoleBinding",
-      "RoleBinding",
-      "Secret",
-      "ServiceAccount",
-    ]);
-  });
-
-  it("runs `isthmus agent` with the cluster id, hub address and namespace", () => {
-    assert.deepEqual(container.args, [
-      "agent",
-      "--cluster-id=TPL",
-      "--hub=TPL",
+  it("runs the agent with the cluster id, hub address and namespace (rendered)", () => {
+    const [rendered] = renderedDeployment([values("agent-cli.yaml")]);
+    assert.deepEqual(rendered.args, [
+      "--cluster-id=prod-eu",
+      "--hub=hub.example.com:8443",
       "--hub-ca-file=/etc/isthmus/bootstrap/hub-ca.crt",
       "--bootstrap-token-file=/etc/isthmus/bootstrap/bootstrap-token",
       "--namespace=$(POD_NAMESPACE)",
-      "--istio-namespace=TPL",
+      "--istio-namespace=istio-system",
       "--listen=0.0.0.0:9090",
     ]);
-    const text = template("deployment.yaml");
-    assert.match(text, /"--cluster-id=\{\{ \.Values\.clusterId \}\}"/);
-    assert.match(text, /"--hub=\{\{ \.Values\.hub\.address \}\}"/);
-    assert.match(text, /"--istio-namespace=\{\{ \.Values\.istioNamespace \}\}"/);
     assert.deepEqual(
       container.env.find((e) => e.name === "POD_NAMESPACE"),
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -142,25 +140,13 @@ describe("chart isthmus-agent: templates", () => {
   });
 
   it("passes only flags the agent accepts, and every flag it requires", () => {
-    // Every `- …` line of the container's args block, read from the template text (lines of
-    // `{{ if }}`/`{{ end }}` inside the block are skipped, the flags they guard are kept).
-    const text = template("deployment.yaml");
-    const block = /^ {10}args:\n((?: {12}(?:- .*|\{\{.*\}\})\n)+)/m.exec(text);
-    assert.ok(block, "the container's args block");
-    const lines = block[1]!
-      .split("\n")
-      .filter((l) => l.trim().startsWith("- "))
-      .map((l) =>
-        l
-          .trim()
-          .slice(2)
-          .replace(/^"(.*)"$/, "$1"),
-      );
-    assert.equal(lines[0], "agent", "the agent subcommand first");
-    const argLines = lines.slice(1);
-    assert.equal(argLines.length, container.args.length - 1, "every arg line is in the skeleton");
+    // Every optional flag on (agent-everything.yaml), extraArgs included.
+    const [rendered] = renderedDeployment([
+      values("agent-cli.yaml"),
+      values("agent-everything.yaml"),
+    ]);
     // parseAgentConfig has allowPositionals: false: each arg is one `--flag=value`.
-    const flags = argLines.map((arg) => {
+    const flags = rendered.args.map((arg) => {
       const m = /^--([a-z0-9-]+)=.+$/.exec(arg);
       assert.ok(m, `"${arg}" is one --flag=value`);
       return m[1]!;
@@ -174,18 +160,24 @@ describe("chart isthmus-agent: templates", () => {
     assert.equal(new Set(flags).size, flags.length, "no flag twice");
     for (const required of ["cluster-id", "hub", "hub-ca-file"])
       assert.ok(flags.includes(required), `--${required} is passed`);
+    // Every flag the agent has is settable from values, except the kubeconfig (in-cluster).
+    assert.deepEqual(
+      known.filter((f) => !flags.includes(f)),
+      [],
+      "agent flags the chart cannot set",
+    );
     // The same parse as parseAgentConfig (strict, no positionals) accepts the rendered args.
     const options = Object.fromEntries(known.map((k) => [k, { type: "string" as const }]));
     assert.doesNotThrow(() =>
-      parseArgs({ args: container.args.slice(1), options, strict: true, allowPositionals: false }),
+      parseArgs({ args: rendered.args, options, strict: true, allowPositionals: false }),
     );
-    // README.md's flag table lists exactly these flags, in order.
+    // README.md's flag table lists the chart's own flags, in order (extraArgs come last).
     const section = chart.readme.slice(
       chart.readme.indexOf("## The container"),
       chart.readme.indexOf("\n## ", chart.readme.indexOf("## The container") + 1),
     );
     const rows = [...section.matchAll(/^\| `--([a-z0-9-]+)` \|/gm)].map((m) => m[1]!);
-    assert.deepEqual(rows, flags);
+    assert.deepEqual(rows, flags.slice(0, -1));
   });
 
   it("runs one agent per cluster, stopping the old pod before starting a new one", () => {
@@ -198,9 +190,13 @@ describe("chart isthmus-agent: templates", () => {
     const [secret] = objects("secret.yaml");
     const keys = Object.keys(secret!.data as object);
     assert.deepEqual(keys, ["bootstrap-token", "hub-ca.crt"]);
-    const text = template("secret.yaml");
-    assert.match(text, /bootstrap-token: \{\{ \.Values\.bootstrapToken \| b64enc \| quote \}\}/);
-    assert.match(text, /hub-ca\.crt: \{\{ \.Values\.hub\.caPem \| b64enc \| quote \}\}/);
+    const data = secret!.data as Record<string, string>;
+    const cli = parse(readFileSync(values("agent-cli.yaml"), "utf8")) as {
+      bootstrapToken: string;
+      hub: { caPem: string };
+    };
+    assert.equal(Buffer.from(data["bootstrap-token"]!, "base64").toString(), cli.bootstrapToken);
+    assert.equal(Buffer.from(data["hub-ca.crt"]!, "base64").toString(), cli.hub.caPem);
     const volume = podSpec.volumes.find((v) => v.name === "bootstrap");
     assert.deepEqual(
       volume?.secret?.items,
@@ -259,10 +255,10 @@ describe("chart isthmus-agent: templates", () => {
     assert.deepEqual(at(binding, "roleRef"), {
       apiGroup: "rbac.authorization.k8s.io",
       kind: "ClusterRole",
-      name: "TPL",
+      name: FULLNAME,
     });
     assert.deepEqual(binding!.subjects, [
-      { kind: "ServiceAccount", name: "TPL", namespace: "TPL" },
+      { kind: "ServiceAccount", name: FULLNAME, namespace: NAMESPACE },
     ]);
   });
 
@@ -296,17 +292,19 @@ describe("chart isthmus-agent: templates", () => {
     assert.equal(helperValue("isthmus-agent.identitySecretName"), IDENTITY_SECRET);
     const [role, binding] = objects("role.yaml");
     assert.deepEqual(role!.rules as Rule[], [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["TPL"], verbs: ["get", "update"] },
+      {
+        apiGroups: [""],
+        resources: ["secrets"],
+        resourceNames: [IDENTITY_SECRET],
+        verbs: ["get", "update"],
+      },
       { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
     ]);
-    assert.match(
-      template("role.yaml"),
-      /resources: \[secrets\]\n {4}resourceNames: \[\{\{ include "isthmus-agent\.identitySecretName" \. \}\}\]/,
-    );
+    assert.equal(role!.metadata.namespace, NAMESPACE);
     assert.deepEqual(at(binding, "roleRef"), {
       apiGroup: "rbac.authorization.k8s.io",
       kind: "Role",
-      name: "TPL",
+      name: FULLNAME,
     });
   });
 
@@ -317,13 +315,12 @@ describe("chart isthmus-agent: templates", () => {
     ]);
     assert.equal(at(binding, "roleRef.kind"), "Role");
     assert.equal(at(binding, "roleRef.name"), at(role, "metadata.name"));
-    const text = template("role-istio.yaml");
-    assert.equal(text.match(/namespace: \{\{ \.Values\.istioNamespace \}\}/g)?.length, 2);
+    assert.equal(role!.metadata.namespace, "istio-system");
+    assert.equal(binding!.metadata.namespace, "istio-system");
     // The binding's subject is the agent's ServiceAccount in the release namespace.
-    assert.match(
-      text,
-      /name: \{\{ include "isthmus-agent\.serviceAccountName" \. \}\}\n {4}namespace: \{\{ \.Release\.Namespace \}\}/,
-    );
+    assert.deepEqual(binding!.subjects, [
+      { kind: "ServiceAccount", name: FULLNAME, namespace: NAMESPACE },
+    ]);
   });
 
   it("README.md documents the four values the CLI writes", () => {

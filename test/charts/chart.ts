@@ -1,11 +1,10 @@
-// What the chart tests can check without a helm binary: the values against the values
-// schema (with ajv, the JSON Schema draft helm uses), and the templates as text and as a YAML
-// "skeleton" (the template with its actions taken out). See charts/README.md.
+// The charts as files: values against the values schema (with ajv, the JSON Schema draft helm
+// uses) and the templates as text. render.ts renders them. See charts/README.md.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ajv, type ErrorObject } from "ajv";
-import { parse, parseAllDocuments } from "yaml";
+import { parse } from "yaml";
 
 export const CHARTS_DIR = fileURLToPath(new URL("../../charts/", import.meta.url));
 
@@ -95,64 +94,6 @@ export function includes(text: string): string[] {
 /** The names `define`d. */
 export function defines(text: string): string[] {
   return [...text.matchAll(/\{\{-?\s*define\s+"([^"]+)"/g)].map((m) => m[1]!);
-}
-
-const COMMENT = /\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g;
-const ACTION = /\{\{-?[\s\S]*?-?\}\}/g;
-
-/** Checks that the block actions (if, with, range, define, block) are closed by as many
- * `end`s, in order; returns the problems found. */
-export function unbalancedActions(text: string): string[] {
-  const problems: string[] = [];
-  let depth = 0;
-  for (const m of text.replace(COMMENT, "").matchAll(ACTION)) {
-    const word = /^\{\{-?\s*([a-z]+)/.exec(m[0])?.[1];
-    if (
-      word === "if" ||
-      word === "with" ||
-      word === "range" ||
-      word === "define" ||
-      word === "block"
-    )
-      depth += 1;
-    else if (word === "end") {
-      depth -= 1;
-      if (depth < 0) problems.push(`"${m[0]}" closes nothing`);
-    } else if (word === "else" && depth === 0) problems.push(`"${m[0]}" outside a block`);
-  }
-  if (depth > 0) problems.push(`${depth} block(s) not closed by {{ end }}`);
-  return problems;
-}
-
-/** The value the skeleton puts where a template prints something. */
-export const PLACEHOLDER = "TPL";
-
-/**
- * The YAML skeleton of a template: comments dropped, lines made only of actions (if, end,
- * include … | nindent, toYaml …) dropped, every other action replaced by PLACEHOLDER. Both
- * branches of an if/else stay, so a key set in each appears twice (the last one wins).
- * Returns the documents as plain objects.
- */
-export function skeleton(text: string, source: string): Values[] {
-  const lines = text
-    .replace(COMMENT, "")
-    .split("\n")
-    .filter((line) => line.replace(ACTION, "").trim() !== "" || !line.includes("{{"))
-    .map((line) => line.replace(ACTION, PLACEHOLDER));
-  // YAML 1.1, as Kubernetes reads manifests: 0440 is octal.
-  const docs = parseAllDocuments(lines.join("\n"), { uniqueKeys: false, version: "1.1" });
-  const out: Values[] = [];
-  for (const doc of Array.isArray(docs) ? docs : [docs]) {
-    if (doc.errors.length > 0) {
-      throw new Error(`${source}: skeleton is not YAML: ${doc.errors[0]!.message}`);
-    }
-    const js = doc.toJS() as unknown;
-    if (js !== null) {
-      if (!isObject(js)) throw new Error(`${source}: a document is not a mapping`);
-      out.push(js);
-    }
-  }
-  return out;
 }
 
 /** The value at a dotted path (`a.b.c`), or undefined. */

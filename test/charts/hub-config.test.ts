@@ -4,28 +4,22 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { defaultHubConfig, resolveHubConfig } from "@isthmus/hub";
 import { parse } from "yaml";
-import { loadChart, PLACEHOLDER, skeleton, type Values } from "./chart.js";
+import { CHARTS_DIR, loadChart, type Values } from "./chart.js";
+import { ensureRenderer, renderChart } from "./render.js";
 
 const chart = loadChart("isthmus-hub");
 
-/** hub.yaml as the chart renders it with the default values, for release "isthmus-hub" in
- * namespace "isthmus": the skeleton with its placeholders filled in, plus `config` (which
- * the template appends whole with toYaml). */
+/** hub.yaml as the Go template engine renders it for release "isthmus" in namespace
+ * "isthmus-system", with a server certificate given (testdata/values/hub-own-tls.yaml). */
 function renderedHubYaml(): Values {
-  const [configMap] = skeleton(chart.templates.get("configmap.yaml")!, "configmap.yaml");
-  const text = (configMap!.data as Values)["hub.yaml"] as string;
-  // In each name the placeholders stand for the full name, the namespace, the cluster domain.
-  const fill = ["isthmus-hub", "isthmus", "cluster.local"];
-  const hubYaml = parse(text) as Values;
-  const names = hubYaml.serverNames as string[];
-  // The last item comes from `range .Values.serverNames`, empty by default.
-  hubYaml.serverNames = names.slice(0, -1).map((name) => {
-    const parts = name.split(PLACEHOLDER);
-    return parts.reduce((out, part, k) => out + fill[k - 1]! + part);
-  });
-  return { ...hubYaml, ...(chart.values.config as Values) };
+  ensureRenderer();
+  const values = fileURLToPath(new URL("./testdata/values/hub-own-tls.yaml", import.meta.url));
+  const rendered = renderChart(join(CHARTS_DIR, "isthmus-hub"), [values]).byTemplate;
+  const [configMap] = rendered.get("configmap.yaml")!;
+  return parse((configMap!.data as Values)["hub.yaml"] as string) as Values;
 }
 
 describe("chart isthmus-hub: hub.yaml and packages/hub", () => {
@@ -55,10 +49,10 @@ describe("chart isthmus-hub: hub.yaml and packages/hub", () => {
       keyFile: "/etc/isthmus/tls/tls.key",
     });
     assert.deepEqual(config.serverNames, [
-      "isthmus-hub",
-      "isthmus-hub.isthmus",
-      "isthmus-hub.isthmus.svc",
-      "isthmus-hub.isthmus.svc.cluster.local",
+      "isthmus-isthmus-hub",
+      "isthmus-isthmus-hub.isthmus-system",
+      "isthmus-isthmus-hub.isthmus-system.svc",
+      "isthmus-isthmus-hub.isthmus-system.svc.cluster.local",
     ]);
     assert.deepEqual(config.adminTokens, [{ name: "admin", role: "admin", token: "t".repeat(48) }]);
     assert.equal(config.insecure, false);

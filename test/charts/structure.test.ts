@@ -1,19 +1,43 @@
 // Checks both charts share: Chart.yaml, a closed values schema, values documented and used,
 // templates that are well formed, labelled and namespaced, restricted security defaults.
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   at,
+  CHARTS_DIR,
   defines,
   includes,
   loadChart,
   manifestTemplates,
   openObjects,
-  skeleton,
-  unbalancedActions,
   valuePaths,
   valueRefs,
   valuesValidator,
 } from "./chart.js";
+import { ensureRenderer, type K8sObject, NAMESPACE, RELEASE, renderChart } from "./render.js";
+
+/** Values files (testdata/values/) that, between them, make every template render. */
+const VALUE_SETS: Record<string, string[][]> = {
+  "isthmus-hub": [[], ["hub-production.yaml"], ["hub-own-tls.yaml"], ["hub-existing-secrets.yaml"]],
+  "isthmus-agent": [
+    ["agent-cli.yaml"],
+    ["agent-cli.yaml", "agent-everything.yaml"],
+    ["agent-cli.yaml", "agent-existing-secret.yaml"],
+  ],
+};
+
+/** Every value set rendered by the Go template engine: the objects of each template file. */
+function renderAll(name: string): Map<string, K8sObject[]>[] {
+  ensureRenderer();
+  return VALUE_SETS[name]!.map(
+    (files) =>
+      renderChart(
+        join(CHARTS_DIR, name),
+        files.map((f) => fileURLToPath(new URL(`./testdata/values/${f}`, import.meta.url))),
+      ).byTemplate,
+  );
+}
 
 /** Kubernetes fields passed through whole: typed as object/array, not expanded. */
 const PASSED_THROUGH_SCHEMA = new Set([
@@ -21,6 +45,13 @@ const PASSED_THROUGH_SCHEMA = new Set([
   "securityContext",
   "affinity",
   "tolerations[]",
+  "extraEnv[]",
+  "extraVolumes[]",
+  "extraVolumeMounts[]",
+  "topologySpreadConstraints[]",
+  "networkPolicy.metricsFrom[]",
+  "networkPolicy.grpcFrom[]",
+  "networkPolicy.egress[]",
 ]);
 
 /** Values documented as one row, not key by key. */
@@ -36,6 +67,9 @@ const DOCUMENTED_WHOLE = new Set([
   "serviceAccount.annotations",
   "probes.liveness",
   "probes.readiness",
+  "metrics.service.annotations",
+  "metrics.serviceMonitor.labels",
+  "metrics.podMonitor.labels",
 ]);
 
 const CLUSTER_SCOPED = new Set(["ClusterRole", "ClusterRoleBinding"]);
@@ -130,13 +164,10 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
       assert.deepEqual(unread, [], "values no template reads");
     });
 
-    it("every template's actions are balanced and every include is defined", () => {
+    it("every include names a defined template, in branches no value set renders too", () => {
       const defined = new Set(defines(chart.helpers));
-      assert.deepEqual(unbalancedActions(chart.helpers), []);
-      for (const [file, text] of chart.templates) {
-        assert.deepEqual(unbalancedActions(text), [], file);
+      for (const [file, text] of chart.templates)
         for (const used of includes(text)) assert.ok(defined.has(used), `${file}: ${used}`);
-      }
     });
 
     it("helpers: name and fullname cut at 63 characters, app.kubernetes.io labels", () => {
@@ -156,32 +187,32 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
       assert.match(chart.helpers, /^\{\{ include "[a-z-]+\.selectorLabels" \. \}\}$/m);
     });
 
-    it("every object carries the labels helper and, when namespaced, the release namespace", () => {
-      for (const [file, text] of manifestTemplates(chart)) {
-        const docs = skeleton(text, file);
-        assert.ok(docs.length > 0, `${file} renders an object`);
-        const labelled = text.match(
-          new RegExp(
-            `^  labels:\\n    \\{\\{- include "${name}\\.labels" \\. \\| nindent 4 \\}\\}$`,
-            "gm",
-          ),
+    it("every template renders with some value set; objects are named after the release and namespaced", () => {
+      const renders = renderAll(name);
+      const fullname = `${RELEASE}-${name}`;
+      for (const [file] of manifestTemplates(chart)) {
+        assert.ok(
+          renders.some((r) => (r.get(file) ?? []).length > 0),
+          `${file} renders an object with one of ${JSON.stringify(VALUE_SETS[name])}`,
         );
-        assert.equal(labelled?.length, docs.length, `${file}: metadata.labels from the helper`);
-        for (const doc of docs) {
-          assert.equal(typeof doc.apiVersion, "string", file);
-          assert.equal(typeof doc.kind, "string", file);
-          assert.match(
-            String(at(doc, "metadata.name")),
-            /^TPL(-[a-z]+)?$/,
-            `${file}: name from a helper`,
-          );
-          const namespaced = !CLUSTER_SCOPED.has(doc.kind as string);
-          assert.equal(at(doc, "metadata.namespace") !== undefined, namespaced, file);
+      }
+      for (const rendered of renders) {
+        for (const [file, docs] of rendered) {
+          for (const doc of docs) {
+            assert.ok(doc.metadata.name.startsWith(fullname), `${file}: ${doc.metadata.name}`);
+            assert.equal(
+              doc.metadata.labels?.["app.kubernetes.io/instance"],
+              RELEASE,
+              `${file}: labels from the helper`,
+            );
+            const expected = CLUSTER_SCOPED.has(doc.kind)
+              ? undefined
+              : file === "role-istio.yaml"
+                ? "istio-system"
+                : NAMESPACE;
+            assert.equal(doc.metadata.namespace, expected, `${file}: namespace`);
+          }
         }
-        const namespaces = [...text.matchAll(/^ {2}namespace: (.*)$/gm)].map((m) => m[1]);
-        const expected =
-          file === "role-istio.yaml" ? "{{ .Values.istioNamespace }}" : "{{ .Release.Namespace }}";
-        for (const ns of namespaces) assert.equal(ns, expected, file);
       }
     });
 
@@ -207,8 +238,12 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
         deployment,
         /^ {10}securityContext:\n {12}\{\{- toYaml \.Values\.securityContext \| nindent 12 \}\}$/m,
       );
-      // A read-only root filesystem needs a writable /tmp (tsx's compile cache).
-      const spec = at(skeleton(deployment, "deployment.yaml")[0], "spec.template.spec") as {
+      // A read-only root filesystem needs a writable /tmp (Node's temporary files).
+      const [rendered] = renderAll(name)[0]!.get("deployment.yaml")!;
+      assert.deepEqual(at(rendered, "spec.template.spec.securityContext"), pod);
+      const [first] = at(rendered, "spec.template.spec.containers") as Values[];
+      assert.deepEqual(first!.securityContext, chart.values.securityContext);
+      const spec = at(rendered, "spec.template.spec") as {
         containers: { volumeMounts: { name: string; mountPath: string }[] }[];
         volumes: { name: string; emptyDir?: unknown }[];
       };
@@ -223,15 +258,16 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
     it("Secret files are readable by the pod's user alone (mode 0440, group fsGroup)", () => {
       const pod = chart.values.podSecurityContext as Record<string, unknown>;
       assert.equal(pod.fsGroup, pod.runAsGroup);
-      const deployment = skeleton(chart.templates.get("deployment.yaml")!, "deployment.yaml")[0];
-      const volumes = at(deployment, "spec.template.spec.volumes") as Values[];
+      const volumes = renderAll(name).flatMap(
+        (r) => at(r.get("deployment.yaml")![0], "spec.template.spec.volumes") as Values[],
+      );
       const secrets = volumes.filter((v) => v.secret !== undefined);
       assert.ok(secrets.length > 0);
       for (const v of secrets) assert.equal(at(v, "secret.defaultMode"), 0o440, String(v.name));
     });
 
     it("liveness probes GET /healthz and readiness /readyz on the metrics port", () => {
-      const deployment = skeleton(chart.templates.get("deployment.yaml")!, "deployment.yaml")[0];
+      const [deployment] = renderAll(name)[0]!.get("deployment.yaml")!;
       const container = (at(deployment, "spec.template.spec.containers") as Values[])[0]!;
       assert.deepEqual(at(container, "livenessProbe.httpGet"), {
         path: "/healthz",
@@ -252,7 +288,11 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
           "timeoutSeconds",
           "failureThreshold",
         ])
-          assert.equal(at(container, `${probe}.${field}`), "TPL", `${probe}.${field} from values`);
+          assert.equal(
+            at(container, `${probe}.${field}`),
+            at(chart.values, `probes.${probe.replace("Probe", "")}.${field}`),
+            `${probe}.${field} from values`,
+          );
     });
   });
 }

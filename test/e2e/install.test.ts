@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type KubeSim, startKubeSim } from "@isthmus/kubesim";
 import { parse } from "yaml";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { at } from "../charts/render.js";
+import { type CliRun, repoRoot, runIsthmus } from "../helpers/cli.js";
 
 /** The CLI without helm on PATH, so that install prints the helm command. */
 const isthmus = (args: string[]): Promise<CliRun> => runIsthmus(args, { PATH: "/usr/bin:/bin" });
@@ -163,5 +164,118 @@ describe("isthmus install: one root for every cluster", function () {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /ca-key\.pem/);
     assert.equal(sims[2]!.find("v1", "Secret", "cacerts", "istio-system"), undefined);
+  });
+
+  it("takes the chart from --chart (folder or oci://), the image and values from flags, and restarts istiod", async () => {
+    const istiod = (env: { name: string; value: string }[]) => ({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "istiod", namespace: "istio-system" },
+      spec: {
+        selector: { matchLabels: { app: "istiod" } },
+        template: {
+          metadata: { labels: { app: "istiod" } },
+          spec: { containers: [{ name: "discovery", image: "istio/pilot:1.29.0", env }] },
+        },
+      },
+    });
+    const restarting = await startKubeSim({ name: "restarting" });
+    const reloading = await startKubeSim({ name: "reloading" });
+    sims.push(restarting, reloading);
+    restarting.create(istiod([]));
+    reloading.create(istiod([{ name: "AUTO_RELOAD_PLUGIN_CERTS", value: "true" }]));
+    const certs = join(dir, "flags-certs");
+    const chartDir = join(repoRoot, "charts/isthmus-agent");
+    const first = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "restarting",
+      "--kubeconfig",
+      await restarting.writeKubeconfig(join(dir, "restarting.kubeconfig")),
+      "--out",
+      dir,
+      "--chart",
+      chartDir,
+      "--image",
+      `registry.example.com/isthmus-agent:0.1.0@sha256:${"ab".repeat(32)}`,
+      "--set",
+      "locality=eu-west-1/eu-west-1a",
+      "--restart-istiod",
+    ]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^istio: restarted istio-system\/istiod /m);
+    const annotations = at(
+      restarting.get("apps/v1", "Deployment", "istiod", "istio-system"),
+      "spec.template.metadata.annotations",
+    );
+    assert.ok((annotations as Record<string, string>)["isthmus.dev/restartedAt"]);
+    assert.ok(
+      first.stdout.includes(`helm upgrade --install isthmus-agent ${chartDir} --namespace`),
+    );
+    assert.match(
+      first.stdout,
+      /^values: clusterId=restarting image.repository=registry.example.com\/isthmus-agent image.tag=0.1.0 image.digest=sha256:(ab){32} locality=eu-west-1\/eu-west-1a$/m,
+    );
+    assert.deepEqual(parse(readFileSync(join(dir, "values-restarting.yaml"), "utf8")), {
+      clusterId: "restarting",
+      image: {
+        repository: "registry.example.com/isthmus-agent",
+        tag: "0.1.0",
+        digest: `sha256:${"ab".repeat(32)}`,
+      },
+      locality: "eu-west-1/eu-west-1a",
+    });
+
+    const second = await isthmus([
+      "install",
+      "-c",
+      certs,
+      "--cluster",
+      "reloading",
+      "--kubeconfig",
+      await reloading.writeKubeconfig(join(dir, "reloading.kubeconfig")),
+      "--out",
+      dir,
+      "--chart",
+      "oci://registry.example.com/charts/isthmus-agent",
+      "--chart-version",
+      "0.1.0",
+    ]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /^istio: istiod has AUTO_RELOAD_PLUGIN_CERTS=true /m);
+    assert.match(
+      second.stdout,
+      /helm upgrade --install isthmus-agent oci:\/\/registry.example.com\/charts\/isthmus-agent --namespace isthmus-system --create-namespace -f \S+values-reloading.yaml --version 0.1.0 /,
+    );
+  });
+
+  it("refuses a --chart folder without a chart and a malformed --image, writing nothing", async () => {
+    const certs = join(dir, "refused-certs");
+    for (const [flags, message] of [
+      [["--chart", dir], /^isthmus: --chart .*: no Chart.yaml in that folder/],
+      [
+        ["--image", "Registry/UPPER:tag"],
+        /^isthmus: invalid --image "Registry\/UPPER:tag": expected repository/,
+      ],
+      [["--chart-version", "1.0.0"], /^isthmus: --chart-version needs an oci:\/\/ --chart$/m],
+    ] as const) {
+      const result = await isthmus([
+        "install",
+        "-c",
+        certs,
+        "--cluster",
+        "spare",
+        "--kubeconfig",
+        kubeconfigs[2]!,
+        "--out",
+        dir,
+        ...flags,
+      ]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, message);
+    }
+    assert.equal(existsSync(certs), false, "no certificates generated");
   });
 });

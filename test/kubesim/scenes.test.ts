@@ -132,7 +132,7 @@ describe("kubesim scenes and seeding", () => {
     const slice = slices.items[0]!;
     assert.equal(slice.addressType, "IPv4");
     assert.deepEqual(
-      slice.endpoints.map((e) => [e.addresses[0], e.conditions?.ready, e.targetRef?.name]),
+      (slice.endpoints ?? []).map((e) => [e.addresses[0], e.conditions?.ready, e.targetRef?.name]),
       [
         ["10.1.2.10", true, "reviews-0"],
         ["10.1.2.11", true, "reviews-1"],

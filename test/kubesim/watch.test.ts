@@ -284,12 +284,10 @@ describe("kubesim watch", () => {
           const e = JSON.parse(l) as Event;
           return e.type === "BOOKMARK" ? "BOOKMARK" : e.object.metadata?.name;
         });
-    assert.deepEqual(chunks.map(names), [
-      ["one", "two", "three"],
-      ["BOOKMARK"],
-      ["four"],
-      ["five"],
-    ]);
+    // Node >= 22 sends the writes of one turn to a response as one chunk: the bookmark,
+    // written in the turn that flushes the events, shares their chunk there (on Node 20 it
+    // had a chunk of its own). Events and bookmark stay in order either way.
+    assert.deepEqual(chunks.map(names), [["one", "two", "three", "BOOKMARK"], ["four"], ["five"]]);
   });
 
   it("ends the watch of a client that stops reading, instead of buffering without limit", async () => {

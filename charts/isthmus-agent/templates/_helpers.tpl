@@ -61,10 +61,15 @@ Name of the ServiceAccount.
 {{- end }}
 
 {{/*
-Container image; the tag defaults to the chart's appVersion.
+Container image: by digest when image.digest is set (the tag is then ignored), else by tag,
+which defaults to the chart's appVersion.
 */}}
 {{- define "isthmus-agent.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*

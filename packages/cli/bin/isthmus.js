@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// Launcher: the packages ship TypeScript sources, run through tsx.
-import { register } from "tsx/esm/api";
-
-register();
-const { main } = await import("../src/main.ts");
+// Launcher: runs the compiled dist/ through the package's own "./main" export. Under the
+// "@isthmus/source" condition (tests, benchmarks: see test/setup.ts) that export is the
+// TypeScript source, which the tsx loader given alongside runs.
+const { main } = await import("@isthmus/cli/main");
 process.exitCode = await main(process.argv);

@@ -1,15 +1,5 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { registerAgentCommand } from "./commands/agent.js";
-import { registerCertsCommand } from "./commands/certs.js";
-import { registerCheckCommand } from "./commands/check.js";
-import { registerClusterCommand } from "./commands/cluster.js";
-import { registerDemoCommand } from "./commands/demo.js";
-import { registerHubCommand } from "./commands/hub.js";
-import { registerInstallCommand } from "./commands/install.js";
-import { registerPolicyCommand } from "./commands/policy.js";
-import { registerSandboxCommand } from "./commands/sandbox.js";
-import { registerStatusCommands } from "./commands/status.js";
 
 /** Exit codes: 0 success, 1 an error while doing the work, 2 bad usage (flags, arguments). */
 export const EXIT_ERROR = 1;
@@ -19,8 +9,42 @@ const { version } = JSON.parse(
   readFileSync(new URL("../package.json", import.meta.url), "utf8"),
 ) as { version: string };
 
-/** The `isthmus` program; every command registers itself here. */
-export function createProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every command's module, by the command names it registers, in help order. Modules are
+ * loaded only when an invocation needs them: each pulls in its libraries (gRPC, PKI, the
+ * hub, the agent, kubesim), and loading all of them takes about a second, where
+ * `isthmus --version` or `isthmus certs` needs a fraction of it (bench/startup.ts).
+ */
+const COMMAND_MODULES: readonly [names: readonly string[], load: () => Promise<Register>][] = [
+  [["certs"], async () => (await import("./commands/certs.js")).registerCertsCommand],
+  [["cluster"], async () => (await import("./commands/cluster.js")).registerClusterCommand],
+  [["policy"], async () => (await import("./commands/policy.js")).registerPolicyCommand],
+  [
+    ["status", "catalog"],
+    async () => (await import("./commands/status.js")).registerStatusCommands,
+  ],
+  [["install"], async () => (await import("./commands/install.js")).registerInstallCommand],
+  [["check"], async () => (await import("./commands/check.js")).registerCheckCommand],
+  [["hub"], async () => (await import("./commands/hub.js")).registerHubCommand],
+  [["agent"], async () => (await import("./commands/agent.js")).registerAgentCommand],
+  [["sandbox"], async () => (await import("./commands/sandbox.js")).registerSandboxCommand],
+  [["demo"], async () => (await import("./commands/demo.js")).registerDemoCommand],
+];
+
+/** The first argument that is not an option: the command's name, if any. Options of the
+ * program itself take no value, so the first such word is the command. */
+function commandName(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((arg) => !arg.startsWith("-"));
+}
+
+/**
+ * The `isthmus` program with the commands `argv` needs: the named command alone, nothing for
+ * `--version`, and every command for anything else (help, an unknown command), so that help
+ * and "unknown command" list them all. Without `argv`, every command.
+ */
+export async function createProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command("isthmus")
     .description("multi-cluster policy layer for Istio")
     .version(version)
@@ -28,22 +52,20 @@ export function createProgram(): Command {
     .configureOutput({
       outputError: (message, write) => write(`isthmus: ${message.replace(/^error: /, "")}`),
     });
-  registerCertsCommand(program);
-  registerClusterCommand(program);
-  registerPolicyCommand(program);
-  registerStatusCommands(program);
-  registerInstallCommand(program);
-  registerCheckCommand(program);
-  registerHubCommand(program);
-  registerAgentCommand(program);
-  registerSandboxCommand(program);
-  registerDemoCommand(program);
+  const name = argv === undefined ? undefined : commandName(argv);
+  const named = COMMAND_MODULES.filter(([names]) => name !== undefined && names.includes(name));
+  const versionOnly =
+    argv !== undefined &&
+    name === undefined &&
+    argv.slice(2).some((a) => a === "-V" || a === "--version");
+  const needed = named.length > 0 ? named : versionOnly ? [] : COMMAND_MODULES;
+  for (const register of await Promise.all(needed.map(([, load]) => load()))) register(program);
   return program;
 }
 
 /** Runs the CLI and returns its exit code (the launcher sets process.exitCode). */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = createProgram();
+  const program = await createProgram(argv);
   try {
     await program.parseAsync([...argv]);
     return 0;

@@ -96,6 +96,55 @@ const core: Def[] = [
   },
   { resource: "nodes", kind: "Node", namespaced: false, shortNames: ["no"], status: true },
   { resource: "events", kind: "Event", shortNames: ["ev"] },
+  {
+    resource: "persistentvolumeclaims",
+    kind: "PersistentVolumeClaim",
+    shortNames: ["pvc"],
+    status: true,
+  },
+];
+
+/** Kinds the charts install, stored as they are (no controllers act on them): so that
+ * `kubectl apply --dry-run=server` of a rendered chart reaches the server (test/charts/). */
+const chartKinds: [group: string, defs: Def[]][] = [
+  [
+    "apps",
+    [
+      // No pods come of them; seeded ones describe an install, e.g. istiod's environment.
+      {
+        resource: "deployments",
+        kind: "Deployment",
+        shortNames: ["deploy"],
+        categories: ["all"],
+        status: true,
+        columns: [{ name: "Replicas", type: "integer", jsonPath: ".spec.replicas" }],
+      },
+    ],
+  ],
+  [
+    "policy",
+    [
+      {
+        resource: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        shortNames: ["pdb"],
+        status: true,
+      },
+    ],
+  ],
+  [
+    "networking.k8s.io",
+    [{ resource: "networkpolicies", kind: "NetworkPolicy", shortNames: ["netpol"] }],
+  ],
+  [
+    "rbac.authorization.k8s.io",
+    [
+      { resource: "roles", kind: "Role" },
+      { resource: "rolebindings", kind: "RoleBinding" },
+      { resource: "clusterroles", kind: "ClusterRole", namespaced: false },
+      { resource: "clusterrolebindings", kind: "ClusterRoleBinding", namespaced: false },
+    ],
+  ],
 ];
 
 function build(group: string, versions: string[], defs: Def[], custom: boolean): ResourceType[] {
@@ -121,6 +170,7 @@ const istioCategories = ["istio-io", "networking-istio-io"];
 export function builtinResourceTypes(): ResourceType[] {
   return [
     ...build("", ["v1"], core, false),
+    ...chartKinds.flatMap(([group, defs]) => build(group, ["v1"], defs, false)),
     ...build(
       "discovery.k8s.io",
       ["v1"],
@@ -129,23 +179,6 @@ export function builtinResourceTypes(): ResourceType[] {
           resource: "endpointslices",
           kind: "EndpointSlice",
           columns: [{ name: "AddressType", type: "string", jsonPath: ".addressType" }],
-        },
-      ],
-      false,
-    ),
-    // Deployments hold no pods here (no controllers run); seeded ones describe an install,
-    // e.g. istiod's environment.
-    ...build(
-      "apps",
-      ["v1"],
-      [
-        {
-          resource: "deployments",
-          kind: "Deployment",
-          shortNames: ["deploy"],
-          categories: ["all"],
-          status: true,
-          columns: [{ name: "Replicas", type: "integer", jsonPath: ".spec.replicas" }],
         },
       ],
       false,

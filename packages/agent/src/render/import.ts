@@ -1,4 +1,5 @@
 import type { ImportBackend, ImportBackendIntent, ImportIntent } from "@isthmus/proto";
+import type { IDestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
 import { clusterHost, clustersetHost, finish, objectName } from "./meta.js";
 import { renderPorts } from "./ports.js";
 import { gatewayEndpoints, localEndpoints, seSpec } from "./service-entry.js";
@@ -85,7 +86,7 @@ export function renderImport(
           loadBalancer: { localityLbSetting: { enabled: true } },
           outlierDetection: OUTLIER_DETECTION,
         },
-      },
+      } satisfies IDestinationRule["spec"],
     }),
   );
   return objects;

@@ -1,4 +1,5 @@
 import type { ImportBackend } from "@isthmus/proto";
+import type { IServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1/ServiceEntry";
 import type { RenderedPort } from "./ports.js";
 import type { LocalFacts, LocalServiceEndpoints } from "./types.js";
 
@@ -64,7 +65,12 @@ export function gatewayEndpoints(backend: ImportBackend, ports: readonly Rendere
   });
 }
 
-export function seSpec(hosts: string[], ports: readonly RenderedPort[], endpoints: SeEndpoint[]) {
+/** A ServiceEntry spec, type-checked against Istio's CRD schema (@kubernetes-models/istio). */
+export function seSpec(
+  hosts: string[],
+  ports: readonly RenderedPort[],
+  endpoints: SeEndpoint[],
+): IServiceEntry["spec"] {
   return {
     hosts,
     location: "MESH_INTERNAL",

@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { stringify } from "yaml";
 import {
@@ -9,6 +9,13 @@ import {
   withAdmin,
   withConnectionOptions,
 } from "../connection.js";
+import {
+  afterCacertsChange,
+  agentChart,
+  describeValues,
+  imageValues,
+  setValue,
+} from "./install-steps.js";
 import {
   checkTrustDomain,
   defaultTrustDomain,
@@ -28,9 +35,12 @@ interface InstallFlags extends ConnectionFlags {
   out: string;
   label: string[];
   trustDomain?: string;
+  chart?: string;
+  chartVersion?: string;
+  image?: string;
+  set: string[];
+  restartIstiod?: boolean;
 }
-
-const CHART = resolve(import.meta.dirname, "../../../../charts/isthmus-agent");
 
 function helmOnPath(): boolean {
   return spawnSync("helm", ["version", "--short"], { stdio: "ignore" }).status === 0;
@@ -71,6 +81,22 @@ export function registerInstallCommand(program: Command): void {
       (v: string, p: string[]) => [...p, v],
       [],
     )
+    .option(
+      "--chart <folder|oci://ref>",
+      "isthmus-agent chart (default: the chart this package ships)",
+    )
+    .option("--chart-version <version>", "chart version to pull (with an oci:// --chart)")
+    .option(
+      "--image <repository[:tag][@digest]>",
+      "agent image (image.repository, image.tag, image.digest)",
+    )
+    .option(
+      "--set <key=value>",
+      "another chart value, written into the values file; repeatable",
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
+    .option("--restart-istiod", "restart istiod after cacerts changed (unless it auto-reloads)")
     .action(async (flags: InstallFlags) => {
       await runInstall(flags);
     });
@@ -82,6 +108,11 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
     await import("@isthmus/pki");
   const { createKubeClient, kubeConfigFromDefault, SECRETS } = await import("@isthmus/agent");
   assertClusterName(flags.cluster);
+  // Flags that are wrong on their own fail before anything is written.
+  const chart = agentChart(flags.chart);
+  if (flags.chartVersion !== undefined && !chart.startsWith("oci://"))
+    throw new UsageError("--chart-version needs an oci:// --chart");
+  const image = flags.image === undefined ? undefined : imageValues(flags.image);
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const labels: Record<string, string> = {};
   for (const l of flags.label) {
@@ -127,6 +158,7 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
       else {
         await kube.create(SECRETS, secret as never);
         say("cluster: created Secret istio-system/cacerts");
+        await afterCacertsChange(kube, flags.restartIstiod === true, say);
       }
     } else if (existingRoot === secret.data["root-cert.pem"] && !flags.force) {
       say("cluster: Secret istio-system/cacerts already holds this root; left as is");
@@ -140,6 +172,7 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
     } else {
       await kube.apply(SECRETS, secret as never, { fieldManager: "isthmus-install", force: true });
       say("cluster: replaced Secret istio-system/cacerts (--force)");
+      await afterCacertsChange(kube, flags.restartIstiod === true, say);
     }
   } finally {
     kube.close();
@@ -162,10 +195,9 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
       values.bootstrapToken = created.bootstrapToken;
     }
   }
-  if (flags.dryRun)
-    say(
-      `dry run: would write ${valuesFile} with clusterId${flags.hub ? ", hub.address, hub.caPem, bootstrapToken" : ""}`,
-    );
+  if (image !== undefined) values.image = image;
+  for (const assignment of flags.set) setValue(values, assignment);
+  if (flags.dryRun) say(`dry run: would write ${valuesFile}`);
   else {
     await writeFile(valuesFile, stringify(values), { mode: 0o600, flag: "w" });
     say(
@@ -185,15 +217,17 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
     "upgrade",
     "--install",
     "isthmus-agent",
-    CHART,
+    chart,
     "--namespace",
     flags.namespace,
     "--create-namespace",
     "-f",
     valuesFile,
   ];
+  if (flags.chartVersion !== undefined) helmArgs.push("--version", flags.chartVersion);
   if (flags.kubeconfig !== undefined) helmArgs.push("--kubeconfig", flags.kubeconfig);
   if (flags.context !== undefined) helmArgs.push("--kube-context", flags.context);
+  say(`values: ${describeValues(values).join(" ")}`);
   if (!flags.dryRun && helmOnPath()) {
     execFileSync("helm", helmArgs, { stdio: "inherit" });
     say("helm: agent installed");
