@@ -1,14 +1,19 @@
 // Enforcement benchmark: what the policy benchmark's scene (100 clusters × 1,000 services)
 // puts into each cluster once every intent is rendered by the agent's renderer — objects per
 // cluster, the AuthorizationPolicies among them (the default DENY of other trust domains
-// apart), bytes of JSON per cluster — and the time to render a cluster.
-// `npm run bench -- enforcement [--smoke]`.
-
-import type { LocalFacts, LocalServiceEndpoints } from "@isthmus/agent";
-import { renderIntent } from "@isthmus/agent";
+// apart), bytes of JSON per cluster, the time to render a cluster — and the mesh model's time
+// to index the whole scene and to judge one connection against explain (sampled pairs, every
+// mismatch counted). `npm run bench -- enforcement [--smoke]`; ISTHMUS_BENCH_VERBOSE=1 prints
+// each mismatch.
+import { type LocalFacts, type LocalServiceEndpoints, renderIntent } from "@isthmus/agent";
+import type { KubeObject } from "@isthmus/kubesim";
+import { buildMesh } from "@isthmus/mesh-model";
+import { createRandom } from "@isthmus/model";
 import { createPolicyEngine, freezePolicy, type PolicyEngine } from "@isthmus/policy";
 import type { ImportBackend } from "@isthmus/proto";
+import { decisionOf, judge } from "../test/mesh-model/differential.js";
 import { benchSeed, type Figure } from "./harness.js";
+import { clusterObjects } from "./lib/kube-scene.js";
 import { buildScene, catalogChanges, FULL, type SceneSize } from "./policy.js";
 
 const SMOKE: SceneSize = {
@@ -22,27 +27,37 @@ const SMOKE: SceneSize = {
   rules: 20,
 };
 
-/** Local facts of a bench cluster: every catalog service with fake pod IPs, ports known. */
-function factsOf(engine: PolicyEngine, clusterId: string): LocalFacts {
+type Rendered = ReturnType<typeof renderIntent>["objects"][number];
+
+interface EndpointSliceJson {
+  metadata: { namespace: string; labels: Record<string, string> };
+  endpoints: { addresses: string[] }[];
+}
+
+/** Local facts of a bench cluster as its agent sees them: the EndpointSlices of its objects. */
+function factsOf(
+  engine: PolicyEngine,
+  clusterId: string,
+  objects: readonly KubeObject[],
+): LocalFacts {
   const cluster = engine.catalog.cluster(clusterId)!;
   const endpoints = new Map<string, LocalServiceEndpoints>();
-  let n = 0;
-  for (const rec of engine.catalog.servicesIn(clusterId).values()) {
-    const s = rec.service;
+  for (const o of objects) {
+    if (o.kind !== "EndpointSlice") continue;
+    const slice = o as unknown as EndpointSliceJson;
+    const name = slice.metadata.labels["kubernetes.io/service-name"]!;
+    const rec = engine.catalog.service(clusterId, slice.metadata.namespace, name);
+    if (rec === undefined) continue;
     const podPorts: Record<number, number> = {};
     const targetPorts: Record<string, number> = {};
-    for (const p of s.ports) {
+    for (const p of rec.service.ports) {
       podPorts[p.port] = Number(p.targetPort) || p.port;
       targetPorts[p.name] = podPorts[p.port]!;
     }
-    const addresses = Array.from(
-      { length: s.readyEndpoints },
-      () => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n++ & 255}`,
-    );
-    endpoints.set(`${s.namespace}/${s.name}`, {
-      addresses,
+    endpoints.set(`${slice.metadata.namespace}/${name}`, {
+      addresses: slice.endpoints.flatMap((e) => e.addresses),
       targetPorts,
-      inMesh: s.inMesh,
+      inMesh: rec.service.inMesh,
       podPorts,
       podPortsKnown: true,
     });
@@ -57,7 +72,7 @@ function factsOf(engine: PolicyEngine, clusterId: string): LocalFacts {
 }
 
 interface ClusterObjects {
-  objects: number;
+  rendered: Rendered[];
   policies: number;
   defaultDeny: number;
   bytes: number;
@@ -65,9 +80,13 @@ interface ClusterObjects {
   renderMs: number;
 }
 
-function renderCluster(engine: PolicyEngine, clusterId: string): ClusterObjects {
+function renderCluster(
+  engine: PolicyEngine,
+  clusterId: string,
+  objects: readonly KubeObject[],
+): ClusterObjects {
   const intents = [...engine.intents(clusterId).values()];
-  const facts = factsOf(engine, clusterId);
+  const facts = factsOf(engine, clusterId, objects);
   const backends = new Map<string, ImportBackend[]>();
   for (const i of intents) {
     if (i.kind.case !== "importBackendIntent" || i.kind.value.backend === undefined) continue;
@@ -75,7 +94,7 @@ function renderCluster(engine: PolicyEngine, clusterId: string): ClusterObjects 
     backends.set(key, [...(backends.get(key) ?? []), i.kind.value.backend]);
   }
   const out: ClusterObjects = {
-    objects: 0,
+    rendered: [],
     policies: 0,
     defaultDeny: 0,
     bytes: 0,
@@ -87,22 +106,60 @@ function renderCluster(engine: PolicyEngine, clusterId: string): ClusterObjects 
     const v = i.kind.value;
     const extra =
       i.kind.case === "importIntent" ? (backends.get(`${v?.namespace}/${v?.service}`) ?? []) : [];
-    for (const o of renderIntent(i, facts, extra).objects) {
-      const bytes = JSON.stringify(o).length;
-      out.objects++;
-      out.bytes += bytes;
-      if (o.kind !== "AuthorizationPolicy") continue;
-      out.policies++;
-      const rules = (o.spec as { rules: { from?: { source?: { notPrincipals?: string[] } }[] }[] })
-        .rules;
-      if (rules.some((r) => r.from?.[0]?.source?.notPrincipals !== undefined)) {
-        out.defaultDeny++;
-        out.defaultDenyBytes += bytes;
-      }
-    }
+    out.rendered.push(...renderIntent(i, facts, extra).objects);
   }
   out.renderMs = performance.now() - start;
+  for (const o of out.rendered) {
+    const bytes = JSON.stringify(o).length;
+    out.bytes += bytes;
+    if (o.kind !== "AuthorizationPolicy") continue;
+    out.policies++;
+    const rules = (o.spec as { rules: { from?: { source?: { notPrincipals?: string[] } }[] }[] })
+      .rules;
+    if (rules.some((r) => r.from?.[0]?.source?.notPrincipals !== undefined)) {
+      out.defaultDeny++;
+      out.defaultDenyBytes += bytes;
+    }
+  }
   return out;
+}
+
+/** Sampled connections judged by the model against explain: the time of each, mismatches. */
+function judgeSample(
+  engine: PolicyEngine,
+  scene: ReturnType<typeof buildScene>,
+  inputs: { id: string; objects: readonly unknown[] }[],
+  count: number,
+) {
+  const start = performance.now();
+  const mesh = buildMesh(inputs as never);
+  const buildMs = performance.now() - start;
+  const r = createRandom(benchSeed() + 7);
+  const judged: number[] = [];
+  let mismatches = 0;
+  for (let i = 0; i < count; i++) {
+    const src = r.pick(scene.clusters);
+    const id = r.pick(scene.identities.get(src.id)!);
+    const dst = r.pick(scene.clusters);
+    const svc = r.pick((scene.services.get(dst.id) ?? []).filter((s) => s.inMesh));
+    const port = r.pick(svc.ports).port;
+    const decided = decisionOf(
+      engine.explain(
+        { clusterId: src.id, namespace: id.namespace, serviceAccount: id.serviceAccount },
+        { clusterId: dst.id, namespace: svc.namespace, service: svc.name, port },
+      ),
+    );
+    if (decided === undefined) continue;
+    const caller = { cluster: src.id, namespace: id.namespace, serviceAccount: id.serviceAccount };
+    const target = { cluster: dst.id, namespace: svc.namespace, service: svc.name, port };
+    const t = performance.now();
+    const m = judge(mesh, 0, caller, target, decided);
+    judged.push((performance.now() - t) * 1000);
+    if (m === undefined) continue;
+    mismatches++;
+    if (process.env.ISTHMUS_BENCH_VERBOSE) console.error(m);
+  }
+  return { buildMs, judged, mismatches };
 }
 
 export default async function run({ smoke }: { smoke: boolean }): Promise<Figure[]> {
@@ -112,10 +169,26 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
   const engine = createPolicyEngine();
   engine.setPolicies(scene.policies);
   engine.applyCatalog(catalogChanges(scene));
-  const per = scene.clusters.map((c) => renderCluster(engine, c.id));
+  // Every cluster's own objects and what its agent renders into it.
+  const trustDomains = scene.clusters.map((c) => c.trustDomain);
+  const base = scene.clusters.map((c, i) =>
+    clusterObjects(
+      c,
+      i,
+      (scene.services.get(c.id) ?? []).filter((s) => s.inMesh),
+      scene.identities.get(c.id) ?? [],
+      trustDomains,
+    ),
+  );
+  const per = scene.clusters.map((c, i) => renderCluster(engine, c.id, base[i]!));
   const pick = (f: (c: ClusterObjects) => number) => per.map(f);
+  const inputs = scene.clusters.map((c, i) => ({
+    id: c.id,
+    objects: [...base[i]!, ...per[i]!.rendered],
+  }));
+  const model = judgeSample(engine, scene, inputs, smoke ? 200 : 2000);
   return [
-    { name: "objects per cluster", unit: "count", samples: pick((c) => c.objects) },
+    { name: "objects per cluster", unit: "count", samples: pick((c) => c.rendered.length) },
     { name: "AuthorizationPolicies per cluster", unit: "count", samples: pick((c) => c.policies) },
     {
       name: "of which default DENY of other trust domains",
@@ -131,5 +204,12 @@ export default async function run({ smoke }: { smoke: boolean }): Promise<Figure
       reference: "JSON per cluster",
     },
     { name: "render a cluster's intents", unit: "ms", samples: pick((c) => c.renderMs) },
+    { name: "model: index every cluster's objects", unit: "ms", samples: [model.buildMs] },
+    { name: "model: judge one connection", unit: "µs", samples: model.judged },
+    {
+      name: "model: mismatches in the judged connections",
+      unit: "count",
+      samples: [model.mismatches],
+    },
   ];
 }

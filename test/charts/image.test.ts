@@ -121,7 +121,9 @@ describe("docker/Dockerfile", () => {
         );
       assert.ok(sources.includes("package-lock.json"), `${name}: the lock file`);
     }
-    assert.ok(stage("build").instructions.includes("RUN npx tsc -b packages/cli"));
+    assert.ok(
+      stage("build").instructions.includes("RUN npx tsc -b packages/cli packages/mesh-model"),
+    );
     assert.ok(
       stage("modules").instructions.some((l) =>
         l.startsWith("RUN npm ci --omit=dev --ignore-scripts"),
