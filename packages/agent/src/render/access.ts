@@ -1,4 +1,5 @@
 import type { AccessIntent, AccessRule } from "@isthmus/proto";
+import type { IAuthorizationPolicy } from "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy";
 import type { IntentHeader } from "./import.js";
 import { finish, objectName } from "./meta.js";
 import type { KubeObject, LocalFacts, LocalServiceEndpoints, ObjectError } from "./types.js";
@@ -18,12 +19,9 @@ const PRINCIPAL =
  * for every port names every pod port of the Service when all are known: the pods may serve
  * another Service on other ports, which this Service's rules must not reach.
  */
-function rule(
-  r: AccessRule,
-  endpoints: LocalServiceEndpoints | undefined,
-): Record<string, unknown> {
+function rule(r: AccessRule, endpoints: LocalServiceEndpoints | undefined): AuthorizationRule {
   const podPorts = endpoints?.podPorts ?? {};
-  const out: Record<string, unknown> = {
+  const out: AuthorizationRule = {
     from: [{ source: { principals: [...new Set(r.principals)].sort() } }],
   };
   const ports =
@@ -48,8 +46,8 @@ function rule(
 function remoteDefaultDeny(
   trustDomain: string,
   endpoints: LocalServiceEndpoints | undefined,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = {
+): AuthorizationRule {
+  const out: AuthorizationRule = {
     from: [{ source: { principals: ["*"], notPrincipals: [`${trustDomain}/*`] } }],
   };
   if (endpoints?.podPortsKnown === true) {
@@ -58,6 +56,8 @@ function remoteDefaultDeny(
   }
   return out;
 }
+
+type AuthorizationRule = NonNullable<NonNullable<IAuthorizationPolicy["spec"]>["rules"]>[number];
 
 /** Why rules cannot be rendered: an empty selector, a rule without principals, a principal
  * that is not one exact identity. */
@@ -110,13 +110,17 @@ export function renderAccess(
   const selector = Object.fromEntries(
     Object.entries(intent.selector).sort(([a], [b]) => a.localeCompare(b)),
   );
-  const policy = (name: string, action: "ALLOW" | "DENY", rules: Record<string, unknown>[]) =>
+  const policy = (name: string, action: "ALLOW" | "DENY", rules: AuthorizationRule[]) =>
     finish(
       {
         apiVersion: "security.istio.io/v1",
         kind: "AuthorizationPolicy",
         metadata: { name, namespace },
-        spec: { selector: { matchLabels: { ...selector } }, action, rules },
+        spec: {
+          selector: { matchLabels: { ...selector } },
+          action,
+          rules,
+        } satisfies IAuthorizationPolicy["spec"],
       },
       header.name,
       header.version,
