@@ -1,29 +1,17 @@
-// Comparing the policy engine's decisions with the mesh model's verdicts: shared by the
-// differential property test and the end-to-end comparison.
+// The differential property test's scenes and the grouping of mismatches by class; the
+// comparison of a decision with the model is the CLI's (packages/cli/src/verify/compare.ts).
+
+import { decisionOf, judge, type Mismatch } from "@isthmus/cli/verify";
 import type { KubeObject } from "@isthmus/kubesim";
-import {
-  attack,
-  buildMesh,
-  type Caller,
-  type ConnectResult,
-  connect,
-  type Mesh,
-  type ServiceTarget,
-} from "@isthmus/mesh-model";
+import { buildMesh, type Mesh } from "@isthmus/mesh-model";
 import { createRandom } from "@isthmus/model";
 import { type CatalogChange, createPolicyEngine, type PolicyEngine } from "@isthmus/policy";
-import { Decision, type ExplainResponse } from "@isthmus/proto";
+import { Decision } from "@isthmus/proto";
 import { randomPolicies } from "../policy/random-scene.js";
 import { discover, randomKubeScene, renderCluster } from "./kube-scene.js";
 
-export interface Mismatch {
-  /** The random scene's seed; undefined for live objects (the e2e comparison). */
-  seed: number | undefined;
-  pair: string;
-  sameCluster: boolean;
-  engine: string;
-  model: ConnectResult;
-}
+// The comparison itself lives in the CLI (`isthmus verify`); re-exported for the tests.
+export { decisionOf, describeMismatch, judge, type Mismatch } from "@isthmus/cli/verify";
 
 /** What a mismatch is about, by the model's reason (names and numbers left out). */
 const REASONS: [RegExp, string][] = [
@@ -59,46 +47,6 @@ export function classOf(m: Mismatch): string {
         : " (another Service's policy on the same pods)";
   const decided = m.engine.split(" ")[0];
   return `decided ${decided}, model ${m.model.outcome} at ${m.model.stage}, ${m.sameCluster ? "same" : "cross"}-cluster: ${why}`;
-}
-
-/** The engine's decision for one backend as explain reports it; undefined: not enforced (skip). */
-export function decisionOf(ex: ExplainResponse): { allow: boolean; label: string } | undefined {
-  if (ex.warnings.some((w) => w.code === "not-enforced")) return undefined;
-  const b = ex.backends[0]!;
-  const allow = b.decision === Decision.ALLOW;
-  const shared = ex.warnings.some((w) => w.code === "shared-principal");
-  const by =
-    b.rule !== ""
-      ? `rule ${b.rule}`
-      : shared
-        ? "a shared principal (DENY wins)"
-        : `default (${ex.defaultReason || "shared principal"})`;
-  return { allow, label: `${allow ? "ALLOW" : "DENY"} by ${by}` };
-}
-
-/**
- * The model's verdict against a decision: a DENY must hold at the destination by itself
- * (`attack`), an ALLOW must go through from the caller on its host (`connect`).
- */
-export function judge(
-  mesh: Mesh,
-  seed: number | undefined,
-  caller: Caller,
-  target: ServiceTarget,
-  decided: { allow: boolean; label: string },
-): Mismatch | undefined {
-  const model = decided.allow ? connect(mesh, caller, target) : attack(mesh, caller, target);
-  const agrees = decided.allow
-    ? model.outcome === "ALLOW"
-    : model.outcome !== "ALLOW" && model.outcome !== "UNKNOWN";
-  if (agrees) return undefined;
-  return {
-    seed,
-    pair: `${caller.cluster}/${caller.namespace}/${caller.serviceAccount} -> ${target.cluster}/${target.namespace}/${target.service}:${target.port}`,
-    sameCluster: caller.cluster === target.cluster,
-    engine: decided.label,
-    model,
-  };
 }
 
 /** Every identity x service x port the engine knows, compared. */
@@ -163,11 +111,6 @@ export function runSeed(seed: number) {
     objects: [...c.objects, ...renderCluster(engine, c.id, discovered[i]!.local)] as KubeObject[],
   }));
   return compareEngine(seed, engine, buildMesh(inputs));
-}
-
-/** One mismatch on one line: seed, pair, both verdicts, the objects. */
-export function describeMismatch(m: Mismatch): string {
-  return `${m.seed === undefined ? "live" : `seed ${m.seed}`}: ${m.pair}: engine ${m.engine}; model ${m.model.outcome} (${m.model.stage}) ${m.model.reason}; objects: ${m.model.objects.join("; ") || "-"}`;
 }
 
 /** Mismatches grouped by class, with the first example of each. */

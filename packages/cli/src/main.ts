@@ -27,6 +27,7 @@ const COMMAND_MODULES: readonly [names: readonly string[], load: () => Promise<R
   ],
   [["install"], async () => (await import("./commands/install.js")).registerInstallCommand],
   [["check"], async () => (await import("./commands/check.js")).registerCheckCommand],
+  [["verify"], async () => (await import("./commands/verify.js")).registerVerifyCommand],
   [["hub"], async () => (await import("./commands/hub.js")).registerHubCommand],
   [["agent"], async () => (await import("./commands/agent.js")).registerAgentCommand],
   [["sandbox"], async () => (await import("./commands/sandbox.js")).registerSandboxCommand],

@@ -99,8 +99,9 @@ function readSharedRoot(certs: string): X509Certificate {
   }
 }
 
-/** Targets with ids, each with a client; kubeconfig problems are usage errors naming the file. */
-async function resolveTargets(flags: CheckFlags) {
+/** Targets with ids, each with a client; kubeconfig problems are usage errors naming the file
+ * (`isthmus verify` names its clusters the same way). */
+export async function resolveTargets(flags: TargetFlags) {
   const { createKubeClient, kubeConfigFromDefault } = await import("@isthmus/agent");
   const { explicit, fromKubeconfigs } = targetsOf(flags);
   const load = (t: Omit<CheckTarget, "id">, id: string | undefined) => {

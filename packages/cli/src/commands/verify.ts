@@ -1,0 +1,206 @@
+import type { Caller, ClusterInput, Mesh, ServiceTarget } from "@isthmus/mesh-model";
+import { type Command, Option } from "commander";
+import type { TargetFlags } from "../check/targets.js";
+import {
+  type AdminClient,
+  type ConnectionFlags,
+  withAdmin,
+  withConnectionOptions,
+} from "../connection.js";
+import { ExitCode } from "../output.js";
+import { decisionOf, judge, type Mismatch } from "../verify/compare.js";
+
+interface VerifyFlags extends ConnectionFlags, TargetFlags {
+  istioNamespace: string;
+  output: "text" | "json";
+}
+
+interface VerifyReport {
+  clusters: string[];
+  compared: number;
+  skipped: number;
+  /** Catalog services in clusters this run did not read: not compared. */
+  unread: string[];
+  mismatches: Mismatch[];
+}
+
+const collect = (v: string, previous: string[]) => [...previous, v];
+
+/** `isthmus verify`: the hub's decisions against what the clusters' live objects enforce. */
+export function registerVerifyCommand(program: Command): void {
+  withConnectionOptions(program.command("verify"))
+    .description(
+      "compare the hub's decision for every identity x service x port with what Istio enforces " +
+        "over each cluster's live objects (the mesh model); exit code 1 when any differs",
+    )
+    .option(
+      "--cluster <id=kubeconfig[:context]>",
+      "a cluster to read, by its Isthmus id; repeatable (the kubeconfig path ends at the first ':')",
+      collect,
+      [],
+    )
+    .option(
+      "--kubeconfig <file>",
+      "a kubeconfig whose current context (or each --context) is a cluster, its id the context's name; repeatable",
+      collect,
+      [],
+    )
+    .option(
+      "--context <name>",
+      "a context of the one --kubeconfig (or of the default kubeconfig); repeatable",
+      collect,
+      [],
+    )
+    .option("--istio-namespace <ns>", "Istio's system namespace", "istio-system")
+    .addOption(
+      new Option("-o, --output <format>", "report format")
+        .choices(["text", "json"])
+        .default("text"),
+    )
+    .action(async (flags: VerifyFlags) => {
+      const report = await runVerify(flags);
+      process.stdout.write(flags.output === "json" ? toJson(report) : toText(report));
+      if (report.mismatches.length > 0) throw new ExitCode(1);
+    });
+}
+
+/** Every cluster's objects, read in parallel; a cluster that cannot be read fails the run. */
+async function readClusters(flags: VerifyFlags): Promise<ClusterInput[]> {
+  const { resolveTargets } = await import("./check.js");
+  const { readClusterObjects } = await import("../verify/read-cluster.js");
+  const clusters = await resolveTargets(flags);
+  return Promise.all(
+    clusters.map(async ({ target, kube }) => {
+      try {
+        return {
+          id: target.id,
+          objects: await readClusterObjects(kube, target.id, flags.istioNamespace),
+        };
+      } finally {
+        kube.close();
+      }
+    }),
+  );
+}
+
+/** The callers to try: every service account a Pod runs as (the admin API lists no identities). */
+function callersOf(inputs: readonly ClusterInput[]): Caller[] {
+  const seen = new Map<string, Caller>();
+  for (const { id, objects } of inputs)
+    for (const o of objects) {
+      if (o.kind !== "Pod") continue;
+      const namespace = o.metadata?.namespace ?? "default";
+      const serviceAccount =
+        (o.spec as { serviceAccountName?: string } | undefined)?.serviceAccountName || "default";
+      seen.set(`${id}/${namespace}/${serviceAccount}`, { cluster: id, namespace, serviceAccount });
+    }
+  return [...seen].sort(([a], [b]) => a.localeCompare(b)).map(([, c]) => c);
+}
+
+/** Reads the clusters, asks the hub for each pair, judges each decision with the model. */
+export async function runVerify(flags: VerifyFlags): Promise<VerifyReport> {
+  const { buildMesh } = await import("@isthmus/mesh-model");
+  const inputs = await readClusters(flags);
+  const mesh = buildMesh(inputs);
+  const clusterIds = new Set(inputs.map((c) => c.id));
+  const callers = callersOf(inputs);
+  return withAdmin(flags, async (client, call) => {
+    const catalog = await client.listCatalog({}, call);
+    const report: VerifyReport = {
+      clusters: [...clusterIds],
+      compared: 0,
+      skipped: 0,
+      unread: [],
+      mismatches: [],
+    };
+    const targets: ServiceTarget[] = [];
+    for (const s of catalog.services) {
+      const svc = s.service;
+      if (svc === undefined) continue;
+      if (!clusterIds.has(s.clusterId)) {
+        report.unread.push(`${s.clusterId}/${svc.namespace}/${svc.name}`);
+        continue;
+      }
+      for (const p of svc.ports)
+        targets.push({
+          cluster: s.clusterId,
+          namespace: svc.namespace,
+          service: svc.name,
+          port: p.port,
+        });
+    }
+    for (const caller of callers)
+      for (const target of targets) await comparePair(client, call, mesh, caller, target, report);
+    return report;
+  });
+}
+
+async function comparePair(
+  client: AdminClient,
+  call: Parameters<AdminClient["explain"]>[1],
+  mesh: Mesh,
+  caller: Caller,
+  target: ServiceTarget,
+  report: VerifyReport,
+): Promise<void> {
+  const ex = await client.explain(
+    {
+      source: {
+        clusterId: caller.cluster,
+        namespace: caller.namespace,
+        serviceAccount: caller.serviceAccount,
+      },
+      destination: {
+        clusterId: target.cluster,
+        namespace: target.namespace,
+        service: target.service,
+        port: target.port,
+      },
+    },
+    call,
+  );
+  const decided = decisionOf(ex);
+  if (decided === undefined) {
+    report.skipped++;
+    return;
+  }
+  report.compared++;
+  const m = judge(mesh, undefined, caller, target, decided);
+  if (m !== undefined) report.mismatches.push(m);
+}
+
+function summary(r: VerifyReport): string {
+  return `${r.compared} pairs compared, ${r.skipped} skipped (not enforced), ${r.mismatches.length} mismatch${r.mismatches.length === 1 ? "" : "es"}`;
+}
+
+function toText(r: VerifyReport): string {
+  const lines: string[] = [];
+  for (const m of r.mismatches) {
+    lines.push(`mismatch ${m.pair}`);
+    lines.push(`  hub:     ${m.engine}`);
+    lines.push(`  cluster: ${m.model.outcome} at ${m.model.stage}: ${m.model.reason}`);
+    lines.push(`  objects: ${m.model.objects.join("; ") || "-"}`);
+  }
+  if (r.unread.length > 0)
+    lines.push(
+      `not compared: ${r.unread.length} catalog service${r.unread.length === 1 ? "" : "s"} in clusters not read (${[...new Set(r.unread.map((s) => s.split("/")[0]))].sort().join(", ")})`,
+    );
+  lines.push(summary(r));
+  return `${lines.join("\n")}\n`;
+}
+
+function toJson(r: VerifyReport): string {
+  const doc = {
+    ok: r.mismatches.length === 0,
+    clusters: r.clusters,
+    compared: r.compared,
+    skipped: r.skipped,
+    notCompared: r.unread,
+    mismatches: r.mismatches.map((m) => ({
+      pair: m.pair,
+      hub: m.engine,
+      model: m.model,
+    })),
+  };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
