@@ -105,6 +105,9 @@ export async function startBenchHub(debounce: {
       adminTokens: [{ name: "bench", role: "admin", token: BENCH_TOKEN }],
       debounce,
       warmupSeconds: 0,
+      // Every simulated agent connects from 127.0.0.1, as clusters behind one NAT would:
+      // above the default of 64 connections per address.
+      limits: { ...defaultHubConfig.limits, maxConnectionsPerAddress: 10_000 },
     },
   });
   const address = `localhost:${hub.port}`;
