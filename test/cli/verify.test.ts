@@ -1,13 +1,11 @@
 // `isthmus verify` as a child process against a sandbox (hub, three kubesim clusters, real
 // agents): it agrees with the clusters, then reports the mismatch a broken mesh config makes.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { defaultScene, type Sandbox, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
+import { type Sandbox, waitConverged } from "@isthmus/cli/sandbox";
 import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
 import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 
 const policies = [
   {
@@ -39,7 +37,7 @@ const SUMMARY = /^(\d+) pairs compared, (\d+) skipped \(not enforced\), (\d+) mi
 
 describe("cli: isthmus verify (hub decisions against the clusters' live objects)", function () {
   this.timeout(180_000);
-  let dir: string;
+  let quick: QuickSandbox;
   let sandbox: Sandbox;
   const verify = (...extra: string[]) =>
     isthmus([
@@ -51,25 +49,11 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
     ]);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "isthmus-verify-"));
-    sandbox = await startSandbox({
-      scene: defaultScene(3),
-      dir,
-      hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
-      agentDebounceMs: 20,
-    });
-    await waitConverged(sandbox);
-    const { client, call } = sandbox.admin();
-    try {
-      await client.applyPolicies({ policies }, call);
-    } finally {
-      client.close();
-    }
-    await waitConverged(sandbox);
+    quick = await startQuickSandbox("verify", { policies });
+    sandbox = quick.sandbox;
   });
   after(async () => {
-    await sandbox?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await quick?.close();
   });
 
   it("exits 0 with the summary when every decision holds in the clusters", async () => {

@@ -1,14 +1,12 @@
 // The hub's decisions against the mesh model over the live objects of a sandbox run: hub,
 // three kubesim clusters, real agents (issue 16).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { defaultScene, type Sandbox, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
+import { defaultScene, type Sandbox } from "@isthmus/cli/sandbox";
 import type { KubeObject, KubeSim } from "@isthmus/kubesim";
 import { buildMesh, type ClusterInput, connect } from "@isthmus/mesh-model";
 import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
+import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 import {
   decisionOf,
   describeMismatch,
@@ -55,32 +53,18 @@ function liveMesh(sandbox: Sandbox): { inputs: ClusterInput[] } {
 
 describe("e2e: the hub's decisions hold in Istio (mesh model over live objects)", function () {
   this.timeout(180_000);
-  let dir: string;
+  let quick: QuickSandbox;
   let sandbox: Sandbox;
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "isthmus-enforcement-"));
     const scene = defaultScene(3);
     scene.clusters[0]!.apps!.push({ name: "cart", namespace: "shop" });
     scene.clusters[1]!.apps!.push({ name: "catalog", namespace: "shop" });
     scene.clusters[2]!.apps!.push({ name: "catalog", namespace: "shop" });
-    sandbox = await startSandbox({
-      scene,
-      dir,
-      hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
-      agentDebounceMs: 20,
-    });
-    await waitConverged(sandbox);
-    const { client, call } = sandbox.admin();
-    try {
-      await client.applyPolicies({ policies }, call);
-    } finally {
-      client.close();
-    }
-    await waitConverged(sandbox);
+    quick = await startQuickSandbox("enforcement", { scene, policies });
+    sandbox = quick.sandbox;
   });
   after(async () => {
-    await sandbox?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await quick?.close();
   });
 
   it("every identity x service x port: the model's verdict equals the hub's explain", async () => {

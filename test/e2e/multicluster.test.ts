@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { defaultScene, type Sandbox, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
+import { type Sandbox, waitConverged } from "@isthmus/cli/sandbox";
 import { sampleApp } from "@isthmus/kubesim";
 import { Action, Decision } from "@isthmus/proto";
 import { eventually } from "../helpers/eventually.js";
+import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 
 const allowFrontendToPayments = {
   name: "frontend-to-payments",
@@ -66,21 +64,14 @@ async function apply(sandbox: Sandbox, policies: object[], dryRun = false) {
 
 describe("e2e: three clusters, one hub, real agents", function () {
   this.timeout(180_000);
-  let dir: string;
+  let quick: QuickSandbox;
   let sandbox: Sandbox;
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "isthmus-e2e-"));
-    sandbox = await startSandbox({
-      scene: defaultScene(3),
-      dir,
-      hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
-      agentDebounceMs: 20,
-    });
-    await waitConverged(sandbox);
+    quick = await startQuickSandbox("e2e");
+    sandbox = quick.sandbox;
   });
   after(async () => {
-    await sandbox?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await quick?.close();
   });
 
   it("1. lets frontend in prod-eu call private payments-api in prod-us, and nobody else", async () => {

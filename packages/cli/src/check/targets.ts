@@ -1,6 +1,8 @@
-// Which clusters `isthmus check` looks at, from its flags: `--cluster id=kubeconfig[:context]`
-// (repeatable), or `--kubeconfig` (repeatable) with `--context` (repeatable, with one
-// kubeconfig only), or the default kubeconfig's current context.
+// Which clusters `isthmus check` and `isthmus verify` read, from their flags:
+// `--cluster id=kubeconfig[:context]` (repeatable), or `--kubeconfig` (repeatable) with
+// `--context` (repeatable, with one kubeconfig only), or the default kubeconfig's current
+// context.
+import { type Command, Option } from "commander";
 import { UsageError } from "../connection.js";
 
 /** One cluster to check: where its API server is and what to call it in the report. */
@@ -17,6 +19,40 @@ export interface TargetFlags {
   cluster: string[];
   kubeconfig: string[];
   context: string[];
+  istioNamespace: string;
+  output: "text" | "json";
+}
+
+const collect = (v: string, previous: string[]) => [...previous, v];
+
+/** The flags that name the clusters a command reads (`what`: "to check", "to read"), the
+ * Istio namespace and the report format. */
+export function withTargetOptions(command: Command, what: string): Command {
+  return command
+    .option(
+      "--cluster <id=kubeconfig[:context]>",
+      `a cluster ${what}, by its Isthmus id; repeatable (the kubeconfig path ends at the first ':')`,
+      collect,
+      [],
+    )
+    .option(
+      "--kubeconfig <file>",
+      `a kubeconfig whose current context (or each --context) is a cluster ${what}, named by the context; repeatable`,
+      collect,
+      [],
+    )
+    .option(
+      "--context <name>",
+      `a context of the one --kubeconfig (or of the default kubeconfig) ${what}; repeatable`,
+      collect,
+      [],
+    )
+    .option("--istio-namespace <ns>", "Istio's system namespace", "istio-system")
+    .addOption(
+      new Option("-o, --output <format>", "report format")
+        .choices(["text", "json"])
+        .default("text"),
+    );
 }
 
 /** The same syntax as cluster ids everywhere in Isthmus (DNS-1123 label). */
@@ -80,4 +116,40 @@ export function kubectlFor(t: Pick<CheckTarget, "kubeconfig" | "context">): stri
     ...(t.kubeconfig === undefined ? [] : ["--kubeconfig", t.kubeconfig]),
     ...(t.context === undefined ? [] : ["--context", t.context]),
   ].join(" ");
+}
+
+/** Targets with ids, each with a client; kubeconfig problems are usage errors naming the
+ * file. */
+export async function resolveTargets(flags: TargetFlags) {
+  const { createKubeClient, kubeConfigFromDefault } = await import("@isthmus/agent");
+  const { explicit, fromKubeconfigs } = targetsOf(flags);
+  const load = (t: Omit<CheckTarget, "id">, id: string | undefined) => {
+    const where = t.kubeconfig ?? "the default kubeconfig";
+    let kc: ReturnType<typeof kubeConfigFromDefault>;
+    try {
+      kc = kubeConfigFromDefault(t.kubeconfig);
+    } catch (err) {
+      throw new UsageError(`kubeconfig ${where}: ${(err as Error).message}`);
+    }
+    if (t.context !== undefined) {
+      if (kc.getContextObject(t.context) === null)
+        throw new UsageError(`kubeconfig ${where}: no context "${t.context}"`);
+      kc.setCurrentContext(t.context);
+    }
+    const context = kc.getCurrentContext();
+    if (!context) throw new UsageError(`kubeconfig ${where}: no current context`);
+    let kube: ReturnType<typeof createKubeClient>;
+    try {
+      kube = createKubeClient(kc);
+    } catch (err) {
+      throw new UsageError(`kubeconfig ${where}, context ${context}: ${(err as Error).message}`);
+    }
+    return { target: { ...t, id: id ?? context }, kube };
+  };
+  const resolved = [
+    ...explicit.map((t) => load(t, t.id)),
+    ...fromKubeconfigs.map((t) => load(t, undefined)),
+  ];
+  assertDistinctIds(resolved.map((r) => r.target));
+  return resolved;
 }

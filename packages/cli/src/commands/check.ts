@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import {
   type CheckContext,
   type CheckResult,
@@ -14,25 +14,18 @@ import { checkEastWestGateway } from "../check/gateway-check.js";
 import { meshSettingsOf } from "../check/mesh-config.js";
 import type { ClusterSnapshot } from "../check/snapshot.js";
 import {
-  assertDistinctIds,
   type CheckTarget,
   kubectlFor,
+  resolveTargets,
   type TargetFlags,
-  targetsOf,
+  withTargetOptions,
 } from "../check/targets.js";
 import { checkTrustDomain, type KnownTrustDomain } from "../check/trust-domain.js";
-import {
-  type ConnectionFlags,
-  UsageError,
-  withAdmin,
-  withConnectionOptions,
-} from "../connection.js";
+import { type ConnectionFlags, withAdmin, withConnectionOptions } from "../connection.js";
 import { ExitCode } from "../output.js";
 
 interface CheckFlags extends ConnectionFlags, TargetFlags {
   certs: string;
-  istioNamespace: string;
-  output: "text" | "json";
 }
 
 /** One cluster's outcome: its checks, or why it could not be asked. */
@@ -41,40 +34,14 @@ interface ClusterReport {
   checks: CheckResult[];
 }
 
-const collect = (v: string, previous: string[]) => [...previous, v];
-
 /** `isthmus check`: the prerequisites of multi-network Istio, per cluster. */
 export function registerCheckCommand(program: Command): void {
-  withConnectionOptions(program.command("check"))
+  withTargetOptions(withConnectionOptions(program.command("check")), "to check")
     .description(
       "check every cluster's Istio for what Isthmus needs: the shared root in cacerts and served by istiod, " +
         "the network label, the east-west gateway, the trust-domain setting; exit code 1 when a check fails",
     )
     .requiredOption("-c, --certs <folder>", "folder of the shared root (root-cert.pem)")
-    .option(
-      "--cluster <id=kubeconfig[:context]>",
-      "a cluster to check, by id; repeatable (the kubeconfig path ends at the first ':')",
-      collect,
-      [],
-    )
-    .option(
-      "--kubeconfig <file>",
-      "a kubeconfig whose current context (or each --context) is a cluster to check, named by the context; repeatable",
-      collect,
-      [],
-    )
-    .option(
-      "--context <name>",
-      "a context of the one --kubeconfig (or of the default kubeconfig) to check; repeatable",
-      collect,
-      [],
-    )
-    .option("--istio-namespace <ns>", "Istio's system namespace", "istio-system")
-    .addOption(
-      new Option("-o, --output <format>", "report format")
-        .choices(["text", "json"])
-        .default("text"),
-    )
     .action(async (flags: CheckFlags) => {
       const failed = await runCheck(flags);
       if (failed) throw new ExitCode(1);
@@ -97,42 +64,6 @@ function readSharedRoot(certs: string): X509Certificate {
   } catch (err) {
     throw new Error(`${file}: not a root certificate: ${(err as Error).message}`);
   }
-}
-
-/** Targets with ids, each with a client; kubeconfig problems are usage errors naming the file
- * (`isthmus verify` names its clusters the same way). */
-export async function resolveTargets(flags: TargetFlags) {
-  const { createKubeClient, kubeConfigFromDefault } = await import("@isthmus/agent");
-  const { explicit, fromKubeconfigs } = targetsOf(flags);
-  const load = (t: Omit<CheckTarget, "id">, id: string | undefined) => {
-    const where = t.kubeconfig ?? "the default kubeconfig";
-    let kc: ReturnType<typeof kubeConfigFromDefault>;
-    try {
-      kc = kubeConfigFromDefault(t.kubeconfig);
-    } catch (err) {
-      throw new UsageError(`kubeconfig ${where}: ${(err as Error).message}`);
-    }
-    if (t.context !== undefined) {
-      if (kc.getContextObject(t.context) === null)
-        throw new UsageError(`kubeconfig ${where}: no context "${t.context}"`);
-      kc.setCurrentContext(t.context);
-    }
-    const context = kc.getCurrentContext();
-    if (!context) throw new UsageError(`kubeconfig ${where}: no current context`);
-    let kube: ReturnType<typeof createKubeClient>;
-    try {
-      kube = createKubeClient(kc);
-    } catch (err) {
-      throw new UsageError(`kubeconfig ${where}, context ${context}: ${(err as Error).message}`);
-    }
-    return { target: { ...t, id: id ?? context }, kube };
-  };
-  const resolved = [
-    ...explicit.map((t) => load(t, t.id)),
-    ...fromKubeconfigs.map((t) => load(t, undefined)),
-  ];
-  assertDistinctIds(resolved.map((r) => r.target));
-  return resolved;
 }
 
 /** Trust domains of the Isthmus clusters: those read in this run, then (with --hub) the hub's. */

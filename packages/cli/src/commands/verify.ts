@@ -1,6 +1,6 @@
 import type { Caller, ClusterInput, Mesh, ServiceTarget } from "@isthmus/mesh-model";
-import { type Command, Option } from "commander";
-import type { TargetFlags } from "../check/targets.js";
+import type { Command } from "commander";
+import { resolveTargets, type TargetFlags, withTargetOptions } from "../check/targets.js";
 import {
   type AdminClient,
   type ConnectionFlags,
@@ -10,10 +10,7 @@ import {
 import { ExitCode } from "../output.js";
 import { decisionOf, judge, type Mismatch } from "../verify/compare.js";
 
-interface VerifyFlags extends ConnectionFlags, TargetFlags {
-  istioNamespace: string;
-  output: "text" | "json";
-}
+type VerifyFlags = ConnectionFlags & TargetFlags;
 
 interface VerifyReport {
   clusters: string[];
@@ -24,38 +21,12 @@ interface VerifyReport {
   mismatches: Mismatch[];
 }
 
-const collect = (v: string, previous: string[]) => [...previous, v];
-
 /** `isthmus verify`: the hub's decisions against what the clusters' live objects enforce. */
 export function registerVerifyCommand(program: Command): void {
-  withConnectionOptions(program.command("verify"))
+  withTargetOptions(withConnectionOptions(program.command("verify")), "to read")
     .description(
       "compare the hub's decision for every identity x service x port with what Istio enforces " +
         "over each cluster's live objects (the mesh model); exit code 1 when any differs",
-    )
-    .option(
-      "--cluster <id=kubeconfig[:context]>",
-      "a cluster to read, by its Isthmus id; repeatable (the kubeconfig path ends at the first ':')",
-      collect,
-      [],
-    )
-    .option(
-      "--kubeconfig <file>",
-      "a kubeconfig whose current context (or each --context) is a cluster, its id the context's name; repeatable",
-      collect,
-      [],
-    )
-    .option(
-      "--context <name>",
-      "a context of the one --kubeconfig (or of the default kubeconfig); repeatable",
-      collect,
-      [],
-    )
-    .option("--istio-namespace <ns>", "Istio's system namespace", "istio-system")
-    .addOption(
-      new Option("-o, --output <format>", "report format")
-        .choices(["text", "json"])
-        .default("text"),
     )
     .action(async (flags: VerifyFlags) => {
       const report = await runVerify(flags);
@@ -66,7 +37,6 @@ export function registerVerifyCommand(program: Command): void {
 
 /** Every cluster's objects, read in parallel; a cluster that cannot be read fails the run. */
 async function readClusters(flags: VerifyFlags): Promise<ClusterInput[]> {
-  const { resolveTargets } = await import("./check.js");
   const { readClusterObjects } = await import("../verify/read-cluster.js");
   const clusters = await resolveTargets(flags);
   return Promise.all(

@@ -4,10 +4,11 @@
 // add up). Explain says when the other Service decides differently for a source on such a
 // port: then neither decision holds by itself.
 import type { ServiceRecord } from "@isthmus/model";
-import { Decision, type Service, type Warning } from "@isthmus/proto";
+import type { Decision, Service, Warning } from "@isthmus/proto";
 import { ruleMatchesDestinationPort } from "../rule-matcher.js";
 import {
   type Destination,
+  decisionName,
   type EngineState,
   type Rule,
   slotDecision,
@@ -34,7 +35,6 @@ export function ruleOnPort(
   return null;
 }
 
-const decisionName = (d: Decision) => (d === Decision.ALLOW ? "ALLOW" : "DENY");
 const numeric = (port: string) => /^[0-9]+$/.test(port);
 const targetOf = (s: Service, port: number) =>
   s.ports.find((p) => p.port === port)?.targetPort || String(port);

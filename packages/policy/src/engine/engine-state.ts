@@ -171,6 +171,11 @@ export function createEngineState(options?: PolicyEngineOptions): EngineState {
   };
 }
 
+/** A decision's name in messages. */
+export function decisionName(d: Decision): string {
+  return d === Decision.ALLOW ? "ALLOW" : d === Decision.DENY ? "DENY" : "UNSPECIFIED";
+}
+
 export function warning(code: string, message: string): Warning {
   return create(WarningSchema, { code, message });
 }

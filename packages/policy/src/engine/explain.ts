@@ -19,15 +19,12 @@ import { colocatedConflict, ruleOnPort } from "./colocated.js";
 import {
   createDestination,
   type Destination,
+  decisionName,
   type EngineState,
   type Rule,
   slotDecision,
   warning,
 } from "./engine-state.js";
-
-function decisionName(d: Decision): string {
-  return d === Decision.ALLOW ? "ALLOW" : d === Decision.DENY ? "DENY" : "UNSPECIFIED";
-}
 
 /** One source explained: who it is and what explain found so far. */
 interface ExplainContext {
