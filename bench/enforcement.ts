@@ -5,7 +5,12 @@
 // to index the whole scene and to judge one connection against explain (sampled pairs, every
 // mismatch counted). `npm run bench -- enforcement [--smoke]`; ISTHMUS_BENCH_VERBOSE=1 prints
 // each mismatch.
-import { type LocalFacts, type LocalServiceEndpoints, renderIntent } from "@isthmus/agent";
+import {
+  endpointsOf,
+  type LocalFacts,
+  type LocalServiceEndpoints,
+  renderIntent,
+} from "@isthmus/agent";
 import type { KubeObject } from "@isthmus/kubesim";
 import { buildMesh } from "@isthmus/mesh-model";
 import { createRandom } from "@isthmus/model";
@@ -28,39 +33,29 @@ const SMOKE: SceneSize = {
 };
 
 type Rendered = ReturnType<typeof renderIntent>["objects"][number];
-
-interface EndpointSliceJson {
-  metadata: { namespace: string; labels: Record<string, string> };
-  endpoints: { addresses: string[] }[];
-}
-
-/** Local facts of a bench cluster as its agent sees them: the EndpointSlices of its objects. */
+/**
+ * Local facts of a bench cluster as its agent sees them: each Service's EndpointSlices read by
+ * the agent's own `endpointsOf`.
+ */
 function factsOf(
   engine: PolicyEngine,
   clusterId: string,
   objects: readonly KubeObject[],
 ): LocalFacts {
   const cluster = engine.catalog.cluster(clusterId)!;
-  const endpoints = new Map<string, LocalServiceEndpoints>();
+  const key = (o: KubeObject) => `${o.metadata.namespace}/${o.metadata.name}`;
+  const slices = new Map<string, KubeObject[]>();
   for (const o of objects) {
     if (o.kind !== "EndpointSlice") continue;
-    const slice = o as unknown as EndpointSliceJson;
-    const name = slice.metadata.labels["kubernetes.io/service-name"]!;
-    const rec = engine.catalog.service(clusterId, slice.metadata.namespace, name);
-    if (rec === undefined) continue;
-    const podPorts: Record<number, number> = {};
-    const targetPorts: Record<string, number> = {};
-    for (const p of rec.service.ports) {
-      podPorts[p.port] = Number(p.targetPort) || p.port;
-      targetPorts[p.name] = podPorts[p.port]!;
-    }
-    endpoints.set(`${slice.metadata.namespace}/${name}`, {
-      addresses: slice.endpoints.flatMap((e) => e.addresses),
-      targetPorts,
-      inMesh: rec.service.inMesh,
-      podPorts,
-      podPortsKnown: true,
-    });
+    const service = `${o.metadata.namespace}/${o.metadata.labels?.["kubernetes.io/service-name"]}`;
+    slices.set(service, [...(slices.get(service) ?? []), o]);
+  }
+  const endpoints = new Map<string, LocalServiceEndpoints>();
+  for (const o of objects) {
+    if (o.kind !== "Service") continue;
+    const ports = (o.spec as { ports: Parameters<typeof endpointsOf>[2] }).ports;
+    const found = (slices.get(key(o)) ?? []) as unknown as Parameters<typeof endpointsOf>[0];
+    endpoints.set(key(o), endpointsOf(found, true, ports));
   }
   return {
     clusterId,
