@@ -16,6 +16,7 @@ import {
 import { type Logger, silentLogger } from "@isthmus/logging";
 import { AdminService, type CallOptions, clientCredentials, createClient } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
+import { defaultTrustDomain } from "./commands/istio-trust.js";
 import type { AdminClient } from "./connection.js";
 
 /** An app of a scene cluster: `sampleApp`'s options but the pod IPs, which the sandbox picks. */
@@ -138,11 +139,6 @@ export interface SandboxOptions {
   rootCertPem?: string;
 }
 
-/** The trust domain the sandbox gives a cluster. */
-export function sandboxTrustDomain(clusterId: string): string {
-  return `${clusterId}.local`;
-}
-
 const ISTHMUS_KINDS: [string, string][] = [
   ["networking.istio.io/v1", "ServiceEntry"],
   ["networking.istio.io/v1", "DestinationRule"],
@@ -174,9 +170,9 @@ export function sceneObjects(
     ...istioScene({
       clusterId: sc.id,
       network: `network-${sc.id}`,
-      trustDomain: sandboxTrustDomain(sc.id),
+      trustDomain: defaultTrustDomain(sc.id),
       eastWestAddress: `192.0.2.${n}`,
-      trustDomains: scene.clusters.map((c) => sandboxTrustDomain(c.id)),
+      trustDomains: scene.clusters.map((c) => defaultTrustDomain(c.id)),
       ...(options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem }),
     }),
     ...(sc.apps ?? []).flatMap((a, j) =>

@@ -23,6 +23,7 @@ import {
 import { checkTrustDomain, type KnownTrustDomain } from "../check/trust-domain.js";
 import { type ConnectionFlags, withAdmin, withConnectionOptions } from "../connection.js";
 import { ExitCode } from "../output.js";
+import { defaultTrustDomain } from "./istio-trust.js";
 
 interface CheckFlags extends ConnectionFlags, TargetFlags {
   certs: string;
@@ -90,7 +91,7 @@ async function knownTrustDomains(
     known.set(
       id,
       reported === ""
-        ? { clusterId: id, trustDomain: `${id}.local`, source: "assumed" }
+        ? { clusterId: id, trustDomain: defaultTrustDomain(id), source: "assumed" }
         : { clusterId: id, trustDomain: reported, source: "hub" },
     );
   }
