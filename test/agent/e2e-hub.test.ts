@@ -1,23 +1,11 @@
 import assert from "node:assert/strict";
 import { type Agent, createAgent, createMemoryIdentityStore } from "@isthmus/agent";
-import { istioScene, type KubeSim, sampleApp, startKubeSim } from "@isthmus/kubesim";
+import { type KubeSim, sampleApp } from "@isthmus/kubesim";
 import { silentLogger } from "@isthmus/logging";
 import { Action } from "@isthmus/proto";
 import { admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
 import { eventually, noDelay } from "./cluster.js";
-
-async function cluster(id: string, address: string): Promise<KubeSim> {
-  const sim = await startKubeSim({ name: id });
-  sim.load(
-    istioScene({
-      clusterId: id,
-      network: `net-${id}`,
-      trustDomain: `${id}.example`,
-      eastWestAddress: address,
-    }),
-  );
-  return sim;
-}
+import { startIstioCluster } from "./two-clusters.js";
 
 describe("agent e2e with the real hub", () => {
   let hub: HubFixture;
@@ -31,8 +19,8 @@ describe("agent e2e with the real hub", () => {
 
   it("enrolls two agents, reports their catalogs and applies the intents a policy yields", async () => {
     hub = await startHub();
-    const a = await cluster("a", "198.51.100.1");
-    const b = await cluster("b", "198.51.100.2");
+    const a = await startIstioCluster("a", "198.51.100.1");
+    const b = await startIstioCluster("b", "198.51.100.2");
     sims.push(a, b);
     a.load(sampleApp({ name: "payments-api", namespace: "payments", podIpPrefix: "10.1.0" }));
     b.load(sampleApp({ name: "frontend", namespace: "web", podIpPrefix: "10.2.0" }));

@@ -22,7 +22,8 @@ export interface TwoClusters {
   close(): Promise<void>;
 }
 
-async function cluster(id: string, address: string): Promise<KubeSim> {
+/** A kubesim cluster with Istio installed, trust domain `<id>.example`. */
+export async function startIstioCluster(id: string, address: string): Promise<KubeSim> {
   const sim = await startKubeSim({ name: id });
   sim.load(
     istioScene({
@@ -41,8 +42,8 @@ export async function startTwoClusters(
 ): Promise<TwoClusters> {
   const dir = mkdtempSync(join(tmpdir(), "isthmus-two-clusters-"));
   const hub = await startHub();
-  const a = await cluster("a", "198.51.100.1");
-  const b = await cluster("b", "198.51.100.2");
+  const a = await startIstioCluster("a", "198.51.100.1");
+  const b = await startIstioCluster("b", "198.51.100.2");
   a.load(sampleApp({ name: "payments-api", namespace: "payments", podIpPrefix: "10.1.0" }));
   b.load(sampleApp({ name: "frontend", namespace: "web", podIpPrefix: "10.2.0" }));
   if (options.paymentsInB !== false) b.create(paymentsNamespace);
