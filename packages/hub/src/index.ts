@@ -9,4 +9,23 @@ export {
 } from "./config.js";
 export { createDistributor, type Distributor, type DistributorOptions } from "./distributor.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
-export { openFileStore, type Store, type StoreEntry, StoreError, type TxnOp } from "./store.js";
+export {
+  isStoreError,
+  openFileStore,
+  type Store,
+  type StoreBatch,
+  type StoreEntry,
+  StoreError,
+  type StoreErrorCode,
+  type StoreEvent,
+  type StoreSnapshot,
+  type StoreWatch,
+  type TxnOp,
+} from "./store.js";
+export {
+  createEtcdClient,
+  DEFAULT_ETCD_PREFIX,
+  type EtcdStore,
+  type EtcdStoreOptions,
+  openEtcdStore,
+} from "./store-etcd.js";
