@@ -257,10 +257,16 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
     watcher.on("error", (err: Error) => {
       if (stopped) return;
       stopped = true;
-      const compacted = /compacted/i.test(err.message);
+      // etcd 3.4 cancels a watch from a compacted revision with an empty cancel reason
+      // (the compact revision is in a field etcd3 does not pass on); newer ones say so.
+      const compacted = /compacted|watcher canceled:\s*$/i.test(err.message);
       onError(
         compacted
-          ? new StoreError(`${location}: watch from revision ${next}: ${err.message}`, "compacted")
+          ? new StoreError(
+              `${location}: watch from revision ${next}: compacted (etcd no longer holds it)`,
+              "compacted",
+              { cause: err },
+            )
           : failed(err, `watch prefix "${p}"`),
       );
     });
