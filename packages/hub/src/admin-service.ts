@@ -25,6 +25,8 @@ function storeError(err: unknown, what: string): never {
   }
   if (err instanceof StoreError && err.code === "not-found")
     throw new GrpcError(Code.NOT_FOUND, `${what}: not found`);
+  if (err instanceof StoreError && err.code === "unavailable")
+    throw new GrpcError(Code.UNAVAILABLE, `${what}: not written: ${err.message}`);
   throw err;
 }
 
@@ -119,7 +121,7 @@ export function createAdminHandlers(
     } catch (err) {
       storeError(err, `policies ${[...puts.map((p) => p.name), ...deletes].join(", ")}`);
     }
-    ctx.deliver(ctx.engine.setPolicies([...ctx.registry.policies.values()]));
+    // The engine has them: the registry's change listener (hub.ts) applied them.
     log.info("policies written", { put: puts.length, deleted: deletes.length });
   }
 
@@ -145,8 +147,6 @@ export function createAdminHandlers(
       } catch (err) {
         storeError(err, `cluster "${id}"`);
       }
-      const facts = ctx.clusterFacts(id);
-      if (facts !== undefined) ctx.applyCatalog([facts]);
       log.info("cluster created", { cluster: id });
       return {
         cluster: record.cluster,
@@ -180,15 +180,7 @@ export function createAdminHandlers(
       } catch (err) {
         storeError(err, `cluster "${req.id}"`);
       }
-      ctx.streams.get(req.id)?.abort();
-      const cat = ctx.catalogs.get(req.id);
-      if (cat?.graceTimer !== undefined) clearTimeout(cat.graceTimer);
-      for (const k of cat?.services.keys() ?? [])
-        for (const l of ctx.catalogEvents) l(req.id, undefined, k);
-      ctx.catalogs.delete(req.id);
-      ctx.distributor.forget(req.id);
-      ctx.metrics.catalogServices.remove({ cluster: req.id });
-      ctx.applyCatalog([{ kind: "cluster-removed", clusterId: req.id }]);
+      // The registry's change listener (hub.ts) cut its stream and dropped its catalog.
       log.info("cluster deleted", { cluster: req.id });
       return {};
     },

@@ -10,6 +10,13 @@ export {
 export { createDistributor, type Distributor, type DistributorOptions } from "./distributor.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
 export {
+  type ClusterRecord,
+  openRegistry,
+  type Registry,
+  type RegistryChange,
+  type RegistryOptions,
+} from "./registry.js";
+export {
   isStoreError,
   openFileStore,
   type Store,
