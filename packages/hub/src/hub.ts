@@ -39,6 +39,7 @@ import type { HubConfig, Role } from "./config.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
+import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
   type ClusterRecord,
@@ -48,6 +49,7 @@ import {
   tokenMatches,
 } from "./registry.js";
 import { openFileStore, type Store } from "./store.js";
+import { openConfiguredEtcdStore } from "./store-config.js";
 
 export { HUB_VERSION } from "./version.js";
 
@@ -144,7 +146,8 @@ function bearer(ctx: CallContext): string | undefined {
 export interface CreateHubOptions {
   config: HubConfig;
   logger?: Logger;
-  /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
+  /** Store to use instead of the one config.store names (the file store in config.dataDir,
+   * or etcd). */
   store?: Store;
   /** Start with an empty store although the data dir was initialised and its state.json is
    * missing (`isthmus hub --init`); refused when state.json exists. */
@@ -155,16 +158,26 @@ export interface CreateHubOptions {
 export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;
-  const prepared = await prepareDataDir(config.dataDir, {
-    init: options.init ?? false,
-    fileStore: options.store === undefined,
-  });
+  const fileStore = options.store === undefined && config.store === "file";
+  const prepared = await prepareDataDir(config.dataDir, { init: options.init ?? false, fileStore });
   if (prepared.removed.length > 0)
     logger.warn("removed temp files of an interrupted write", { files: prepared.removed });
   const store =
-    options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
-  const registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
-  const hubCa = await loadOrCreateHubCa(config.dataDir);
+    options.store ??
+    (fileStore
+      ? await openFileStore(config.dataDir, { create: prepared.createStore })
+      : await openConfiguredEtcdStore(config.etcd));
+  let registry: Registry;
+  try {
+    registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
+  } catch (err) {
+    // A store this call opened is this call's to close (an etcd client keeps the process up).
+    if (options.store === undefined) await store.close();
+    throw err;
+  }
+  const hubCa = store.shared
+    ? await loadOrCreateStoredHubCa(store, config.dataDir, logger)
+    : await loadOrCreateHubCa(config.dataDir);
   const metrics = createHubMetrics();
   const startedAt = Date.now();
   let version = 0;
@@ -489,6 +502,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metricsPort = typeof address === "object" && address !== null ? address.port : 0;
   }
   logger.info("hub started", {
+    store: store.location,
     port,
     metricsPort,
     clusters: registry.clusters.size,
