@@ -59,6 +59,8 @@ export interface EtcdConfig {
   endpoints: string[];
   prefix: string;
   requestTimeoutMs: number;
+  /** Writes etcd takes in one transaction (its --max-txn-ops). */
+  maxTxnOps: number;
   /** PEM files: the CA that signed etcd's server certificate; a client certificate and key. */
   caFile?: string;
   certFile?: string;
@@ -87,7 +89,7 @@ export const defaultHubConfig: HubConfig = {
   limits: defaultLimits,
   watch: defaultWatch,
   store: "file",
-  etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000 },
+  etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
 };
 
 export class ConfigError extends Error {
@@ -222,6 +224,7 @@ const ETCD_KEYS = [
   "endpoints",
   "prefix",
   "requestTimeoutMs",
+  "maxTxnOps",
   "caFile",
   "certFile",
   "keyFile",
@@ -252,6 +255,7 @@ function resolveEtcd(v: unknown, base: EtcdConfig): EtcdConfig {
   }
   if (v.requestTimeoutMs !== undefined)
     e.requestTimeoutMs = int(v.requestTimeoutMs, "etcd.requestTimeoutMs", 100);
+  if (v.maxTxnOps !== undefined) e.maxTxnOps = int(v.maxTxnOps, "etcd.maxTxnOps", 1);
   for (const key of [
     "caFile",
     "certFile",
