@@ -166,7 +166,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     options.store ??
     (fileStore
       ? await openFileStore(config.dataDir, { create: prepared.createStore })
-      : await openConfiguredEtcdStore(config.etcd));
+      : await openConfiguredEtcdStore(config.etcd, logger.child({ module: "store" })));
   let registry: Registry;
   try {
     registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
