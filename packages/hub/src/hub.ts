@@ -1,118 +1,36 @@
 // The hub: durable registry, catalog merged from agent streams, the policy engine, and
 // delivery of intents; serves AgentService and AdminService on one TLS port.
-import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
 import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
-import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import {
-  type CertifiedKey,
-  clusterIdFromCertificate,
-  issueServerCertificate,
-  signAgentCsr,
-} from "@isthmus/pki";
-import {
-  type CatalogChange,
-  createPolicyEngine,
-  type Deltas,
-  type PolicyEngine,
-} from "@isthmus/policy";
+import { type Logger, silentLogger } from "@isthmus/logging";
+import { issueServerCertificate, signAgentCsr } from "@isthmus/pki";
+import { createPolicyEngine } from "@isthmus/policy";
 import {
   AdminService,
   AgentService,
   addService,
-  type CallContext,
-  Code,
   createServer,
   Decision,
-  GrpcError,
   insecureServerCredentials,
   listen,
-  type Service,
   serverCredentials,
   shutdown,
-  type WorkloadIdentity,
 } from "@isthmus/proto";
 import { createAdminHandlers } from "./admin-service.js";
 import { createAgentHandlers } from "./agent-service.js";
-import type { HubConfig, Role } from "./config.js";
+import { createAuth } from "./auth.js";
+import { createCatalogQueue } from "./catalog-queue.js";
+import type { HubConfig } from "./config.js";
+import type { ClusterCatalog, EngineWarning, HubContext } from "./context.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
-import { createDistributor, type Distributor } from "./distributor.js";
+import { createDistributor } from "./distributor.js";
 import { createGate } from "./gate.js";
-import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
-import {
-  hashToken as hashAdminToken,
-  openRegistry,
-  type Registry,
-  tokenMatches,
-} from "./registry.js";
+import { createHubMetrics, serveHttp } from "./metrics.js";
+import { openRegistry } from "./registry.js";
 import { openFileStore, type Store } from "./store.js";
 
 export { HUB_VERSION } from "./version.js";
-
-type EngineWarning = ReturnType<PolicyEngine["warnings"]>[number];
-
-/** What the hub holds of one cluster's catalog, beside the policy engine. */
-export interface ClusterCatalog {
-  services: Map<string, Service>;
-  identities: Map<string, WorkloadIdentity>;
-  revision: bigint;
-  connected: boolean;
-  lastSeen: number;
-  staleUntil: number | undefined;
-  agentVersion: string;
-  mesh: ClusterFactsInput | undefined;
-  warnings: { code: string; message: string }[];
-  graceTimer: NodeJS.Timeout | undefined;
-}
-
-export interface ClusterFactsInput {
-  network: string;
-  trustDomain: string;
-  eastWestGateways: { address: string; port: number }[];
-  locality: string;
-}
-
-export interface HubContext {
-  config: HubConfig;
-  logger: Logger;
-  registry: Registry;
-  engine: PolicyEngine;
-  distributor: Distributor;
-  metrics: HubMetrics;
-  hubCa: CertifiedKey;
-  catalogs: Map<string, ClusterCatalog>;
-  /** Active stream per cluster, to cut it when the cluster is deleted. */
-  streams: Map<string, AbortController>;
-  warmingUp(): boolean;
-  systemVersion(): string;
-  /** The engine's compilation warnings of a cluster, cached until the engine changes. */
-  warnings(clusterId: string): readonly EngineWarning[];
-  /** Applies catalog changes to the engine (after any queued ones) and schedules deliveries. */
-  applyCatalog(changes: CatalogChange[], origin?: number): void;
-  /**
-   * Queues an agent's catalog changes: applied on the next turn of the event loop in one
-   * engine batch with every update queued by then. `refused` is called if the engine refuses
-   * them (nothing of them is applied then; the other updates of the batch are).
-   */
-  queueCatalog(
-    changes: CatalogChange[],
-    origin: number | undefined,
-    refused: (err: unknown) => void,
-  ): void;
-  /** Whether agents' catalog updates wait to be compiled (no cluster is in sync then). */
-  catalogPending(): boolean;
-  /**
-   * Schedules deliveries for engine deltas; `origins`: the times of the catalog changes they
-   * come from, one convergence measurement each (waiting on every cluster of the deltas).
-   */
-  deliver(deltas: Deltas, origins?: readonly number[]): void;
-  authorizeAdmin(ctx: CallContext, role: Role): void;
-  verifyAgent(ctx: CallContext): string;
-  catalogEvents: Set<(clusterId: string, service: Service | undefined, key: string) => void>;
-  clusterFacts(id: string): CatalogChange | undefined;
-  now(): number;
-}
 
 export interface Hub {
   /** Bound gRPC port. */
@@ -131,13 +49,6 @@ function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[
     dnsNames: names.filter((n) => !ip.test(n)),
     ipAddresses: names.filter((n) => ip.test(n)),
   };
-}
-
-function bearer(ctx: CallContext): string | undefined {
-  const value = ctx.metadata.get("authorization")[0];
-  if (typeof value !== "string") return undefined;
-  const m = /^Bearer\s+(.+)$/i.exec(value);
-  return m?.[1];
 }
 
 export interface CreateHubOptions {
@@ -186,22 +97,14 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   // Compilation warnings by cluster, for status: the engine computes them by walking the
   // cluster's destinations, too slow to repeat for every cluster on every GetStatus (30-66 ms
   // at 200 clusters). Any change to the engine may change any cluster's warnings (a trust
-  // domain is shared across clusters), so every change empties the cache.
+  // domain is shared across clusters), so the cache holds for one engine revision.
   const warningCache = new Map<string, EngineWarning[]>();
-  const { applyCatalog, setPolicies, setDefaults } = engine;
-  engine.applyCatalog = (changes) => {
-    warningCache.clear();
-    return applyCatalog(changes);
-  };
-  engine.setPolicies = (policies) => {
-    warningCache.clear();
-    return setPolicies(policies);
-  };
-  engine.setDefaults = (defaults) => {
-    warningCache.clear();
-    return setDefaults(defaults);
-  };
+  let warningRevision = engine.revision();
   const warnings = (clusterId: string): readonly EngineWarning[] => {
+    if (engine.revision() !== warningRevision) {
+      warningCache.clear();
+      warningRevision = engine.revision();
+    }
     let w = warningCache.get(clusterId);
     if (w === undefined) {
       w = engine.warnings(clusterId);
@@ -209,9 +112,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     }
     return w;
   };
-
-  const adminDigests = config.adminTokens.map((t) => ({ ...t, hash: hashAdminToken(t.token) }));
-  const caCert = new X509Certificate(hubCa.certPem);
+  const auth = createAuth({ config, registry, hubCa, now });
 
   const catalogs = new Map<string, ClusterCatalog>();
   const distributor = createDistributor({
@@ -229,41 +130,15 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     },
   });
 
-  // Agents' catalog updates that arrived in the same turn of the event loop go to the engine in
-  // one batch: after a hub restart a hundred snapshots arrive together, and one batch computes
-  // each logical service once instead of once per backing cluster's snapshot.
-  let queued: {
-    changes: CatalogChange[];
-    origin: number | undefined;
-    refused(err: unknown): void;
-  }[] = [];
-  const originsOf = (items: typeof queued) =>
-    items.flatMap((q) => (q.origin === undefined ? [] : [q.origin]));
-  /**
-   * Applies every queued update in one engine batch. Smaller batches were measured and are
-   * worse: the engine recomputes a logical service for all its importers whenever one of its
-   * backing clusters changes, so ten batches of a restart's snapshots cost nearly ten full
-   * compiles (and their garbage), where one batch blocks the event loop once (9 s for 100k
-   * services on 2 cores).
-   */
-  const flushCatalog = (): void => {
-    if (queued.length === 0) return;
-    const batch = queued;
-    queued = [];
-    try {
-      ctx.deliver(engine.applyCatalog(batch.flatMap((q) => q.changes)), originsOf(batch));
-    } catch {
-      // The engine checks a batch before it changes anything: nothing was applied. One by
-      // one, so that a refused update holds back no other.
-      for (const q of batch) {
-        try {
-          ctx.deliver(engine.applyCatalog(q.changes), originsOf([q]));
-        } catch (err) {
-          q.refused(err);
-        }
-      }
-    }
+  const deliver: HubContext["deliver"] = (deltas, origins = []) => {
+    if (deltas.size === 0) return;
+    version += 1;
+    distributor.changed(deltas.keys(), origins, (id) => {
+      const d = deltas.get(id)!;
+      return [...d.upserted.map((i) => i.name), ...d.removed];
+    });
   };
+  const queue = createCatalogQueue(engine, deliver);
   const ctx: HubContext = {
     config,
     logger,
@@ -279,25 +154,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     systemVersion: () => String(version),
     now,
     warnings,
-    deliver(deltas, origins = []) {
-      if (deltas.size === 0) return;
-      version += 1;
-      distributor.changed(deltas.keys(), origins, (id) => {
-        const d = deltas.get(id)!;
-        return [...d.upserted.map((i) => i.name), ...d.removed];
-      });
-    },
-    applyCatalog(changes, origin) {
-      flushCatalog();
-      if (changes.length === 0) return;
-      ctx.deliver(engine.applyCatalog(changes), origin === undefined ? [] : [origin]);
-    },
-    catalogPending: () => queued.length > 0,
-    queueCatalog(changes, origin, refused) {
-      if (changes.length === 0) return;
-      if (queued.length === 0) setImmediate(flushCatalog);
-      queued.push({ changes, origin, refused });
-    },
+    deliver,
     clusterFacts(id) {
       const record = registry.clusters.get(id);
       const facts = catalogs.get(id)?.mesh;
@@ -314,70 +171,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
         },
       };
     },
-    authorizeAdmin(call, role) {
-      const token = bearer(call);
-      if (token === undefined)
-        throw new GrpcError(
-          Code.UNAUTHENTICATED,
-          "missing bearer token (metadata authorization: Bearer <token>)",
-        );
-      const match = adminDigests.find((t) => tokenMatches(token, t.hash));
-      if (match === undefined) throw new GrpcError(Code.UNAUTHENTICATED, "unknown bearer token");
-      if (role === "admin" && match.role !== "admin") {
-        throw new GrpcError(
-          Code.PERMISSION_DENIED,
-          `token "${match.name}" has role viewer; this call needs admin`,
-        );
-      }
-    },
-    verifyAgent(call) {
-      if (config.insecure)
-        throw new GrpcError(
-          Code.FAILED_PRECONDITION,
-          "the hub runs without TLS (insecure); agents need TLS",
-        );
-      const raw = call.peerCertificate?.raw;
-      if (raw === undefined || raw.length === 0)
-        throw new GrpcError(Code.UNAUTHENTICATED, "client certificate required: enroll first");
-      let cert: X509Certificate;
-      try {
-        cert = new X509Certificate(raw);
-      } catch (err) {
-        throw new GrpcError(
-          Code.UNAUTHENTICATED,
-          `unreadable client certificate: ${errorField(err)}`,
-        );
-      }
-      if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
-        throw new GrpcError(Code.UNAUTHENTICATED, "client certificate not issued by this hub");
-      }
-      const t = now();
-      if (t < Date.parse(cert.validFrom) || t > Date.parse(cert.validTo)) {
-        throw new GrpcError(
-          Code.UNAUTHENTICATED,
-          `client certificate expired or not yet valid (valid ${cert.validFrom} to ${cert.validTo})`,
-        );
-      }
-      let clusterId: string;
-      try {
-        clusterId = clusterIdFromCertificate(raw);
-      } catch (err) {
-        throw new GrpcError(Code.UNAUTHENTICATED, errorField(err));
-      }
-      const record = registry.clusters.get(clusterId);
-      if (record === undefined)
-        throw new GrpcError(
-          Code.PERMISSION_DENIED,
-          `cluster "${clusterId}" is not registered (deleted?)`,
-        );
-      if (!record.certSerials.includes(cert.serialNumber.toLowerCase())) {
-        throw new GrpcError(
-          Code.PERMISSION_DENIED,
-          `client certificate of cluster "${clusterId}" was revoked`,
-        );
-      }
-      return clusterId;
-    },
+    ...queue,
+    authorizeAdmin: auth.authorizeAdmin,
+    verifyAgent: auth.verifyAgent,
   };
 
   // Clusters known from the store take part in policy (labels) before they reconnect.
@@ -410,7 +206,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { limits } = config;
   const gate = createGate({
     limits,
-    adminToken: (token) => adminDigests.find((t) => tokenMatches(token, t.hash)),
+    adminToken: auth.adminToken,
     clusterOf: (peerCertificate) =>
       ctx.verifyAgent({
         metadata: new Metadata(),
