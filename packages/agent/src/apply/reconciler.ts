@@ -7,7 +7,8 @@ import type { Delay } from "../discovery/informer.js";
 import { liveContentHash, liveHashOf } from "../discovery/objects.js";
 import { isKubeApiError, KubeApiError, type KubeClient } from "../kube/client.js";
 import { RENDERED_KINDS, type Resource } from "../kube/resources.js";
-import { dependsOnLocalEndpoints, importOf, renderIntent } from "../render/index.js";
+import { type KubeObject, objectRef } from "../kube-object.js";
+import type { LocalFacts } from "../local-facts.js";
 import {
   CONTENT_HASH_ANNOTATION,
   INTENT_NAME_ANNOTATION,
@@ -16,8 +17,9 @@ import {
   isOwned,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
-} from "../render/meta.js";
-import { type KubeObject, type LocalFacts, type ObjectError, objectRef } from "../render/types.js";
+} from "../ownership.js";
+import { dependsOnLocalEndpoints, importOf, renderIntent } from "../render/index.js";
+import type { ObjectError } from "../render/types.js";
 import { type DriftChange, type DriftRepair, restoredObject } from "./drift.js";
 import { createWorkQueue } from "./queue.js";
 

@@ -15,8 +15,9 @@ import {
   SERVICE_ENTRIES,
   SERVICES,
 } from "../kube/resources.js";
-import { canonicalJson } from "../render/meta.js";
-import type { KubeObject, LocalFacts, LocalServiceEndpoints } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
+import { canonicalJson } from "../kube-object.js";
+import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import {
   buildIdentity,
   buildService,

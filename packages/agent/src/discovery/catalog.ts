@@ -10,8 +10,8 @@ import {
   type WorkloadIdentity,
   WorkloadIdentitySchema,
 } from "@isthmus/proto";
-import { canonicalJson } from "../render/meta.js";
-import type { LocalServiceEndpoints } from "../render/types.js";
+import { canonicalJson } from "../kube-object.js";
+import type { LocalServiceEndpoints } from "../local-facts.js";
 import {
   type EndpointSliceView,
   matchesSelector,

@@ -11,7 +11,7 @@ import {
 } from "@kubernetes/client-node";
 import type { KubeClient } from "../kube/client.js";
 import type { Resource } from "../kube/resources.js";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
 
 export type InformerEvent = typeof ADD | typeof UPDATE | typeof DELETE;
 export type Delay = (ms: number) => Promise<void>;

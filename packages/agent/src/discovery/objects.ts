@@ -1,5 +1,5 @@
-import { CONTENT_HASH_ANNOTATION, contentHash, isOwned, MANAGED_BY_LABEL } from "../render/meta.js";
-import type { KubeObject, ObjectMeta } from "../render/types.js";
+import type { KubeObject, ObjectMeta } from "../kube-object.js";
+import { CONTENT_HASH_ANNOTATION, contentHash, isOwned, MANAGED_BY_LABEL } from "../ownership.js";
 
 type Meta = ObjectMeta;
 

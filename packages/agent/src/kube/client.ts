@@ -6,7 +6,7 @@ import {
 } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { KubeConfig } from "@kubernetes/client-node";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
 import { apiVersionOf, collectionPath, objectPath, type Resource } from "./resources.js";
 
 /** A failed Kubernetes API call, with the HTTP status and the Status reason. */
