@@ -16,7 +16,7 @@ import {
 import { createApplyReports } from "./apply-report.js";
 import type { Controller } from "./controller.js";
 import { type Clock, createDebouncer } from "./debounce.js";
-import type { CatalogChange } from "./discovery/cache.js";
+import type { TimedCatalogDelta } from "./discovery/cache.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
 import { type AgentIdentity, type IdentityStore, renewalDue } from "./identity.js";
@@ -266,7 +266,7 @@ export function createSession(options: SessionOptions): Session {
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
     const flush = () => {
-      const change: CatalogChange | undefined = cache.takeDelta();
+      const change: TimedCatalogDelta | undefined = cache.takeDelta();
       if (change === undefined) return;
       const d = change.delta;
       revision++;

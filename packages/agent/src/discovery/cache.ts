@@ -64,7 +64,9 @@ export interface ClusterCacheOptions {
   now?: () => Date;
 }
 
-export interface CatalogChange {
+/** A catalog delta and when it began (not the policy engine's `CatalogChange`, one change
+ * of a hub-wide catalog). */
+export interface TimedCatalogDelta {
   delta: CatalogDelta;
   /** When the earliest change in the delta was observed (watch event time). */
   originTime: Date;
@@ -86,7 +88,7 @@ export interface ClusterCache {
   /** Builds the whole catalog and makes it the baseline of later deltas. */
   fullSnapshot(): { snapshot: CatalogSnapshot; originTime: Date };
   /** The changes since the last snapshot or delta, undefined when nothing changed. */
-  takeDelta(): CatalogChange | undefined;
+  takeDelta(): TimedCatalogDelta | undefined;
   /** A live Istio object of a rendered kind (owned or not): apiVersion, kind and metadata
    * (name, namespace, labels, annotations, resourceVersion, uid), without spec; an owned one
    * carries the hash of its live content (`liveHashOf`). */

@@ -9,6 +9,7 @@ import {
   type UPDATE,
   type Watch,
 } from "@kubernetes/client-node";
+import { assignDefined } from "../assign-defined.js";
 import type { KubeClient } from "../kube/client.js";
 import type { Resource } from "../kube/resources.js";
 import type { KubeObject } from "../kube-object.js";
@@ -115,9 +116,11 @@ export function createInformer<T extends KubeObject = KubeObject>(
 
   const listFn = async (): Promise<KubernetesListObject<T>> => {
     const listOptions: Parameters<KubeClient["list"]>[1] = {};
-    if (options.namespace !== undefined) listOptions.namespace = options.namespace;
-    if (options.labelSelector !== undefined) listOptions.labelSelector = options.labelSelector;
-    if (options.fieldSelector !== undefined) listOptions.fieldSelector = options.fieldSelector;
+    assignDefined(listOptions, {
+      namespace: options.namespace,
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+    });
     const result = await client.list(resource, listOptions);
     const items = result.items.map(transform);
     if (!status.synced) {
