@@ -168,7 +168,10 @@ export interface KubeClientOptions {
   now?: () => number;
 }
 
-/** A client over the kubeconfig's current context (its TLS settings and credentials). */
+/** A client over the kubeconfig's current context (its TLS settings and credentials).
+ * Long as a closure, not as one job: its inner functions share the connection agents and the
+ * reused credentials; none is over about 80 lines.
+ */
 export function createKubeClient(config: KubeConfig, options: KubeClientOptions = {}): KubeClient {
   const clock = options.now ?? Date.now;
   const server = config.getCurrentCluster()?.server;
