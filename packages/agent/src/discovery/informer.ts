@@ -74,6 +74,10 @@ export interface Informer<T extends KubeObject> {
 
 type WatchFn = Watch["watch"];
 
+/**
+ * Long as a closure, not as one job: its inner functions share one informer's cache, watch
+ * and restart state; none is over about 80 lines.
+ */
 export function createInformer<T extends KubeObject = KubeObject>(
   options: InformerOptions<T>,
 ): Informer<T> {

@@ -12,6 +12,10 @@ import {
 import type { PolicyAdminContext } from "../context.js";
 import { expectedVersion, policyError, storeError } from "./errors.js";
 
+/**
+ * Long as a closure, not as one job: the four calls share the context and the write of a
+ * policy set (writePolicies); none is over about 80 lines.
+ */
 export function policyHandlers(
   ctx: PolicyAdminContext,
 ): Pick<
