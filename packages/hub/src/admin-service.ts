@@ -2,52 +2,28 @@
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { isPolicyError, sortPolicies, validatePolicies } from "@isthmus/policy";
+import { sortPolicies } from "@isthmus/policy";
 import type { ClusterStatusSchema } from "@isthmus/proto";
 import {
   type AdminService,
   type CatalogFilter,
   type ClusterStatus,
   Code,
-  type ConnectionPolicy,
   GrpcError,
   type ServiceHandlers,
 } from "@isthmus/proto";
 import { watchCatalog } from "./catalog-watch.js";
 import type { HubContext } from "./hub.js";
+import {
+  applyPolicies,
+  expectedVersion,
+  explainBatch,
+  policyError,
+  storeError,
+  writePolicies,
+} from "./policy-admin.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
-import { StoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
-
-function storeError(err: unknown, what: string): never {
-  if (err instanceof StoreError && err.code === "conflict") {
-    throw new GrpcError(Code.ABORTED, `${what}: ${err.message}; read it again and retry`);
-  }
-  if (err instanceof StoreError && err.code === "not-found")
-    throw new GrpcError(Code.NOT_FOUND, `${what}: not found`);
-  throw err;
-}
-
-function policyError(err: unknown): never {
-  if (isPolicyError(err)) {
-    throw new GrpcError(
-      err.code === "not-found" ? Code.NOT_FOUND : Code.INVALID_ARGUMENT,
-      err.message,
-    );
-  }
-  throw err;
-}
-
-function expectedVersion(resourceVersion: string, what: string): number | undefined {
-  if (resourceVersion === "") return undefined;
-  const v = Number(resourceVersion);
-  if (!Number.isSafeInteger(v) || v <= 0)
-    throw new GrpcError(
-      Code.INVALID_ARGUMENT,
-      `${what}: invalid resource_version "${resourceVersion}"`,
-    );
-  return v;
-}
 
 function matches(
   filter: CatalogFilter | undefined,
@@ -100,27 +76,6 @@ export function createAdminHandlers(
         ? { tokenExpiresAt: timestampFromMs(record.tokenExpiresAt) }
         : {}),
     };
-  }
-
-  async function writePolicies(
-    next: Map<string, ConnectionPolicy>,
-    puts: ConnectionPolicy[],
-    deletes: string[],
-    expect: Map<string, number>,
-  ) {
-    const nextSet = [...next.values()];
-    try {
-      validatePolicies(nextSet);
-    } catch (err) {
-      policyError(err);
-    }
-    try {
-      await ctx.registry.writePolicies(puts, deletes, expect);
-    } catch (err) {
-      storeError(err, `policies ${[...puts.map((p) => p.name), ...deletes].join(", ")}`);
-    }
-    ctx.deliver(ctx.engine.setPolicies([...ctx.registry.policies.values()]));
-    log.info("policies written", { put: puts.length, deleted: deletes.length });
   }
 
   return {
@@ -218,49 +173,7 @@ export function createAdminHandlers(
 
     async applyPolicies(req, call) {
       admin(call);
-      const next = new Map(ctx.registry.policies);
-      const expect = new Map<string, number>();
-      const names = new Set<string>();
-      for (const p of req.policies) {
-        if (names.has(p.name))
-          throw new GrpcError(
-            Code.INVALID_ARGUMENT,
-            `policy "${p.name}" appears twice in the batch`,
-          );
-        names.add(p.name);
-        const v = expectedVersion(p.resourceVersion, `policy "${p.name}"`);
-        if (v !== undefined) {
-          const stored = ctx.registry.policies.get(p.name)?.resourceVersion;
-          if (stored !== p.resourceVersion) {
-            throw new GrpcError(
-              Code.ABORTED,
-              stored === undefined
-                ? `policy "${p.name}": resource_version ${p.resourceVersion} given but the policy does not exist`
-                : `policy "${p.name}": resource_version ${p.resourceVersion} is stale (stored ${stored}); read it again and retry`,
-            );
-          }
-          expect.set(p.name, v);
-        }
-        next.set(p.name, p);
-      }
-      if (req.dryRun) {
-        const nextSet = [...next.values()];
-        try {
-          validatePolicies(nextSet);
-          return { policies: req.policies, impact: ctx.engine.impact(nextSet) };
-        } catch (err) {
-          policyError(err);
-        }
-      }
-      const impact = (() => {
-        try {
-          return ctx.engine.impact([...next.values()]);
-        } catch (err) {
-          policyError(err);
-        }
-      })();
-      await writePolicies(next, req.policies, [], expect);
-      return { policies: req.policies.map((p) => ctx.registry.policies.get(p.name)!), impact };
+      return applyPolicies(ctx, req);
     },
 
     async listPolicies(_req, call) {
@@ -295,7 +208,7 @@ export function createAdminHandlers(
       const next = new Map(ctx.registry.policies);
       next.delete(req.name);
       const impact = ctx.engine.impact([...next.values()]);
-      if (!req.dryRun) await writePolicies(next, [], [req.name], expect);
+      if (!req.dryRun) await writePolicies(ctx, next, [], [req.name], expect);
       return { impact };
     },
 
@@ -306,6 +219,11 @@ export function createAdminHandlers(
       } catch (err) {
         policyError(err);
       }
+    },
+
+    async explainBatch(req, call) {
+      viewer(call);
+      return explainBatch(ctx, req);
     },
 
     async listCatalog(req, call) {
