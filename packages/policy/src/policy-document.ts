@@ -194,7 +194,8 @@ export function policyFromObject(value: Json | undefined): ReadPolicy {
   const priority = spec.priority ?? 0;
   if (typeof priority !== "number" || !Number.isInteger(priority))
     r.fail(["spec", "priority"], `must be an integer, got ${describe(priority)}`);
-  const action = readAction(r, spec.action);
+  // No spec at all: that one problem says it; its fields' problems would only repeat it.
+  const action = value.spec === undefined ? Action.UNSPECIFIED : readAction(r, spec.action);
   const description = spec.description ?? "";
   if (typeof description !== "string")
     r.fail(["spec", "description"], `must be a string, got ${describe(description)}`);
