@@ -137,7 +137,7 @@ describe("ConnectionPolicy schema", () => {
     const schema = ajv.compile(connectionPolicyJsonSchema());
     const crd = new Ajv({ strict: false }).compile(crdSchema());
     const found = examples();
-    assert.ok(found.length >= 3, `examples found: ${found.map(([f]) => f).join(", ")}`);
+    assert.ok(found.length >= 4, `examples found: ${found.map(([f]) => f).join(", ")}`);
     for (const [file, text] of found) {
       assert.deepEqual(readPolicyText(text, file).problems, [], file);
       for (const o of objects(text)) {
