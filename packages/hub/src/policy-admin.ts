@@ -167,23 +167,23 @@ export async function applyPolicies(
     puts.push(p);
     next.set(p.name, p);
   }
-  const given = names;
   const pruned =
     prune === undefined
       ? []
       : [...ctx.registry.policies.values()]
-          .filter((p) => !given.has(p.name) && prune.matches(p.labels))
+          .filter((p) => !names.has(p.name) && prune.matches(p.labels))
           .map((p) => p.name)
           .sort();
   for (const name of pruned) next.delete(name);
-  const warnings = selectorWarnings(req.policies, knownObjects(ctx));
   let impact: ApplyPoliciesResponse["impact"];
   try {
-    validatePolicies([...next.values()]);
+    // Validates the next set too (every changed policy, unique names).
     impact = ctx.engine.impact([...next.values()]);
   } catch (err) {
     policyError(err);
   }
+  // After validation: the selectors' globs compile.
+  const warnings = selectorWarnings(req.policies, knownObjects(ctx));
   if (req.dryRun) {
     return create(ApplyPoliciesResponseSchema, {
       policies: req.policies,
