@@ -64,9 +64,11 @@ describe("selector warnings", () => {
         { id: "prod-eu", labels: { env: "prod", region: "eu" } },
         { id: "prod-us", labels: { env: "staging", region: "us" } },
       ],
-      namespaces: new Set(["payments", "web"]),
-      services: new Set(["api"]),
-      serviceAccounts: new Set(["frontend"]),
+      catalog: {
+        namespaces: new Set(["payments", "web"]),
+        services: new Set(["api"]),
+        serviceAccounts: new Set(["frontend"]),
+      },
     });
     assert.deepEqual(
       warnings.map((w) => `${w.policy}: ${w.path}: ${w.message}`),
@@ -78,6 +80,11 @@ describe("selector warnings", () => {
         "p: spec.from[1].clusterLabels: no cluster has all the labels env=prod, region=us",
         'p: spec.to[0].namespaces[1]: no cluster reports a namespace "paymens"',
       ],
+    );
+    // No catalog yet: clusters and their labels only.
+    assert.equal(
+      selectorWarnings([p], { clusters: [{ id: "prod-eu", labels: { env: "prod" } }] }).length,
+      4,
     );
   });
 });

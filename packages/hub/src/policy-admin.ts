@@ -110,7 +110,11 @@ function knownObjects(ctx: HubContext): KnownObjects {
     id: r.cluster.id,
     labels: r.cluster.labels,
   }));
-  return { clusters, namespaces, services, serviceAccounts };
+  // Before any agent reported a catalog (a new hub, or one restarted), names in the
+  // catalog cannot be checked.
+  return ctx.catalogs.size === 0
+    ? { clusters }
+    : { clusters, catalog: { namespaces, services, serviceAccounts } };
 }
 
 function pruneSelector(text: string): LabelSelector | undefined {

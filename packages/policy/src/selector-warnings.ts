@@ -6,12 +6,18 @@ import type { ConnectionPolicy } from "@isthmus/proto";
 import { compileGlob } from "./glob.js";
 import { type FieldPath, formatPath, isGlob } from "./policy-validate.js";
 
-/** What exists now: registered clusters and what their agents report. */
+/**
+ * What exists now: registered clusters and what their agents report. Without a catalog
+ * (no agent has reported one yet) namespaces, services and service accounts are not
+ * checked: every one would be named, and none would be a typo for sure.
+ */
 export interface KnownObjects {
   clusters: readonly { id: string; labels: Readonly<Record<string, string>> }[];
-  namespaces: ReadonlySet<string>;
-  services: ReadonlySet<string>;
-  serviceAccounts: ReadonlySet<string>;
+  catalog?: {
+    namespaces: ReadonlySet<string>;
+    services: ReadonlySet<string>;
+    serviceAccounts: ReadonlySet<string>;
+  };
 }
 
 /** One selector value that matches nothing. */
@@ -48,27 +54,32 @@ function checkSelector(
 ): void {
   const clusterIds = known.clusters.map((c) => c.id);
   // Per field: what exists, and how to say that nothing matches (name or glob).
+  const catalog = known.catalog;
   const names: [keyof Selector, Iterable<string>, string, string][] = [
     ["clusters", clusterIds, "no cluster is named", "matches no cluster"],
-    [
-      "namespaces",
-      known.namespaces,
-      "no cluster reports a namespace",
-      "matches no namespace a cluster reports",
-    ],
-    [
-      "services",
-      known.services,
-      "no cluster reports a service",
-      "matches no service a cluster reports",
-    ],
-    [
-      "serviceAccounts",
-      known.serviceAccounts,
-      "no cluster reports a service account",
-      "matches no service account a cluster reports",
-    ],
   ];
+  if (catalog !== undefined) {
+    names.push(
+      [
+        "namespaces",
+        catalog.namespaces,
+        "no cluster reports a namespace",
+        "matches no namespace a cluster reports",
+      ],
+      [
+        "services",
+        catalog.services,
+        "no cluster reports a service",
+        "matches no service a cluster reports",
+      ],
+      [
+        "serviceAccounts",
+        catalog.serviceAccounts,
+        "no cluster reports a service account",
+        "matches no service account a cluster reports",
+      ],
+    );
+  }
   for (const [field, existing, noName, noGlob] of names) {
     ((s[field] as string[] | undefined) ?? []).forEach((pattern, i) => {
       if (matchesAny(pattern, existing)) return;
