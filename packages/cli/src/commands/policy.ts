@@ -39,17 +39,18 @@ import { readPolicyFiles } from "../policy-files.js";
 type ReadFlags = ConnectionFlags & { output: OutputFormat };
 
 type ApplyFlags = ReadFlags & {
-  file: string[];
+  file?: string[];
   dryRun?: boolean;
   prune?: boolean;
   selector?: string;
 };
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** The policies of the -f inputs that -l selects; the others are named on stderr. */
 function selectedPolicies(flags: ApplyFlags): ConnectionPolicy[] {
-  if (flags.file.length === 0) throw new UsageError("-f <file|folder|-> is required");
+  const files = flags.file ?? [];
+  if (files.length === 0) throw new UsageError("-f <file|folder|-> is required");
   if (flags.prune && flags.selector === undefined)
     throw new UsageError("--prune needs -l <selector>: the stored policies it may delete");
   let selector: LabelSelector | undefined;
@@ -60,7 +61,9 @@ function selectedPolicies(flags: ApplyFlags): ConnectionPolicy[] {
       throw new UsageError(`-l: ${(err as Error).message}`);
     }
   }
-  const located = readPolicyFiles(flags.file);
+  const located = readPolicyFiles(files);
+  if (located.length === 0 && !flags.prune)
+    throw new Error(`no policies in ${files.join(", ")}: nothing to apply`);
   const out: ConnectionPolicy[] = [];
   for (const { policy, where } of located) {
     if (selector === undefined || selector.matches(policy.labels)) out.push(policy);
@@ -113,7 +116,6 @@ export function registerPolicyCommand(program: Command): void {
       "-f, --file <path>",
       "policy file (YAML or JSON, ConnectionPolicy or List), folder (read recursively: *.yaml, *.yml, *.json) or - for standard input; repeatable",
       collect,
-      [],
     )
     .option("--dry-run", "print what would change (policies, prunes, connections); store nothing")
     .option(
