@@ -118,6 +118,12 @@ const CORPUS: string[] = [
   "apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata: { name: a, uid: x }\n" +
     "spec: { action: DENY, from: [{ namespaces: [web] }], to: [{ ports: [1] }] }\n",
   "apiVersion: v1\nkind: ConnectionPolicy\nmetadata: { name: a }\nspec: {}\n",
+  'apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata: { name: a, annotations: { "bad key": x } }\n' +
+    "spec: { action: DENY, from: [{ namespaces: [web] }], to: [{ ports: [1] }] }\n",
+  "apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata: { name: a, annotations: { example.com/owner: x } }\n" +
+    "spec: { action: DENY, from: [{ namespaces: [web] }], to: [{ ports: [1] }] }\n",
+  "apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata: { name: 7 }\n" +
+    "spec: { action: DENY, from: [{ namespaces: [web] }], to: [{ ports: [1] }] }\n",
 ];
 
 describe("ConnectionPolicy schema", () => {

@@ -12,6 +12,7 @@ import {
 } from "@isthmus/proto";
 import {
   DESTINATION_FIELDS,
+  LABEL_KEY_PATTERN,
   METADATA_FIELDS,
   POLICY_API_VERSION,
   POLICY_KIND,
@@ -24,6 +25,8 @@ import { type FieldPath, normalizePolicy, policyViolations } from "./policy-vali
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonMap = { [key: string]: Json };
+
+const ANNOTATION_KEY_RE = new RegExp(LABEL_KEY_PATTERN);
 
 /** One problem of a document, at a path in document terms (spec.from[0].clusters). */
 export interface DocumentProblem {
@@ -182,9 +185,15 @@ export function policyFromObject(value: Json | undefined): ReadPolicy {
   const metadata = r.map(value.metadata, ["metadata"], METADATA_FIELDS) ?? {};
   const name = typeof metadata.name === "string" ? metadata.name : undefined;
   if (value.metadata === undefined || value.metadata === null) r.fail(["metadata"], "required");
+  else if (metadata.name !== undefined && name === undefined)
+    r.fail(["metadata", "name"], `must be a string, got ${describe(metadata.name)}`);
   else if (name === undefined || name === "") r.fail(["metadata", "name"], "required");
   const labels = r.labels(metadata.labels, ["metadata", "labels"]);
-  r.labels(metadata.annotations, ["metadata", "annotations"]);
+  // Annotations are read (a kubectl-made document has some) and not kept.
+  for (const key of Object.keys(r.labels(metadata.annotations, ["metadata", "annotations"]))) {
+    if (!ANNOTATION_KEY_RE.test(key))
+      r.fail(["metadata", "annotations", key], `invalid annotation key ${JSON.stringify(key)}`);
+  }
   const resourceVersion = metadata.resourceVersion ?? "";
   if (typeof resourceVersion !== "string") {
     r.fail(["metadata", "resourceVersion"], `must be a string, got ${describe(resourceVersion)}`);
