@@ -77,6 +77,25 @@ describe("hub policy batches", function () {
     assert.deepEqual(Object.keys(await versions()), ["c"]);
   });
 
+  it("names every problem of every policy of a batch, one line each", async () => {
+    // Problems protovalidate leaves to the policy checks (names, globs, selectors).
+    const bad = { ...policy("bad", {}), from: [{ namespaces: ["Web"] }, {}] };
+    const worse = { ...policy("worse", {}), to: [{ clusters: ["a{b"] }] };
+    await assert.rejects(
+      f.admin.applyPolicies({ policies: [bad, worse] }, admin),
+      (err: unknown) => {
+        assert.ok(err instanceof GrpcError);
+        assert.equal(err.code, Code.INVALID_ARGUMENT);
+        assert.deepEqual(err.message.split("\n"), [
+          'invalid policy "bad": from[0].namespaces[0]: "Web" is neither a DNS-1123 label nor a glob',
+          'invalid policy "bad": from[1]: empty selector; to select every source write clusters: ["*"]',
+          'invalid policy "worse": to[0].clusters[0]: invalid glob "a{b": unclosed "{"',
+        ]);
+        return true;
+      },
+    );
+  });
+
   it("refuses an empty batch, a bad selector and half a matrix", async () => {
     await assert.rejects(
       f.admin.applyPolicies({ policies: [] }, admin),

@@ -4,11 +4,13 @@
 import { create } from "@bufbuild/protobuf";
 import {
   compileGlob,
+  formatPath,
   isGlob,
   isPolicyError,
   type KnownObjects,
   type LabelSelector,
   parseLabelSelector,
+  policyViolations,
   samePolicy,
   selectorWarnings,
   validatePolicies,
@@ -136,6 +138,13 @@ export async function applyPolicies(
   req: ApplyPoliciesRequest,
 ): Promise<ApplyPoliciesResponse> {
   const prune = pruneSelector(req.pruneSelector);
+  // Every problem of every policy, one line each (the engine would stop at the first).
+  const problems = req.policies.flatMap((p) =>
+    policyViolations(p).map(
+      (v) => `invalid policy ${JSON.stringify(p.name)}: ${formatPath(v.path)}: ${v.problem}`,
+    ),
+  );
+  if (problems.length > 0) throw new GrpcError(Code.INVALID_ARGUMENT, problems.join("\n"));
   if (req.policies.length === 0 && prune === undefined)
     throw new GrpcError(Code.INVALID_ARGUMENT, "policies: at least one policy is required");
   const next = new Map(ctx.registry.policies);
