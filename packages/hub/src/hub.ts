@@ -39,6 +39,8 @@ import type { HubConfig, Role } from "./config.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
+import { createGrpcServerMetrics } from "./grpc-metrics.js";
+import { addHealthAndReflection, type HubHealth } from "./health.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
   hashToken as hashAdminToken,
@@ -122,6 +124,8 @@ export interface Hub {
   /** The control-plane CA that agents verify the hub with. */
   caPem: string;
   context: HubContext;
+  /** Readiness: gRPC health (grpc.health.v1) and /readyz; SERVING once listening. */
+  health: HubHealth;
   close(): Promise<void>;
 }
 
@@ -164,7 +168,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
   const registry = await openRegistry(store);
   const hubCa = await loadOrCreateHubCa(config.dataDir);
-  const metrics = createHubMetrics();
+  const metrics = createHubMetrics({ defaultMetrics: config.metricsListen !== "" });
+  metrics.certificates("ca", hubCa.certPem);
   const startedAt = Date.now();
   let version = 0;
   // Warm-up waits for the clusters that were enrolled before the restart.
@@ -429,8 +434,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     idleTimeoutMs: limits.idleTimeoutMs,
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
-    interceptors: [gate],
+    interceptors: [gate, createGrpcServerMetrics(metrics.registry)],
   });
+  const health = addHealthAndReflection(server);
   addService(
     server,
     AgentService,
@@ -449,6 +455,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
           keyPem: await readFile(config.tls.keyFile, "utf8"),
         }
       : await issueServerCertificate(hubCa, splitNames(config.serverNames));
+    metrics.certificates("server", serverCert.certPem);
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
       keyPem: serverCert.keyPem,
@@ -466,7 +473,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   let http: HttpServer | undefined;
   let metricsPort = 0;
   if (config.metricsListen !== "") {
-    http = serveHttp(metrics, () => true);
+    http = serveHttp(metrics, () => health.ready());
     const [host, p] = splitHostPort(config.metricsListen);
     await new Promise<void>((resolve, reject) => {
       http!.once("error", reject);
@@ -475,6 +482,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     const address = http.address();
     metricsPort = typeof address === "object" && address !== null ? address.port : 0;
   }
+  health.setReady(true);
   logger.info("hub started", {
     port,
     metricsPort,
@@ -489,7 +497,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metricsPort,
     caPem: hubCa.certPem,
     context: ctx,
+    health,
     async close() {
+      health.setReady(false);
       if (warmupTimer !== undefined) clearTimeout(warmupTimer);
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       for (const s of ctx.streams.values()) s.abort();
