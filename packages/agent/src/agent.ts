@@ -1,5 +1,11 @@
 import { createLogger, type Logger } from "@isthmus/logging";
 import type { KubeConfig } from "@kubernetes/client-node";
+import {
+  identitySources,
+  MESH_ROOT_CONFIG_MAP,
+  meshRootSources,
+  observedIdentity,
+} from "./certificate-sources.js";
 import { type Controller, createController } from "./controller.js";
 import type { Delay } from "./discovery/informer.js";
 import { startHealthServer } from "./http.js";
@@ -84,8 +90,17 @@ export function createAgent(config: AgentConfig): Agent {
     cluster: config.clusterId,
   });
   const client = createKubeClient(loadKubeConfig(config));
+  const identityStore = observedIdentity(
+    config.identityStore ?? createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+  );
+  const istioNamespace = config.istioNamespace ?? "istio-system";
   const metrics = createAgentMetrics(config.clusterId, {
     defaultMetrics: config.listen !== undefined,
+    version: AGENT_VERSION,
+    certificates: () => [
+      ...identitySources(identityStore.current()),
+      ...meshRootSources(controller.cache.istioConfigMap(MESH_ROOT_CONFIG_MAP), istioNamespace),
+    ],
   });
   const controller = createController({
     client,
@@ -105,9 +120,7 @@ export function createAgent(config: AgentConfig): Agent {
     clusterId: config.clusterId,
     hubAddress: config.hubAddress,
     hubCaPem: config.hubCaPem,
-    identityStore:
-      config.identityStore ??
-      createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+    identityStore,
     controller,
     agentVersion: AGENT_VERSION,
     logger,
