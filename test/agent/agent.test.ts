@@ -198,5 +198,13 @@ describe("parseAgentConfig", () => {
       /--hub-ca-file .*missing\.pem: ENOENT/,
     );
     assert.throws(() => parseAgentConfig(["--bogus"], {}), /agent: Unknown option '--bogus'/);
+    const base = ["--cluster-id", "a", "--hub", "h:1", "--hub-ca-file", ca];
+    assert.throws(
+      () => parseAgentConfig([...base, "--log-format", "xml"], {}),
+      /^Error: agent: --log-format \(or ISTHMUS_LOG_FORMAT\): invalid log format "xml" \(expected one of json, text\)$/,
+    );
+    assert.equal(parseAgentConfig(base, { ISTHMUS_LOG_FORMAT: "text" }).logFormat, "text");
+    assert.equal(parseAgentConfig([...base, "--log-format", "json"], {}).logFormat, "json");
+    assert.equal(parseAgentConfig(base, {}).logFormat, undefined);
   });
 });

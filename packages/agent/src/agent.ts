@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from "@isthmus/logging";
+import { createLogger, type LogFormat, type Logger } from "@isthmus/logging";
 import type { KubeConfig } from "@kubernetes/client-node";
 import {
   identitySources,
@@ -38,6 +38,8 @@ export interface AgentConfig {
   locality?: string;
   /** host:port of /healthz, /readyz and /metrics; port 0 picks one; undefined: no server. */
   listen?: string;
+  /** Format of the logger the agent creates when none is given; default json. */
+  logFormat?: LogFormat;
   logger?: Logger;
   /** Identity storage; default the Secret isthmus-agent-identity in `namespace`. */
   identityStore?: IdentityStore;
@@ -86,7 +88,8 @@ function loadKubeConfig(config: AgentConfig): KubeConfig {
 
 /** One agent: the Kubernetes controller, the hub session, health and metrics. */
 export function createAgent(config: AgentConfig): Agent {
-  const logger = (config.logger ?? createLogger({ component: "agent" })).child({
+  const format = config.logFormat === undefined ? {} : { format: config.logFormat };
+  const logger = (config.logger ?? createLogger({ component: "agent", ...format })).child({
     cluster: config.clusterId,
   });
   const client = createKubeClient(loadKubeConfig(config));

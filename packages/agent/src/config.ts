@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { parseLogFormat } from "@isthmus/logging";
 import type { AgentConfig } from "./agent.js";
 
 /** Flags, their environment variables and meaning (also in packages/agent/README.md). */
@@ -32,6 +33,7 @@ export const AGENT_FLAGS = {
     help: "cluster locality region/zone (default from node labels)",
   },
   listen: { env: "ISTHMUS_LISTEN", help: "health and metrics address (default 0.0.0.0:9090)" },
+  "log-format": { env: "ISTHMUS_LOG_FORMAT", help: "log line format: json (default) or text" },
 } as const;
 
 type Flag = keyof typeof AGENT_FLAGS;
@@ -99,6 +101,12 @@ export function parseAgentConfig(
     hubCaPem,
     listen: get("listen") ?? "0.0.0.0:9090",
   };
+  const logFormat = get("log-format");
+  if (logFormat !== undefined)
+    config.logFormat = parseLogFormat(
+      logFormat,
+      `agent: --log-format (or ${AGENT_FLAGS["log-format"].env})`,
+    );
   const tokenFile = get("bootstrap-token-file");
   const token =
     tokenFile !== undefined

@@ -47,6 +47,8 @@ export interface HubConfig {
   limits: LimitsConfig;
   /** What one catalog watcher may cost the hub. */
   watch: WatchConfig;
+  /** Log line format of `isthmus hub`; undefined: ISTHMUS_LOG_FORMAT, else json. */
+  logFormat: "json" | "text" | undefined;
 }
 
 export const defaultHubConfig: HubConfig = {
@@ -66,6 +68,7 @@ export const defaultHubConfig: HubConfig = {
   defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
   limits: defaultLimits,
   watch: defaultWatch,
+  logFormat: undefined,
 };
 
 export class ConfigError extends Error {
@@ -126,6 +129,13 @@ export function resolveHubConfig(
       c.metricsListen = input.metricsListen;
     }
     if (input.dataDir !== undefined) c.dataDir = str(input.dataDir, "dataDir");
+    if (input.logFormat !== undefined && input.logFormat !== null) {
+      if (input.logFormat !== "json" && input.logFormat !== "text")
+        throw new ConfigError(
+          `logFormat: must be json or text, got ${JSON.stringify(input.logFormat)}`,
+        );
+      c.logFormat = input.logFormat;
+    }
     if (input.insecure !== undefined) {
       if (typeof input.insecure !== "boolean")
         throw new ConfigError("insecure: must be true or false");
