@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import type { ClientHttp2Session } from "node:http2";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import * as grpc from "@grpc/grpc-js";
 import { Code, GrpcError } from "@isthmus/proto";
 import { admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
 import { grpcFrame, type RawResult, rawCall, rawSession } from "../helpers/raw-grpc.js";
@@ -96,6 +97,40 @@ describe("hub gRPC health, reflection and per-RPC metrics", function () {
       body: grpcFrame(new BinaryWriter().tag(1, 2).string("no.such.Service").finish()),
     }).result;
     assert.equal(unknown.code, Code.NOT_FOUND);
+  });
+
+  it("serves health alone in plaintext on grpcHealthListen, as Kubernetes gRPC probes speak", async () => {
+    const g = await startHub({ grpcHealthListen: "127.0.0.1:0" });
+    const client = new grpc.Client(
+      `127.0.0.1:${g.hub.grpcHealthPort}`,
+      grpc.credentials.createInsecure(),
+    );
+    const call = (path: string, service: string) =>
+      new Promise<{ code: number; status?: number }>((resolve) => {
+        client.makeUnaryRequest(
+          path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from(new BinaryWriter().tag(1, 2).string(service).finish()),
+          (err, res) =>
+            resolve(
+              err
+                ? { code: err.code }
+                : { code: Code.OK, status: fields(res!).get(1)?.[0] as number },
+            ),
+        );
+      });
+    try {
+      assert.deepEqual(await call(CHECK, ""), { code: Code.OK, status: SERVING });
+      g.hub.health.setReady(false);
+      assert.deepEqual(await call(CHECK, ""), { code: Code.OK, status: NOT_SERVING });
+      // Nothing else is served without TLS.
+      const admin = await call("/isthmus.v1.AdminService/GetStatus", "");
+      assert.equal(admin.code, Code.UNIMPLEMENTED);
+    } finally {
+      client.close();
+      await g.close();
+    }
   });
 
   it("lists and describes its services by reflection, v1 and v1alpha, without credentials", async () => {

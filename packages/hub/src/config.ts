@@ -24,6 +24,8 @@ export interface HubConfig {
   listen: string;
   /** Address of /metrics, /healthz and /readyz; empty disables the HTTP server. */
   metricsListen: string;
+  /** Plaintext gRPC address serving grpc.health.v1 alone (Kubernetes gRPC probes); empty: none. */
+  grpcHealthListen: string;
   /** Directory of the embedded store and the control-plane CA. */
   dataDir: string;
   /** Plaintext gRPC, for local use only. Agents then cannot prove their identity, so the
@@ -54,6 +56,7 @@ export interface HubConfig {
 export const defaultHubConfig: HubConfig = {
   listen: "0.0.0.0:8443",
   metricsListen: "0.0.0.0:9090",
+  grpcHealthListen: "",
   dataDir: "/var/lib/isthmus",
   insecure: false,
   tls: undefined,
@@ -129,6 +132,11 @@ export function resolveHubConfig(
       c.metricsListen = input.metricsListen;
     }
     if (input.dataDir !== undefined) c.dataDir = str(input.dataDir, "dataDir");
+    if (input.grpcHealthListen !== undefined) {
+      if (typeof input.grpcHealthListen !== "string")
+        throw new ConfigError("grpcHealthListen: must be a string (host:port, or empty)");
+      c.grpcHealthListen = input.grpcHealthListen;
+    }
     if (input.logFormat !== undefined && input.logFormat !== null) {
       if (input.logFormat !== "json" && input.logFormat !== "text")
         throw new ConfigError(

@@ -6,7 +6,7 @@
 
 import { type DescFile, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { AdminService, AgentService } from "@isthmus/proto";
 import { HealthImplementation, service as healthService } from "grpc-health-check";
@@ -18,6 +18,11 @@ export interface HubHealth {
   /** Whether the hub serves: SERVING on every health name, and /readyz 200. */
   ready(): boolean;
   setReady(ready: boolean): void;
+  /**
+   * Serves grpc.health.v1 alone, in plaintext, on `address` (host:port, port 0 picks one):
+   * Kubernetes' gRPC probes speak no TLS, and the API port is TLS only.
+   */
+  servePlaintext(address: string): Promise<{ port: number; close(): Promise<void> }>;
 }
 
 /**
@@ -35,6 +40,24 @@ export function addHealthAndReflection(server: grpc.Server): HubHealth {
   let ready = false;
   return {
     ready: () => ready,
+    async servePlaintext(address) {
+      const plain = new grpc.Server();
+      health.addToServer(plain);
+      const port = await new Promise<number>((resolve, reject) =>
+        plain.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+          err ? reject(new Error(`grpcHealthListen ${address}: ${err.message}`)) : resolve(p),
+        ),
+      );
+      return {
+        port,
+        close: () =>
+          new Promise<void>((resolve) => {
+            // Health Watch streams stay open until their client goes: do not wait for them.
+            plain.forceShutdown();
+            resolve();
+          }),
+      };
+    },
     setReady(next) {
       ready = next;
       for (const name of SERVED) health.setStatus(name, next ? "SERVING" : "NOT_SERVING");

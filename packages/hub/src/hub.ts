@@ -121,6 +121,8 @@ export interface Hub {
   port: number;
   /** Bound metrics port, 0 when disabled. */
   metricsPort: number;
+  /** Bound plaintext gRPC health port, 0 when disabled. */
+  grpcHealthPort: number;
   /** The control-plane CA that agents verify the hub with. */
   caPem: string;
   context: HubContext;
@@ -482,10 +484,15 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     const address = http.address();
     metricsPort = typeof address === "object" && address !== null ? address.port : 0;
   }
+  const plainHealth =
+    config.grpcHealthListen === ""
+      ? undefined
+      : await health.servePlaintext(config.grpcHealthListen);
   health.setReady(true);
   logger.info("hub started", {
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     clusters: registry.clusters.size,
     policies: registry.policies.size,
     warmingUp: !warm,
@@ -495,6 +502,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   return {
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     caPem: hubCa.certPem,
     context: ctx,
     health,
@@ -504,6 +512,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       for (const s of ctx.streams.values()) s.abort();
       distributor.stop();
+      await plainHealth?.close();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http!.close(() => resolve()));
       await store.close();
