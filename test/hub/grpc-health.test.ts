@@ -68,6 +68,8 @@ describe("hub gRPC health, reflection and per-RPC metrics", function () {
   this.timeout(60_000);
   let f: HubFixture;
   let session: ClientHttp2Session;
+  const metricsText = async () =>
+    (await fetch(`http://127.0.0.1:${f.hub.metricsPort}/metrics`)).text();
   before(async () => {
     f = await startHub();
     session = await rawSession({ port: f.hub.port, caPem: f.hub.caPem });
@@ -88,10 +90,12 @@ describe("hub gRPC health, reflection and per-RPC metrics", function () {
       assert.equal(await check(session, ""), NOT_SERVING);
       assert.equal(await check(session, "isthmus.v1.AdminService"), NOT_SERVING);
       assert.equal((await readyz()).status, 503);
+      assert.match(await metricsText(), /^isthmus_hub_ready 0$/m);
     } finally {
       f.hub.health.setReady(true);
     }
     assert.equal(await check(session, ""), SERVING);
+    assert.match(await metricsText(), /^isthmus_hub_ready 1$/m);
 
     const unknown = await rawCall(session, CHECK, {
       body: grpcFrame(new BinaryWriter().tag(1, 2).string("no.such.Service").finish()),
@@ -193,7 +197,8 @@ describe("hub gRPC health, reflection and per-RPC metrics", function () {
     );
   });
 
-  it("exports build info, process metrics unprefixed and its certificates' expiry", async () => {
+  it("exports build info, process metrics, agents' connection and certificates' expiry", async () => {
+    await f.admin.createCluster({ cluster: { id: "prod-eu" } }, admin);
     const metrics = await (await fetch(`http://127.0.0.1:${f.hub.metricsPort}/metrics`)).text();
     assert.match(
       metrics,
@@ -205,6 +210,7 @@ describe("hub gRPC health, reflection and per-RPC metrics", function () {
     assert.match(metrics, /^process_cpu_seconds_total \d/m);
     assert.match(metrics, /^nodejs_eventloop_lag_seconds \d/m);
     assert.doesNotMatch(metrics, /^isthmus_hub_process_/m);
+    assert.match(metrics, /^isthmus_hub_agent_connected\{cluster="prod-eu"\} 0$/m);
 
     const ca = new X509Certificate(f.hub.caPem);
     const notAfter = Math.floor(Date.parse(ca.validTo) / 1000);

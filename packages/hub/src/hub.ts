@@ -439,6 +439,11 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     interceptors: [gate, createGrpcServerMetrics(metrics.registry)],
   });
   const health = addHealthAndReflection(server);
+  metrics.observe({
+    ready: () => health.ready(),
+    clusters: () =>
+      [...registry.clusters.keys()].map((id) => [id, catalogs.get(id)?.connected === true]),
+  });
   addService(
     server,
     AgentService,

@@ -27,8 +27,37 @@ export function createHubMetrics(options: HubMetricsOptions = {}) {
     labelNames: ["certificate", "subject", "serial"],
     registers: [registry],
   });
+  let clusters: () => Iterable<[id: string, connected: boolean]> = () => [];
+  new Gauge({
+    name: "isthmus_hub_agent_connected",
+    help: "1 while the agent of a registered cluster has an open stream, 0 while it has none",
+    labelNames: ["cluster"],
+    registers: [registry],
+    collect() {
+      // Read at scrape time: a deleted cluster's series goes with it.
+      this.reset();
+      for (const [cluster, connected] of clusters()) this.set({ cluster }, connected ? 1 : 0);
+    },
+  });
+  let ready: () => boolean = () => false;
+  new Gauge({
+    name: "isthmus_hub_ready",
+    help: "1 while the hub serves (gRPC health SERVING, /readyz 200), else 0",
+    registers: [registry],
+    collect() {
+      this.set(ready() ? 1 : 0);
+    },
+  });
   const m = {
     registry,
+    /** Where the scrape-time gauges read from: registered clusters and readiness. */
+    observe(sources: {
+      clusters: () => Iterable<[id: string, connected: boolean]>;
+      ready: () => boolean;
+    }): void {
+      clusters = sources.clusters;
+      ready = sources.ready;
+    },
     /** Publishes the expiry of every certificate of a PEM bundle under the role `certificate`. */
     certificates(certificate: "ca" | "server", pem: string): void {
       for (const c of parseCertificatesPem(pem, certificate)) {
