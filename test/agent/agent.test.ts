@@ -11,6 +11,7 @@ import {
   parseAgentConfig,
 } from "@isthmus/agent";
 import { silentLogger } from "@isthmus/logging";
+import { issueServerCertificate } from "@isthmus/pki";
 import { eventually, loadApps, noDelay, startCluster, type TestCluster } from "./cluster.js";
 import { intent } from "./fixtures.js";
 import { startHub, type TestHub } from "./hub.js";
@@ -44,6 +45,20 @@ describe("createAgent", () => {
       metadata: { name: "istio-ca-root-cert", namespace: "istio-system" },
       data: { "root-cert.pem": hub.ca.certPem },
     });
+    // Istio's plug-in CA Secret: any certificate the root issued stands for the intermediate.
+    const intermediate = await issueServerCertificate(hub.ca, { dnsNames: ["istiod"] });
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    c.sim.create({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "cacerts", namespace: "istio-system" },
+      data: {
+        "ca-cert.pem": b64(intermediate.certPem),
+        "ca-key.pem": b64(intermediate.keyPem),
+        "cert-chain.pem": b64(intermediate.certPem + hub.ca.certPem),
+        "root-cert.pem": b64(hub.ca.certPem),
+      },
+    });
     agent = createAgent({
       clusterId: "prod-eu",
       hubAddress: hub.address,
@@ -52,6 +67,7 @@ describe("createAgent", () => {
       kubeconfig: c.sim.kubeconfig(),
       identityStore: createMemoryIdentityStore(),
       listen: "127.0.0.1:0",
+      meshCaSecret: "cacerts",
       logger: silentLogger,
       delay: noDelay,
       debounceMs: 5,
@@ -122,6 +138,17 @@ describe("createAgent", () => {
     };
     assert.deepEqual(expiry.get("hub-ca"), ca);
     assert.deepEqual(expiry.get("mesh-root"), ca);
+    const issued = new X509Certificate(intermediate.certPem);
+    assert.deepEqual(expiry.get("mesh-intermediate"), {
+      serial: issued.serialNumber.toLowerCase(),
+      notAfter: Date.parse(issued.validTo) / 1000,
+    });
+    assert.equal(
+      [...metrics.matchAll(/certificate="mesh-intermediate"/g)].length,
+      1,
+      "the chain's intermediate once, its root not as an intermediate",
+    );
+    assert.doesNotMatch(metrics, /isthmus_agent_certificate_unreadable\{/);
     const client = expiry.get("client");
     assert.ok(client !== undefined && client.notAfter > Date.now() / 1000, metrics);
 

@@ -62,6 +62,14 @@ const AGENT_RBAC: readonly AllowedRule[] = [
     resourceNames: ["isthmus-agent-identity"],
     namespacedOnly: true,
   },
+  // meshCaSecret (agent-everything.yaml): Istio's plug-in CA Secret, read by name.
+  {
+    apiGroup: "",
+    resources: ["secrets"],
+    verbs: ["get"],
+    resourceNames: ["cacerts"],
+    namespacedOnly: true,
+  },
   { apiGroup: "", resources: ["secrets"], verbs: ["create"], namespacedOnly: true },
 ];
 
@@ -269,6 +277,7 @@ describe("charts rendered by the Go template engine", function () {
       "--log-format=text",
       "--hub-server-name=hub.internal.example.com",
       "--locality=eu-west-1/eu-west-1a",
+      "--mesh-ca-secret=cacerts",
       "--kubeconfig=/etc/kube/config",
     ]);
     assert.equal(

@@ -3,6 +3,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import {
   identitySources,
   MESH_ROOT_CONFIG_MAP,
+  meshCaSources,
   meshRootSources,
   observedIdentity,
 } from "./certificate-sources.js";
@@ -36,6 +37,8 @@ export interface AgentConfig {
   istioNamespace?: string;
   /** Cluster locality (region/zone); default from the nodes' topology labels. */
   locality?: string;
+  /** Istio's plug-in CA Secret (in istioNamespace) whose certificates' expiry is exported. */
+  meshCaSecret?: string;
   /** host:port of /healthz, /readyz and /metrics; port 0 picks one; undefined: no server. */
   listen?: string;
   /** Format of the logger the agent creates when none is given; default json. */
@@ -100,9 +103,12 @@ export function createAgent(config: AgentConfig): Agent {
   const metrics = createAgentMetrics(config.clusterId, {
     defaultMetrics: config.listen !== undefined,
     version: AGENT_VERSION,
-    certificates: () => [
+    certificates: async () => [
       ...identitySources(identityStore.current()),
       ...meshRootSources(controller.cache.istioConfigMap(MESH_ROOT_CONFIG_MAP), istioNamespace),
+      ...(config.meshCaSecret === undefined
+        ? []
+        : await meshCaSources(client, istioNamespace, config.meshCaSecret)),
     ],
   });
   const controller = createController({

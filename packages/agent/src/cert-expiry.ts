@@ -11,6 +11,19 @@ export interface CertificateSource {
   pem: string;
   /** What the PEM comes from, for the one-line error when it does not parse. */
   source: string;
+  /** Leave out self-issued certificates (a chain's root, exported as mesh-root elsewhere). */
+  issuedOnly?: boolean;
+}
+
+/** The sources of a scrape; a source that could not be read at all is an Error. */
+export type CertificateSources = () =>
+  | (CertificateSource | UnreadableSource)[]
+  | Promise<(CertificateSource | UnreadableSource)[]>;
+
+/** A source that could not be read (an API error): reported as unreadable. */
+export interface UnreadableSource {
+  certificate: CertificateSource["certificate"];
+  error: string;
 }
 
 /**
@@ -18,10 +31,7 @@ export interface CertificateSource {
  * filled from `sources()` at every scrape (a rotated certificate's series disappears). A bundle
  * that does not parse is left out and reported by `isthmus_agent_certificate_unreadable`.
  */
-export function certificateExpiryGauge(
-  registry: Registry,
-  sources: () => CertificateSource[],
-): void {
+export function certificateExpiryGauge(registry: Registry, sources: CertificateSources): void {
   // Parsing is the cost of a scrape; the PEMs change once a day at most.
   let parsed = new Map<string, ParsedCertificate[] | Error>();
   const parse = (s: CertificateSource, next: typeof parsed) => {
@@ -36,41 +46,59 @@ export function certificateExpiryGauge(
     next.set(s.pem, result);
     return result;
   };
-  const unreadable = new Gauge({
-    name: "isthmus_agent_certificate_unreadable",
-    help: "1 when a certificate bundle the agent exports the expiry of does not parse, by role",
-    labelNames: ["certificate"],
-    // Registered after the expiry gauge, whose collect() sets it: a scrape reads it after.
-    registers: [],
-  });
+  type Labels = { certificate: string; subject: string; serial: string };
+  /** One read of the sources, shared by both gauges of a scrape (prom-client collects the
+   * metrics of a registry concurrently). */
+  const read = async () => {
+    const expiry: [Labels, number][] = [];
+    const unreadable = new Set<string>();
+    const next = new Map<string, ParsedCertificate[] | Error>();
+    for (const s of await sources()) {
+      const certificates = "error" in s ? undefined : parse(s, next);
+      if ("error" in s || certificates === undefined || certificates instanceof Error) {
+        unreadable.add(s.certificate);
+        continue;
+      }
+      for (const c of certificates) {
+        if (s.issuedOnly === true && c.subject === c.issuer) continue;
+        const labels = {
+          certificate: s.certificate,
+          subject: c.subject,
+          serial: c.serialNumber.toLowerCase(),
+        };
+        expiry.push([labels, Math.floor(c.notAfter.getTime() / 1000)]);
+      }
+    }
+    parsed = next;
+    return { expiry, unreadable };
+  };
+  let scrape: ReturnType<typeof read> | undefined;
+  const current = () => {
+    scrape ??= read().finally(() => {
+      scrape = undefined;
+    });
+    return scrape;
+  };
   new Gauge({
     name: "isthmus_agent_certificate_expiry_timestamp_seconds",
     help: "notAfter of each certificate the agent depends on (certificate: client, hub-ca, mesh-root, mesh-intermediate), Unix seconds",
     labelNames: ["certificate", "subject", "serial"],
     registers: [registry],
-    collect() {
+    async collect() {
+      const { expiry } = await current();
       this.reset();
-      unreadable.reset();
-      const next = new Map<string, ParsedCertificate[] | Error>();
-      for (const s of sources()) {
-        const certificates = parse(s, next);
-        if (certificates instanceof Error) {
-          unreadable.set({ certificate: s.certificate }, 1);
-          continue;
-        }
-        for (const c of certificates) {
-          this.set(
-            {
-              certificate: s.certificate,
-              subject: c.subject,
-              serial: c.serialNumber.toLowerCase(),
-            },
-            Math.floor(c.notAfter.getTime() / 1000),
-          );
-        }
-      }
-      parsed = next;
+      for (const [labels, value] of expiry) this.set(labels, value);
     },
   });
-  registry.registerMetric(unreadable);
+  new Gauge({
+    name: "isthmus_agent_certificate_unreadable",
+    help: "1 when a certificate bundle the agent exports the expiry of cannot be read or parsed, by role",
+    labelNames: ["certificate"],
+    registers: [registry],
+    async collect() {
+      const { unreadable } = await current();
+      this.reset();
+      for (const certificate of unreadable) this.set({ certificate }, 1);
+    },
+  });
 }

@@ -1,6 +1,9 @@
 // Where the certificates whose expiry the agent exports come from (cert-expiry.ts).
-import type { CertificateSource } from "./cert-expiry.js";
+import { errorField } from "@isthmus/logging";
+import type { CertificateSource, UnreadableSource } from "./cert-expiry.js";
 import type { AgentIdentity, IdentityStore } from "./identity.js";
+import type { KubeClient } from "./kube/client.js";
+import { SECRETS } from "./kube/resources.js";
 import type { KubeObject } from "./render/types.js";
 
 /** The ConfigMap istiod writes into every namespace with the mesh's root certificate(s). */
@@ -37,7 +40,7 @@ export function identitySources(identity: AgentIdentity | undefined): Certificat
 /**
  * The mesh roots of `istio-ca-root-cert` (its `root-cert.pem`; several during a root
  * rotation). Intermediates are not there: Istio keeps its CA certificate in the `cacerts`
- * Secret beside the CA key, which the agent is not allowed to read.
+ * Secret beside the CA key (meshCaSources, opt-in).
  */
 export function meshRootSources(
   configMap: KubeObject | undefined,
@@ -52,4 +55,45 @@ export function meshRootSources(
       source: `ConfigMap ${istioNamespace}/${MESH_ROOT_CONFIG_MAP} root-cert.pem`,
     },
   ];
+}
+
+/**
+ * The intermediates (and root) of Istio's plug-in CA Secret, read when the agent is given its
+ * name (`--mesh-ca-secret`; the chart then grants `get` on that Secret alone). The Secret also
+ * holds the CA's private key: only its certificates are kept, and only by this read. Keys:
+ * `ca-cert.pem`, `cert-chain.pem`, `root-cert.pem`, or the TLS form `tls.crt`, `ca.crt`.
+ */
+export async function meshCaSources(
+  client: KubeClient,
+  istioNamespace: string,
+  name: string,
+): Promise<(CertificateSource | UnreadableSource)[]> {
+  let secret: KubeObject | undefined;
+  try {
+    secret = await client.get(SECRETS, name, istioNamespace);
+  } catch (err) {
+    return [{ certificate: "mesh-intermediate", error: errorField(err) }];
+  }
+  const where = (key: string) => `Secret ${istioNamespace}/${name} ${key}`.trimEnd();
+  if (secret === undefined)
+    return [{ certificate: "mesh-intermediate", error: `${where("")}: not found` }];
+  const data = (secret.data ?? {}) as Record<string, unknown>;
+  const pem = (key: string) =>
+    typeof data[key] === "string" ? Buffer.from(data[key], "base64").toString("utf8") : undefined;
+  const out: CertificateSource[] = [];
+  for (const key of ["ca-cert.pem", "tls.crt", "cert-chain.pem"]) {
+    const text = pem(key);
+    if (text !== undefined)
+      out.push({
+        certificate: "mesh-intermediate",
+        pem: text,
+        source: where(key),
+        issuedOnly: true,
+      });
+  }
+  for (const key of ["root-cert.pem", "ca.crt"]) {
+    const text = pem(key);
+    if (text !== undefined) out.push({ certificate: "mesh-root", pem: text, source: where(key) });
+  }
+  return out;
 }

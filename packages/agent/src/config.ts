@@ -33,6 +33,10 @@ export const AGENT_FLAGS = {
     help: "cluster locality region/zone (default from node labels)",
   },
   listen: { env: "ISTHMUS_LISTEN", help: "health and metrics address (default 0.0.0.0:9090)" },
+  "mesh-ca-secret": {
+    env: "ISTHMUS_MESH_CA_SECRET",
+    help: "Istio's plug-in CA Secret in the Istio namespace (cacerts) to export the intermediates' expiry of; needs get on it",
+  },
   "log-format": { env: "ISTHMUS_LOG_FORMAT", help: "log line format: json (default) or text" },
 } as const;
 
@@ -119,6 +123,7 @@ export function parseAgentConfig(
     ["namespace", "namespace"],
     ["istio-namespace", "istioNamespace"],
     ["locality", "locality"],
+    ["mesh-ca-secret", "meshCaSecret"],
   ];
   for (const [flag, key] of optional) {
     const v = get(flag);

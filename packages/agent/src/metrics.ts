@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import { type CertificateSource, certificateExpiryGauge } from "./cert-expiry.js";
+import { type CertificateSources, certificateExpiryGauge } from "./cert-expiry.js";
 import type { InformerStatus } from "./discovery/informer.js";
 import type { SessionState } from "./session.js";
 
@@ -19,7 +19,7 @@ export interface AgentMetricsOptions {
   defaultMetrics?: boolean;
   version: string;
   /** The certificates whose expiry is exported, read at every scrape. */
-  certificates?: () => CertificateSource[];
+  certificates?: CertificateSources;
 }
 
 export function createAgentMetrics(clusterId: string, options: AgentMetricsOptions): AgentMetrics {

@@ -9,7 +9,7 @@ export function registerAgentCommand(program: Command): void {
     .description(
       "run the agent of one cluster until interrupted; flags: --cluster-id, --hub, --hub-ca-file, " +
         "--bootstrap-token-file, --hub-server-name, --kubeconfig, --namespace, --istio-namespace, --locality, " +
-        "--listen, --log-format (each also from its environment variable, see packages/agent/README.md)",
+        "--listen, --mesh-ca-secret, --log-format (each also from its environment variable, see packages/agent/README.md)",
     )
     .helpOption(false)
     .allowUnknownOption()
