@@ -1,6 +1,6 @@
 // The hub chart's Grafana dashboard and PrometheusRule (issue 22): the dashboard is JSON that
-// Grafana loads, both render, and every metric their expressions name is one the hub or the
-// agent registers (names collected from their registries at run time), so that a renamed
+// Grafana loads, both render, every expression parses as PromQL, and every metric it selects
+// is one the hub or the agent registers (names collected from their registries at run time), so that a renamed
 // metric cannot leave a panel empty or an alert silent. And the metrics themselves follow
 // Prometheus' naming: counters and only counters end in _total, in base units.
 import assert from "node:assert/strict";
@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AGENT_VERSION, createAgentMetrics } from "@isthmus/agent";
 import { createGrpcServerMetrics, createHubMetrics } from "@isthmus/hub";
+import { parser } from "@prometheus-io/lezer-promql";
 import type { Registry } from "prom-client";
 import { CHARTS_DIR } from "./chart.js";
 import { ensureRenderer, type K8sObject, renderChart } from "./render.js";
@@ -41,24 +42,24 @@ function seriesNames(metrics: readonly Metric[]): Set<string> {
   return names;
 }
 
-const KEYWORDS = new Set(["and", "or", "unless", "bool", "offset", "inf", "nan"]);
-
 /**
- * The metric names a PromQL expression (or a Grafana one, with $variables) reads: what is left
- * once strings, label matchers, ranges, grouping clauses and variables are removed, minus
- * function names (followed by a parenthesis) and keywords.
+ * The metric names a PromQL expression reads, from Prometheus' own PromQL grammar
+ * (@prometheus-io/lezer-promql, the parser of Prometheus' web UI): the names of its vector
+ * selectors. Grafana's interval variables are replaced by a duration first; an expression that
+ * does not parse throws, naming where.
  */
 function metricNamesOf(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
-    .replace(/\{[^}]*\}/g, " ")
-    .replace(/\[[^\]]*\]/g, " ")
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ")
-    .replace(/\$\{?\w+\}?/g, " ");
-  const names = [...bare.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()/g)]
-    .map((m) => m[1]!)
-    .filter((n) => !KEYWORDS.has(n.toLowerCase()) && !/^(group_left|group_right)$/.test(n));
-  return [...new Set(names)];
+  const promql = expr.replace(/\$__(rate_)?interval\b/g, "5m");
+  const names = new Set<string>();
+  parser.parse(promql).iterate({
+    enter(node) {
+      if (node.type.isError)
+        throw new Error(`not PromQL at ${node.from}: ${promql.slice(node.from, node.from + 30)}`);
+      if (node.name === "Identifier" && node.node.parent?.name === "VectorSelector")
+        names.add(promql.slice(node.from, node.to));
+    },
+  });
+  return [...names];
 }
 
 interface Dashboard {
@@ -105,6 +106,7 @@ describe("chart isthmus-hub: dashboard and alerts", function () {
       ),
       ["b_total", "c", "d"],
     );
+    assert.throws(() => metricNamesOf("sum(rate(x[5m])"), /^Error: not PromQL at/);
   });
 
   it("the dashboard is Grafana JSON: a uid, unique panel ids, an expression in every target", () => {
