@@ -2,6 +2,7 @@ export * from "./agent.js";
 export * from "./apply/drift.js";
 export * from "./apply/queue.js";
 export * from "./apply/reconciler.js";
+export * from "./cert-expiry.js";
 export * from "./config.js";
 export * from "./controller.js";
 export * from "./debounce.js";

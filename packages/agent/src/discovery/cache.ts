@@ -95,6 +95,8 @@ export interface ClusterCache {
   liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
   /** Every live object of the rendered kinds. */
   liveObjects(): KubeObject[];
+  /** A ConfigMap of the Istio namespace (`istio`, `istio-ca-root-cert`), as listed. */
+  istioConfigMap(name: string): KubeObject | undefined;
   /** Local endpoints of a Service changed (slices, the Service, or its namespace). */
   onEndpoints(cb: (namespace: string, service: string) => void): void;
   /** The catalog has pending changes. */
@@ -444,6 +446,7 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     liveObjects() {
       return Object.keys(RENDERED_KINDS).flatMap((k) => [...(rendered[k]?.list() ?? [])]);
     },
+    istioConfigMap: (name) => configMaps.get(name, istioNs),
     onEndpoints: (cb) => void endpointListeners.push(cb),
     onCatalog: (cb) => void catalogListeners.push(cb),
     onMesh: (cb) => void meshListeners.push(cb),
