@@ -41,7 +41,11 @@ export function unionPorts(services: readonly ServiceRecord[]): ServicePort[] {
   return [...byPort.values()].sort((a, b) => a.port - b.port);
 }
 
+/** The map with its keys in order: the map itself when they are (the catalog shares label
+ * maps between clusters, and an intent then shares its service's). */
 function sortedMap(map: Record<string, string>): Record<string, string> {
+  const keys = Object.keys(map);
+  if (keys.every((k, i) => i === 0 || keys[i - 1]! < k)) return map;
   const out: Record<string, string> = {};
   for (const k of Object.keys(map).sort()) out[k] = map[k]!;
   return out;
