@@ -1,4 +1,5 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
+import { withDefaultAccess } from "./apply/default-access.js";
 import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
 import {
   type ClusterCache,
@@ -62,9 +63,12 @@ export function createController(options: ControllerOptions): Controller {
   if (options.maxAttempts !== undefined) reconcilerOptions.maxAttempts = options.maxAttempts;
   if (options.onWrite !== undefined) reconcilerOptions.onWrite = options.onWrite;
   if (options.now !== undefined) reconcilerOptions.now = options.now;
-  const reconciler = createReconciler(reconcilerOptions);
+  const reconciler = withDefaultAccess(createReconciler(reconcilerOptions), cache);
 
-  cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));
+  cache.onEndpoints((ns, name) => {
+    reconciler.endpointsChanged(ns, name);
+    void reconciler.serviceChanged(ns, name);
+  });
   cache.onMesh(() => reconciler.meshChanged());
   cache.onRendered((event, obj) => reconciler.objectChanged(obj, event === "delete"));
 

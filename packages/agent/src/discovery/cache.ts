@@ -18,6 +18,7 @@ import {
 import { canonicalJson } from "../render/meta.js";
 import type { KubeObject, LocalFacts, LocalServiceEndpoints } from "../render/types.js";
 import {
+  accessSelectorOf,
   buildIdentity,
   buildService,
   type CatalogDelta,
@@ -92,6 +93,11 @@ export interface ClusterCache {
   liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
   /** Every live object of the rendered kinds. */
   liveObjects(): KubeObject[];
+  /** The pod selector of a Service a DefaultAccessIntent covers (it exists, its namespace is
+   * in the mesh, its selector is not empty), else undefined. */
+  accessTarget(namespace: string, service: string): Readonly<Record<string, string>> | undefined;
+  /** Every Service a DefaultAccessIntent covers, as `namespace/name` -> its selector. */
+  accessTargets(): Map<string, Readonly<Record<string, string>>>;
   /** Local endpoints of a Service changed (slices, the Service, or its namespace). */
   onEndpoints(cb: (namespace: string, service: string) => void): void;
   /** The catalog has pending changes. */
@@ -333,6 +339,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     return id.podCount > 0 ? id : undefined;
   }
 
+  const accessSelector = (svc: ServiceView) =>
+    accessSelectorOf(svc, namespaces.get(svc.metadata.namespace ?? "")?.metadata.labels);
+
   function podsByNamespace(): Map<string, PodView[]> {
     const out = new Map<string, PodView[]>();
     for (const p of pods.list()) {
@@ -430,6 +439,19 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
       dirtyIdentities.clear();
       dirtySince = undefined;
       return { delta, originTime };
+    },
+    accessTarget(ns, name) {
+      const svc = services.get(name, ns);
+      return svc === undefined ? undefined : accessSelector(svc);
+    },
+    accessTargets() {
+      const out = new Map<string, Readonly<Record<string, string>>>();
+      for (const svc of services.list()) {
+        const selector = accessSelector(svc);
+        if (selector !== undefined)
+          out.set(keyOf(svc.metadata.namespace ?? "", svc.metadata.name), selector);
+      }
+      return out;
     },
     liveObject(kind, ns, name) {
       return rendered[kind]?.get(name, ns);
