@@ -1,4 +1,5 @@
 export * from "./agent.js";
+export * from "./apply/default-access.js";
 export * from "./apply/drift.js";
 export * from "./apply/queue.js";
 export * from "./apply/reconciler.js";

@@ -19,6 +19,7 @@ import type { KubeObject } from "../kube-object.js";
 import { canonicalJson } from "../kube-object.js";
 import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import {
+  accessSelectorOf,
   buildIdentity,
   buildService,
   type CatalogDelta,
@@ -97,6 +98,11 @@ export interface ClusterCache {
   liveObjects(): KubeObject[];
   /** A ConfigMap of the Istio namespace (`istio`, `istio-ca-root-cert`), as listed. */
   istioConfigMap(name: string): KubeObject | undefined;
+  /** The pod selector of a Service a DefaultAccessIntent covers (it exists, its namespace is
+   * in the mesh, its selector is not empty), else undefined. */
+  accessTarget(namespace: string, service: string): Readonly<Record<string, string>> | undefined;
+  /** Every Service a DefaultAccessIntent covers, as `namespace/name` -> its selector. */
+  accessTargets(): Map<string, Readonly<Record<string, string>>>;
   /** Local endpoints of a Service changed (slices, the Service, or its namespace). */
   onEndpoints(cb: (namespace: string, service: string) => void): void;
   /** The catalog has pending changes. */
@@ -342,6 +348,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     return id.podCount > 0 ? id : undefined;
   }
 
+  const accessSelector = (svc: ServiceView) =>
+    accessSelectorOf(svc, namespaces.get(svc.metadata.namespace ?? "")?.metadata.labels);
+
   function podsByNamespace(): Map<string, PodView[]> {
     const out = new Map<string, PodView[]>();
     for (const p of pods.list()) {
@@ -439,6 +448,19 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
       dirtyIdentities.clear();
       dirtySince = undefined;
       return { delta, originTime };
+    },
+    accessTarget(ns, name) {
+      const svc = services.get(name, ns);
+      return svc === undefined ? undefined : accessSelector(svc);
+    },
+    accessTargets() {
+      const out = new Map<string, Readonly<Record<string, string>>>();
+      for (const svc of services.list()) {
+        const selector = accessSelector(svc);
+        if (selector !== undefined)
+          out.set(keyOf(svc.metadata.namespace ?? "", svc.metadata.name), selector);
+      }
+      return out;
     },
     liveObject(kind, ns, name) {
       return rendered[kind]?.get(name, ns);
