@@ -49,7 +49,9 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
     ]);
 
   before(async () => {
-    quick = await startQuickSandbox("verify", { policies });
+    // A stopped agent's cluster stays in the catalog while verify runs, however slow the
+    // machine: the grace period outlasts the test.
+    quick = await startQuickSandbox("verify", { policies, graceSeconds: 600 });
     sandbox = quick.sandbox;
   });
   after(async () => {

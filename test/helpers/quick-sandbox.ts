@@ -16,13 +16,22 @@ export interface QuickSandbox {
 
 export async function startQuickSandbox(
   prefix: string,
-  options: { scene?: ReturnType<typeof defaultScene>; policies?: Policies } = {},
+  options: {
+    scene?: ReturnType<typeof defaultScene>;
+    policies?: Policies;
+    /** How long the hub keeps a disconnected cluster's catalog; default 3 s. */
+    graceSeconds?: number;
+  } = {},
 ): Promise<QuickSandbox> {
   const dir = mkdtempSync(join(tmpdir(), `isthmus-${prefix}-`));
   const sandbox = await startSandbox({
     scene: options.scene ?? defaultScene(3),
     dir,
-    hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
+    hub: {
+      debounce: { windowMs: 20, maxMs: 200 },
+      graceSeconds: options.graceSeconds ?? 3,
+      warmupSeconds: 30,
+    },
     agentDebounceMs: 20,
   });
   await waitConverged(sandbox);
