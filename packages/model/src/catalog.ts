@@ -98,8 +98,8 @@ export function intern(s: string): string {
  * Catalog key of a service: `cluster/namespace/name`. The keys the catalog keeps are built
  * with `join`, which makes one flat string: a template literal or `+` whose result has 13
  * characters or more makes a rope (V8's cons string: 32 B per joint, holding on to its
- * pieces until it is flattened, by a hash for instance). 233k strings shaped
- * `import/ns-1/svc-1/c001`, measured: 154 B each as templates, 80 once hashed, 48 with `join`.
+ * pieces until it is flattened, by a hash for instance). The catalog keeps hundreds of
+ * thousands of such keys, so a flat string roughly halves what each one costs.
  */
 export function serviceKey(clusterId: string, namespace: string, name: string): string {
   return [clusterId, namespace, name].join("/");
