@@ -274,3 +274,36 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
     },
   ];
 }
+
+/**
+ * Reads a workload spec, `<namespace>/<name>[,port=N][,replicas=N][,portName=S]`, as given to
+ * `kubesim --workload`, into `sampleApp` options. The k-th workload of a cluster (`index`) gets
+ * pod IPs `10.244.<k>.10` and up, so that several workloads in one cluster do not share IPs.
+ */
+export function parseWorkload(spec: string, index = 0): SampleAppOptions {
+  const [target = "", ...settings] = spec.split(",");
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z]([-a-z0-9]*[a-z0-9])?)$/.exec(target);
+  if (m === null) {
+    throw new Error(
+      `workload ${JSON.stringify(spec)}: expected <namespace>/<name>[,port=N][,replicas=N][,portName=S]`,
+    );
+  }
+  const o: SampleAppOptions = { namespace: m[1]!, name: m[3]!, podIpPrefix: `10.244.${index}` };
+  for (const setting of settings) {
+    const [key, value = ""] = setting.split("=", 2);
+    const n = Number(value);
+    if ((key === "port" && n >= 1 && n <= 65535) || (key === "replicas" && n >= 0 && n <= 200)) {
+      if (Number.isInteger(n)) {
+        o[key] = n;
+        continue;
+      }
+    } else if (key === "portName" && /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(value)) {
+      o.portName = value;
+      continue;
+    }
+    throw new Error(
+      `workload ${JSON.stringify(spec)}: ${JSON.stringify(setting)} is not port=1..65535, replicas=0..200 or portName=<DNS label>`,
+    );
+  }
+  return o;
+}

@@ -105,6 +105,12 @@ const DEFAULT_MANAGER = "unknown";
  * The in-memory object store: one collection per resource type with per-namespace indexes,
  * one global resourceVersion counter, and a bounded event history for watch resume.
  */
+/** `kubernetes.io/metadata.name`: the label the API server puts on every namespace (its name),
+ * so that a namespace selector can pick one namespace by name. */
+function nameLabel(ns: KubeObject): void {
+  ns.metadata.labels = { ...ns.metadata.labels, "kubernetes.io/metadata.name": ns.metadata.name };
+}
+
 export class Store {
   readonly types = new Map<string, ResourceType>();
   readonly collections = new Map<string, Collection>();
@@ -382,10 +388,7 @@ export class Store {
   private defaults(t: ResourceType, obj: KubeObject, trusted: boolean): void {
     if (t.group !== "") return;
     if (t.kind === "Namespace") {
-      obj.metadata.labels = {
-        ...obj.metadata.labels,
-        "kubernetes.io/metadata.name": obj.metadata.name,
-      };
+      nameLabel(obj);
       obj.spec = { finalizers: ["kubernetes"], ...(isPlainObject(obj.spec) ? obj.spec : {}) };
       if (!trusted || obj.status === undefined) obj.status = { phase: "Active" };
     } else if (t.kind === "Service") {
@@ -548,6 +551,8 @@ export class Store {
     else delete meta.generation;
     next.apiVersion = old.apiVersion;
     next.kind = old.kind;
+    // The API server sets this label on every write of a namespace, so it cannot be removed.
+    if (t.group === "" && t.kind === "Namespace") nameLabel(next);
     if (t.kind === "CustomResourceDefinition" && opts.subresource !== "status")
       next.status = clone(old.status);
     this.check(t, next);
