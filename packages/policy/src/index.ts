@@ -17,6 +17,12 @@ export {
 } from "./glob.js";
 export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
 export {
+  comparePolicies,
+  freezePolicy,
+  normalizePolicy,
+  sortPolicies,
+} from "./policy-canonical.js";
+export {
   type ClusterDelta,
   createPolicyEngine,
   type Deltas,
@@ -27,12 +33,8 @@ export {
   type SourceRefLike,
 } from "./policy-engine.js";
 export {
-  comparePolicies,
   formatPath,
-  freezePolicy,
-  normalizePolicy,
   policyViolations,
-  sortPolicies,
   type Violation,
   validatePolicies,
   validatePolicy,

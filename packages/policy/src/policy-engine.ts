@@ -17,7 +17,7 @@ import { impact } from "./engine/impact.js";
 import { installPlan, planRules } from "./engine/rule-set.js";
 import { settle } from "./engine/settle.js";
 import { accessName } from "./intent-builder.js";
-import { sortPolicies } from "./policy-validate.js";
+import { sortPolicies } from "./policy-canonical.js";
 
 export type {
   ClusterDelta,

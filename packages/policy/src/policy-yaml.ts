@@ -10,12 +10,8 @@ import {
 } from "@isthmus/proto";
 import { type Document, LineCounter, parseAllDocuments, stringify } from "yaml";
 import { PolicyError } from "./errors.js";
-import {
-  type FieldPath,
-  formatPath,
-  normalizePolicy,
-  policyViolations,
-} from "./policy-validate.js";
+import { normalizePolicy } from "./policy-canonical.js";
+import { type FieldPath, formatPath, policyViolations } from "./policy-validate.js";
 
 /** apiVersion of ConnectionPolicy documents. */
 export const POLICY_API_VERSION = "isthmus.dev/v1alpha1";
