@@ -1,3 +1,5 @@
+// The typed client side of the glue: one client per service of the contract, with unary,
+// server-streaming, client-streaming and bidirectional methods.
 import {
   create,
   type DescMessage,
