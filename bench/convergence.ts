@@ -137,6 +137,7 @@ function clusterHosts(clusters: number): number {
   }
   return n;
 }
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the benchmark's phases in the order they run, each timing what the previous set up
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
   const productDebounce = process.env.ISTHMUS_BENCH_DEBOUNCE === "product";

@@ -154,6 +154,7 @@ export interface SampleAppOptions {
  * namespace, the Node it runs on, a ServiceAccount, a Service, N running and Ready pods with
  * IPs, the Endpoints and the EndpointSlice for them.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the scene's objects written out as a cluster holds them, read top to bottom
 export function sampleApp(o: SampleAppOptions): KubeObject[] {
   const replicas = o.replicas ?? 2;
   const port = o.port ?? 8080;

@@ -90,6 +90,7 @@ interface ClusterEntry {
 }
 
 /** An empty catalog. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one closure over the catalog's indexes; to become explicit state as in the policy engine
 export function createCatalog(): MutableCatalog {
   const clusters = new Map<string, ClusterEntry>();
   const byTrustDomain = new Map<string, Set<string>>();
