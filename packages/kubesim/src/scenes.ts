@@ -149,25 +149,17 @@ export interface SampleAppOptions {
   zone?: string;
 }
 
-/**
- * A sample workload as the kubelet and controllers would leave it: an injection-enabled
- * namespace, the Node it runs on, a ServiceAccount, a Service, N running and Ready pods with
- * IPs, the Endpoints and the EndpointSlice for them.
- */
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the scene's objects written out as a cluster holds them, read top to bottom
-export function sampleApp(o: SampleAppOptions): KubeObject[] {
-  const replicas = o.replicas ?? 2;
-  const port = o.port ?? 8080;
-  const portName = o.portName ?? "http";
-  const sa = o.serviceAccount ?? o.name;
-  const prefix = o.podIpPrefix ?? "10.244.0";
-  const labels = { app: o.name, version: "v1", ...o.labels };
-  const started = "2026-01-01T00:00:00Z";
-  const nodeName = o.nodeName ?? "node-1";
+/** The Ready Node sample pods run on, with its locality labels when given. */
+function sampleNode(
+  nodeName: string,
+  region: string | undefined,
+  zone: string | undefined,
+  started: string,
+): KubeObject {
   const nodeLabels: Record<string, string> = { "kubernetes.io/hostname": nodeName };
-  if (o.region !== undefined) nodeLabels["topology.kubernetes.io/region"] = o.region;
-  if (o.zone !== undefined) nodeLabels["topology.kubernetes.io/zone"] = o.zone;
-  const node: KubeObject = {
+  if (region !== undefined) nodeLabels["topology.kubernetes.io/region"] = region;
+  if (zone !== undefined) nodeLabels["topology.kubernetes.io/zone"] = zone;
+  return {
     apiVersion: "v1",
     kind: "Node",
     metadata: { name: nodeName, labels: nodeLabels },
@@ -180,6 +172,72 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       conditions: [{ type: "Ready", status: "True", lastTransitionTime: started }],
     },
   };
+}
+
+/** The Endpoints and EndpointSlice the controllers would write for `pods` behind a Service. */
+function endpointsOf(
+  name: string,
+  namespace: string,
+  pods: KubeObject[],
+  portName: string,
+  port: number,
+  nodeName: string,
+): KubeObject[] {
+  const ips = pods.map((p) => (p.status as { podIP: string }).podIP);
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Endpoints",
+      metadata: { name, namespace, labels: { app: name } },
+      subsets: [
+        {
+          addresses: pods.map((p, i) => ({
+            ip: ips[i],
+            nodeName,
+            targetRef: { kind: "Pod", name: p.metadata.name, namespace },
+          })),
+          ports: [{ name: portName, port, protocol: "TCP" }],
+        },
+      ],
+    },
+    {
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name: `${name}-abc12`,
+        namespace,
+        labels: {
+          "kubernetes.io/service-name": name,
+          "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        },
+      },
+      addressType: "IPv4",
+      endpoints: pods.map((p, i) => ({
+        addresses: [ips[i]],
+        conditions: { ready: true, serving: true, terminating: false },
+        nodeName,
+        targetRef: { kind: "Pod", name: p.metadata.name, namespace },
+      })),
+      ports: [{ name: portName, port, protocol: "TCP" }],
+    },
+  ];
+}
+
+/**
+ * A sample workload as the kubelet and controllers would leave it: an injection-enabled
+ * namespace, the Node it runs on, a ServiceAccount, a Service, N running and Ready pods with
+ * IPs, the Endpoints and the EndpointSlice for them.
+ */
+export function sampleApp(o: SampleAppOptions): KubeObject[] {
+  const replicas = o.replicas ?? 2;
+  const port = o.port ?? 8080;
+  const portName = o.portName ?? "http";
+  const sa = o.serviceAccount ?? o.name;
+  const prefix = o.podIpPrefix ?? "10.244.0";
+  const labels = { app: o.name, version: "v1", ...o.labels };
+  const started = "2026-01-01T00:00:00Z";
+  const nodeName = o.nodeName ?? "node-1";
+  const node = sampleNode(nodeName, o.region, o.zone, started);
   const pods: KubeObject[] = Array.from({ length: replicas }, (_, i) => ({
     apiVersion: "v1",
     kind: "Pod",
@@ -219,7 +277,6 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       ],
     },
   }));
-  const ips = pods.map((p) => (p.status as { podIP: string }).podIP);
   return [
     {
       apiVersion: "v1",
@@ -238,41 +295,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       },
     },
     ...pods,
-    {
-      apiVersion: "v1",
-      kind: "Endpoints",
-      metadata: { name: o.name, namespace: o.namespace, labels: { app: o.name } },
-      subsets: [
-        {
-          addresses: pods.map((p, i) => ({
-            ip: ips[i],
-            nodeName,
-            targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
-          })),
-          ports: [{ name: portName, port, protocol: "TCP" }],
-        },
-      ],
-    },
-    {
-      apiVersion: "discovery.k8s.io/v1",
-      kind: "EndpointSlice",
-      metadata: {
-        name: `${o.name}-abc12`,
-        namespace: o.namespace,
-        labels: {
-          "kubernetes.io/service-name": o.name,
-          "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-        },
-      },
-      addressType: "IPv4",
-      endpoints: pods.map((p, i) => ({
-        addresses: [ips[i]],
-        conditions: { ready: true, serving: true, terminating: false },
-        nodeName,
-        targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
-      })),
-      ports: [{ name: portName, port, protocol: "TCP" }],
-    },
+    ...endpointsOf(o.name, o.namespace, pods, portName, port, nodeName),
   ];
 }
 
