@@ -1,12 +1,25 @@
-import { createLogger, type Logger } from "@isthmus/logging";
+import { createLogger, type LogFormat, type Logger } from "@isthmus/logging";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { type Controller, createController } from "./controller.js";
+import { assignDefined } from "./assign-defined.js";
+import {
+  identitySources,
+  MESH_ROOT_CONFIG_MAP,
+  meshCaSources,
+  meshRootSources,
+  observedIdentity,
+} from "./certificate-sources.js";
+import { type Controller, type ControllerOptions, createController } from "./controller.js";
 import type { Delay } from "./discovery/informer.js";
 import { startHealthServer } from "./http.js";
 import { createSecretIdentityStore, type IdentityStore } from "./identity.js";
-import { createKubeClient, kubeConfigFromDefault, kubeConfigFromString } from "./kube/client.js";
+import {
+  createKubeClient,
+  type KubeClient,
+  kubeConfigFromDefault,
+  kubeConfigFromString,
+} from "./kube/client.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
-import { createSession, type Session, type SessionState } from "./session.js";
+import { createSession, type Session, type SessionOptions, type SessionState } from "./session.js";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -30,8 +43,12 @@ export interface AgentConfig {
   istioNamespace?: string;
   /** Cluster locality (region/zone); default from the nodes' topology labels. */
   locality?: string;
+  /** Istio's plug-in CA Secret (in istioNamespace) whose certificates' expiry is exported. */
+  meshCaSecret?: string;
   /** host:port of /healthz, /readyz and /metrics; port 0 picks one; undefined: no server. */
   listen?: string;
+  /** Format of the logger the agent creates when none is given; default json. */
+  logFormat?: LogFormat;
   logger?: Logger;
   /** Identity storage; default the Secret isthmus-agent-identity in `namespace`. */
   identityStore?: IdentityStore;
@@ -80,47 +97,31 @@ function loadKubeConfig(config: AgentConfig): KubeConfig {
 
 /** One agent: the Kubernetes controller, the hub session, health and metrics. */
 export function createAgent(config: AgentConfig): Agent {
-  const logger = (config.logger ?? createLogger({ component: "agent" })).child({
+  const format = config.logFormat === undefined ? {} : { format: config.logFormat };
+  const logger = (config.logger ?? createLogger({ component: "agent", ...format })).child({
     cluster: config.clusterId,
   });
   const client = createKubeClient(loadKubeConfig(config));
+  const identityStore = observedIdentity(
+    config.identityStore ?? createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+  );
+  const istioNamespace = config.istioNamespace ?? "istio-system";
   const metrics = createAgentMetrics(config.clusterId, {
     defaultMetrics: config.listen !== undefined,
+    version: AGENT_VERSION,
+    certificates: async () => [
+      ...identitySources(identityStore.current()),
+      ...meshRootSources(controller.cache.istioConfigMap(MESH_ROOT_CONFIG_MAP), istioNamespace),
+      ...(config.meshCaSecret === undefined
+        ? []
+        : await meshCaSources(client, istioNamespace, config.meshCaSecret)),
+    ],
   });
-  const controller = createController({
-    client,
-    clusterId: config.clusterId,
-    logger,
-    onInformerStatus: (s) => metrics.informer(s),
-    onWrite: (op) => metrics.write(op),
-    ...(config.istioNamespace === undefined ? {} : { istioNamespace: config.istioNamespace }),
-    ...(config.locality === undefined ? {} : { locality: config.locality }),
-    ...(config.delay === undefined ? {} : { delay: config.delay }),
-    ...(config.retryIntervalMs === undefined ? {} : { retryIntervalMs: config.retryIntervalMs }),
-  });
+  const controller = agentController(config, client, metrics, logger);
   controller.reconciler.onEvent((e) => {
     if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
-  const session = createSession({
-    clusterId: config.clusterId,
-    hubAddress: config.hubAddress,
-    hubCaPem: config.hubCaPem,
-    identityStore:
-      config.identityStore ??
-      createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
-    controller,
-    agentVersion: AGENT_VERSION,
-    logger,
-    onState: (s) => metrics.session(s),
-    onCatalogSent: (u) => metrics.catalogSent(u.full, u.entries),
-    onConfigApplied: (r) => metrics.configApplied(r.ok),
-    ...(config.bootstrapToken === undefined ? {} : { bootstrapToken: config.bootstrapToken }),
-    ...(config.hubServerName === undefined ? {} : { serverNameOverride: config.hubServerName }),
-    ...(config.delay === undefined ? {} : { delay: config.delay }),
-    ...(config.random === undefined ? {} : { random: config.random }),
-    ...(config.debounceMs === undefined ? {} : { debounceMs: config.debounceMs }),
-    ...(config.maxDebounceMs === undefined ? {} : { maxDebounceMs: config.maxDebounceMs }),
-  });
+  const session = agentSession(config, identityStore, controller, metrics, logger);
 
   let started = false;
   let stopped = false;
@@ -186,4 +187,62 @@ export function createAgent(config: AgentConfig): Agent {
       await server?.close();
     },
   };
+}
+
+function agentController(
+  config: AgentConfig,
+  client: KubeClient,
+  metrics: AgentMetrics,
+  logger: Logger,
+): Controller {
+  return createController(
+    assignDefined<ControllerOptions>(
+      {
+        client,
+        clusterId: config.clusterId,
+        logger,
+        onInformerStatus: (s) => metrics.informer(s),
+        onWrite: (op) => metrics.write(op),
+      },
+      {
+        istioNamespace: config.istioNamespace,
+        locality: config.locality,
+        delay: config.delay,
+        retryIntervalMs: config.retryIntervalMs,
+      },
+    ),
+  );
+}
+
+function agentSession(
+  config: AgentConfig,
+  identityStore: IdentityStore,
+  controller: Controller,
+  metrics: AgentMetrics,
+  logger: Logger,
+): Session {
+  return createSession(
+    assignDefined<SessionOptions>(
+      {
+        clusterId: config.clusterId,
+        hubAddress: config.hubAddress,
+        hubCaPem: config.hubCaPem,
+        identityStore,
+        controller,
+        agentVersion: AGENT_VERSION,
+        logger,
+        onState: (s) => metrics.session(s),
+        onCatalogSent: (u) => metrics.catalogSent(u.full, u.entries),
+        onConfigApplied: (r) => metrics.configApplied(r.ok),
+      },
+      {
+        bootstrapToken: config.bootstrapToken,
+        serverNameOverride: config.hubServerName,
+        delay: config.delay,
+        random: config.random,
+        debounceMs: config.debounceMs,
+        maxDebounceMs: config.maxDebounceMs,
+      },
+    ),
+  );
 }

@@ -18,6 +18,7 @@ export {
   type ValidateOptions,
 } from "./ca-files.js";
 export { CACERTS_SECRET_FILES, type CacertsSecret, renderCacertsSecret } from "./cacerts-secret.js";
+export { type ParsedCertificate, parseCertificatesPem } from "./certificate.js";
 export {
   type AgentCsr,
   type CertifiedKey,

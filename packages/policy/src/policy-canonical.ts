@@ -74,6 +74,7 @@ export function normalizePolicy(p: ConnectionPolicy): ConnectionPolicy {
     to,
     description: p.description,
     resourceVersion: p.resourceVersion,
+    labels: sortedMap(p.labels),
   });
 }
 
@@ -116,6 +117,7 @@ export function samePolicy(a: ConnectionPolicy, b: ConnectionPolicy): boolean {
     a.action !== b.action ||
     a.description !== b.description ||
     a.resourceVersion !== b.resourceVersion ||
+    !sameMap(a.labels, b.labels) ||
     a.from.length !== b.from.length ||
     a.to.length !== b.to.length
   ) {
@@ -160,6 +162,7 @@ export function freezePolicy(p: ConnectionPolicy): ConnectionPolicy {
   for (const selector of [...p.from, ...p.to]) freezeWithFields(selector);
   Object.freeze(p.from);
   Object.freeze(p.to);
+  Object.freeze(p.labels);
   return Object.freeze(p);
 }
 
@@ -172,6 +175,7 @@ export function isFrozenPolicy(p: ConnectionPolicy): boolean {
     Object.isFrozen(p) &&
     Object.isFrozen(p.from) &&
     Object.isFrozen(p.to) &&
+    Object.isFrozen(p.labels) &&
     p.from.every(frozenWithFields) &&
     p.to.every(frozenWithFields)
   );
@@ -198,6 +202,7 @@ export function copyPolicy(p: ConnectionPolicy): ConnectionPolicy {
     action: p.action,
     description: p.description,
     resourceVersion: p.resourceVersion,
+    labels: { ...p.labels },
     from: p.from.map((s) => ({
       clusters: [...s.clusters],
       clusterLabels: { ...s.clusterLabels },

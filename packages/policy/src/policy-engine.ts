@@ -3,9 +3,11 @@
 // (catalog intake, rule set, defaults), settle it (engine/settle.ts), return the deltas.
 // The pipeline and its invariants: packages/policy/README.md.
 import type { ConnectionPolicy, Intent, Warning } from "@isthmus/proto";
+import { accessPresent } from "./engine/access-intents.js";
 import type { Deltas, PolicyEngine, PolicyEngineOptions } from "./engine/api.js";
 import { finishBatch, newBatch } from "./engine/batch.js";
 import { applyCatalogChange, checkCatalogChanges } from "./engine/catalog-intake.js";
+import { finalizeDefaultAccess } from "./engine/default-access.js";
 import {
   checkDefault,
   createEngineState,
@@ -16,7 +18,6 @@ import { explain } from "./engine/explain.js";
 import { impact } from "./engine/impact.js";
 import { installPlan, planRules } from "./engine/rule-set.js";
 import { settle } from "./engine/settle.js";
-import { accessName } from "./intent-builder.js";
 import { sortPolicies } from "./policy-canonical.js";
 
 export type {
@@ -35,22 +36,29 @@ const NO_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
 export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine {
   const state = createEngineState(options);
   const { catalog, defaults } = state;
+  let revision = 0;
   return {
     catalog,
+    revision: () => revision,
     get defaults() {
       return { ...defaults };
     },
 
     applyCatalog(changes) {
+      revision += 1;
       checkCatalogChanges(state, changes);
       const batch = newBatch();
       for (const c of changes) applyCatalogChange(state, batch, c);
       return settle(state, batch);
     },
 
-    setPolicies: (policies) => setPolicies(state, policies),
+    setPolicies(policies) {
+      revision += 1;
+      return setPolicies(state, policies);
+    },
 
     setDefaults(next) {
+      revision += 1;
       const same = checkDefault(next.sameCluster ?? defaults.sameCluster, "sameCluster");
       const cross = checkDefault(next.crossCluster ?? defaults.crossCluster, "crossCluster");
       const batch = newBatch();
@@ -59,6 +67,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       defaults.sameCluster = same;
       defaults.crossCluster = cross;
+      for (const id of catalog.clusterIds()) finalizeDefaultAccess(state, batch, id);
       for (const record of catalog.allServices()) batch.recompile.set(record.key, record);
       for (const key of catalog.logicalServiceKeys()) batch.logicalServices.set(key, null);
       return settle(state, batch);
@@ -100,10 +109,9 @@ function clusterWarnings(state: EngineState, clusterId: string): Warning[] {
   const destinations = [...(state.destinationsByCluster.get(clusterId) ?? [])].sort((a, b) =>
     a.key < b.key ? -1 : 1,
   );
-  const intents = state.intentsByCluster.get(clusterId);
   for (const d of destinations) {
     // A shared principal matters only where an AccessIntent enforces decisions.
-    const enforced = intents?.has(accessName(d.record.service.namespace, d.record.service.name));
+    const enforced = accessPresent(state, d);
     for (const w of d.warnings) if (enforced || w.code !== "shared-principal") out.push(w);
   }
   return out;

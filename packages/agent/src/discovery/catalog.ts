@@ -10,8 +10,8 @@ import {
   type WorkloadIdentity,
   WorkloadIdentitySchema,
 } from "@isthmus/proto";
-import { canonicalJson } from "../render/meta.js";
-import type { LocalServiceEndpoints } from "../render/types.js";
+import { canonicalJson } from "../kube-object.js";
+import type { LocalServiceEndpoints } from "../local-facts.js";
 import {
   type EndpointSliceView,
   matchesSelector,
@@ -51,7 +51,9 @@ export function appProtocolOf(port: { name?: string; appProtocol?: string }): st
   return name.includes("-") && knownAppProtocols.has(prefix) ? prefix : "";
 }
 
-export function servicePorts(svc: ServiceView): ServicePort[] {
+/** The ports of a Service as the catalog reports them (the policy engine has its own
+ * `servicePorts`: the distinct port numbers a decision is kept for). */
+export function catalogPorts(svc: ServiceView): ServicePort[] {
   return (svc.spec.ports ?? []).map((p) =>
     create(ServicePortSchema, {
       name: p.name ?? "",
@@ -73,7 +75,7 @@ function sortedRecord(r: Record<string, string> | undefined): Record<string, str
 export function endpointsOf(
   slices: readonly EndpointSliceView[],
   inMesh: boolean,
-  servicePorts: ServiceView["spec"]["ports"] = [],
+  catalogPorts: ServiceView["spec"]["ports"] = [],
 ): LocalServiceEndpoints {
   const addresses = new Set<string>();
   const targetPorts: Record<string, number> = {};
@@ -89,7 +91,7 @@ export function endpointsOf(
   }
   const podPorts: Record<number, number> = {};
   let podPortsKnown = true;
-  for (const p of servicePorts ?? []) {
+  for (const p of catalogPorts ?? []) {
     const numeric =
       p.targetPort === undefined
         ? p.port
@@ -109,6 +111,20 @@ export const DEFAULT_SERVICE_ACCOUNT = "default";
 
 function podActive(p: PodView): boolean {
   return p.status.phase !== "Succeeded" && p.status.phase !== "Failed";
+}
+
+/**
+ * The pod selector of a Service under access control (in the mesh, with a selector: the
+ * hub's `isEnforceable` of the Service this builds), which a DefaultAccessIntent covers;
+ * undefined otherwise.
+ */
+export function accessSelectorOf(
+  svc: ServiceView,
+  namespaceLabels: Record<string, string> | undefined,
+): Readonly<Record<string, string>> | undefined {
+  const selector = svc.spec.selector;
+  if (selector === undefined || Object.keys(selector).length === 0) return undefined;
+  return namespaceInMesh(namespaceLabels) ? selector : undefined;
 }
 
 /** A catalog Service from the cache's view of a Kubernetes Service. */
@@ -132,7 +148,7 @@ export function buildService(
   return create(ServiceSchema, {
     namespace: svc.metadata.namespace ?? "",
     name: svc.metadata.name,
-    ports: servicePorts(svc),
+    ports: catalogPorts(svc),
     labels: sortedRecord(svc.metadata.labels),
     selector: sortedRecord(selector),
     visibility:

@@ -333,9 +333,10 @@ export function rebuildDestination(
 }
 
 /**
- * Whether a destination has an access intent: every enforceable one while a default denies
- * (the east-west gateway routes any `*.local` name, so an unnamed service is reachable from
- * other clusters and only authorization at the destination holds the default DENY).
+ * Whether a destination is under access control: every enforceable one while a default
+ * denies (the east-west gateway routes any `*.local` name, so an unnamed service is
+ * reachable from other clusters and only authorization at the destination holds the default
+ * DENY).
  */
 export function accessPresent(state: EngineState, d: Destination): boolean {
   return (
@@ -347,16 +348,31 @@ export function accessPresent(state: EngineState, d: Destination): boolean {
   );
 }
 
-/** Whether its cluster holds a destination's access intent now. */
+/**
+ * Whether a destination needs an AccessIntent of its own: under access control, and not
+ * what its cluster's DefaultAccessIntent renders (no principal allowed or denied). Most
+ * services are named by no rule: one intent per cluster instead of one per service is what
+ * keeps the hub's memory per service small.
+ */
+export function accessExplicit(state: EngineState, d: Destination): boolean {
+  if (!accessPresent(state, d)) return false;
+  const defaulted =
+    (d.allowGroups ?? NO_GROUPS).size === 0 &&
+    (d.denyGroups ?? NO_GROUPS).size === 0 &&
+    (state.defaults.sameCluster === Decision.DENY || state.defaults.crossCluster === Decision.DENY);
+  return !defaulted;
+}
+
+/** Whether its cluster holds a destination's own access intent now. */
 export function accessHeld(state: EngineState, d: Destination): boolean {
   const name = serviceIntentNames(state, d.record).access;
   return state.intentsByCluster.get(d.record.clusterId)?.has(name) ?? false;
 }
 
-/** Sets (or removes) a destination's access intent from its principal groups. */
+/** Sets (or removes) a destination's own access intent from its principal groups. */
 export function finalizeAccess(state: EngineState, batch: Batch, d: Destination): void {
   const name = serviceIntentNames(state, d.record).access;
-  if (!accessPresent(state, d)) {
+  if (!accessExplicit(state, d)) {
     if (accessHeld(state, d)) setIntent(state, batch, d.record.clusterId, name, null);
     return;
   }

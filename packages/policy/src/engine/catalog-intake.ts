@@ -3,7 +3,7 @@
 // changed, logical services to recompute). Nothing is decided here; settle does that.
 import { type CatalogChange, type ClusterFacts, principalOf } from "@isthmus/model";
 import type { Service, WorkloadIdentity } from "@isthmus/proto";
-import { canonicalJson } from "../content-hash.js";
+import { contentJson } from "../content-hash.js";
 import { PolicyError } from "../errors.js";
 import {
   type Batch,
@@ -12,16 +12,17 @@ import {
   markServiceAccounts,
   setIntent,
 } from "./batch.js";
+import { finalizeDefaultAccess } from "./default-access.js";
 import { type EngineState, serviceIntentNames } from "./engine-state.js";
 import { markService } from "./imports-exports.js";
 
 function sameJson(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  return contentJson(a) === contentJson(b);
 }
 
 /** What of a service decides its compiled state (not its labels or annotations). */
 function serviceShapeKey(s: Service): string {
-  return canonicalJson({
+  return contentJson({
     ports: s.ports,
     selector: s.selector,
     inMesh: s.inMesh,
@@ -150,6 +151,7 @@ function upsertCluster(state: EngineState, batch: Batch, facts: ClusterFacts): v
   const { catalog } = state;
   const prev = catalog.upsertCluster(facts);
   const next = catalog.cluster(facts.id)!;
+  if (prev === undefined) finalizeDefaultAccess(state, batch, facts.id);
   if (prev === undefined || prev.trustDomain !== next.trustDomain) {
     compileAllServices(state, batch, next.trustDomain);
   }
