@@ -1,7 +1,8 @@
 // End-to-end convergence: 10 kubesim clusters, each with its real agent, and one hub.
 // Every cluster is as deployed: an API server of its own (its own port) and an agent of its
 // own (its own kube client, informers, and gRPC connection to the hub with its own client
-// certificate), in a cluster host process apart from the hub (bench/lib/convergence-host.ts).
+// certificate), in a cluster host process apart from the hub (bench/lib/convergence-host.ts; the parent's
+// side of it in bench/lib/convergence-parent.ts).
 // In production each cluster has its own machine; here the clusters share the machine's
 // cores, so they are spread over as many host processes as Node has cores
 // (`availableParallelism()`, cluster i in process i % hosts), not one process per cluster:
@@ -20,19 +21,22 @@
 // agent is): one kubesim watch event, two gRPC round trips to the hub and one kubesim write
 // over HTTP: the hops a change has to make at the least (cluster -> agent, agent -> hub ->
 // agent, agent -> cluster).
-import { type ChildProcess, fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type Scene, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
 import type { KubeObject } from "@isthmus/kubesim";
 import { Action } from "@isthmus/proto";
 import type { BenchOptions, Figure } from "./harness.js";
-import type { FromHost, HostStart, ToHost } from "./lib/convergence-host.js";
+import {
+  createWatcher,
+  forkHost,
+  type HostProcess,
+  sleep,
+  withTimeout,
+} from "./lib/convergence-parent.js";
 import { profileDir, startCpuProfile } from "./lib/cpu-profile.js";
 import { watchGcPauses } from "./lib/gc-pauses.js";
-import { openWatch } from "./lib/kube-http.js";
 
 const converge = (intervalMs: number) =>
   `service created -> import SE in every importer, ${1000 / intervalMs} events/s`;
@@ -58,8 +62,6 @@ const GRPC = "floor part: hub admin GetStatus round trip (cluster process -> hub
 const WRITE = "floor part: kubesim server-side apply over HTTP";
 
 const NS = "shop";
-const SE = ["networking.istio.io/v1", "ServiceEntry"] as const;
-const CHILD = fileURLToPath(new URL("./lib/convergence-host.ts", import.meta.url));
 
 interface Scale {
   clusters: number;
@@ -135,136 +137,7 @@ function clusterHosts(clusters: number): number {
   }
   return n;
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** `promise`, or a rejection with `why()` after `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, why: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(why())), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A cluster host process: its API servers' URLs (in the order of `HostStart.clusters`) and
- * a request/answer channel over IPC. */
-interface HostProcess {
-  child: ChildProcess;
-  urls: string[];
-  send(m: ToHost): void;
-  /** Sends `m` and resolves with the next answer of `type`. */
-  ask<T extends FromHost["type"]>(m: ToHost, type: T): Promise<Extract<FromHost, { type: T }>>;
-}
-
-function forkHost(start: HostStart): Promise<HostProcess> {
-  const child = fork(CHILD, [], {
-    execArgv: ["--import", "tsx"],
-    stdio: "inherit",
-  });
-  const waiting = new Map<string, ((m: FromHost) => void)[]>();
-  let failure: Error | undefined;
-  const failAll = (err: Error) => {
-    failure ??= err;
-    for (const list of waiting.values())
-      for (const f of list) f({ type: "error", message: err.message });
-    waiting.clear();
-  };
-  child.on("message", (m: FromHost) => {
-    if (m.type === "error") return failAll(new Error(`cluster host process: ${m.message}`));
-    const list = waiting.get(m.type);
-    list?.shift()?.(m);
-  });
-  child.on("exit", (code, signal) =>
-    failAll(new Error(`cluster host process exited (${code ?? signal})`)),
-  );
-  const ask = <T extends FromHost["type"]>(m: ToHost, type: T) =>
-    new Promise<Extract<FromHost, { type: T }>>((resolve, reject) => {
-      if (failure !== undefined) return reject(failure);
-      const list = waiting.get(type) ?? [];
-      list.push((answer) =>
-        answer.type === "error"
-          ? reject(new Error(answer.message))
-          : resolve(answer as Extract<FromHost, { type: T }>),
-      );
-      waiting.set(type, list);
-      child.send(m);
-    });
-  return ask({ type: "start", start }, "ready").then(({ urls }) => ({
-    child,
-    urls,
-    send: (m) => child.send(m),
-    ask,
-  }));
-}
-
-interface Pending {
-  waitingFor: Set<number>;
-  started: number;
-  done: (ms: number) => void;
-}
-
-const IMPORT = /^isthmus-import-(svc-\d+)$/;
-/** A watch line that may carry one: checked again on the parsed object. */
-const IMPORT_LINE = /"name":"isthmus-import-svc-\d+"/;
-
-/** Follows the import ServiceEntries of `shop` in every cluster through one kubesim watch
- * each (HTTP, as any client sees them): resolves an event once its ServiceEntry has been
- * written in every cluster waited for. */
-async function createWatcher(urls: string[]) {
-  const pending = new Map<string, Pending>();
-  const seen = new Map<string, Set<number>>();
-  const now = performance.now.bind(performance);
-  const streams = await Promise.all(
-    urls.map((url, i) =>
-      openWatch(`${url}/apis/${SE[0]}/namespaces/${NS}/serviceentries?watch=1`, (line) => {
-        // Most lines are other ServiceEntries (per-cluster imports, exports): not worth
-        // parsing in the hub's process, whose CPU time is a figure of its own.
-        if (!IMPORT_LINE.test(line)) return;
-        const e = JSON.parse(line) as { type: string; object?: { metadata?: { name?: string } } };
-        if (e.type !== "ADDED" && e.type !== "MODIFIED") return;
-        const svc = IMPORT.exec(e.object?.metadata?.name ?? "")?.[1];
-        if (svc === undefined) return;
-        let s = seen.get(svc);
-        if (s === undefined) {
-          s = new Set();
-          seen.set(svc, s);
-        }
-        s.add(i);
-        const p = pending.get(svc);
-        if (p === undefined || !p.waitingFor.delete(i) || p.waitingFor.size > 0) return;
-        pending.delete(svc);
-        p.done(now() - p.started);
-      }),
-    ),
-  );
-  return {
-    /** Resolves with the ms from `started` until svc's import ServiceEntry is in every one
-     * of `clusters` (indexes). */
-    wait(svc: string, clusters: number[], started: number): Promise<number> {
-      return new Promise((done) => {
-        const already = seen.get(svc);
-        const waitingFor = new Set(clusters.filter((i) => !already?.has(i)));
-        if (waitingFor.size === 0) done(now() - started);
-        else pending.set(svc, { waitingFor, started, done });
-      });
-    },
-    /** Clusters where svc's import ServiceEntry has been seen. */
-    seenIn: (svc: string) => seen.get(svc) ?? new Set<number>(),
-    get size() {
-      return pending.size;
-    },
-    close() {
-      for (const s of streams) s.destroy();
-    },
-  };
-}
-
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the benchmark's phases in the order they run, each timing what the previous set up
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   const s = scale(smoke);
   const productDebounce = process.env.ISTHMUS_BENCH_DEBOUNCE === "product";

@@ -1,9 +1,9 @@
 // `npm run bench [-- [--smoke] [--json file] [--seed n] [name...]]`: runs every benchmark
 // module of bench/ (or the named ones), each in its own child process so that memory figures
 // are per benchmark and one crash does not stop the others, then prints one table.
-import { fork } from "node:child_process";
+import { execFileSync, fork } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import { availableParallelism, cpus } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
@@ -21,6 +21,22 @@ import {
 
 const RUN_PATH = fileURLToPath(import.meta.url);
 const BENCH_DIR = dirname(RUN_PATH);
+
+/** The checked-out commit, with "-dirty" when the work tree has changes; "unknown" without git. */
+function gitCommit(): string {
+  const git = (...args: string[]) =>
+    execFileSync("git", args, {
+      cwd: BENCH_DIR,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+  try {
+    const commit = git("rev-parse", "--short", "HEAD").trim();
+    return git("status", "--porcelain").trim() === "" ? commit : `${commit}-dirty`;
+  } catch {
+    return "unknown";
+  }
+}
 
 /** What a child sends its parent over the IPC channel. */
 type ChildReport =
@@ -123,6 +139,8 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const names = args.names.length > 0 ? args.names : available;
   const startedAt = new Date().toISOString();
+  // The machine is shared: a figure means little without the load it was measured under.
+  const loadAtStart = loadavg()[0] ?? 0;
   const rows: Row[] = [];
   const failures: { benchmark: string; error: string }[] = [];
   for (const name of names) {
@@ -141,8 +159,10 @@ async function main(argv: readonly string[]): Promise<number> {
       startedAt,
       seed: args.seed,
       smoke: args.smoke,
+      commit: gitCommit(),
       node: process.version,
       cpus: availableParallelism(),
+      loadAverage: { start: loadAtStart, end: loadavg()[0] ?? 0 },
       cpuModel: cpus()[0]?.model ?? "unknown",
       rows,
       failures,

@@ -178,6 +178,7 @@ async function importCpu(warmup: number, deltas: number, inFlight: number): Prom
   }
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the host's one IPC loop: a case per parent message, read in order
 async function main(): Promise<void> {
   const send = (m: FromHost) => process.send?.(m);
   const start = await new Promise<HostStart>((resolve) => {

@@ -47,6 +47,8 @@ function runBench(args: readonly string[], timeout = 120_000): Promise<Outcome> 
 }
 
 interface JsonReport {
+  commit: string;
+  loadAverage: { start: number; end: number };
   seed: number;
   smoke: boolean;
   rows: Row[];
@@ -281,6 +283,8 @@ describe("bench/run.ts", function () {
     const report = JSON.parse(await readFile(json, "utf8")) as JsonReport;
     assert.equal(report.smoke, true);
     assert.equal(report.seed, DEFAULT_SEED);
+    assert.match(report.commit, /^([0-9a-f]{7,}(-dirty)?|unknown)$/);
+    assert.ok(report.loadAverage.start >= 0 && report.loadAverage.end >= 0);
     assert.deepEqual(report.failures, []);
     assert.deepEqual(
       report.rows.map((r) => [r.benchmark, r.figure, r.unit, r.n]),

@@ -4,7 +4,7 @@ export { createKubeSim, startKubeSim } from "./kubesim.js";
 export type { KubeObject, ObjectMeta } from "./object.js";
 export type { PrinterColumn, ResourceType } from "./resources.js";
 export type { IstioSceneOptions, SampleAppOptions } from "./scenes.js";
-export { istioScene, sampleApp } from "./scenes.js";
+export { istioScene, parseWorkload, sampleApp } from "./scenes.js";
 export { parseObjects } from "./server.js";
 export type { Status, StatusCause } from "./status.js";
 export { isKubeSimError, KubeSimError } from "./status.js";

@@ -118,6 +118,7 @@ const seedOrder = (o: KubeObject): number =>
   o.kind === "Namespace" ? 0 : o.kind === "CustomResourceDefinition" ? 1 : 2;
 
 /** Creates a simulated cluster (not yet listening; the in-process API works at once). */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the KubeSim object literal, one short method per in-process verb over one store
 export function createKubeSim(options: KubeSimOptions = {}): KubeSim {
   const name = options.name ?? "kubesim";
   const host = options.host ?? "127.0.0.1";

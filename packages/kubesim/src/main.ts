@@ -1,16 +1,18 @@
 // kubesim as a process: `tsx packages/kubesim/src/main.ts --cluster east --cluster west --istio`
 // starts one simulated cluster per --cluster (each on its own port), writes a kubeconfig per
 // cluster, prints one JSON line per cluster ({"cluster","url","kubeconfig"}) on stdout once all
-// listen, and runs until SIGINT or SIGTERM.
+// listen, and runs until SIGINT or SIGTERM. `--workload shop/web,port=8080,replicas=3` adds a
+// running sample workload (Service, Ready pods with IPs, Endpoints, EndpointSlice) to every cluster.
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { KubeSim } from "./kubesim.js";
 import { startKubeSim } from "./kubesim.js";
-import { istioScene } from "./scenes.js";
+import { istioScene, parseWorkload, sampleApp } from "./scenes.js";
 
 const usage = `usage: kubesim [--cluster NAME]... [--host ADDR] [--port N] [--tls] [--token T]
-               [--kubeconfig-dir DIR] [--seed FILE]... [--istio] [--history N]`;
+               [--kubeconfig-dir DIR] [--seed FILE]... [--istio] [--history N]
+               [--workload NAMESPACE/NAME[,port=N][,replicas=N][,portName=S]]...`;
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -23,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
       token: { type: "string" },
       "kubeconfig-dir": { type: "string" },
       seed: { type: "string", multiple: true },
+      workload: { type: "string", multiple: true },
       istio: { type: "boolean" },
       history: { type: "string" },
       help: { type: "boolean" },
@@ -33,6 +36,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const names = values.cluster ?? ["kubesim"];
+  // Read before any cluster starts, so that a wrong spec fails fast.
+  const workloads = (values.workload ?? []).map((spec, k) => parseWorkload(spec, k));
   if (values.port !== undefined && names.length > 1) {
     throw new Error("kubesim: --port needs a single --cluster (the others would collide)");
   }
@@ -65,6 +70,7 @@ async function main(argv: string[]): Promise<void> {
         }),
       );
     }
+    for (const w of workloads) sim.load(sampleApp(w));
     for (const file of values.seed ?? []) await sim.loadFile(file);
     const kubeconfig = await sim.writeKubeconfig(join(dir, `${name}.kubeconfig`));
     process.stdout.write(`${JSON.stringify({ cluster: name, url: sim.url, kubeconfig })}\n`);

@@ -27,9 +27,9 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** A deep copy. Objects are JSON in practice: plain objects and arrays are copied here, about
- * 5 times faster than `structuredClone` (9 against 44 µs for an import ServiceEntry with 10
- * endpoints); anything else (a Date, a Buffer) still goes through `structuredClone`. */
+/** A deep copy. Objects are JSON in practice, so plain objects and arrays are copied here by
+ * hand: several times cheaper than `structuredClone`, which serializes its input first, and a
+ * copy is made on every write. Anything else (a Date, a Buffer) goes through `structuredClone`. */
 export function clone<T>(v: T): T {
   if (typeof v !== "object" || v === null) return v;
   if (Array.isArray(v)) {

@@ -167,6 +167,7 @@ function build(group: string, versions: string[], defs: Def[], custom: boolean):
 const istioCategories = ["istio-io", "networking-istio-io"];
 
 /** The types a fresh simulated cluster serves: core, apps (Deployments), Istio, MCS, leases, CRDs. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a table of the served types, one entry per type
 export function builtinResourceTypes(): ResourceType[] {
   return [
     ...build("", ["v1"], core, false),

@@ -149,6 +149,80 @@ export interface SampleAppOptions {
   zone?: string;
 }
 
+/** The Ready Node sample pods run on, with its locality labels when given. */
+function sampleNode(
+  nodeName: string,
+  region: string | undefined,
+  zone: string | undefined,
+  started: string,
+): KubeObject {
+  const nodeLabels: Record<string, string> = { "kubernetes.io/hostname": nodeName };
+  if (region !== undefined) nodeLabels["topology.kubernetes.io/region"] = region;
+  if (zone !== undefined) nodeLabels["topology.kubernetes.io/zone"] = zone;
+  return {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name: nodeName, labels: nodeLabels },
+    spec: {},
+    status: {
+      addresses: [
+        { type: "InternalIP", address: "192.168.0.10" },
+        { type: "Hostname", address: nodeName },
+      ],
+      conditions: [{ type: "Ready", status: "True", lastTransitionTime: started }],
+    },
+  };
+}
+
+/** The Endpoints and EndpointSlice the controllers would write for `pods` behind a Service. */
+function endpointsOf(
+  name: string,
+  namespace: string,
+  pods: KubeObject[],
+  portName: string,
+  port: number,
+  nodeName: string,
+): KubeObject[] {
+  const ips = pods.map((p) => (p.status as { podIP: string }).podIP);
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Endpoints",
+      metadata: { name, namespace, labels: { app: name } },
+      subsets: [
+        {
+          addresses: pods.map((p, i) => ({
+            ip: ips[i],
+            nodeName,
+            targetRef: { kind: "Pod", name: p.metadata.name, namespace },
+          })),
+          ports: [{ name: portName, port, protocol: "TCP" }],
+        },
+      ],
+    },
+    {
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name: `${name}-abc12`,
+        namespace,
+        labels: {
+          "kubernetes.io/service-name": name,
+          "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        },
+      },
+      addressType: "IPv4",
+      endpoints: pods.map((p, i) => ({
+        addresses: [ips[i]],
+        conditions: { ready: true, serving: true, terminating: false },
+        nodeName,
+        targetRef: { kind: "Pod", name: p.metadata.name, namespace },
+      })),
+      ports: [{ name: portName, port, protocol: "TCP" }],
+    },
+  ];
+}
+
 /**
  * A sample workload as the kubelet and controllers would leave it: an injection-enabled
  * namespace, the Node it runs on, a ServiceAccount, a Service, N running and Ready pods with
@@ -163,22 +237,7 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
   const labels = { app: o.name, version: "v1", ...o.labels };
   const started = "2026-01-01T00:00:00Z";
   const nodeName = o.nodeName ?? "node-1";
-  const nodeLabels: Record<string, string> = { "kubernetes.io/hostname": nodeName };
-  if (o.region !== undefined) nodeLabels["topology.kubernetes.io/region"] = o.region;
-  if (o.zone !== undefined) nodeLabels["topology.kubernetes.io/zone"] = o.zone;
-  const node: KubeObject = {
-    apiVersion: "v1",
-    kind: "Node",
-    metadata: { name: nodeName, labels: nodeLabels },
-    spec: {},
-    status: {
-      addresses: [
-        { type: "InternalIP", address: "192.168.0.10" },
-        { type: "Hostname", address: nodeName },
-      ],
-      conditions: [{ type: "Ready", status: "True", lastTransitionTime: started }],
-    },
-  };
+  const node = sampleNode(nodeName, o.region, o.zone, started);
   const pods: KubeObject[] = Array.from({ length: replicas }, (_, i) => ({
     apiVersion: "v1",
     kind: "Pod",
@@ -218,7 +277,6 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       ],
     },
   }));
-  const ips = pods.map((p) => (p.status as { podIP: string }).podIP);
   return [
     {
       apiVersion: "v1",
@@ -237,40 +295,39 @@ export function sampleApp(o: SampleAppOptions): KubeObject[] {
       },
     },
     ...pods,
-    {
-      apiVersion: "v1",
-      kind: "Endpoints",
-      metadata: { name: o.name, namespace: o.namespace, labels: { app: o.name } },
-      subsets: [
-        {
-          addresses: pods.map((p, i) => ({
-            ip: ips[i],
-            nodeName,
-            targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
-          })),
-          ports: [{ name: portName, port, protocol: "TCP" }],
-        },
-      ],
-    },
-    {
-      apiVersion: "discovery.k8s.io/v1",
-      kind: "EndpointSlice",
-      metadata: {
-        name: `${o.name}-abc12`,
-        namespace: o.namespace,
-        labels: {
-          "kubernetes.io/service-name": o.name,
-          "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-        },
-      },
-      addressType: "IPv4",
-      endpoints: pods.map((p, i) => ({
-        addresses: [ips[i]],
-        conditions: { ready: true, serving: true, terminating: false },
-        nodeName,
-        targetRef: { kind: "Pod", name: p.metadata.name, namespace: o.namespace },
-      })),
-      ports: [{ name: portName, port, protocol: "TCP" }],
-    },
+    ...endpointsOf(o.name, o.namespace, pods, portName, port, nodeName),
   ];
+}
+
+/**
+ * Reads a workload spec, `<namespace>/<name>[,port=N][,replicas=N][,portName=S]`, as given to
+ * `kubesim --workload`, into `sampleApp` options. The k-th workload of a cluster (`index`) gets
+ * pod IPs `10.244.<k>.10` and up, so that several workloads in one cluster do not share IPs.
+ */
+export function parseWorkload(spec: string, index = 0): SampleAppOptions {
+  const [target = "", ...settings] = spec.split(",");
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z]([-a-z0-9]*[a-z0-9])?)$/.exec(target);
+  if (m === null) {
+    throw new Error(
+      `workload ${JSON.stringify(spec)}: expected <namespace>/<name>[,port=N][,replicas=N][,portName=S]`,
+    );
+  }
+  const o: SampleAppOptions = { namespace: m[1]!, name: m[3]!, podIpPrefix: `10.244.${index}` };
+  for (const setting of settings) {
+    const [key, value = ""] = setting.split("=", 2);
+    const n = Number(value);
+    if ((key === "port" && n >= 1 && n <= 65535) || (key === "replicas" && n >= 0 && n <= 200)) {
+      if (Number.isInteger(n)) {
+        o[key] = n;
+        continue;
+      }
+    } else if (key === "portName" && /^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(value)) {
+      o.portName = value;
+      continue;
+    }
+    throw new Error(
+      `workload ${JSON.stringify(spec)}: ${JSON.stringify(setting)} is not port=1..65535, replicas=0..200 or portName=<DNS label>`,
+    );
+  }
+  return o;
 }

@@ -1,371 +1,49 @@
+// Writes of the in-memory API server: create, update, patch, server-side apply and delete,
+// with validation, server-side defaults, generations, CRDs becoming served types and field
+// ownership, over the indexes and events of StoreIndex (store-index.ts).
 import { randomBytes, randomUUID } from "node:crypto";
+import { crdTypeChange, crdTypeOnCreate } from "./crd-types.js";
 import type { FieldOwners } from "./field-owners.js";
 import { applyFields, leafPaths, recordUpdate } from "./field-owners.js";
 import type { KubeObject } from "./object.js";
 import { clone, deepEqual, isPlainObject } from "./object.js";
 import { jsonPatch, mergePatch, strategicMergePatch } from "./patch.js";
 import type { ResourceType } from "./resources.js";
-import {
-  builtinResourceTypes,
-  parseApiVersion,
-  resourceKey,
-  resourceTypeFromCrd,
-} from "./resources.js";
-import type { Selector } from "./selectors.js";
+import { parseApiVersion } from "./resources.js";
+import { applyServerDefaults, nameLabel, timestamp } from "./server-defaults.js";
 import {
   alreadyExists,
   badRequest,
   conflict,
-  gone,
   invalid,
-  KubeSimError,
   notFound,
-  statusFailure,
   unsupportedMediaType,
 } from "./status.js";
+import { StoreIndex } from "./store-index.js";
+import type { PatchType, Stored, WriteOptions } from "./store-types.js";
+import { DEFAULT_MANAGER, keyOf } from "./store-types.js";
 import { validateObject } from "./validation.js";
 
-/** One stored object with its cached JSON (the object is never mutated once stored). */
-export interface Stored {
-  readonly obj: KubeObject;
-  readonly rv: number;
-  json: Buffer | undefined;
-  /** Field owners; materialized lazily from `creator` on the first update or apply. */
-  owners: FieldOwners | undefined;
-  creator: string;
-}
+export type {
+  Collection,
+  EventType,
+  ListOptions,
+  ListResult,
+  PatchType,
+  Stored,
+  StoreEvent,
+  StoreOptions,
+  WriteOptions,
+} from "./store-types.js";
 
-export interface Collection {
-  readonly type: ResourceType;
-  readonly byKey: Map<string, Stored>;
-  readonly byNamespace: Map<string, Map<string, Stored>>;
-  /** Keys in list order, computed on demand and dropped when objects come or go. */
-  sorted: string[] | undefined;
-  readonly sortedByNamespace: Map<string, string[]>;
-}
-
-export type EventType = "ADDED" | "MODIFIED" | "DELETED";
-
-export interface StoreEvent {
-  readonly type: EventType;
-  readonly rv: number;
-  readonly collection: Collection;
-  readonly object: Stored;
-  /** The object before the change (MODIFIED and DELETED), to compute selector transitions. */
-  readonly previous: KubeObject | undefined;
-}
-
-export type PatchType = "merge" | "json" | "strategic" | "apply";
-
-export interface WriteOptions {
-  /** Field manager recorded for the write (apply requires one). */
-  fieldManager?: string;
-  dryRun?: boolean;
-  /**
-   * Trusted writes come from in-process seeding (acting as kubelet or a controller): they may
-   * set status on create and skip status-subresource rules. HTTP writes are never trusted.
-   */
-  trusted?: boolean;
-  /** Write through the `/status` subresource: only status changes are kept. */
-  subresource?: "status";
-  force?: boolean;
-}
-
-export interface ListOptions {
-  namespace?: string | undefined;
-  selector?: Selector | undefined;
-  limit?: number | undefined;
-  continue?: string | undefined;
-}
-
-export interface ListResult {
-  items: Stored[];
-  resourceVersion: string;
-  continue?: string;
-  remainingItemCount?: number;
-}
-
-export interface StoreOptions {
-  historySize: number;
-  validate: boolean;
-  now: () => Date;
-}
-
-function timestamp(d: Date): string {
-  return `${d.toISOString().slice(0, 19)}Z`;
-}
-
-function keyOf(namespace: string | undefined, name: string): string {
-  return namespace === undefined || namespace === "" ? name : `${namespace}/${name}`;
-}
-
-const DEFAULT_MANAGER = "unknown";
-
-/**
- * The in-memory object store: one collection per resource type with per-namespace indexes,
- * one global resourceVersion counter, and a bounded event history for watch resume.
- */
-export class Store {
-  readonly types = new Map<string, ResourceType>();
-  readonly collections = new Map<string, Collection>();
-  private readonly byKind = new Map<string, ResourceType>();
-  private readonly listeners = new Set<(e: StoreEvent) => void>();
-  private readonly typeListeners = new Set<() => void>();
-  private history: StoreEvent[] = [];
-  private historyStart = 0;
-  /** Events with rv <= compactedRv may be missing from the history. */
-  compactedRv = 0;
-  rv = 0;
+/** The in-memory object store: StoreIndex's collections, events and reads, and the writes. */
+export class Store extends StoreIndex {
   private nextClusterIp = 10;
-  /** Bumped whenever the set of served types changes (discovery and OpenAPI hashes). */
-  typesGeneration = 1;
 
-  constructor(private readonly options: StoreOptions) {
-    for (const t of builtinResourceTypes()) this.addType(t);
-  }
-
-  // ---- types ------------------------------------------------------------------------------
-
-  addType(t: ResourceType): void {
-    const key = resourceKey(t.group, t.resource);
-    this.types.set(key, t);
-    this.byKind.set(`${t.group}/${t.kind}`, t);
-    if (!this.collections.has(key)) {
-      this.collections.set(key, {
-        type: t,
-        byKey: new Map(),
-        byNamespace: new Map(),
-        sorted: undefined,
-        sortedByNamespace: new Map(),
-      });
-    } else {
-      const c = this.collections.get(key)!;
-      this.collections.set(key, { ...c, type: t });
-    }
-    this.typesGeneration++;
-    for (const l of this.typeListeners) l();
-  }
-
-  private removeType(t: ResourceType): void {
-    const key = resourceKey(t.group, t.resource);
-    const c = this.collections.get(key);
-    if (c !== undefined) {
-      for (const s of [...c.byKey.values()]) this.remove(c, s);
-    }
-    this.types.delete(key);
-    this.collections.delete(key);
-    this.byKind.delete(`${t.group}/${t.kind}`);
-    this.typesGeneration++;
-    for (const l of this.typeListeners) l();
-  }
-
-  onTypesChanged(l: () => void): () => void {
-    this.typeListeners.add(l);
-    return () => this.typeListeners.delete(l);
-  }
-
-  /** The type for a URL: group, version and plural resource name. */
-  typeFor(group: string, version: string, resource: string): ResourceType | undefined {
-    const t = this.types.get(resourceKey(group, resource));
-    return t?.versions.includes(version) ? t : undefined;
-  }
-
-  /** The type of an object by apiVersion and kind, or a 404 like the REST mapper's error. */
-  typeForObject(apiVersion: string, kind: string): ResourceType {
-    const { group, version } = parseApiVersion(apiVersion);
-    const t = this.byKind.get(`${group}/${kind}`);
-    if (t === undefined || !t.versions.includes(version)) {
-      throw new KubeSimError(
-        statusFailure(404, "NotFound", `no matches for kind "${kind}" in version "${apiVersion}"`),
-      );
-    }
-    return t;
-  }
-
-  collection(t: ResourceType): Collection {
-    return this.collections.get(resourceKey(t.group, t.resource))!;
-  }
-
-  // ---- events -----------------------------------------------------------------------------
-
-  subscribe(l: (e: StoreEvent) => void): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  }
-
-  private emit(e: StoreEvent): void {
-    this.history.push(e);
-    const overflow = this.history.length - this.historyStart - this.options.historySize;
-    if (overflow > 0) {
-      this.compactedRv = this.history[this.historyStart + overflow - 1]!.rv;
-      this.historyStart += overflow;
-      if (this.historyStart > 4096 && this.historyStart * 2 > this.history.length) {
-        this.history = this.history.slice(this.historyStart);
-        this.historyStart = 0;
-      }
-    }
-    for (const l of this.listeners) l(e);
-  }
-
-  /** Drops the whole event history: a watch from any older resourceVersion gets 410 Gone. */
-  compact(): void {
-    this.history = [];
-    this.historyStart = 0;
-    this.compactedRv = this.rv;
-  }
-
-  /** Events after `rv` for the collection, or a 410 Expired error if they are gone. */
-  eventsSince(rv: number, c: Collection): StoreEvent[] {
-    if (rv < this.compactedRv) {
-      throw gone(`too old resource version: ${rv} (${this.compactedRv})`);
-    }
-    const out: StoreEvent[] = [];
-    for (let i = this.history.length - 1; i >= this.historyStart; i--) {
-      const e = this.history[i]!;
-      if (e.rv <= rv) break;
-      if (e.collection.byKey === c.byKey) out.push(e);
-    }
-    return out.reverse();
-  }
-
-  // ---- reads ------------------------------------------------------------------------------
-
-  getStored(t: ResourceType, namespace: string | undefined, name: string): Stored {
-    const s = this.collection(t).byKey.get(keyOf(t.namespaced ? namespace : undefined, name));
-    if (s === undefined) throw notFound(t.group, t.resource, name);
-    return s;
-  }
-
-  list(t: ResourceType, opts: ListOptions): ListResult {
-    const c = this.collection(t);
-    let start = "";
-    let listRv = this.rv;
-    if (opts.continue !== undefined && opts.continue !== "") {
-      const token = decodeContinue(opts.continue);
-      if (token.rv < this.compactedRv) {
-        throw gone(
-          "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        );
-      }
-      start = token.start;
-      listRv = token.rv;
-    }
-    let keys: string[];
-    if (t.namespaced && opts.namespace !== undefined && opts.namespace !== "") {
-      const ns = c.byNamespace.get(opts.namespace);
-      let cached = c.sortedByNamespace.get(opts.namespace);
-      if (cached === undefined && ns !== undefined) {
-        cached = [...ns.keys()].sort().map((n) => `${opts.namespace}/${n}`);
-        c.sortedByNamespace.set(opts.namespace, cached);
-      }
-      keys = cached ?? [];
-    } else {
-      c.sorted ??= [...c.byKey.keys()].sort();
-      keys = c.sorted;
-    }
-    let i = 0;
-    if (start !== "") {
-      let lo = 0;
-      let hi = keys.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (keys[mid]! <= start) lo = mid + 1;
-        else hi = mid;
-      }
-      i = lo;
-    }
-    const limit =
-      opts.limit !== undefined && opts.limit > 0 ? opts.limit : Number.POSITIVE_INFINITY;
-    const items: Stored[] = [];
-    const sel = opts.selector;
-    for (; i < keys.length && items.length < limit; i++) {
-      const s = c.byKey.get(keys[i]!)!;
-      if (sel === undefined || sel.matches(s.obj)) items.push(s);
-    }
-    const result: ListResult = { items, resourceVersion: String(listRv) };
-    if (items.length >= limit && i < keys.length) {
-      const last = items[items.length - 1]!;
-      result.continue = encodeContinue({
-        rv: listRv,
-        start: keyOf(last.obj.metadata.namespace, last.obj.metadata.name),
-      });
-      if (sel === undefined || sel.empty) result.remainingItemCount = keys.length - i;
-    }
-    return result;
-  }
-
-  namespaceExists(ns: string): boolean {
-    return this.collection(this.types.get("namespaces")!).byKey.has(ns);
-  }
-
-  // ---- writes -----------------------------------------------------------------------------
-
-  private put(
-    c: Collection,
-    obj: KubeObject,
-    prev: Stored | undefined,
-    owners: FieldOwners | undefined,
-    creator: string,
-  ): Stored {
-    const s: Stored = {
-      obj,
-      rv: Number(obj.metadata.resourceVersion),
-      json: undefined,
-      owners,
-      creator,
-    };
-    const ns = c.type.namespaced ? (obj.metadata.namespace ?? "") : "";
-    const key = keyOf(ns, obj.metadata.name);
-    c.byKey.set(key, s);
-    let nsMap = c.byNamespace.get(ns);
-    if (nsMap === undefined) {
-      nsMap = new Map();
-      c.byNamespace.set(ns, nsMap);
-    }
-    nsMap.set(obj.metadata.name, s);
-    if (prev === undefined) {
-      c.sorted = undefined;
-      c.sortedByNamespace.delete(ns);
-    }
-    return s;
-  }
-
-  private remove(c: Collection, s: Stored): Stored {
-    const ns = c.type.namespaced ? (s.obj.metadata.namespace ?? "") : "";
-    c.byKey.delete(keyOf(ns, s.obj.metadata.name));
-    const nsMap = c.byNamespace.get(ns);
-    nsMap?.delete(s.obj.metadata.name);
-    if (nsMap !== undefined && nsMap.size === 0) c.byNamespace.delete(ns);
-    c.sorted = undefined;
-    c.sortedByNamespace.delete(ns);
-    const obj = clone(s.obj);
-    obj.metadata.resourceVersion = String(++this.rv);
-    const gone: Stored = {
-      obj,
-      rv: this.rv,
-      json: undefined,
-      owners: undefined,
-      creator: s.creator,
-    };
-    this.emit({ type: "DELETED", rv: this.rv, collection: c, object: gone, previous: s.obj });
-    if (
-      c.type.group === "apiextensions.k8s.io" &&
-      c.type.resource === "customresourcedefinitions"
-    ) {
-      const t = resourceTypeFromCrd(s.obj);
-      if (typeof t !== "string") {
-        const existing = this.types.get(resourceKey(t.group, t.resource));
-        if (existing?.crdName === s.obj.metadata.name) this.removeType(existing);
-      }
-    }
-    if (c.type.group === "" && c.type.resource === "namespaces") {
-      for (const other of this.collections.values()) {
-        if (!other.type.namespaced) continue;
-        const inNs = other.byNamespace.get(s.obj.metadata.name);
-        if (inNs !== undefined) for (const o of [...inNs.values()]) this.remove(other, o);
-      }
-    }
-    return gone;
+  /** The next free ClusterIP (10.96.x.y), in creation order. */
+  private allocateClusterIp(): string {
+    const n = this.nextClusterIp++;
+    return `10.96.${(n >> 8) & 255}.${n & 255}`;
   }
 
   private check(t: ResourceType, obj: KubeObject): void {
@@ -376,44 +54,6 @@ export class Store {
 
   private hasGeneration(t: ResourceType): boolean {
     return t.custom || t.statusSubresource || t.group !== "";
-  }
-
-  /** Server-side defaults the real API server sets on create. */
-  private defaults(t: ResourceType, obj: KubeObject, trusted: boolean): void {
-    if (t.group !== "") return;
-    if (t.kind === "Namespace") {
-      obj.metadata.labels = {
-        ...obj.metadata.labels,
-        "kubernetes.io/metadata.name": obj.metadata.name,
-      };
-      obj.spec = { finalizers: ["kubernetes"], ...(isPlainObject(obj.spec) ? obj.spec : {}) };
-      if (!trusted || obj.status === undefined) obj.status = { phase: "Active" };
-    } else if (t.kind === "Service") {
-      const spec: Record<string, unknown> = isPlainObject(obj.spec) ? obj.spec : {};
-      obj.spec = spec;
-      spec.type ??= "ClusterIP";
-      spec.sessionAffinity ??= "None";
-      if (spec.type !== "ExternalName" && spec.clusterIP === undefined) {
-        const n = this.nextClusterIp++;
-        spec.clusterIP = `10.96.${(n >> 8) & 255}.${n & 255}`;
-      }
-      if (typeof spec.clusterIP === "string") spec.clusterIPs ??= [spec.clusterIP];
-      if (Array.isArray(spec.ports)) {
-        spec.ports = spec.ports.map((p: unknown) =>
-          isPlainObject(p) ? { protocol: "TCP", targetPort: p.port, ...p } : p,
-        );
-      }
-      if (!trusted || obj.status === undefined) obj.status = { loadBalancer: {} };
-    } else if (t.kind === "Pod") {
-      if (!trusted || obj.status === undefined)
-        obj.status = { phase: "Pending", qosClass: "BestEffort" };
-      const spec = obj.spec as Record<string, unknown>;
-      spec.serviceAccountName ??= "default";
-      spec.restartPolicy ??= "Always";
-      spec.dnsPolicy ??= "ClusterFirst";
-    } else if (t.kind === "Secret") {
-      if (obj.type === undefined || obj.type === "") obj.type = "Opaque";
-    }
   }
 
   private checkNamespace(t: ResourceType, namespace: string | undefined): void {
@@ -445,48 +85,8 @@ export class Store {
     }
     if (t.statusSubresource && !opts.trusted && t.kind !== "CustomResourceDefinition")
       delete obj.status;
-    this.defaults(t, obj, opts.trusted === true);
-    let crdType: ResourceType | undefined;
-    if (t.kind === "CustomResourceDefinition" && t.group === "apiextensions.k8s.io") {
-      const r = resourceTypeFromCrd(obj);
-      if (typeof r === "string") {
-        const [field, ...rest] = r.split(": ");
-        throw invalid(t.group, t.kind, meta.name, [
-          { reason: "FieldValueInvalid", field: field!, message: rest.join(": ") },
-        ]);
-      }
-      const existing = this.types.get(resourceKey(r.group, r.resource));
-      if (existing !== undefined && existing.crdName === undefined) {
-        throw invalid(t.group, t.kind, meta.name, [
-          {
-            reason: "FieldValueInvalid",
-            field: "spec.names.plural",
-            message: `Invalid value: "${r.resource}": the resource is built in`,
-          },
-        ]);
-      }
-      crdType = r;
-      obj.status = {
-        conditions: [
-          {
-            type: "NamesAccepted",
-            status: "True",
-            reason: "NoConflicts",
-            message: "no conflicts found",
-            lastTransitionTime: timestamp(this.options.now()),
-          },
-          {
-            type: "Established",
-            status: "True",
-            reason: "InitialNamesAccepted",
-            message: "the initial names have been accepted",
-            lastTransitionTime: timestamp(this.options.now()),
-          },
-        ],
-        acceptedNames: (obj.spec as Record<string, unknown>).names,
-        storedVersions: [r.versions[0]],
-      };
-    }
+    applyServerDefaults(t, obj, opts.trusted === true, () => this.allocateClusterIp());
+    const crdType = crdTypeOnCreate(t, obj, this.types, () => timestamp(this.options.now()));
     meta.uid = randomUUID();
     meta.creationTimestamp = timestamp(this.options.now());
     if (this.hasGeneration(t)) meta.generation = 1;
@@ -548,6 +148,8 @@ export class Store {
     else delete meta.generation;
     next.apiVersion = old.apiVersion;
     next.kind = old.kind;
+    // The API server sets this label on every write of a namespace, so it cannot be removed.
+    if (t.group === "" && t.kind === "Namespace") nameLabel(next);
     if (t.kind === "CustomResourceDefinition" && opts.subresource !== "status")
       next.status = clone(old.status);
     this.check(t, next);
@@ -557,7 +159,7 @@ export class Store {
     }
     if (meta.generation !== undefined && specChanged(old, next))
       meta.generation = (old.metadata.generation ?? 0) + 1;
-    const crdType = this.crdTypeChange(t, old, next);
+    const crdType = crdTypeChange(t, old, next);
     if (opts.dryRun)
       return { obj: next, rv: current.rv, json: undefined, owners: undefined, creator: "" };
     const c = this.collection(t);
@@ -574,38 +176,6 @@ export class Store {
     this.emit({ type: "MODIFIED", rv: this.rv, collection: c, object: s, previous: old });
     if (crdType !== undefined) this.addType(crdType);
     return s;
-  }
-
-  /** The new served type when a CRD's spec changes (versions, columns, scope...), if any. */
-  private crdTypeChange(
-    t: ResourceType,
-    old: KubeObject,
-    next: KubeObject,
-  ): ResourceType | undefined {
-    if (t.group !== "apiextensions.k8s.io" || t.kind !== "CustomResourceDefinition")
-      return undefined;
-    if (deepEqual(old.spec, next.spec)) return undefined;
-    const r = resourceTypeFromCrd(next);
-    const before = resourceTypeFromCrd(old);
-    if (typeof r === "string") {
-      const [field, ...rest] = r.split(": ");
-      throw invalid(t.group, t.kind, next.metadata.name, [
-        { reason: "FieldValueInvalid", field: field!, message: rest.join(": ") },
-      ]);
-    }
-    if (
-      typeof before !== "string" &&
-      (before.group !== r.group || before.resource !== r.resource)
-    ) {
-      throw invalid(t.group, t.kind, next.metadata.name, [
-        {
-          reason: "FieldValueInvalid",
-          field: "spec",
-          message: "Invalid value: the group and plural name of a CRD are immutable",
-        },
-      ]);
-    }
-    return r;
   }
 
   update(
@@ -826,26 +396,4 @@ function specChanged(a: KubeObject, b: KubeObject): boolean {
     if (!deepEqual(a[k], b[k])) return true;
   }
   return false;
-}
-
-interface ContinueToken {
-  rv: number;
-  start: string;
-}
-
-function encodeContinue(t: ContinueToken): string {
-  return Buffer.from(JSON.stringify({ v: "meta.k8s.io/v1", rv: t.rv, start: t.start })).toString(
-    "base64url",
-  );
-}
-
-function decodeContinue(s: string): ContinueToken {
-  try {
-    const t = JSON.parse(Buffer.from(s, "base64url").toString("utf8")) as Record<string, unknown>;
-    if (typeof t.rv === "number" && typeof t.start === "string")
-      return { rv: t.rv, start: t.start };
-  } catch {
-    // fall through to the error below
-  }
-  throw badRequest(`invalid continue token "${s}"`);
 }

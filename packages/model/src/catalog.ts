@@ -1,120 +1,17 @@
-import type { Service, WorkloadIdentity } from "@isthmus/proto";
+// The catalog of every cluster's services and workload identities, with the indexes policy
+// compilation reads (createCatalog); its types are in catalog-types.ts, its keys in
+// catalog-keys.ts.
+import type { WorkloadIdentity } from "@isthmus/proto";
+import { identityKey, intern, logicalServiceKey, principalOf, serviceKey } from "./catalog-keys.js";
+import {
+  type ClusterFacts,
+  DEFAULT_TRUST_DOMAIN,
+  type GatewayAddressInit,
+  type IdentityRecord,
+  type MutableCatalog,
+  type ServiceRecord,
+} from "./catalog-types.js";
 import { ModelError } from "./errors.js";
-
-/** Istio's trust domain when a mesh does not set one. */
-export const DEFAULT_TRUST_DOMAIN = "cluster.local";
-
-/** An east-west gateway address (the proto `GatewayAddress` init shape). */
-export interface GatewayAddressInit {
-  address: string;
-  port: number;
-}
-
-/** What the hub knows about one cluster: its registered labels and its agent's mesh facts. */
-export interface ClusterFacts {
-  /** Cluster id (DNS-1123 label). */
-  id: string;
-  /** Labels used by policy selectors (env, region...). */
-  labels: Record<string, string>;
-  /** Istio network of the cluster. */
-  network: string;
-  /** Trust domain of the cluster's mesh; empty means cluster.local. */
-  trustDomain: string;
-  /** East-west gateway addresses. */
-  gateways: GatewayAddressInit[];
-  /** Locality as region/zone, may be empty. */
-  locality: string;
-}
-
-/** One change of the catalog, as the hub learns it from agents and registrations. */
-export type CatalogChange =
-  | { kind: "cluster"; cluster: ClusterFacts }
-  | { kind: "cluster-removed"; clusterId: string }
-  | { kind: "service"; clusterId: string; service: Service }
-  | { kind: "service-removed"; clusterId: string; namespace: string; name: string }
-  | { kind: "identity"; clusterId: string; identity: WorkloadIdentity }
-  | { kind: "identity-removed"; clusterId: string; namespace: string; serviceAccount: string }
-  | {
-      kind: "cluster-services-replaced";
-      clusterId: string;
-      services: Service[];
-      identities: WorkloadIdentity[];
-    };
-
-/** A service of one cluster. Records are immutable: an update replaces the record. */
-export interface ServiceRecord {
-  /** `cluster/namespace/name`. */
-  readonly key: string;
-  readonly clusterId: string;
-  /** `namespace/name`: the logical service across clusters. */
-  readonly logicalKey: string;
-  readonly service: Service;
-}
-
-/** A workload identity of one cluster. Records are immutable: an update replaces the record. */
-export interface IdentityRecord {
-  /** `cluster/namespace/serviceAccount`. */
-  readonly key: string;
-  readonly clusterId: string;
-  readonly identity: WorkloadIdentity;
-  /** Istio principal `<trustDomain>/ns/<namespace>/sa/<serviceAccount>`. */
-  readonly principal: string;
-}
-
-/** The Istio principal of a service account (a flat string: see `serviceKey`). */
-export function principalOf(
-  trustDomain: string,
-  namespace: string,
-  serviceAccount: string,
-): string {
-  return [trustDomain || DEFAULT_TRUST_DOMAIN, "ns", namespace, "sa", serviceAccount].join("/");
-}
-
-/** The trust domain part of a principal. */
-export function trustDomainOf(principal: string): string {
-  const at = principal.indexOf("/ns/");
-  return at < 0 ? principal : principal.slice(0, at);
-}
-
-const INTERNED_MAX = 100_000;
-const interned = new Map<string, string>();
-
-/**
- * One shared copy of a string that repeats. A catalog repeats the same strings in every
- * cluster (`namespace/name` keys, label values, protocols, port names, namespaces), and each
- * decoded message carries its own copy. The pool holds up to 100k strings and starts over
- * when full: strings in use keep their copy, only later ones are not shared with them. Only
- * for strings that repeat: a string seen once costs a pool entry for nothing.
- */
-export function intern(s: string): string {
-  const known = interned.get(s);
-  if (known !== undefined) return known;
-  if (interned.size >= INTERNED_MAX) interned.clear();
-  interned.set(s, s);
-  return s;
-}
-
-/**
- * Catalog key of a service: `cluster/namespace/name`. The keys the catalog keeps are built
- * with `join`, which makes one flat string: a template literal or `+` whose result has 13
- * characters or more makes a rope (V8's cons string: 32 B per joint, holding on to its
- * pieces until it is flattened, by a hash for instance). 233k strings shaped
- * `import/ns-1/svc-1/c001`, measured: 154 B each as templates, 80 once hashed, 48 with `join`.
- */
-export function serviceKey(clusterId: string, namespace: string, name: string): string {
-  return [clusterId, namespace, name].join("/");
-}
-
-/** Catalog key of a workload identity: `cluster/namespace/serviceAccount` (flat). */
-export function identityKey(clusterId: string, namespace: string, serviceAccount: string): string {
-  return [clusterId, namespace, serviceAccount].join("/");
-}
-
-/** Key of a logical service: `namespace/name` (flat). */
-export function logicalServiceKey(namespace: string, name: string): string {
-  return [namespace, name].join("/");
-}
-
 /** Copies cluster facts into their normal form: trust domain defaulted, gateways sorted. */
 export function normalizeClusterFacts(facts: ClusterFacts): ClusterFacts {
   const labels: Record<string, string> = {};
@@ -142,80 +39,6 @@ export function normalizeClusterFacts(facts: ClusterFacts): ClusterFacts {
 
 const EMPTY_SET: ReadonlySet<never> = new Set();
 const EMPTY_MAP: ReadonlyMap<string, never> = new Map<string, never>();
-
-/** Read access to the catalog, with the indexes policy compilation needs. */
-export interface Catalog {
-  cluster(id: string): ClusterFacts | undefined;
-  /** Cluster ids, sorted. */
-  clusterIds(): string[];
-  /** Ids of the clusters whose mesh uses this trust domain. */
-  clustersWithTrustDomain(trustDomain: string): ReadonlySet<string>;
-  /**
-   * Number of trust domains used by more than one cluster. While it is 0, every principal
-   * names the identity of one cluster only.
-   */
-  readonly sharedTrustDomains: number;
-
-  service(clusterId: string, namespace: string, name: string): ServiceRecord | undefined;
-  /** Services of one cluster by `namespace/name`. */
-  servicesIn(clusterId: string): ReadonlyMap<string, ServiceRecord>;
-  allServices(): IterableIterator<ServiceRecord>;
-  /** Backing services of a logical service, by cluster id. */
-  logicalService(namespace: string, name: string): ReadonlyMap<string, ServiceRecord>;
-  /** Ids of the clusters backing a logical service, sorted. */
-  backingClusters(namespace: string, name: string): string[];
-  /** Keys (`namespace/name`) of every logical service. */
-  logicalServiceKeys(): IterableIterator<string>;
-  servicesInNamespace(namespace: string): ReadonlySet<ServiceRecord>;
-  servicesNamed(name: string): ReadonlySet<ServiceRecord>;
-  serviceNamespaces(): IterableIterator<string>;
-  serviceNames(): IterableIterator<string>;
-  /** Services of a cluster and namespace whose pods run as this service account. */
-  servicesWithServiceAccount(
-    clusterId: string,
-    namespace: string,
-    serviceAccount: string,
-  ): readonly ServiceRecord[];
-
-  identity(
-    clusterId: string,
-    namespace: string,
-    serviceAccount: string,
-  ): IdentityRecord | undefined;
-  /** Identities of one cluster by `namespace/serviceAccount`. */
-  identitiesIn(clusterId: string): ReadonlyMap<string, IdentityRecord>;
-  allIdentities(): IterableIterator<IdentityRecord>;
-  identitiesInNamespace(namespace: string): ReadonlySet<IdentityRecord>;
-  identitiesWithServiceAccount(serviceAccount: string): ReadonlySet<IdentityRecord>;
-  /** Identities of one namespace and service account, in every cluster. */
-  identitiesWithNamespaceAndAccount(
-    namespace: string,
-    serviceAccount: string,
-  ): ReadonlySet<IdentityRecord>;
-  identityNamespaces(): IterableIterator<string>;
-  serviceAccountNames(): IterableIterator<string>;
-  /** Identities holding a principal: more than one only when clusters share a trust domain. */
-  identitiesWithPrincipal(principal: string): readonly IdentityRecord[];
-
-  readonly serviceCount: number;
-  readonly identityCount: number;
-}
-
-/** The catalog with its mutations; the policy engine owns the only mutable instance. */
-export interface MutableCatalog extends Catalog {
-  /** Inserts or replaces a cluster's facts; returns the previous facts. */
-  upsertCluster(facts: ClusterFacts): ClusterFacts | undefined;
-  /** Removes a cluster with its services and identities; returns its facts. */
-  removeCluster(id: string): ClusterFacts | undefined;
-  upsertService(clusterId: string, service: Service): ServiceRecord | undefined;
-  removeService(clusterId: string, namespace: string, name: string): ServiceRecord | undefined;
-  upsertIdentity(clusterId: string, identity: WorkloadIdentity): IdentityRecord | undefined;
-  removeIdentity(
-    clusterId: string,
-    namespace: string,
-    serviceAccount: string,
-  ): IdentityRecord | undefined;
-}
 
 function addTo<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
   let set = index.get(key);
@@ -267,6 +90,7 @@ interface ClusterEntry {
 }
 
 /** An empty catalog. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one closure over the catalog's indexes; to become explicit state as in the policy engine
 export function createCatalog(): MutableCatalog {
   const clusters = new Map<string, ClusterEntry>();
   const byTrustDomain = new Map<string, Set<string>>();

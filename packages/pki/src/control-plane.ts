@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
+import { assertClusterName, BACKDATE_MS } from "./ca-files.js";
 import {
   createCertificate,
   cryptoEngine,
@@ -11,7 +12,6 @@ import {
 } from "./certificate.js";
 import { isPkiError, PkiError } from "./errors.js";
 import { generateEcKeyPair, type LoadedPrivateKey, loadPrivateKeyPem } from "./keys.js";
-import { assertClusterName, BACKDATE_MS } from "./mesh-ca.js";
 import { decodePem, encodePem, toArrayBuffer } from "./pem.js";
 
 /**

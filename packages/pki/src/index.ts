@@ -1,3 +1,23 @@
+export {
+  assertClusterName,
+  type CertificateSummary,
+  CLUSTER_CA_FILES,
+  CLUSTERS_FOLDER,
+  type ClusterCaResult,
+  DEFAULT_CA_KEY_SIZE,
+  DEFAULT_CA_VALIDITY_YEARS,
+  DEFAULT_ORGANIZATION,
+  DEFAULT_ROOT_KEY_SIZE,
+  DEFAULT_ROOT_VALIDITY_YEARS,
+  type KeyRole,
+  type MeshCaOptions,
+  type MeshCaResult,
+  type PkiProgressEvent,
+  PLUGIN_CA_FILES,
+  type PluginCaFile,
+  type ValidateOptions,
+} from "./ca-files.js";
+export { CACERTS_SECRET_FILES, type CacertsSecret, renderCacertsSecret } from "./cacerts-secret.js";
 export { type ParsedCertificate, parseCertificatesPem } from "./certificate.js";
 export {
   type AgentCsr,
@@ -25,28 +45,4 @@ export {
   RSA_KEY_SIZES,
   type RsaKeySize,
 } from "./keys.js";
-export {
-  assertClusterName,
-  CACERTS_SECRET_FILES,
-  type CacertsSecret,
-  type CertificateSummary,
-  CLUSTER_CA_FILES,
-  CLUSTERS_FOLDER,
-  type ClusterCaResult,
-  DEFAULT_CA_KEY_SIZE,
-  DEFAULT_CA_VALIDITY_YEARS,
-  DEFAULT_ORGANIZATION,
-  DEFAULT_ROOT_KEY_SIZE,
-  DEFAULT_ROOT_VALIDITY_YEARS,
-  ensureClusterCa,
-  ensureMeshCa,
-  type KeyRole,
-  type MeshCaOptions,
-  type MeshCaResult,
-  type PkiProgressEvent,
-  PLUGIN_CA_FILES,
-  type PluginCaFile,
-  renderCacertsSecret,
-  type ValidateOptions,
-  validateMeshCa,
-} from "./mesh-ca.js";
+export { ensureClusterCa, ensureMeshCa, validateMeshCa } from "./mesh-ca.js";

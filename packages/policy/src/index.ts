@@ -18,6 +18,13 @@ export {
 export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
 export { type LabelSelector, parseLabelSelector } from "./label-selector.js";
 export {
+  comparePolicies,
+  freezePolicy,
+  normalizePolicy,
+  samePolicy,
+  sortPolicies,
+} from "./policy-canonical.js";
+export {
   type DocumentProblem,
   type Json,
   policyFromObject,
@@ -44,14 +51,9 @@ export {
   POLICY_VERSION,
 } from "./policy-schema.js";
 export {
-  comparePolicies,
   formatPath,
-  freezePolicy,
   isGlob,
-  normalizePolicy,
   policyViolations,
-  samePolicy,
-  sortPolicies,
   type Violation,
   validatePolicies,
   validatePolicy,

@@ -10,6 +10,7 @@ import {
   type DestinationSelectorSchema,
   type SourceSelectorSchema,
 } from "@isthmus/proto";
+import { normalizePolicy } from "./policy-canonical.js";
 import {
   DESTINATION_FIELDS,
   LABEL_KEY_PATTERN,
@@ -21,7 +22,7 @@ import {
   SPEC_FIELDS,
   TOP_FIELDS,
 } from "./policy-schema.js";
-import { type FieldPath, normalizePolicy, policyViolations } from "./policy-validate.js";
+import { type FieldPath, policyViolations } from "./policy-validate.js";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonMap = { [key: string]: Json };

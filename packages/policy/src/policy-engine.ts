@@ -3,10 +3,11 @@
 // (catalog intake, rule set, defaults), settle it (engine/settle.ts), return the deltas.
 // The pipeline and its invariants: packages/policy/README.md.
 import type { ConnectionPolicy, Intent, Warning } from "@isthmus/proto";
-import { accessPresent, finalizeDefaultAccess } from "./engine/access-intents.js";
+import { accessPresent } from "./engine/access-intents.js";
 import type { Deltas, PolicyEngine, PolicyEngineOptions } from "./engine/api.js";
 import { finishBatch, newBatch } from "./engine/batch.js";
 import { applyCatalogChange, checkCatalogChanges } from "./engine/catalog-intake.js";
+import { finalizeDefaultAccess } from "./engine/default-access.js";
 import {
   checkDefault,
   createEngineState,
@@ -17,7 +18,7 @@ import { explain } from "./engine/explain.js";
 import { impact } from "./engine/impact.js";
 import { installPlan, planRules } from "./engine/rule-set.js";
 import { settle } from "./engine/settle.js";
-import { sortPolicies } from "./policy-validate.js";
+import { sortPolicies } from "./policy-canonical.js";
 
 export type {
   ClusterDelta,

@@ -2,6 +2,13 @@
 // list, watch, create and delete-collection on a collection, and get, update, patch and
 // delete on a named object (or its status subresource).
 import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  checkApplyFields,
+  checkBodyFields,
+  type FieldValidation,
+  fieldValidationOf,
+  type Gvk,
+} from "../field-validation.js";
 import type { KubeObject } from "../object.js";
 import { isPlainObject } from "../object.js";
 import type { ResourceType } from "../resources.js";
@@ -117,6 +124,7 @@ export async function handleResource(
   }
   if (method === "POST") {
     const obj = normalizeBody(r, await readRequestBody(req));
+    warnFields(r, checkBodyFields(obj, gvkOf(r), fieldValidationOf(q), "object"));
     const s = ctx.store.create(
       t,
       obj,
@@ -143,6 +151,7 @@ async function handleNamed(r: ResourceRequest, method: string, name: string): Pr
       return sendObject(r, 200, ctx.store.getStored(t, namespace, name));
     case "PUT": {
       const obj = normalizeBody(r, await readRequestBody(req));
+      warnFields(r, checkBodyFields(obj, gvkOf(r), fieldValidationOf(q), "object"));
       const manager = q.get("fieldManager") ?? defaultManager(req);
       return sendObject(
         r,
@@ -189,11 +198,45 @@ async function patchNamed(r: ResourceRequest, name: string): Promise<void> {
     );
   }
   const body = parseBody(await readBody(req), type === "apply" ? "yaml" : JSON_TYPE);
+  checkPatchFields(r, type, body, name, fieldValidationOf(q));
   const manager = q.get("fieldManager") ?? (type === "apply" ? undefined : defaultManager(req));
   const existed = type === "apply" && ctx.store.collection(t).byKey.has(objectKey(namespace, name));
   const patchBody = type === "apply" ? applyBody(t, p.version, namespace, body) : body;
   const s = ctx.store.patch(t, namespace, name, type, patchBody, writeOptions(r, manager));
   return sendObject(r, type === "apply" && !existed ? 201 : 200, s);
+}
+
+/** The group, version and kind of the request's path. */
+function gvkOf(r: ResourceRequest): Gvk {
+  return { group: r.t.group, version: r.p.version, kind: r.t.kind };
+}
+
+/** Sends each dropped field's warning as the API server does: `Warning: 299 - "<text>"`. */
+function warnFields(r: ResourceRequest, warnings: string[]): void {
+  if (warnings.length === 0) return;
+  r.res.setHeader(
+    "Warning",
+    warnings.map((w) => `299 - ${JSON.stringify(w)}`),
+  );
+}
+
+/**
+ * Field validation of a patch body: a server-side apply is refused whatever the directive; a
+ * merge or strategic merge patch has the object's shape and is checked as a body. A JSON
+ * patch's values are not checked (kubectl does not send them for apply, create or edit).
+ */
+function checkPatchFields(
+  r: ResourceRequest,
+  type: PatchType,
+  body: unknown,
+  name: string,
+  directive: FieldValidation,
+): void {
+  if (!isPlainObject(body) || r.p.subresource === "status") return;
+  if (type === "apply") checkApplyFields(body, gvkOf(r), { namespace: r.namespace, name });
+  else if (type === "merge" || type === "strategic") {
+    warnFields(r, checkBodyFields(body, gvkOf(r), directive, "patch"));
+  }
 }
 
 /** An apply patch with the request's namespace and the requested version of its group. */

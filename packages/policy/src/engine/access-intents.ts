@@ -5,15 +5,8 @@
 // at once: DENY wins.
 import type { IdentityRecord } from "@isthmus/model";
 import { trustDomainOf } from "@isthmus/model";
-import { Decision, type Intent, type Warning } from "@isthmus/proto";
-import {
-  addToGroup,
-  buildAccess,
-  buildDefaultAccess,
-  DEFAULT_ACCESS_NAME,
-  NO_GROUPS,
-  PrincipalGroups,
-} from "../intent-builder.js";
+import { Decision, type Warning } from "@isthmus/proto";
+import { addToGroup, buildAccess, NO_GROUPS, PrincipalGroups } from "../intent-builder.js";
 import { type Batch, setIntent } from "./batch.js";
 import {
   crossClusterAllowed,
@@ -353,18 +346,6 @@ export function accessPresent(state: EngineState, d: Destination): boolean {
       state.defaults.sameCluster === Decision.DENY ||
       state.defaults.crossCluster === Decision.DENY)
   );
-}
-
-/** The DefaultAccessIntent every cluster holds while a default denies, else null. */
-export function defaultAccess(state: EngineState): Intent | null {
-  const denies =
-    state.defaults.sameCluster === Decision.DENY || state.defaults.crossCluster === Decision.DENY;
-  return denies ? buildDefaultAccess(sameClusterAllowed(state)) : null;
-}
-
-/** Sets (or removes) a cluster's DefaultAccessIntent from the defaults. */
-export function finalizeDefaultAccess(state: EngineState, batch: Batch, clusterId: string): void {
-  setIntent(state, batch, clusterId, DEFAULT_ACCESS_NAME, defaultAccess(state));
 }
 
 /**

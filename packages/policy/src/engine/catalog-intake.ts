@@ -5,7 +5,6 @@ import { type CatalogChange, type ClusterFacts, principalOf } from "@isthmus/mod
 import type { Service, WorkloadIdentity } from "@isthmus/proto";
 import { contentJson } from "../content-hash.js";
 import { PolicyError } from "../errors.js";
-import { finalizeDefaultAccess } from "./access-intents.js";
 import {
   type Batch,
   markIdentity,
@@ -13,6 +12,7 @@ import {
   markServiceAccounts,
   setIntent,
 } from "./batch.js";
+import { finalizeDefaultAccess } from "./default-access.js";
 import { type EngineState, serviceIntentNames } from "./engine-state.js";
 import { markService } from "./imports-exports.js";
 

@@ -3,23 +3,15 @@
 // rule's destinations select (with their port slots) and the identities its sources select
 // (its members). Installing a plan marks the destinations whose rules changed for settle.
 import type { ConnectionPolicy } from "@isthmus/proto";
-import {
-  checkUniqueName,
-  copyPolicy,
-  duplicatePolicy,
-  isFrozenPolicy,
-  normalizePolicy,
-  samePolicy,
-  validatePolicy,
-} from "../policy-validate.js";
+import { copyPolicy, isFrozenPolicy, normalizePolicy, samePolicy } from "../policy-canonical.js";
+import { checkUniqueName, duplicatePolicy, validatePolicy } from "../policy-validate.js";
+import { destinationCandidates, sourceCandidates } from "../rule-candidates.js";
 import {
   compareRules,
   compileRule,
-  destinationCandidates,
   destinationSlots,
   ruleMatchesSource,
   servicePorts,
-  sourceCandidates,
   subjectOf,
 } from "../rule-matcher.js";
 import type { Batch } from "./batch.js";
