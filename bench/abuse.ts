@@ -61,19 +61,27 @@ async function startHubProcess(): Promise<HubProcess> {
   );
   const child = spawn(process.execPath, [CLI, "hub", "--config", config], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ISTHMUS_LOG_LEVEL: "error" },
+    // info: the hub says where it listens in its "hub ready" line (abusers log at warn and
+    // error, which the benchmark kept before; an admin client logs nothing at info).
+    env: { ...process.env, ISTHMUS_LOG_LEVEL: "info" },
     // A session of its own: with Linux's autogroup scheduling, its own share of the CPU,
     // as on a machine of its own, not one taken from the abusers' or the benchmark's.
     detached: true,
   });
-  child.stderr!.resume();
+  child.stdout!.resume();
   const ports = await new Promise<[number, number]>((resolve, reject) => {
     let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /hub listening on port (\d+), metrics on port (\d+)/.exec(out);
-      if (m) resolve([Number(m[1]), Number(m[2])]);
-    });
+      const m = /^\{.*"message":"hub ready".*\}$/m.exec(out);
+      if (m === null) return;
+      const ready = JSON.parse(m[0]) as { port: number; metricsPort: number };
+      // Past the ready line the hub's log is not read: drop it, keep the pipe flowing.
+      child.stderr!.off("data", onData);
+      child.stderr!.resume();
+      resolve([ready.port, ready.metricsPort]);
+    };
+    child.stderr!.on("data", onData);
     child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${out}`)));
   });
   const kib = (field: string) => {

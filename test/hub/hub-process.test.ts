@@ -28,18 +28,31 @@ async function startHubProcess(
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString();
+  let stdout = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
   });
+  // The hub says where it listens in its log (stderr, JSON lines): its "hub ready" line.
   const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /hub listening on port (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const m = /^\{.*"message":"hub ready".*\}$/m.exec(stderr);
+      if (m === null) return;
+      const ready = JSON.parse(m[0]) as Record<string, string | number>;
+      // How a client gets the CA and the admin token, and the command that makes a context.
+      assert.equal(ready.caFile, join(dataDir, "control-plane", "ca-cert.pem"));
+      assert.equal(ready.adminTokens, `--admin-token-file ${tokenFile}`);
+      assert.match(
+        String(ready.cli),
+        /^isthmus config set-context hub --hub 127\.0\.0\.1:\d+ --ca /,
+      );
+      assert.doesNotMatch(stderr, new RegExp(ADMIN_TOKEN));
+      resolve(Number(ready.port));
     });
     child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${stderr}`)));
   });
+  // One stream: nothing but the log, and the log on stderr only.
+  assert.equal(stdout, "");
   return { child, port };
 }
 

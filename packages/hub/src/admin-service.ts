@@ -361,5 +361,16 @@ export function createAdminHandlers(
         warmingUp: ctx.warmingUp(),
       };
     },
+
+    async getVersion(_req, call) {
+      viewer(call);
+      return { version: HUB_VERSION, runtime: `node ${process.version}`, platform: platform() };
+    },
   };
+}
+
+/** `os/arch` in Go's words, as kubectl prints its platform (`linux/amd64`). */
+export function platform(): string {
+  const arch = process.arch === "x64" ? "amd64" : process.arch;
+  return `${process.platform}/${arch}`;
 }

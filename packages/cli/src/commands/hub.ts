@@ -1,3 +1,5 @@
+import { join, resolve } from "node:path";
+import type { Hub, HubConfig } from "@isthmus/hub";
 import type { Command } from "commander";
 
 interface HubFlags {
@@ -8,6 +10,36 @@ interface HubFlags {
   insecure?: boolean;
   adminTokenFile?: string;
   init?: boolean;
+}
+
+/** What `isthmus hub` logs once it listens: its addresses, where the admin tokens and the CA
+ * are, and the command that makes a CLI context of them. Never a token itself. */
+export function startupNotes(
+  config: HubConfig,
+  hub: Pick<Hub, "port" | "metricsPort">,
+  flags: Pick<HubFlags, "config" | "adminTokenFile">,
+): Record<string, unknown> {
+  const host = config.listen.replace(/:\d+$/, "").replace(/^0\.0\.0\.0$|^\[?::\]?$/, "localhost");
+  const caFile = config.tls?.certFile
+    ? `the CA that issued ${resolve(config.tls.certFile)}`
+    : resolve(join(config.dataDir, "control-plane", "ca-cert.pem"));
+  const tokenFile = flags.adminTokenFile === undefined ? undefined : resolve(flags.adminTokenFile);
+  const fromConfig = config.adminTokens.length - (tokenFile === undefined ? 0 : 1);
+  const tokens = [
+    ...(tokenFile === undefined ? [] : [`--admin-token-file ${tokenFile}`]),
+    ...(fromConfig > 0
+      ? [`adminTokens of ${flags.config ?? "the hub config"} (${fromConfig})`]
+      : []),
+  ];
+  return {
+    listen: config.listen,
+    port: hub.port,
+    metricsPort: hub.metricsPort,
+    tls: !config.insecure,
+    caFile: config.insecure ? "none (--insecure: plaintext)" : caFile,
+    adminTokens: tokens.join(", ") || "none: give --admin-token-file or adminTokens in hub.yaml",
+    cli: `isthmus config set-context hub --hub ${host}:${hub.port} ${config.insecure ? "--insecure" : `--ca ${config.tls?.certFile ? "<CA file>" : caFile}`} --token-file ${tokenFile ?? "<admin token file>"}`,
+  };
 }
 
 /** `isthmus hub`: runs the hub until SIGINT/SIGTERM. Flags override the config file. */
@@ -50,10 +82,9 @@ export function registerHubCommand(program: Command): void {
       }
       const logger = createLogger({ component: "hub" });
       const hub = await createHub({ config, logger, init: flags.init === true });
-      // One line on stdout that scripts and tests can wait for.
-      process.stdout.write(
-        `hub listening on port ${hub.port}, metrics on port ${hub.metricsPort}\n`,
-      );
+      // Where to reach the hub and how to get what a client needs, in the log stream like
+      // every other line of the hub (no second stream of plain text on stdout).
+      logger.info("hub ready", startupNotes(config, hub, flags));
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);

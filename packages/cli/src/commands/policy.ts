@@ -108,18 +108,23 @@ export function registerPolicyCommand(program: Command): void {
     .addOption(outputOption())
     .action(async (flags: ReadFlags) => {
       const res = await withAdmin(flags, (c, call) => c.listPolicies({}, call));
-      print(flags.output, ListPoliciesResponseSchema, res, () =>
-        table(
-          ["NAME", "PRIORITY", "ACTION", "FROM", "TO", "VERSION"],
-          res.policies.map((p) => [
-            p.name,
-            p.priority,
-            p.action === Action.ALLOW ? "ALLOW" : "DENY",
-            p.from.length,
-            p.to.length,
-            p.resourceVersion,
-          ]),
-        ),
+      print(
+        flags.output,
+        ListPoliciesResponseSchema,
+        res,
+        () =>
+          table(
+            ["NAME", "PRIORITY", "ACTION", "FROM", "TO", "VERSION"],
+            res.policies.map((p) => [
+              p.name,
+              p.priority,
+              p.action === Action.ALLOW ? "ALLOW" : "DENY",
+              p.from.length,
+              p.to.length,
+              p.resourceVersion,
+            ]),
+          ),
+        () => res.policies.map((p) => `connectionpolicy/${p.name}`),
       );
     });
 
