@@ -452,7 +452,10 @@ export function createAgentHandlers(
           }
         }
       } catch (err) {
-        slog.warn("agent stream failed", { err: errorField(err) });
+        // The hub's own shutdown ends every stream (hub.ts close): expected, not a failure.
+        if (err === abort.signal.reason && GrpcError.from(err).code === Code.UNAVAILABLE)
+          slog.info("agent stream closed", { err: errorField(err) });
+        else slog.warn("agent stream failed", { err: errorField(err) });
         throw err;
       } finally {
         if (ctx.streams.get(clusterId) === abort) ctx.streams.delete(clusterId);

@@ -492,7 +492,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     async close() {
       if (warmupTimer !== undefined) clearTimeout(warmupTimer);
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
-      for (const s of ctx.streams.values()) s.abort();
+      // UNAVAILABLE: the agent reconnects later; the stream's end is no failure to warn about.
+      for (const s of ctx.streams.values())
+        s.abort(new GrpcError(Code.UNAVAILABLE, "the hub is shutting down"));
       distributor.stop();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http!.close(() => resolve()));
