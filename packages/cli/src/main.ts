@@ -115,7 +115,7 @@ function finishTree(command: Command): void {
       const given = self.args[0];
       throw new UsageError(
         given === undefined
-          ? `${fullName(self)}: missing command (one of ${names}; see '${fullName(self)} --help')`
+          ? `missing command for '${fullName(self)}' (one of ${names}; see '${fullName(self)} --help')`
           : `unknown command '${given}' for '${fullName(self)}' (one of ${names})`,
       );
     });
