@@ -106,7 +106,10 @@ describe("isthmus as a kubectl user expects it", function () {
     assertUsage(runs[5]!, /^isthmus: agent: --cluster-id \(or ISTHMUS_CLUSTER_ID\) is required/);
     assertUsage(runs[6]!, /^isthmus: option '-o, --output <format>' argument 'xml' is invalid\. /);
     assertUsage(runs[7]!, "option '--context' does not apply to 'isthmus certs'");
-    assertUsage(runs[8]!, /value 'tcsh' is invalid for argument 'shell'\. expected bash, zsh or fish/);
+    assertUsage(
+      runs[8]!,
+      /value 'tcsh' is invalid for argument 'shell'\. expected bash, zsh or fish/,
+    );
   });
 
   it("prints the client's version, and the hub's when one is configured", async () => {
