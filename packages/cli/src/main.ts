@@ -1,6 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { CLI_VERSION } from "./cli-version.js";
-import { isTableOutputOption, tableSettings } from "./output.js";
+import { isTableOutputOption, tableSettings } from "./table-settings.js";
 import { UsageError } from "./usage-error.js";
 
 /** Exit codes: 0 success, 1 an error while doing the work, 2 bad usage (flags, arguments). */

@@ -5,7 +5,10 @@ import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf"
 import { InvalidArgumentError, Option } from "commander";
 import { stringify } from "yaml";
 import { jsonPath, parseTemplate } from "./jsonpath.js";
+import { tableOutputs, tableSettings } from "./table-settings.js";
 import { UsageError } from "./usage-error.js";
+
+export { tableSettings };
 
 /** `table` is the default (people), `wide` the table with more columns. */
 export type OutputFormat = "table" | "wide" | "name" | "json" | "yaml" | `jsonpath=${string}`;
@@ -25,10 +28,6 @@ export function parseOutputFormat(value: string): OutputFormat {
   throw new InvalidArgumentError(`expected one of ${FORMATS}`);
 }
 
-/** Options that only table output has; main.ts adds `--no-headers` to the commands whose
- * `-o` is this one. */
-const tableOutputs = new WeakSet<Option>();
-
 export function outputOption(): Option {
   const option = new Option("-o, --output <format>", `output format: ${FORMATS}`)
     .argParser(parseOutputFormat)
@@ -36,15 +35,6 @@ export function outputOption(): Option {
   tableOutputs.add(option);
   return option;
 }
-
-export function isTableOutputOption(option: Option): boolean {
-  return tableOutputs.has(option);
-}
-
-/** Settings of the table the current command prints. The CLI runs one command per process,
- * and main.ts sets them from the command's flags before its action runs, so that each
- * command's table function need not pass them along. */
-export const tableSettings = { noHeaders: false, wide: false };
 
 /** A JSON value as `-o json`, `-o yaml` or `-o jsonpath=` print it. */
 export function printJson(format: OutputFormat, json: unknown, jsonLines = false): void {
