@@ -87,7 +87,9 @@ describe("isthmus CLI against a running hub", function () {
       assert.equal(r.code, 0, r.stderr);
     assert.match(list.stdout, /^frontend-to-payments {3}100 {8}ALLOW {4}1 {6}1 {4}\d+$/m);
     assert.deepEqual(
-      (JSON.parse(listJson.stdout) as { policies: { name: string }[] }).policies.map((p) => p.name),
+      (JSON.parse(listJson.stdout) as { items: { metadata: { name: string } }[] }).items.map(
+        (p) => p.metadata.name,
+      ),
       ["frontend-to-payments"],
     );
     assert.deepEqual(

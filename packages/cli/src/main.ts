@@ -186,8 +186,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (reason instanceof Error && reason.name === "ExitCode")
       return (reason as Error & { code: number }).code;
     // Library errors (PkiError…) carry a message that names the file or object and the problem.
+    // One line per problem (a policy file's validation reports every problem it finds), each
+    // `isthmus: …`.
     const message = reason instanceof Error ? reason.message : String(reason);
-    process.stderr.write(`isthmus: ${message.trim().replace(/\s*\n\s*/g, " ")}\n`);
+    process.stderr.write(
+      message
+        .trim()
+        .split(/\s*\n\s*/)
+        .map((line) => `isthmus: ${line}\n`)
+        .join(""),
+    );
     return reason instanceof Error && reason.name === "UsageError" ? EXIT_USAGE : EXIT_ERROR;
   }
 }

@@ -1,10 +1,12 @@
 // Output of read commands, as kubectl prints it: a borderless table for people (`-o wide`
 // adds columns, `--no-headers` drops the header line), `-o name` one `kind/name` per line, and
-// for scripts `-o json`, `-o yaml` or `-o jsonpath=<template>`.
-import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+// for scripts `-o json`, `-o yaml` (object-shape.ts: one shape everywhere) or
+// `-o jsonpath=<template>` over that same object.
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { InvalidArgumentError, Option } from "commander";
 import { stringify } from "yaml";
 import { jsonPath, parseTemplate } from "./jsonpath.js";
+import { plainJson, writeObject } from "./object-shape.js";
 import { tableOutputs, tableSettings } from "./table-settings.js";
 import { UsageError } from "./usage-error.js";
 
@@ -36,27 +38,33 @@ export function outputOption(): Option {
   return option;
 }
 
-/** A JSON value as `-o json`, `-o yaml` or `-o jsonpath=` print it. */
-export function printJson(format: OutputFormat, json: unknown, jsonLines = false): void {
+/** A JSON value as `-o json`, `-o yaml` or `-o jsonpath=` print it; `stream`: one of many
+ * (watch), as one JSON line or one YAML document. */
+export function printJson(format: OutputFormat, json: unknown, stream = false): void {
   if (format.startsWith("jsonpath=")) {
     process.stdout.write(`${jsonPath(format.slice("jsonpath=".length), json)}\n`);
+  } else if (!stream) {
+    writeObject(format === "yaml" ? "yaml" : "json", json);
   } else if (format === "yaml") {
-    process.stdout.write(jsonLines ? `---\n${stringify(json)}` : stringify(json));
+    process.stdout.write(`---\n${stringify(json, { lineWidth: 0 })}`);
   } else {
-    process.stdout.write(`${JSON.stringify(json, null, jsonLines ? undefined : 2)}\n`);
+    process.stdout.write(`${JSON.stringify(json)}\n`);
   }
 }
 
 /**
- * Prints a proto message as JSON, YAML or a JSONPath template's result (proto3 JSON mapping),
- * `-o name` as the lines `names` returns, or the text `table` returns for people (table and
- * wide: `tableSettings.wide` tells which).
+ * Prints a proto message as JSON, YAML or a JSONPath template's result (object-shape.ts:
+ * proto3 JSON with plain enum words, policies as ConnectionPolicy documents; `object`, when
+ * given, is printed instead of the message, e.g. a `kind: List` of policies), `-o name` as
+ * the lines `names` returns, or the text `table` returns for people (table and wide:
+ * `tableSettings.wide` tells which).
  */
 export function print<Desc extends DescMessage>(
   format: OutputFormat,
   schema: Desc,
   message: MessageShape<Desc>,
   table: () => string,
+  object?: () => unknown,
   names?: () => string[],
 ): void {
   if (format === "table" || format === "wide") {
@@ -73,7 +81,7 @@ export function print<Desc extends DescMessage>(
     process.stdout.write(lines.length === 0 ? "" : `${lines.join("\n")}\n`);
     return;
   }
-  printJson(format, toJson(schema, message, { alwaysEmitImplicit: false }));
+  printJson(format, object === undefined ? plainJson(schema, message) : object());
 }
 
 /** A column; `wide` columns appear with `-o wide` only. */

@@ -136,6 +136,7 @@ export function registerClusterCommand(program: Command): void {
               "",
               agentChartValues(id, address, res).trimEnd(),
             ].join("\n"),
+          undefined,
           () => [`cluster/${id}`],
         );
       },
@@ -160,6 +161,7 @@ export function registerClusterCommand(program: Command): void {
         ListClustersResponseSchema,
         res,
         () => clusterRows(res.clusters),
+        undefined,
         () => res.clusters.map((c) => `cluster/${c.cluster?.id}`),
       );
     });
@@ -190,6 +192,7 @@ export function registerClusterCommand(program: Command): void {
           for (const n of s.nacks) lines.push(`nack ${n.nonce}: ${n.errors.join("; ")}`);
           return lines.join("\n");
         },
+        undefined,
         () => [`cluster/${id}`],
       );
     });

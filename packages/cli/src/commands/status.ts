@@ -1,4 +1,3 @@
-import { toJson } from "@bufbuild/protobuf";
 import {
   type CallOptions,
   CatalogEventType,
@@ -17,6 +16,7 @@ import {
   withAdmin,
   withConnectionOptions,
 } from "../connection.js";
+import { plainJson } from "../object-shape.js";
 import {
   age,
   type OutputFormat,
@@ -122,7 +122,7 @@ export async function watchClusters(
     pollWatch({
       list: () => list(client, call),
       id: (c) => c.cluster?.id ?? "",
-      state: (c) => JSON.stringify(toJson(ClusterStatusSchema, c)),
+      state: (c) => JSON.stringify(plainJson(ClusterStatusSchema, c)),
       print(clusters, first) {
         if (flags.output === "table" || flags.output === "wide") {
           tableSettings.wide = flags.output === "wide";
@@ -134,7 +134,8 @@ export async function watchClusters(
         } else if (flags.output === "name") {
           for (const c of clusters) process.stdout.write(`cluster/${c.cluster?.id}\n`);
         } else {
-          for (const c of clusters) printJson(flags.output, toJson(ClusterStatusSchema, c), true);
+          for (const c of clusters)
+            printJson(flags.output, plainJson(ClusterStatusSchema, c), true);
         }
       },
     }),
@@ -161,6 +162,7 @@ export function registerStatusCommands(program: Command): void {
         GetStatusResponseSchema,
         res,
         () => statusTable(res),
+        undefined,
         () => res.clusters.map((c) => `cluster/${c.cluster?.id}`),
       );
     });
@@ -225,6 +227,7 @@ export function registerStatusCommands(program: Command): void {
                       .join(","),
                   ]),
                 ),
+              undefined,
               () =>
                 res.services.map(
                   (s) => `service/${s.clusterId}/${s.service?.namespace}/${s.service?.name}`,
@@ -246,7 +249,7 @@ export function registerStatusCommands(program: Command): void {
                 `service/${s?.clusterId}/${s?.service?.namespace}/${s?.service?.name}\n`,
               );
             } else {
-              printJson(flags.output, toJson(WatchCatalogResponseSchema, ev), true);
+              printJson(flags.output, plainJson(WatchCatalogResponseSchema, ev), true);
             }
           }
         });
