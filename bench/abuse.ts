@@ -61,27 +61,27 @@ async function startHubProcess(): Promise<HubProcess> {
   );
   const child = spawn(process.execPath, [CLI, "hub", "--config", config], {
     stdio: ["ignore", "pipe", "pipe"],
-    // info: the hub says where it listens in its "hub ready" line (abusers log at warn and
-    // error, which the benchmark kept before; an admin client logs nothing at info).
-    env: { ...process.env, ISTHMUS_LOG_LEVEL: "info" },
+    // Info: the "hub started" record holds the ports. The hub logs per agent, not per call.
+    env: { ...process.env, ISTHMUS_LOG_LEVEL: "info", ISTHMUS_LOG_FORMAT: "json" },
     // A session of its own: with Linux's autogroup scheduling, its own share of the CPU,
     // as on a machine of its own, not one taken from the abusers' or the benchmark's.
     detached: true,
   });
   child.stdout!.resume();
+  // The hub logs JSON lines on stderr; its "hub started" record holds the ports.
   const ports = await new Promise<[number, number]>((resolve, reject) => {
     let out = "";
-    const onData = (chunk: Buffer) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /^\{.*"message":"hub ready".*\}$/m.exec(out);
-      if (m === null) return;
-      const ready = JSON.parse(m[0]) as { port: number; metricsPort: number };
-      // Past the ready line the hub's log is not read: drop it, keep the pipe flowing.
-      child.stderr!.off("data", onData);
-      child.stderr!.resume();
-      resolve([ready.port, ready.metricsPort]);
-    };
-    child.stderr!.on("data", onData);
+      for (const line of out.split("\n").slice(0, -1)) {
+        const r = JSON.parse(line) as { message?: string; port?: number; metricsPort?: number };
+        if (r.message !== "hub started") continue;
+        child.stderr!.removeAllListeners("data");
+        child.stderr!.resume();
+        resolve([r.port!, r.metricsPort!]);
+        return;
+      }
+    });
     child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${out}`)));
   });
   const kib = (field: string) => {

@@ -1,5 +1,6 @@
 import { AGENT_FLAGS } from "@isthmus/agent/flags";
 import type { Command } from "commander";
+import { ExitCode } from "../output.js";
 import { UsageError } from "../usage-error.js";
 
 type AgentFlag = keyof typeof AGENT_FLAGS;
@@ -34,6 +35,7 @@ export function registerAgentCommand(program: Command): void {
       throw new UsageError((err as Error).message);
     }
     const code = await runAgent(argv);
-    if (code !== 0) throw new Error(`agent stopped with exit code ${code} (see its log above)`);
+    // Its log said why, on the one stream (stderr) and in its format: no line of our own.
+    if (code !== 0) throw new ExitCode(code);
   });
 }
