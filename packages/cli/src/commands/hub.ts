@@ -13,6 +13,27 @@ interface HubFlags {
   adminTokenFile?: string;
   init?: boolean;
   logFormat?: string;
+  store?: string;
+  etcdEndpoints?: string;
+  etcdPrefix?: string;
+  etcdCaFile?: string;
+  etcdCertFile?: string;
+  etcdKeyFile?: string;
+  etcdUsername?: string;
+  etcdPasswordFile?: string;
+}
+
+/** The `etcd:` keys the --etcd-* flags set. */
+function etcdOverrides(flags: HubFlags): Record<string, string> | undefined {
+  const etcd: Record<string, string> = {};
+  if (flags.etcdEndpoints !== undefined) etcd.endpoints = flags.etcdEndpoints;
+  if (flags.etcdPrefix !== undefined) etcd.prefix = flags.etcdPrefix;
+  if (flags.etcdCaFile !== undefined) etcd.caFile = flags.etcdCaFile;
+  if (flags.etcdCertFile !== undefined) etcd.certFile = flags.etcdCertFile;
+  if (flags.etcdKeyFile !== undefined) etcd.keyFile = flags.etcdKeyFile;
+  if (flags.etcdUsername !== undefined) etcd.username = flags.etcdUsername;
+  if (flags.etcdPasswordFile !== undefined) etcd.passwordFile = flags.etcdPasswordFile;
+  return Object.keys(etcd).length > 0 ? etcd : undefined;
 }
 
 /** What `isthmus hub` logs once it listens: its addresses, where the admin tokens and the CA
@@ -23,9 +44,13 @@ export function startupNotes(
   flags: Pick<HubFlags, "config" | "adminTokenFile">,
 ): Record<string, unknown> {
   const host = config.listen.replace(/:\d+$/, "").replace(/^0\.0\.0\.0$|^\[?::\]?$/, "localhost");
+  // The control-plane CA lives in the data dir, or in etcd with the etcd store (then the
+  // admin API hands it out: `isthmus cluster create` prints it as hub.caPem).
   const caFile = config.tls?.certFile
     ? `the CA that issued ${resolve(config.tls.certFile)}`
-    : resolve(join(config.dataDir, "control-plane", "ca-cert.pem"));
+    : config.store === "etcd"
+      ? "in etcd (isthmus cluster create prints it as hub.caPem)"
+      : resolve(join(config.dataDir, "control-plane", "ca-cert.pem"));
   const tokenFile = flags.adminTokenFile === undefined ? undefined : resolve(flags.adminTokenFile);
   const fromConfig = config.adminTokens.length - (tokenFile === undefined ? 0 : 1);
   const tokens = [
@@ -41,7 +66,7 @@ export function startupNotes(
     tls: !config.insecure,
     caFile: config.insecure ? "none (--insecure: plaintext)" : caFile,
     adminTokens: tokens.join(", ") || "none: give --admin-token-file or adminTokens in hub.yaml",
-    cli: `isthmus config set-context hub --hub ${host}:${hub.port} ${config.insecure ? "--insecure" : `--ca ${config.tls?.certFile ? "<CA file>" : caFile}`} --token-file ${tokenFile ?? "<admin token file>"}`,
+    cli: `isthmus config set-context hub --hub ${host}:${hub.port} ${config.insecure ? "--insecure" : `--ca ${config.tls?.certFile || config.store === "etcd" ? "<CA file>" : caFile}`} --token-file ${tokenFile ?? "<admin token file>"}`,
   };
 }
 
@@ -67,6 +92,14 @@ export function registerHubCommand(program: Command): void {
       "--init",
       "start with an empty store in a data dir whose state.json is missing (refused when it exists)",
     )
+    .option("--store <file|etcd>", "where clusters and policies live (default file: state.json)")
+    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated (http(s)://host:2379)")
+    .option("--etcd-prefix <prefix>", "key prefix in etcd (default /isthmus/)")
+    .option("--etcd-ca-file <file>", "CA of etcd's server certificate (PEM)")
+    .option("--etcd-cert-file <file>", "client certificate for etcd (PEM)")
+    .option("--etcd-key-file <file>", "key of the client certificate (PEM)")
+    .option("--etcd-username <user>", "etcd user (with --etcd-password-file)")
+    .option("--etcd-password-file <file>", "file holding the etcd user's password")
     .action(async (flags: HubFlags) => {
       // Loaded here so that other commands start without the hub's code.
       const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
@@ -79,6 +112,9 @@ export function registerHubCommand(program: Command): void {
       if (flags.metricsListen !== undefined) overrides.metricsListen = flags.metricsListen;
       if (flags.dataDir !== undefined) overrides.dataDir = flags.dataDir;
       if (flags.insecure) overrides.insecure = true;
+      if (flags.store !== undefined) overrides.store = flags.store;
+      const etcd = etcdOverrides(flags);
+      if (etcd !== undefined) overrides.etcd = etcd;
       if (flags.logFormat !== undefined) {
         try {
           overrides.logFormat = parseLogFormat(flags.logFormat, "--log-format");
