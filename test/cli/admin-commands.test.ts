@@ -11,6 +11,8 @@ function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliR
     ISTHMUS_HUB: "",
     ISTHMUS_TOKEN: "",
     ISTHMUS_CA: "",
+    ISTHMUS_CONFIG: "",
+    ISTHMUS_CONTEXT: "",
     XDG_CONFIG_HOME: "/nonexistent",
     ...env,
   });
@@ -83,7 +85,7 @@ describe("isthmus CLI against a running hub", function () {
     ]);
     for (const r of [list, listJson, get, status, statusYaml, catalog, clusters])
       assert.equal(r.code, 0, r.stderr);
-    assert.match(list.stdout, /frontend-to-payments\s+│\s+100\s+│\s+ALLOW/);
+    assert.match(list.stdout, /^frontend-to-payments {3}100 {8}ALLOW {4}1 {6}1 {4}\d+$/m);
     assert.deepEqual(
       (JSON.parse(listJson.stdout) as { items: { metadata: { name: string } }[] }).items.map(
         (p) => p.metadata.name,
@@ -95,10 +97,10 @@ describe("isthmus CLI against a running hub", function () {
       [8443],
     );
     assert.match(status.stdout, /^hub 0\.1\.0 {2}system version \d+ {2}policies 1$/m);
-    assert.match(status.stdout, /prod-eu\s+│\s+no/);
+    assert.match(status.stdout, /^prod-eu {3}no {10}no {8}<never> /m);
     assert.equal((parse(statusYaml.stdout) as { policyCount: number }).policyCount, 1);
     assert.deepEqual(parse(catalog.stdout), {});
-    assert.match(clusters.stdout, /prod-eu\s+│\s+env=prod/);
+    assert.match(clusters.stdout, /^prod-eu {3}env=prod {3}no /m);
   });
 
   it("prints one clear line and exits non-zero on bad input", async () => {
@@ -118,7 +120,7 @@ describe("isthmus CLI against a running hub", function () {
     assert.equal(noHub.code, 2);
     assert.equal(
       noHub.stderr,
-      "isthmus: no hub address: give --hub host:port, ISTHMUS_HUB, or hub in the config file\n",
+      "isthmus: no hub address: give --hub host:port, ISTHMUS_HUB, or a context with a hub in the config file (isthmus config set-context)\n",
     );
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /^isthmus: cannot reach the hub at localhost:1: /);

@@ -25,7 +25,8 @@ export async function runIsthmus(
   try {
     const { stdout, stderr } = await execFileAsync(process.execPath, [isthmusBin, ...args], {
       cwd: repoRoot,
-      env: { ...process.env, ...env },
+      // Never the machine's own CLI config (a test names its file with --config or env).
+      env: { ...process.env, ISTHMUS_CONFIG: "", ISTHMUS_CONTEXT: "", ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (err) {

@@ -34,18 +34,27 @@ async function startHubProcess(
   child.stdout!.on("data", (d: Buffer) => {
     stdout += d.toString();
   });
-  // One stream: JSON log lines on stderr, the "hub started" record with the ports among them.
-  const port = await new Promise<number>((resolve, reject) => {
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      for (const line of stderr.split("\n").slice(0, -1)) {
-        const record = JSON.parse(line) as { message?: string; port?: number };
-        if (record.message === "hub started") resolve(record.port!);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${stderr}`)));
-  });
+  // One stream: JSON log lines on stderr, the "hub started" record with the ports among them,
+  // then "hub ready" with them and what a client needs.
+  const ready = await new Promise<Record<string, string | number | undefined>>(
+    (resolve, reject) => {
+      let stderr = "";
+      child.stderr!.on("data", (d: Buffer) => {
+        stderr += d.toString();
+        for (const line of stderr.split("\n").slice(0, -1)) {
+          const record = JSON.parse(line) as Record<string, string | number | undefined>;
+          // After "hub started": how a client gets the CA and the admin token, never the token.
+          if (record.message === "hub ready") resolve(record);
+        }
+      });
+      child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${stderr}`)));
+    },
+  );
+  assert.equal(ready.caFile, join(dataDir, "control-plane", "ca-cert.pem"));
+  assert.equal(ready.adminTokens, `--admin-token-file ${tokenFile}`);
+  assert.match(String(ready.cli), /^isthmus config set-context hub --hub 127\.0\.0\.1:\d+ --ca /);
+  assert.doesNotMatch(JSON.stringify(ready), new RegExp(ADMIN_TOKEN));
+  const port = Number(ready.port);
   return { child, port, stdout: () => stdout };
 }
 

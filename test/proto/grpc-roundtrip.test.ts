@@ -51,6 +51,7 @@ function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
       }
     },
     getStatus: async () => ({ hubVersion: "test", policyCount: 3 }),
+    getVersion: unimplemented,
   };
 }
 

@@ -1,8 +1,7 @@
 // Where the hub is and how to authenticate: flags, then environment, then the config file
-// (~/.config/isthmus/config.yaml). Credentials are never printed.
+// (ISTHMUS_CONFIG or ~/.config/isthmus/config.yaml, see cli-config.ts). Credentials are
+// never printed.
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import {
   AdminService,
   type CallOptions,
@@ -13,8 +12,9 @@ import {
   isGrpcError,
   type ServiceClient,
 } from "@isthmus/proto";
-import type { Command } from "commander";
-import { parse } from "yaml";
+import { type Command, Option } from "commander";
+import { configLocation, defaultConfigPath, readCliConfig, selectContext } from "./cli-config.js";
+import { UsageError } from "./usage-error.js";
 
 export interface ConnectionFlags {
   hub?: string;
@@ -22,6 +22,8 @@ export interface ConnectionFlags {
   ca?: string;
   insecure?: boolean;
   config?: string;
+  /** `--context` of the commands whose `--context` names a hub (not a kubeconfig context). */
+  hubContext?: string;
 }
 
 export interface Connection {
@@ -31,40 +33,7 @@ export interface Connection {
   insecure: boolean;
 }
 
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
-
-const CONFIG_KEYS = ["hub", "token", "tokenFile", "caFile", "insecure"];
-
-export function defaultConfigPath(): string {
-  const base = process.env.XDG_CONFIG_HOME || join(homedir(), ".config");
-  return join(base, "isthmus", "config.yaml");
-}
-
-function readConfigFile(path: string, explicit: boolean): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if (!explicit && (err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new UsageError(`${path}: cannot read config file: ${(err as Error).message}`);
-  }
-  let data: unknown;
-  try {
-    data = parse(text);
-  } catch (err) {
-    throw new UsageError(`${path}: invalid YAML: ${(err as Error).message}`);
-  }
-  if (data === null || data === undefined) return {};
-  if (typeof data !== "object" || Array.isArray(data))
-    throw new UsageError(`${path}: expected a mapping`);
-  for (const key of Object.keys(data)) {
-    if (!CONFIG_KEYS.includes(key))
-      throw new UsageError(`${path}: ${key}: unknown field (known: ${CONFIG_KEYS.join(", ")})`);
-  }
-  return data as Record<string, unknown>;
-}
+export { UsageError };
 
 function readFileFor(path: string, what: string): string {
   try {
@@ -74,9 +43,21 @@ function readFileFor(path: string, what: string): string {
   }
 }
 
-/** Adds --hub, --token, --ca, --insecure and --config to a command. */
-export function withConnectionOptions(command: Command): Command {
-  return command
+/** `--context <name>` naming a context of the config file; its value lands in `hubContext`, so
+ * that it never mixes with the kubeconfig `--context` of install, check and verify. */
+class HubContextOption extends Option {
+  override attributeName(): string {
+    return "hubContext";
+  }
+}
+
+/** Adds --hub, --token, --ca, --insecure, --config and (unless the command has a kubeconfig
+ * `--context` of its own) --context to a command. */
+export function withConnectionOptions(
+  command: Command,
+  { context = true }: { context?: boolean } = {},
+): Command {
+  command
     .option("--hub <address>", "hub address host:port (env ISTHMUS_HUB)")
     .option("--token <token>", "admin API bearer token (env ISTHMUS_TOKEN)")
     .option(
@@ -84,40 +65,46 @@ export function withConnectionOptions(command: Command): Command {
       "CA certificate that signed the hub's server certificate (env ISTHMUS_CA)",
     )
     .option("--insecure", "plaintext connection, for a hub started with insecure: true")
-    .option("--config <file>", `config file (default ${defaultConfigPath()})`);
+    .option("--config <file>", `config file (env ISTHMUS_CONFIG, default ${defaultConfigPath()})`);
+  if (context)
+    command.addOption(
+      new HubContextOption(
+        "--context <name>",
+        "context of the config file to use (env ISTHMUS_CONTEXT, default its currentContext)",
+      ),
+    );
+  return command;
 }
 
+/** The hub connection: flags, then environment variables, then the config file's context
+ * (`--context`, else `ISTHMUS_CONTEXT`, else the file's current context). */
 export function resolveConnection(flags: ConnectionFlags): Connection {
-  const path = flags.config ?? defaultConfigPath();
-  const file = readConfigFile(path, flags.config !== undefined);
-  const str = (v: unknown, key: string): string | undefined => {
-    if (v === undefined) return undefined;
-    if (typeof v !== "string" || v === "")
-      throw new UsageError(`${path}: ${key}: must be a non-empty string`);
-    return v;
-  };
-  const address = flags.hub ?? (process.env.ISTHMUS_HUB || undefined) ?? str(file.hub, "hub");
+  const { path, explicit } = configLocation(flags.config);
+  const file = selectContext(
+    readCliConfig(path, explicit),
+    flags.hubContext ?? (process.env.ISTHMUS_CONTEXT || undefined),
+  ) ?? { name: "" };
+  const address = flags.hub ?? (process.env.ISTHMUS_HUB || undefined) ?? file.hub;
   if (address === undefined)
     throw new UsageError(
-      "no hub address: give --hub host:port, ISTHMUS_HUB, or hub in the config file",
+      "no hub address: give --hub host:port, ISTHMUS_HUB, or a context with a hub in the config file (isthmus config set-context)",
     );
   if (!/^[^\s:]+:\d+$|^\[[0-9a-f:]+\]:\d+$/i.test(address))
     throw new UsageError(`invalid hub address "${address}": expected host:port`);
-  const tokenFile = str(file.tokenFile, "tokenFile");
   const token =
     flags.token ??
     (process.env.ISTHMUS_TOKEN || undefined) ??
-    str(file.token, "token") ??
-    (tokenFile === undefined ? undefined : readFileFor(tokenFile, "token file").trim());
+    file.token ??
+    (file.tokenFile === undefined ? undefined : readFileFor(file.tokenFile, "token file").trim());
   if (token === undefined)
     throw new UsageError(
-      "no admin token: give --token, ISTHMUS_TOKEN, or token/tokenFile in the config file",
+      "no admin token: give --token, ISTHMUS_TOKEN, or token/tokenFile in the config file's context",
     );
   const insecure = flags.insecure ?? file.insecure === true;
-  const caFile = flags.ca ?? (process.env.ISTHMUS_CA || undefined) ?? str(file.caFile, "caFile");
+  const caFile = flags.ca ?? (process.env.ISTHMUS_CA || undefined) ?? file.caFile;
   if (!insecure && caFile === undefined) {
     throw new UsageError(
-      "no hub CA: give --ca <file>, ISTHMUS_CA, or caFile in the config file (or --insecure)",
+      "no hub CA: give --ca <file>, ISTHMUS_CA, or caFile in the config file's context (or --insecure)",
     );
   }
   return {

@@ -1,6 +1,7 @@
 // The whole system on one machine: a hub, N kubesim clusters seeded with an Istio
 // installation and sample workloads, and their agents, all in this process.
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Agent, createAgent } from "@isthmus/agent";
@@ -14,7 +15,15 @@ import {
   startKubeSim,
 } from "@isthmus/kubesim";
 import { type Logger, silentLogger } from "@isthmus/logging";
-import { AdminService, type CallOptions, clientCredentials, createClient } from "@isthmus/proto";
+import {
+  AdminService,
+  type CallOptions,
+  Code,
+  type CreateClusterResponse,
+  clientCredentials,
+  createClient,
+  isGrpcError,
+} from "@isthmus/proto";
 import { parse, stringify } from "yaml";
 import { defaultTrustDomain } from "./commands/istio-trust.js";
 import type { AdminClient } from "./connection.js";
@@ -196,6 +205,31 @@ export function sceneObjects(
   ];
 }
 
+/**
+ * Registers a scene cluster. A folder of an earlier sandbox keeps the hub's state (policies,
+ * clusters); a cluster of the scene registered there is deleted and registered afresh, since
+ * its simulated cluster, and the agent identity it held, did not survive that sandbox.
+ */
+async function registerCluster(
+  client: AdminClient,
+  call: CallOptions,
+  sc: SceneCluster,
+): Promise<CreateClusterResponse> {
+  const request = { cluster: { id: sc.id, labels: sc.labels ?? {} } };
+  try {
+    return await client.createCluster(request, call);
+  } catch (err) {
+    if (!isGrpcError(err) || err.code !== Code.ALREADY_EXISTS) throw err;
+    await client.deleteCluster({ id: sc.id }, call);
+    return await client.createCluster(request, call);
+  }
+}
+
+/** Whether `dir` holds the hub state of an earlier sandbox (which startSandbox reuses). */
+export function hasSandboxState(dir: string): boolean {
+  return existsSync(join(dir, "hub", "state.json"));
+}
+
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const logger = options.logger ?? silentLogger;
   const adminToken = randomBytes(24).toString("base64url");
@@ -221,7 +255,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   await writeFile(join(options.dir, "hub-ca.pem"), caPem);
   await writeFile(
     configPath,
-    stringify({ hub: address, token: adminToken, caFile: join(options.dir, "hub-ca.pem") }),
+    stringify({
+      currentContext: "sandbox",
+      contexts: [
+        {
+          name: "sandbox",
+          hub: address,
+          token: adminToken,
+          caFile: join(options.dir, "hub-ca.pem"),
+        },
+      ],
+    }),
     { mode: 0o600 },
   );
 
@@ -275,19 +319,25 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     try {
       for (const [i, sc] of options.scene.clusters.entries()) {
         const sim = await startKubeSim({ name: sc.id, namespaces: SANDBOX_NAMESPACES });
-        sim.load([
-          ...sceneObjects(
-            options.scene,
-            i,
-            options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem },
-          ),
-          ...(options.extraObjects?.[sc.id] ?? []),
-        ]);
-        const kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
-        const created = await client.createCluster(
-          { cluster: { id: sc.id, labels: sc.labels ?? {} } },
-          call,
-        );
+        let created: CreateClusterResponse;
+        let kubeconfigPath: string;
+        try {
+          sim.load([
+            ...sceneObjects(
+              options.scene,
+              i,
+              options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem },
+            ),
+            ...(options.extraObjects?.[sc.id] ?? []),
+          ]);
+          kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
+          created = await registerCluster(client, call, sc);
+        } catch (err) {
+          // Not yet in `clusters`, which close() stops: a simulated cluster left running
+          // would keep the process alive after the error.
+          await sim.close();
+          throw err;
+        }
         const cluster: SandboxCluster = {
           id: sc.id,
           labels: sc.labels ?? {},

@@ -113,7 +113,10 @@ export function createConnectHandler(
         }
       }
     } catch (err) {
-      s.log.warn("agent stream failed", { err: errorField(err) });
+      // The hub's own shutdown ends every stream (hub.ts close): expected, not a failure.
+      if (err === abort.signal.reason && GrpcError.from(err).code === Code.UNAVAILABLE)
+        s.log.info("agent stream closed", { err: errorField(err) });
+      else s.log.warn("agent stream failed", { err: errorField(err) });
       throw err;
     } finally {
       endStream(ctx, s);

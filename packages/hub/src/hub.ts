@@ -3,7 +3,7 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
 import type { CertifiedKey } from "@isthmus/pki";
 import { createPolicyEngine, type PolicyEngine } from "@isthmus/policy";
-import { Decision, shutdown } from "@isthmus/proto";
+import { Code, Decision, GrpcError, shutdown } from "@isthmus/proto";
 import { createAuth } from "./auth.js";
 import { createCatalogQueue } from "./catalog-queue.js";
 import type { HubConfig } from "./config.js";
@@ -163,7 +163,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       health.setReady(false);
       warmup.stop();
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
-      for (const s of ctx.streams.values()) s.abort();
+      // UNAVAILABLE: the agent reconnects later; the stream's end is no failure to warn about.
+      for (const s of ctx.streams.values())
+        s.abort(new GrpcError(Code.UNAVAILABLE, "the hub is shutting down"));
       distributor.stop();
       await plainHealth?.close();
       await shutdown(server, 1000);

@@ -37,7 +37,7 @@ interface ClusterReport {
 
 /** `isthmus check`: the prerequisites of multi-network Istio, per cluster. */
 export function registerCheckCommand(program: Command): void {
-  withTargetOptions(withConnectionOptions(program.command("check")), "to check")
+  withTargetOptions(withConnectionOptions(program.command("check"), { context: false }), "to check")
     .description(
       "check every cluster's Istio for what Isthmus needs: the shared root in cacerts and served by istiod, " +
         "the network label, the east-west gateway, the trust-domain setting; exit code 1 when a check fails",

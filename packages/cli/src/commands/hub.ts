@@ -1,3 +1,5 @@
+import { join, resolve } from "node:path";
+import type { Hub, HubConfig } from "@isthmus/hub";
 import type { Command } from "commander";
 import { UsageError } from "../connection.js";
 import { ExitCode } from "../output.js";
@@ -32,6 +34,40 @@ function etcdOverrides(flags: HubFlags): Record<string, string> | undefined {
   if (flags.etcdUsername !== undefined) etcd.username = flags.etcdUsername;
   if (flags.etcdPasswordFile !== undefined) etcd.passwordFile = flags.etcdPasswordFile;
   return Object.keys(etcd).length > 0 ? etcd : undefined;
+}
+
+/** What `isthmus hub` logs once it listens: its addresses, where the admin tokens and the CA
+ * are, and the command that makes a CLI context of them. Never a token itself. */
+export function startupNotes(
+  config: HubConfig,
+  hub: Pick<Hub, "port" | "metricsPort">,
+  flags: Pick<HubFlags, "config" | "adminTokenFile">,
+): Record<string, unknown> {
+  const host = config.listen.replace(/:\d+$/, "").replace(/^0\.0\.0\.0$|^\[?::\]?$/, "localhost");
+  // The control-plane CA lives in the data dir, or in etcd with the etcd store (then the
+  // admin API hands it out: `isthmus cluster create` prints it as hub.caPem).
+  const caFile = config.tls?.certFile
+    ? `the CA that issued ${resolve(config.tls.certFile)}`
+    : config.store === "etcd"
+      ? "in etcd (isthmus cluster create prints it as hub.caPem)"
+      : resolve(join(config.dataDir, "control-plane", "ca-cert.pem"));
+  const tokenFile = flags.adminTokenFile === undefined ? undefined : resolve(flags.adminTokenFile);
+  const fromConfig = config.adminTokens.length - (tokenFile === undefined ? 0 : 1);
+  const tokens = [
+    ...(tokenFile === undefined ? [] : [`--admin-token-file ${tokenFile}`]),
+    ...(fromConfig > 0
+      ? [`adminTokens of ${flags.config ?? "the hub config"} (${fromConfig})`]
+      : []),
+  ];
+  return {
+    listen: config.listen,
+    port: hub.port,
+    metricsPort: hub.metricsPort,
+    tls: !config.insecure,
+    caFile: config.insecure ? "none (--insecure: plaintext)" : caFile,
+    adminTokens: tokens.join(", ") || "none: give --admin-token-file or adminTokens in hub.yaml",
+    cli: `isthmus config set-context hub --hub ${host}:${hub.port} ${config.insecure ? "--insecure" : `--ca ${config.tls?.certFile || config.store === "etcd" ? "<CA file>" : caFile}`} --token-file ${tokenFile ?? "<admin token file>"}`,
+  };
 }
 
 /** `isthmus hub`: runs the hub until SIGINT/SIGTERM. Flags override the config file. */
@@ -107,6 +143,8 @@ export function registerHubCommand(program: Command): void {
         logger.error("hub failed to start", { err });
         throw new ExitCode(1);
       }
+      // How to reach the hub and get what a client needs, as a record of the same stream.
+      logger.info("hub ready", startupNotes(config, hub, flags));
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);

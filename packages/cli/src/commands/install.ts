@@ -48,7 +48,7 @@ function helmOnPath(): boolean {
 
 /** `isthmus install`: the shared root into the cluster, registration, agent chart values. */
 export function registerInstallCommand(program: Command): void {
-  withConnectionOptions(program.command("install"))
+  withConnectionOptions(program.command("install"), { context: false })
     .description(
       "install a cluster: put the shared root and CA into istio-system/cacerts, register the cluster at the hub " +
         "(with --hub), write values-<cluster>.yaml and run helm (or print the command)",

@@ -170,6 +170,7 @@ export function registerPolicyCommand(program: Command): void {
           ),
         // The shape `policy apply -f -` reads back: list -o yaml | apply -f - round-trips.
         () => policyListObject(res.policies),
+        () => res.policies.map((p) => `connectionpolicy/${p.name}`),
       );
     });
 

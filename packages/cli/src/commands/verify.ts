@@ -23,7 +23,7 @@ interface VerifyReport {
 
 /** `isthmus verify`: the hub's decisions against what the clusters' live objects enforce. */
 export function registerVerifyCommand(program: Command): void {
-  withTargetOptions(withConnectionOptions(program.command("verify")), "to read")
+  withTargetOptions(withConnectionOptions(program.command("verify"), { context: false }), "to read")
     .description(
       "compare the hub's decision for every identity x service x port with what Istio enforces " +
         "over each cluster's live objects (the mesh model); exit code 1 when any differs",

@@ -19,7 +19,7 @@ export function statusHandlers(
   ctx: StatusContext,
 ): Pick<
   ServiceHandlers<(typeof AdminService)["method"]>,
-  "listClusters" | "getCluster" | "getStatus" | "explain"
+  "listClusters" | "getCluster" | "getStatus" | "getVersion" | "explain"
 > {
   const viewer = (call: CallContext) => ctx.authorizeAdmin(call, "viewer");
 
@@ -86,5 +86,16 @@ export function statusHandlers(
         warmingUp: ctx.warmingUp(),
       };
     },
+
+    async getVersion(_req, call) {
+      viewer(call);
+      return { version: HUB_VERSION, runtime: `node ${process.version}`, platform: platform() };
+    },
   };
+}
+
+/** `os/arch` in Go's words, as kubectl prints its platform (`linux/amd64`). */
+function platform(): string {
+  const arch = process.arch === "x64" ? "amd64" : process.arch;
+  return `${process.platform}/${arch}`;
 }

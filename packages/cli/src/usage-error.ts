@@ -1,0 +1,4 @@
+/** Bad usage (flags, arguments, config file): `isthmus: <message>` and exit code 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
