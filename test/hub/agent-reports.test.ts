@@ -280,4 +280,66 @@ describe("hub: what agents report", function () {
     const listed = await f.admin.listCatalog({ filter: { clusterId: "a" } }, viewer);
     assert.deepEqual(listed.services, []);
   });
+
+  it("keeps the conflicts an agent reports for status and explain, and refuses a report that contradicts itself", async () => {
+    await f.admin.applyPolicies({ policies: [webToPayments] }, admin);
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    const widens = {
+      kind: "widens-access",
+      object: "AuthorizationPolicy payments/open",
+      service: "payments/payments-api",
+      ports: [8443],
+      principals: ["*/ns/*/sa/*"],
+      reason: "ALLOW policy matches */ns/*/sa/* on port 8443",
+    };
+    await a.send({ message: { case: "conflictReport", value: { conflicts: [widens] } } });
+    const status = await eventually(async () => {
+      const s = await f.admin.getCluster({ id: "a" }, viewer);
+      assert.equal(s.status?.conflicts.length, 1);
+      return s.status!;
+    });
+    assert.equal(status.conflicts[0]!.object, "AuthorizationPolicy payments/open");
+
+    await a.send({
+      message: {
+        case: "conflictReport",
+        value: {
+          conflicts: [
+            widens,
+            { ...widens, ports: [8443, 8443] },
+            { ...widens, object: "AuthorizationPolicy payments/x", kind: "permissive-mtls" },
+          ],
+        },
+      },
+    });
+    await endedWith(
+      a,
+      Code.INVALID_ARGUMENT,
+      /^conflict report refused: conflict_report\.conflicts\[1\]: widens-access AuthorizationPolicy payments\/open payments\/payments-api is also conflicts\[0\]; conflict_report\.conflicts\[1\]\.ports: a port appears twice; conflict_report\.conflicts\[2\]\.object: a permissive-mtls conflict cannot name AuthorizationPolicy; conflict_report\.conflicts\[2\]\.principals: a permissive-mtls conflict lists no principals$/,
+    );
+    assert.equal(await rejectedCount(f, "a", "conflicts"), 1);
+  });
+
+  it("refuses conflicts that break the contract: a wildcard object name, an unknown kind", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    await a.send({
+      message: {
+        case: "conflictReport",
+        value: {
+          conflicts: [
+            {
+              kind: "takes-over",
+              object: "AuthorizationPolicy payments/*",
+              service: "payments/payments-api",
+            },
+          ],
+        },
+      },
+    });
+    await endedWith(a, Code.INVALID_ARGUMENT, /conflict_report\.conflicts\[0\]\.kind: .*takes-over/);
+  });
 });

@@ -1,5 +1,6 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
 import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
+import { type ConflictWatch, createConflictWatch } from "./conflicts/watch.js";
 import {
   type ClusterCache,
   type ClusterCacheOptions,
@@ -20,8 +21,11 @@ export interface ControllerOptions {
   onInformerStatus?: ClusterCacheOptions["onInformerStatus"];
   onWrite?: ReconcilerOptions["onWrite"];
   now?: () => Date;
-  /** How often objects whose apply failed are retried, in ms. Default 30 s; 0 disables. */
+  /** How often objects whose apply failed are retried, in ms. Default 30 s; 0 disables. A
+   * namespace that appears retries them at once (an import waits for its namespace). */
   retryIntervalMs?: number;
+  /** Quiet window of conflict detection after a change, in ms. Default 200. */
+  conflictWindowMs?: number;
 }
 
 /**
@@ -32,6 +36,8 @@ export interface ControllerOptions {
 export interface Controller {
   readonly cache: ClusterCache;
   readonly reconciler: Reconciler;
+  /** Foreign policies that change what Istio enforces for Isthmus decisions. */
+  readonly conflicts: ConflictWatch;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -67,6 +73,19 @@ export function createController(options: ControllerOptions): Controller {
   cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));
   cache.onMesh(() => reconciler.meshChanged());
   cache.onRendered((event, obj) => reconciler.objectChanged(obj, event === "delete"));
+  // An object refused because its namespace did not exist (an import lives in the service's
+  // namespace) is written as soon as the namespace appears, not on the next retry tick.
+  cache.onNamespaceAdded((namespace) => {
+    const n = reconciler.retryFailed();
+    if (n > 0) logger.info("namespace created: retrying failed objects", { namespace, objects: n });
+  });
+  const conflicts = createConflictWatch({
+    clusterId: options.clusterId,
+    cache,
+    reconciler,
+    logger: logger.child({ module: "conflicts" }),
+    ...(options.conflictWindowMs === undefined ? {} : { windowMs: options.conflictWindowMs }),
+  });
 
   // A NACKed object is not resent by the hub until its intent changes: keep trying it here.
   let retryTimer: NodeJS.Timeout | undefined;
@@ -75,9 +94,11 @@ export function createController(options: ControllerOptions): Controller {
   return {
     cache,
     reconciler,
+    conflicts,
     async start() {
       await cache.start();
       reconciler.adopt();
+      conflicts.detect();
       if (retryIntervalMs > 0) {
         retryTimer = setInterval(() => {
           const n = reconciler.retryFailed();
@@ -88,6 +109,7 @@ export function createController(options: ControllerOptions): Controller {
     },
     async stop() {
       if (retryTimer !== undefined) clearInterval(retryTimer);
+      conflicts.stop();
       reconciler.stop();
       await cache.stop();
     },

@@ -263,6 +263,9 @@ export function createSession(options: SessionOptions): Session {
       },
     });
     options.onCatalogSent?.({ full: true, revision, entries: services.length + identities.length });
+    await send({
+      message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
+    });
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
     const flush = () => {
@@ -314,7 +317,12 @@ export function createSession(options: SessionOptions): Session {
       for (const value of reports.take())
         void send({ message: { case: "applyReport", value } }).catch(() => {});
     };
-    active = { schedule, onMesh, report };
+    const onConflicts = () => {
+      void send({
+        message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
+      }).catch(() => {});
+    };
+    active = { schedule, onMesh, report, onConflicts };
     schedule();
     reportSoon();
 
@@ -376,7 +384,7 @@ export function createSession(options: SessionOptions): Session {
     });
   }
 
-  let active: { schedule(): void; onMesh(): void; report(): void } | undefined;
+  let active: { schedule(): void; onMesh(): void; report(): void; onConflicts(): void } | undefined;
 
   // What the reconciler did on its own (a NACKed intent applied or removed on its retry
   // timer, a drift repair), sent as ApplyReports on the next tick while a session is open.
@@ -395,6 +403,7 @@ export function createSession(options: SessionOptions): Session {
   });
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
+  controller.conflicts.onChange(() => active?.onConflicts());
 
   async function run(): Promise<void> {
     let attempt = 0;

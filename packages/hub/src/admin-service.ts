@@ -14,6 +14,7 @@ import {
   type ServiceHandlers,
 } from "@isthmus/proto";
 import { watchCatalog } from "./catalog-watch.js";
+import { withConflicts } from "./conflicts.js";
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
 import { StoreError } from "./store.js";
@@ -91,6 +92,7 @@ export function createAdminHandlers(
       refused: view.refused,
       driftRepairs: view.driftRepairs,
       driftRepairCount: BigInt(view.driftRepairCount),
+      conflicts: cat?.conflicts ?? [],
       warnings,
       serviceCount: cat?.services.size ?? 0,
       identityCount: cat?.identities.size ?? 0,
@@ -302,7 +304,7 @@ export function createAdminHandlers(
     async explain(req, call) {
       viewer(call);
       try {
-        return ctx.engine.explain(req.source!, req.destination!);
+        return withConflicts(ctx.engine.explain(req.source!, req.destination!), req, ctx.catalogs);
       } catch (err) {
         policyError(err);
       }

@@ -18,7 +18,7 @@ import {
   type ServiceHandlers,
   type ServicePort,
 } from "@isthmus/proto";
-import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js";
+import { acceptTrustDomain, catalogProblems, conflictProblems, rejected } from "./agent-reports.js";
 import type { Sender } from "./distributor.js";
 import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
 import { type ClusterRecord, tokenMatches } from "./registry.js";
@@ -48,6 +48,7 @@ function emptyCatalog(): ClusterCatalog {
     agentVersion: "",
     mesh: undefined,
     warnings: [],
+    conflicts: [],
     graceTimer: undefined,
   };
 }
@@ -432,6 +433,22 @@ export function createAgentHandlers(
                   intent: d.intentName,
                   change: d.change,
                 });
+              break;
+            }
+            case "conflictReport": {
+              const problems = conflictProblems(msg.value);
+              if (problems.length > 0)
+                throw rejected(
+                  ctx,
+                  clusterId,
+                  "conflicts",
+                  new GrpcError(
+                    Code.INVALID_ARGUMENT,
+                    `conflict report refused: ${problems.join("; ")}`,
+                  ),
+                );
+              cat!.lastSeen = ctx.now();
+              cat!.conflicts = msg.value.conflicts;
               break;
             }
             case "ack":

@@ -23,6 +23,7 @@ import {
   addService,
   type CallContext,
   Code,
+  type Conflict,
   createServer,
   Decision,
   GrpcError,
@@ -63,6 +64,8 @@ export interface ClusterCatalog {
   agentVersion: string;
   mesh: ClusterFactsInput | undefined;
   warnings: { code: string; message: string }[];
+  /** Foreign objects in conflict with Isthmus decisions, as the agent last reported them. */
+  conflicts: Conflict[];
   graceTimer: NodeJS.Timeout | undefined;
 }
 

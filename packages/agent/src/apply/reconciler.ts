@@ -2,7 +2,7 @@
 // queue: every part reads and writes the same maps, so it stays one file (about 660 lines).
 import { fromJsonString } from "@bufbuild/protobuf";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import { type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
+import { type AccessIntent, type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
 import type { Delay } from "../discovery/informer.js";
 import { liveContentHash, liveHashOf } from "../discovery/objects.js";
 import { isKubeApiError, KubeApiError, type KubeClient } from "../kube/client.js";
@@ -98,6 +98,8 @@ export interface Reconciler {
   adopt(): void;
   /** Intent name -> version of every intent in the desired set applied in full (for Hello). */
   appliedVersions(): Record<string, string>;
+  /** The AccessIntents of the desired set (conflict detection reads Isthmus's decisions). */
+  accessIntents(): AccessIntent[];
   /** Intent name -> version of the intents reported with errors and not applied since. */
   failedVersions(): Record<string, string>;
   /** Listens to what the reconciler does on its own (retries, drift repairs). */
@@ -552,6 +554,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
       }
       logger.info("adopted owned objects", { intents: byIntent.size, rerendered: intents.size });
+    },
+    accessIntents() {
+      const out: AccessIntent[] = [];
+      for (const i of intents.values()) if (i.kind.case === "accessIntent") out.push(i.kind.value);
+      return out;
     },
     appliedVersions() {
       const out: Record<string, string> = {};

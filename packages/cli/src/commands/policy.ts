@@ -13,6 +13,7 @@ import {
   ListPoliciesResponseSchema,
 } from "@isthmus/proto";
 import type { Command } from "commander";
+import { conflictLine } from "../conflicts.js";
 import {
   type ConnectionFlags,
   UsageError,
@@ -178,9 +179,12 @@ export function registerPolicyCommand(program: Command): void {
           `decision: ${decisionName(res.decision)}`,
           `decided by: ${res.rule ? `policy ${res.rule}` : `default (${res.defaultReason})`}`,
           `principal: ${res.principal}`,
-          ...res.backends.map(
-            (b) => `  via ${b.clusterId}: ${decisionName(b.decision)} (${b.rule || "default"})`,
-          ),
+          ...res.backends.flatMap((b) => [
+            `  via ${b.clusterId}: ${decisionName(b.decision)} (${b.rule || "default"})`,
+            ...b.conflicts.map(
+              (c) => `  conflict in ${b.clusterId}: ${conflictLine(c)}; ${c.reason}`,
+            ),
+          ]),
           ...res.warnings.map((w) => `warning ${w.code}: ${w.message}`),
         ].join("\n"),
       );

@@ -10,6 +10,7 @@ import {
 } from "@isthmus/proto";
 import type { Command } from "commander";
 import { stringify } from "yaml";
+import { conflictLine } from "../conflicts.js";
 import { type ConnectionFlags, withAdmin, withConnectionOptions } from "../connection.js";
 import { age, type OutputFormat, outputOption, print, table } from "../output.js";
 
@@ -33,6 +34,13 @@ export function driftSummary(c: ClusterStatus): string {
   const last = c.driftRepairs[0];
   if (last === undefined) return "-";
   return `${c.driftRepairCount} (last ${last.object} ${last.change} ${age(last.time?.seconds)} ago)`;
+}
+
+/** The foreign objects in conflict, one line each under the table, by cluster. */
+function conflictLines(res: GetStatusResponse): string[] {
+  return res.clusters.flatMap((c) =>
+    c.conflicts.map((x) => `conflict in ${c.cluster?.id ?? ""}: ${conflictLine(x)}`),
+  );
 }
 
 /** What `isthmus status` prints for people: the hub line, then one row per cluster. */
@@ -65,6 +73,7 @@ export function statusTable(res: GetStatusResponse): string {
         nackReason(c),
       ]),
     ),
+    ...conflictLines(res),
   ].join("\n");
 }
 

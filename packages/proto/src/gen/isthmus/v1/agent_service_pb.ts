@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { MeshFacts, ObjectKey, Service, Warning, WorkloadIdentity } from "./catalog_pb.js";
+import type { Conflict, MeshFacts, ObjectKey, Service, Warning, WorkloadIdentity } from "./catalog_pb.js";
 import { file_isthmus_v1_catalog } from "./catalog_pb.js";
 import type { Intent } from "./intents_pb.js";
 import { file_isthmus_v1_intents } from "./intents_pb.js";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/agent_service.proto.
  */
 export const file_isthmus_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqECCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIAEIQCgdtZXNzYWdlEgW6SAIIASJ1Cg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLmlzdGhtdXMudjEuV2VsY29tZUgAEi8KDGNvbmZpZ19kZWx0YRgCIAEoCzIXLmlzdGhtdXMudjEuQ29uZmlnRGVsdGFIAEIJCgdtZXNzYWdlItsDCgVIZWxsbxI+CgpjbHVzdGVyX2lkGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSMgoNYWdlbnRfdmVyc2lvbhgCIAEoCUIbukgYchYYQDISXlswLTlBLVphLXouK18tXSokEiMKBG1lc2gYAyABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxJMChBhcHBsaWVkX3ZlcnNpb25zGAQgAygLMiYuaXN0aG11cy52MS5IZWxsby5BcHBsaWVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRIwCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACEkoKD2ZhaWxlZF92ZXJzaW9ucxgGIAMoCzIlLmlzdGhtdXMudjEuSGVsbG8uRmFpbGVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRo2ChRBcHBsaWVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjUKE0ZhaWxlZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEwoLaHViX3ZlcnNpb24YAiABKAkSGwoTbWF4X2NhdGFsb2dfZW50cmllcxgDIAEoDSLBAgoNQ2F0YWxvZ1VwZGF0ZRIVCg1mdWxsX3NuYXBzaG90GAEgASgIEhkKCHJldmlzaW9uGAIgASgEQge6SAQyAigBEi4KEXVwc2VydGVkX3NlcnZpY2VzGAMgAygLMhMuaXN0aG11cy52MS5TZXJ2aWNlEi8KEHJlbW92ZWRfc2VydmljZXMYBCADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRI5ChN1cHNlcnRlZF9pZGVudGl0aWVzGAUgAygLMhwuaXN0aG11cy52MS5Xb3JrbG9hZElkZW50aXR5EjEKEnJlbW92ZWRfaWRlbnRpdGllcxgGIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5Ei8KC29yaWdpbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlCgxTdGF0dXNSZXBvcnQSIwoEbWVzaBgBIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEjAKCHdhcm5pbmdzGAIgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAIi2AEKC0FwcGx5UmVwb3J0EkEKB2FwcGxpZWQYASADKAsyJC5pc3RobXVzLnYxLkFwcGx5UmVwb3J0LkFwcGxpZWRFbnRyeUIKukgHmgEEEKCNBhI5Cg1kcmlmdF9yZXBhaXJzGAIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpckIJukgGkgEDEOgHEhsKB3JlbW92ZWQYAyADKAlCCrpIB5IBBBCgjQYaLgoMQXBwbGllZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEimQEKC0RyaWZ0UmVwYWlyEh0KC2ludGVudF9uYW1lGAEgASgJQgi6SAVyAxiACBIYCgZvYmplY3QYAiABKAlCCLpIBXIDGIAEEicKBmNoYW5nZRgDIAEoCUIXukgUchJSB2NoYW5nZWRSB2RlbGV0ZWQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoLQ29uZmlnRGVsdGESDQoFbm9uY2UYASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSJAoIdXBzZXJ0ZWQYAyADKAsyEi5pc3RobXVzLnYxLkludGVudBIPCgdyZW1vdmVkGAQgAygJEhAKCGNvbXBsZXRlGAUgASgIIjUKA0FjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCSJPCg1SZXNvdXJjZUVycm9yEhMKC2ludGVudF9uYW1lGAEgASgJEg4KBm9iamVjdBgCIAEoCRIZCgdtZXNzYWdlGAMgASgJQgi6SAVyAxiAICJsCgROYWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEjQKBmVycm9ycxgDIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvckIJukgGkgEDEJBOMtUBCgxBZ2VudFNlcnZpY2USPwoGRW5yb2xsEhkuaXN0aG11cy52MS5FbnJvbGxSZXF1ZXN0GhouaXN0aG11cy52MS5FbnJvbGxSZXNwb25zZRI8CgVSZW5ldxIYLmlzdGhtdXMudjEuUmVuZXdSZXF1ZXN0GhkuaXN0aG11cy52MS5SZW5ld1Jlc3BvbnNlEkYKB0Nvbm5lY3QSGi5pc3RobXVzLnYxLkNvbm5lY3RSZXF1ZXN0GhsuaXN0aG11cy52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItgCCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SABCEAoHbWVzc2FnZRIFukgCCAEidQoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5pc3RobXVzLnYxLldlbGNvbWVIABIvCgxjb25maWdfZGVsdGEYAiABKAsyFy5pc3RobXVzLnYxLkNvbmZpZ0RlbHRhSABCCQoHbWVzc2FnZSLbAwoFSGVsbG8SPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEjIKDWFnZW50X3ZlcnNpb24YAiABKAlCG7pIGHIWGEAyEl5bMC05QS1aYS16LitfLV0qJBIjCgRtZXNoGAMgASgLMhUuaXN0aG11cy52MS5NZXNoRmFjdHMSTAoQYXBwbGllZF92ZXJzaW9ucxgEIAMoCzImLmlzdGhtdXMudjEuSGVsbG8uQXBwbGllZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0SMAoId2FybmluZ3MYBSADKAsyEy5pc3RobXVzLnYxLldhcm5pbmdCCbpIBpIBAxCAAhJKCg9mYWlsZWRfdmVyc2lvbnMYBiADKAsyJS5pc3RobXVzLnYxLkhlbGxvLkZhaWxlZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0aNgoUQXBwbGllZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo1ChNGYWlsZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhMKC2h1Yl92ZXJzaW9uGAIgASgJEhsKE21heF9jYXRhbG9nX2VudHJpZXMYAyABKA0iwQIKDUNhdGFsb2dVcGRhdGUSFQoNZnVsbF9zbmFwc2hvdBgBIAEoCBIZCghyZXZpc2lvbhgCIAEoBEIHukgEMgIoARIuChF1cHNlcnRlZF9zZXJ2aWNlcxgDIAMoCzITLmlzdGhtdXMudjEuU2VydmljZRIvChByZW1vdmVkX3NlcnZpY2VzGAQgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSOQoTdXBzZXJ0ZWRfaWRlbnRpdGllcxgFIAMoCzIcLmlzdGhtdXMudjEuV29ya2xvYWRJZGVudGl0eRIxChJyZW1vdmVkX2lkZW50aXRpZXMYBiADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRIvCgtvcmlnaW5fdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoMU3RhdHVzUmVwb3J0EiMKBG1lc2gYASABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxIwCgh3YXJuaW5ncxgCIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACItgBCgtBcHBseVJlcG9ydBJBCgdhcHBsaWVkGAEgAygLMiQuaXN0aG11cy52MS5BcHBseVJlcG9ydC5BcHBsaWVkRW50cnlCCrpIB5oBBBCgjQYSOQoNZHJpZnRfcmVwYWlycxgCIAMoCzIXLmlzdGhtdXMudjEuRHJpZnRSZXBhaXJCCbpIBpIBAxDoBxIbCgdyZW1vdmVkGAMgAygJQgq6SAeSAQQQoI0GGi4KDEFwcGxpZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkQKDkNvbmZsaWN0UmVwb3J0EjIKCWNvbmZsaWN0cxgBIAMoCzIULmlzdGhtdXMudjEuQ29uZmxpY3RCCbpIBpIBAxDoByKZAQoLRHJpZnRSZXBhaXISHQoLaW50ZW50X25hbWUYASABKAlCCLpIBXIDGIAIEhgKBm9iamVjdBgCIAEoCUIIukgFcgMYgAQSJwoGY2hhbmdlGAMgASgJQhe6SBRyElIHY2hhbmdlZFIHZGVsZXRlZBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ9CgtDb25maWdEZWx0YRINCgVub25jZRgBIAEoCRIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRIkCgh1cHNlcnRlZBgDIAMoCzISLmlzdGhtdXMudjEuSW50ZW50Eg8KB3JlbW92ZWQYBCADKAkSEAoIY29tcGxldGUYBSABKAgiNQoDQWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJIk8KDVJlc291cmNlRXJyb3ISEwoLaW50ZW50X25hbWUYASABKAkSDgoGb2JqZWN0GAIgASgJEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgImwKBE5hY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSNAoGZXJyb3JzGAMgAygLMhkuaXN0aG11cy52MS5SZXNvdXJjZUVycm9yQgm6SAaSAQMQkE4y1QEKDEFnZW50U2VydmljZRI/CgZFbnJvbGwSGS5pc3RobXVzLnYxLkVucm9sbFJlcXVlc3QaGi5pc3RobXVzLnYxLkVucm9sbFJlc3BvbnNlEjwKBVJlbmV3EhguaXN0aG11cy52MS5SZW5ld1JlcXVlc3QaGS5pc3RobXVzLnYxLlJlbmV3UmVzcG9uc2USRgoHQ29ubmVjdBIaLmlzdGhtdXMudjEuQ29ubmVjdFJlcXVlc3QaGy5pc3RobXVzLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
 
 /**
  * Enrollment with a bootstrap token.
@@ -204,6 +204,14 @@ export type ConnectRequest = Message<"isthmus.v1.ConnectRequest"> & {
      */
     value: ApplyReport;
     case: "applyReport";
+  } | {
+    /**
+     * Foreign objects that change what Istio enforces for Isthmus decisions.
+     *
+     * @generated from field: isthmus.v1.ConflictReport conflict_report = 7;
+     */
+    value: ConflictReport;
+    case: "conflictReport";
   } | { case: undefined; value?: undefined };
 };
 
@@ -475,6 +483,28 @@ export const ApplyReportSchema: GenMessage<ApplyReport> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_agent_service, 10);
 
 /**
+ * Every conflict the agent finds now (replaces the previous list): sent after the catalog
+ * snapshot of each session and whenever the list changes.
+ *
+ * @generated from message isthmus.v1.ConflictReport
+ */
+export type ConflictReport = Message<"isthmus.v1.ConflictReport"> & {
+  /**
+   * The conflicts, at most one per kind, object and service.
+   *
+   * @generated from field: repeated isthmus.v1.Conflict conflicts = 1;
+   */
+  conflicts: Conflict[];
+};
+
+/**
+ * Describes the message isthmus.v1.ConflictReport.
+ * Use `create(ConflictReportSchema)` to create a new message.
+ */
+export const ConflictReportSchema: GenMessage<ConflictReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 11);
+
+/**
  * One owned object restored by the agent after someone else changed or deleted it.
  *
  * @generated from message isthmus.v1.DriftRepair
@@ -515,7 +545,7 @@ export type DriftRepair = Message<"isthmus.v1.DriftRepair"> & {
  * Use `create(DriftRepairSchema)` to create a new message.
  */
 export const DriftRepairSchema: GenMessage<DriftRepair> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 11);
+  messageDesc(file_isthmus_v1_agent_service, 12);
 
 /**
  * Intents to apply: an incremental update of the cluster's desired set.
@@ -566,7 +596,7 @@ export type ConfigDelta = Message<"isthmus.v1.ConfigDelta"> & {
  * Use `create(ConfigDeltaSchema)` to create a new message.
  */
 export const ConfigDeltaSchema: GenMessage<ConfigDelta> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 12);
+  messageDesc(file_isthmus_v1_agent_service, 13);
 
 /**
  * The agent applied every object of the delta.
@@ -594,7 +624,7 @@ export type Ack = Message<"isthmus.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 13);
+  messageDesc(file_isthmus_v1_agent_service, 14);
 
 /**
  * Why one intent could not be applied.
@@ -629,7 +659,7 @@ export type ResourceError = Message<"isthmus.v1.ResourceError"> & {
  * Use `create(ResourceErrorSchema)` to create a new message.
  */
 export const ResourceErrorSchema: GenMessage<ResourceError> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 14);
+  messageDesc(file_isthmus_v1_agent_service, 15);
 
 /**
  * The agent could not apply some objects of the delta; the rest are applied.
@@ -664,7 +694,7 @@ export type Nack = Message<"isthmus.v1.Nack"> & {
  * Use `create(NackSchema)` to create a new message.
  */
 export const NackSchema: GenMessage<Nack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 15);
+  messageDesc(file_isthmus_v1_agent_service, 16);
 
 /**
  * The agent's service at the hub. Agents dial out; the hub never dials a cluster.
