@@ -16,7 +16,11 @@ export interface QuickSandbox {
 
 export async function startQuickSandbox(
   prefix: string,
-  options: { scene?: ReturnType<typeof defaultScene>; policies?: Policies } = {},
+  options: {
+    scene?: ReturnType<typeof defaultScene>;
+    policies?: Policies;
+    agentRetryIntervalMs?: number;
+  } = {},
 ): Promise<QuickSandbox> {
   const dir = mkdtempSync(join(tmpdir(), `isthmus-${prefix}-`));
   const sandbox = await startSandbox({
@@ -24,6 +28,9 @@ export async function startQuickSandbox(
     dir,
     hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
     agentDebounceMs: 20,
+    ...(options.agentRetryIntervalMs === undefined
+      ? {}
+      : { agentRetryIntervalMs: options.agentRetryIntervalMs }),
   });
   await waitConverged(sandbox);
   if (options.policies !== undefined) {

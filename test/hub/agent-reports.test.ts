@@ -340,6 +340,10 @@ describe("hub: what agents report", function () {
         },
       },
     });
-    await endedWith(a, Code.INVALID_ARGUMENT, /conflict_report\.conflicts\[0\]\.kind: .*takes-over/);
+    await endedWith(
+      a,
+      Code.INVALID_ARGUMENT,
+      /conflict_report\.conflicts\[0\]\.kind: .*takes-over/,
+    );
   });
 });

@@ -135,6 +135,8 @@ export interface SandboxOptions {
   extraObjects?: Record<string, KubeObject[]>;
   /** Agent catalog debounce (ms). */
   agentDebounceMs?: number;
+  /** Agents' retry timer of failed objects (ms; 0 disables it). Default the agent's, 30 s. */
+  agentRetryIntervalMs?: number;
   /** PEM of the shared root certificate, written into each mesh config's `caCertificates`. */
   rootCertPem?: string;
 }
@@ -306,6 +308,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
               ...(options.agentDebounceMs === undefined
                 ? {}
                 : { debounceMs: options.agentDebounceMs }),
+              ...(options.agentRetryIntervalMs === undefined
+                ? {}
+                : { retryIntervalMs: options.agentRetryIntervalMs }),
             });
             await cluster.agent.start();
           },

@@ -15,6 +15,7 @@ import {
 } from "@isthmus/proto";
 import { watchCatalog } from "./catalog-watch.js";
 import { withConflicts } from "./conflicts.js";
+import { withImportNotes } from "./explain-notes.js";
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
 import { StoreError } from "./store.js";
@@ -304,7 +305,8 @@ export function createAdminHandlers(
     async explain(req, call) {
       viewer(call);
       try {
-        return withConflicts(ctx.engine.explain(req.source!, req.destination!), req, ctx.catalogs);
+        const ex = ctx.engine.explain(req.source!, req.destination!);
+        return withImportNotes(withConflicts(ex, req, ctx.catalogs), req, ctx.distributor);
       } catch (err) {
         policyError(err);
       }

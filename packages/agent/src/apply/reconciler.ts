@@ -119,6 +119,18 @@ export interface Reconciler {
   stop(): void;
 }
 
+/**
+ * The API server's 404 for an object whose namespace does not exist, said first (the status
+ * table shows the start of a reason): Isthmus writes an import into the service's namespace,
+ * which must exist in this cluster too (namespace sameness); the agent writes it as soon as the
+ * namespace is created.
+ */
+function explainMissingNamespace(e: KubeApiError): string {
+  const missing = e.code === 404 ? /namespaces "([^"]+)" not found/.exec(e.message) : null;
+  if (missing === null) return e.message;
+  return `namespace "${missing[1]}" does not exist in this cluster (objects live in the service's namespace; written once it is created): ${e.message}`;
+}
+
 function intentNameOf(obj: KubeObject): string | undefined {
   return obj.metadata.annotations?.[INTENT_NAME_ANNOTATION];
 }
@@ -386,7 +398,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         if (!e.transient || attempt >= maxAttempts) {
           options.onWrite?.("error", ref);
           logger.warn("could not apply object", { object: ref, err: e.message, attempts: attempt });
-          return { ok: false, message: e.message };
+          return { ok: false, message: explainMissingNamespace(e) };
         }
         const wait =
           e.retryAfterSeconds !== undefined && (e.code === 429 || e.code === 503)

@@ -8,6 +8,7 @@ import {
   Decision,
   type DecisionChange,
   DeletePolicyResponseSchema,
+  type ExplainResponse,
   ExplainResponseSchema,
   GetPolicyResponseSchema,
   ListPoliciesResponseSchema,
@@ -64,6 +65,19 @@ export function impactTable(impact: DecisionChange[]): string {
       c.ruleAfter || "(default)",
     ]),
   );
+}
+
+/**
+ * Namespace sameness, said where it matters: a caller in another cluster reaches the service
+ * through an import, which lives in the service's namespace in the caller's cluster.
+ */
+function importNote(source: string, namespace: string, res: ExplainResponse): string[] {
+  const remote = res.backends.some((b) => b.clusterId !== source && b.decision === Decision.ALLOW);
+  return remote
+    ? [
+        `note: the import lives in namespace "${namespace}" of ${source} (the service's namespace), which must exist there`,
+      ]
+    : [];
 }
 
 function parseRef(value: string, flag: string, withPort: boolean) {
@@ -186,6 +200,7 @@ export function registerPolicyCommand(program: Command): void {
             ),
           ]),
           ...res.warnings.map((w) => `warning ${w.code}: ${w.message}`),
+          ...importNote(fc!, tns!, res),
         ].join("\n"),
       );
     });
