@@ -20,13 +20,19 @@ export async function startQuickSandbox(
     scene?: ReturnType<typeof defaultScene>;
     policies?: Policies;
     agentRetryIntervalMs?: number;
+    /** How long a disconnected cluster's services stay (default 3 s). */
+    graceSeconds?: number;
   } = {},
 ): Promise<QuickSandbox> {
   const dir = mkdtempSync(join(tmpdir(), `isthmus-${prefix}-`));
   const sandbox = await startSandbox({
     scene: options.scene ?? defaultScene(3),
     dir,
-    hub: { debounce: { windowMs: 20, maxMs: 200 }, graceSeconds: 3, warmupSeconds: 30 },
+    hub: {
+      debounce: { windowMs: 20, maxMs: 200 },
+      graceSeconds: options.graceSeconds ?? 3,
+      warmupSeconds: 30,
+    },
     agentDebounceMs: 20,
     ...(options.agentRetryIntervalMs === undefined
       ? {}

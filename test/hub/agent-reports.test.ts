@@ -346,4 +346,49 @@ describe("hub: what agents report", function () {
       /conflict_report\.conflicts\[0\]\.kind: .*takes-over/,
     );
   });
+
+  it("passes an agent's objects to GetClusterObjects after checking each one, and refuses a bad one naming it", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    const answer = async (objectsJson: string[]) => {
+      let msg = await a.next();
+      // Deltas that the snapshot brought come first.
+      while (msg.message.case === "configDelta") {
+        await a.ackDelta(msg.message.value);
+        msg = await a.next();
+      }
+      assert.equal(msg.message.case, "objectsRequest");
+      const requestId = msg.message.case === "objectsRequest" ? msg.message.value.requestId : "";
+      await a.send({ message: { case: "objectsReport", value: { requestId, objectsJson } } });
+    };
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "payments" } };
+    const [got] = await Promise.all([
+      f.admin.getClusterObjects({ clusterId: "a" }, admin),
+      answer([JSON.stringify(pod)]),
+    ]);
+    assert.deepEqual(
+      got.objectsJson.map((j) => JSON.parse(j)),
+      [pod],
+    );
+
+    const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "s", namespace: "x" } };
+    const [refused] = await Promise.all([
+      f.admin.getClusterObjects({ clusterId: "a" }, admin).then(
+        () => undefined,
+        (err: unknown) => err as GrpcError,
+      ),
+      answer([JSON.stringify(pod), JSON.stringify(secret)]),
+    ]);
+    assert.equal(refused?.code, Code.DATA_LOSS);
+    assert.match(
+      refused!.message,
+      /cluster "a" reported objects the hub refuses: objects_report\.objects_json\[1\]\.kind: "Secret" is not a kind the mesh model reads/,
+    );
+    assert.equal(await rejectedCount(f, "a", "objects"), 1);
+    await assert.rejects(
+      f.admin.getClusterObjects({ clusterId: "a" }, viewer),
+      (err: GrpcError) => err.code === Code.PERMISSION_DENIED,
+    );
+  });
 });

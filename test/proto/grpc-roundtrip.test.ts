@@ -42,6 +42,7 @@ function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
     deletePolicy: unimplemented,
     explain: unimplemented,
     listCatalog: unimplemented,
+    getClusterObjects: unimplemented,
     watchCatalog: async (req, stream) => {
       for (const name of ["a", "b", "c"]) {
         await stream.send({

@@ -7,6 +7,8 @@ import {
   createClusterCache,
 } from "./discovery/cache.js";
 import type { KubeClient } from "./kube/client.js";
+import type { KubeObject } from "./render/types.js";
+import { maskPodAddresses, readClusterObjects } from "./report/cluster-objects.js";
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -38,6 +40,8 @@ export interface Controller {
   readonly reconciler: Reconciler;
   /** Foreign policies that change what Istio enforces for Isthmus decisions. */
   readonly conflicts: ConflictWatch;
+  /** The live objects the mesh model reads, listed now, pod IPs replaced by stand-ins. */
+  clusterObjects(): Promise<KubeObject[]>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -95,6 +99,14 @@ export function createController(options: ControllerOptions): Controller {
     cache,
     reconciler,
     conflicts,
+    async clusterObjects() {
+      const objects = await readClusterObjects(
+        options.client,
+        options.clusterId,
+        options.istioNamespace ?? "istio-system",
+      );
+      return maskPodAddresses(objects);
+    },
     async start() {
       await cache.start();
       reconciler.adopt();

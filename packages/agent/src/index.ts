@@ -17,4 +17,5 @@ export * from "./kube/resources.js";
 export * from "./main.js";
 export * from "./metrics.js";
 export * from "./render/index.js";
+export * from "./report/cluster-objects.js";
 export * from "./session.js";

@@ -84,6 +84,11 @@ export function backoffDelay(
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
 
+/** Largest object and report the hub accepts in an ObjectsReport (the contract; the stream's
+ * message limit is 32 MiB). */
+const MAX_REPORTED_OBJECT = 262_144;
+const MAX_REPORTED_TOTAL = 30 * 1024 * 1024;
+
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
     module: "session",
@@ -328,15 +333,48 @@ export function createSession(options: SessionOptions): Session {
 
     try {
       // Not a `for await` loop, which would keep the last delta alive until the next one.
-      await forEachMessage({ [Symbol.asyncIterator]: () => responses }, ({ message }) =>
-        message.case === "configDelta"
-          ? applyConfig(message.value, send)
-          : logger.warn("unexpected message from the hub", { kind: message.case ?? "none" }),
-      );
+      await forEachMessage({ [Symbol.asyncIterator]: () => responses }, ({ message }) => {
+        if (message.case === "configDelta") return applyConfig(message.value, send);
+        // Listing the cluster can take a while: config deltas do not wait for it.
+        if (message.case === "objectsRequest")
+          void answerObjects(message.value.requestId, send).catch(() => {});
+        else logger.warn("unexpected message from the hub", { kind: message.case ?? "none" });
+        return undefined;
+      });
     } finally {
       active = undefined;
       debouncer.cancel();
     }
+  }
+
+  /** Lists the cluster for the hub (`isthmus verify` without kubeconfigs). */
+  async function answerObjects(
+    requestId: string,
+    send: (m: Parameters<Stream["send"]>[0]) => Promise<void>,
+  ): Promise<void> {
+    let objectsJson: string[] = [];
+    let error = "";
+    try {
+      objectsJson = (await controller.clusterObjects()).map((o) => JSON.stringify(o));
+      const big = objectsJson.findIndex((j) => j.length > MAX_REPORTED_OBJECT);
+      const total = objectsJson.reduce((n, j) => n + j.length, 0);
+      if (big >= 0)
+        error = `an object exceeds ${MAX_REPORTED_OBJECT} bytes of JSON: ${objectsJson[big]!.slice(0, 120)}`;
+      else if (total > MAX_REPORTED_TOTAL)
+        error = `the cluster's objects take ${total} bytes of JSON, more than ${MAX_REPORTED_TOTAL}`;
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    if (error !== "") {
+      objectsJson = [];
+      // The contract refuses control characters in the error (it is printed on terminals).
+      error = [...error]
+        .map((ch) => (ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f ? " " : ch))
+        .join("")
+        .slice(0, 4096);
+      logger.warn("cannot report the cluster's objects", { err: error });
+    }
+    await send({ message: { case: "objectsReport", value: { requestId, objectsJson, error } } });
   }
 
   async function applyConfig(

@@ -64,6 +64,9 @@ function matches(
   );
 }
 
+/** How long an agent may take to list its cluster for `isthmus verify`. */
+const OBJECTS_TIMEOUT_MS = 60_000;
+
 export function createAdminHandlers(
   ctx: HubContext,
 ): ServiceHandlers<(typeof AdminService)["method"]> {
@@ -310,6 +313,18 @@ export function createAdminHandlers(
       } catch (err) {
         policyError(err);
       }
+    },
+
+    async getClusterObjects(req, call) {
+      admin(call);
+      if (!ctx.registry.clusters.has(req.clusterId))
+        throw new GrpcError(Code.NOT_FOUND, `cluster "${req.clusterId}" not found`);
+      const got = await ctx.objectRequests.request(req.clusterId, OBJECTS_TIMEOUT_MS);
+      return {
+        clusterId: req.clusterId,
+        objectsJson: got.objectsJson,
+        listedAt: timestampFromMs(got.listedAt),
+      };
     },
 
     async listCatalog(req, call) {

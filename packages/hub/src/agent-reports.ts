@@ -7,7 +7,13 @@ import { type CatalogUpdate, Code, type ConflictReport, GrpcError } from "@isthm
 import type { HubContext } from "./hub.js";
 import { isStoreError } from "./store.js";
 
-export type RejectReason = "contract" | "trust-domain" | "catalog" | "engine" | "conflicts";
+export type RejectReason =
+  | "contract"
+  | "trust-domain"
+  | "catalog"
+  | "engine"
+  | "conflicts"
+  | "objects";
 
 /** Counts a refused agent message; returns the error to end the stream with. */
 export function rejected(

@@ -257,6 +257,7 @@ export function createAgentHandlers(
       };
       let cat: ClusterCatalog | undefined;
       let lastRevision = 0n;
+      let detachObjects = () => {};
       const iterator = stream.requests[Symbol.asyncIterator]();
       // A message that breaks the contract (protovalidate rules) fails the iterator.
       const nextRequest = () =>
@@ -330,6 +331,9 @@ export function createAgentHandlers(
               });
               const facts = ctx.clusterFacts(clusterId);
               if (facts !== undefined) ctx.applyCatalog([facts]);
+              detachObjects = ctx.objectRequests.attach(clusterId, (requestId) =>
+                stream.send({ message: { case: "objectsRequest", value: { requestId } } }),
+              );
               ctx.distributor.open(
                 clusterId,
                 sender,
@@ -451,6 +455,15 @@ export function createAgentHandlers(
               cat!.conflicts = msg.value.conflicts;
               break;
             }
+            case "objectsReport": {
+              cat!.lastSeen = ctx.now();
+              const problem = ctx.objectRequests.answered(clusterId, msg.value);
+              if (problem !== undefined) {
+                ctx.metrics.agentReportsRejected.inc({ cluster: clusterId, reason: "objects" });
+                slog.warn("objects report refused", { problem });
+              }
+              break;
+            }
             case "ack":
               cat!.lastSeen = ctx.now();
               if (!ctx.distributor.ack(clusterId, msg.value.nonce))
@@ -473,6 +486,7 @@ export function createAgentHandlers(
         throw err;
       } finally {
         if (ctx.streams.get(clusterId) === abort) ctx.streams.delete(clusterId);
+        detachObjects();
         ctx.distributor.close(clusterId, sender);
         if (
           cat !== undefined &&

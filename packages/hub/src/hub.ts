@@ -41,6 +41,7 @@ import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
+import { createObjectRequests, type ObjectRequests } from "./object-requests.js";
 import {
   hashToken as hashAdminToken,
   openRegistry,
@@ -115,6 +116,8 @@ export interface HubContext {
   catalogEvents: Set<(clusterId: string, service: Service | undefined, key: string) => void>;
   clusterFacts(id: string): CatalogChange | undefined;
   now(): number;
+  /** Agents asked for their clusters' live objects (`isthmus verify`). */
+  objectRequests: ObjectRequests;
 }
 
 export interface Hub {
@@ -278,6 +281,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     catalogs,
     streams: new Map(),
     catalogEvents: new Set(),
+    objectRequests: createObjectRequests(now),
     warmingUp: () => !warm,
     systemVersion: () => String(version),
     now,

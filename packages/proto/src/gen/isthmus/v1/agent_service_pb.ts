@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/agent_service.proto.
  */
 export const file_isthmus_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItgCCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SABCEAoHbWVzc2FnZRIFukgCCAEidQoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5pc3RobXVzLnYxLldlbGNvbWVIABIvCgxjb25maWdfZGVsdGEYAiABKAsyFy5pc3RobXVzLnYxLkNvbmZpZ0RlbHRhSABCCQoHbWVzc2FnZSLbAwoFSGVsbG8SPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEjIKDWFnZW50X3ZlcnNpb24YAiABKAlCG7pIGHIWGEAyEl5bMC05QS1aYS16LitfLV0qJBIjCgRtZXNoGAMgASgLMhUuaXN0aG11cy52MS5NZXNoRmFjdHMSTAoQYXBwbGllZF92ZXJzaW9ucxgEIAMoCzImLmlzdGhtdXMudjEuSGVsbG8uQXBwbGllZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0SMAoId2FybmluZ3MYBSADKAsyEy5pc3RobXVzLnYxLldhcm5pbmdCCbpIBpIBAxCAAhJKCg9mYWlsZWRfdmVyc2lvbnMYBiADKAsyJS5pc3RobXVzLnYxLkhlbGxvLkZhaWxlZFZlcnNpb25zRW50cnlCCrpIB5oBBBDAhD0aNgoUQXBwbGllZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo1ChNGYWlsZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhMKC2h1Yl92ZXJzaW9uGAIgASgJEhsKE21heF9jYXRhbG9nX2VudHJpZXMYAyABKA0iwQIKDUNhdGFsb2dVcGRhdGUSFQoNZnVsbF9zbmFwc2hvdBgBIAEoCBIZCghyZXZpc2lvbhgCIAEoBEIHukgEMgIoARIuChF1cHNlcnRlZF9zZXJ2aWNlcxgDIAMoCzITLmlzdGhtdXMudjEuU2VydmljZRIvChByZW1vdmVkX3NlcnZpY2VzGAQgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSOQoTdXBzZXJ0ZWRfaWRlbnRpdGllcxgFIAMoCzIcLmlzdGhtdXMudjEuV29ya2xvYWRJZGVudGl0eRIxChJyZW1vdmVkX2lkZW50aXRpZXMYBiADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRIvCgtvcmlnaW5fdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoMU3RhdHVzUmVwb3J0EiMKBG1lc2gYASABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxIwCgh3YXJuaW5ncxgCIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACItgBCgtBcHBseVJlcG9ydBJBCgdhcHBsaWVkGAEgAygLMiQuaXN0aG11cy52MS5BcHBseVJlcG9ydC5BcHBsaWVkRW50cnlCCrpIB5oBBBCgjQYSOQoNZHJpZnRfcmVwYWlycxgCIAMoCzIXLmlzdGhtdXMudjEuRHJpZnRSZXBhaXJCCbpIBpIBAxDoBxIbCgdyZW1vdmVkGAMgAygJQgq6SAeSAQQQoI0GGi4KDEFwcGxpZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkQKDkNvbmZsaWN0UmVwb3J0EjIKCWNvbmZsaWN0cxgBIAMoCzIULmlzdGhtdXMudjEuQ29uZmxpY3RCCbpIBpIBAxDoByKZAQoLRHJpZnRSZXBhaXISHQoLaW50ZW50X25hbWUYASABKAlCCLpIBXIDGIAIEhgKBm9iamVjdBgCIAEoCUIIukgFcgMYgAQSJwoGY2hhbmdlGAMgASgJQhe6SBRyElIHY2hhbmdlZFIHZGVsZXRlZBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ9CgtDb25maWdEZWx0YRINCgVub25jZRgBIAEoCRIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRIkCgh1cHNlcnRlZBgDIAMoCzISLmlzdGhtdXMudjEuSW50ZW50Eg8KB3JlbW92ZWQYBCADKAkSEAoIY29tcGxldGUYBSABKAgiNQoDQWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJIk8KDVJlc291cmNlRXJyb3ISEwoLaW50ZW50X25hbWUYASABKAkSDgoGb2JqZWN0GAIgASgJEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgImwKBE5hY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSNAoGZXJyb3JzGAMgAygLMhkuaXN0aG11cy52MS5SZXNvdXJjZUVycm9yQgm6SAaSAQMQkE4y1QEKDEFnZW50U2VydmljZRI/CgZFbnJvbGwSGS5pc3RobXVzLnYxLkVucm9sbFJlcXVlc3QaGi5pc3RobXVzLnYxLkVucm9sbFJlc3BvbnNlEjwKBVJlbmV3EhguaXN0aG11cy52MS5SZW5ld1JlcXVlc3QaGS5pc3RobXVzLnYxLlJlbmV3UmVzcG9uc2USRgoHQ29ubmVjdBIaLmlzdGhtdXMudjEuQ29ubmVjdFJlcXVlc3QaGy5pc3RobXVzLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIo0DCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SAASMwoOb2JqZWN0c19yZXBvcnQYCCABKAsyGS5pc3RobXVzLnYxLk9iamVjdHNSZXBvcnRIAEIQCgdtZXNzYWdlEgW6SAIIASKsAQoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5pc3RobXVzLnYxLldlbGNvbWVIABIvCgxjb25maWdfZGVsdGEYAiABKAsyFy5pc3RobXVzLnYxLkNvbmZpZ0RlbHRhSAASNQoPb2JqZWN0c19yZXF1ZXN0GAMgASgLMhouaXN0aG11cy52MS5PYmplY3RzUmVxdWVzdEgAQgkKB21lc3NhZ2Ui2wMKBUhlbGxvEj4KCmNsdXN0ZXJfaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBIyCg1hZ2VudF92ZXJzaW9uGAIgASgJQhu6SBhyFhhAMhJeWzAtOUEtWmEtei4rXy1dKiQSIwoEbWVzaBgDIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEkwKEGFwcGxpZWRfdmVyc2lvbnMYBCADKAsyJi5pc3RobXVzLnYxLkhlbGxvLkFwcGxpZWRWZXJzaW9uc0VudHJ5Qgq6SAeaAQQQwIQ9EjAKCHdhcm5pbmdzGAUgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAISSgoPZmFpbGVkX3ZlcnNpb25zGAYgAygLMiUuaXN0aG11cy52MS5IZWxsby5GYWlsZWRWZXJzaW9uc0VudHJ5Qgq6SAeaAQQQwIQ9GjYKFEFwcGxpZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNQoTRmFpbGVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIk8KB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRITCgtodWJfdmVyc2lvbhgCIAEoCRIbChNtYXhfY2F0YWxvZ19lbnRyaWVzGAMgASgNIsECCg1DYXRhbG9nVXBkYXRlEhUKDWZ1bGxfc25hcHNob3QYASABKAgSGQoIcmV2aXNpb24YAiABKARCB7pIBDICKAESLgoRdXBzZXJ0ZWRfc2VydmljZXMYAyADKAsyEy5pc3RobXVzLnYxLlNlcnZpY2USLwoQcmVtb3ZlZF9zZXJ2aWNlcxgEIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5EjkKE3Vwc2VydGVkX2lkZW50aXRpZXMYBSADKAsyHC5pc3RobXVzLnYxLldvcmtsb2FkSWRlbnRpdHkSMQoScmVtb3ZlZF9pZGVudGl0aWVzGAYgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSLwoLb3JpZ2luX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKDFN0YXR1c1JlcG9ydBIjCgRtZXNoGAEgASgLMhUuaXN0aG11cy52MS5NZXNoRmFjdHMSMAoId2FybmluZ3MYAiADKAsyEy5pc3RobXVzLnYxLldhcm5pbmdCCbpIBpIBAxCAAiLYAQoLQXBwbHlSZXBvcnQSQQoHYXBwbGllZBgBIAMoCzIkLmlzdGhtdXMudjEuQXBwbHlSZXBvcnQuQXBwbGllZEVudHJ5Qgq6SAeaAQQQoI0GEjkKDWRyaWZ0X3JlcGFpcnMYAiADKAsyFy5pc3RobXVzLnYxLkRyaWZ0UmVwYWlyQgm6SAaSAQMQ6AcSGwoHcmVtb3ZlZBgDIAMoCUIKukgHkgEEEKCNBhouCgxBcHBsaWVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECg5Db25mbGljdFJlcG9ydBIyCgljb25mbGljdHMYASADKAsyFC5pc3RobXVzLnYxLkNvbmZsaWN0Qgm6SAaSAQMQ6AciJAoOT2JqZWN0c1JlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCSKIAQoNT2JqZWN0c1JlcG9ydBIdCgpyZXF1ZXN0X2lkGAEgASgJQgm6SAZyBBABGEASKgoMb2JqZWN0c19qc29uGAIgAygJQhS6SBGSAQ4QwJoMIghyBhACGICAEBIsCgVlcnJvchgDIAEoCUIdukgachgYgCAyE15bXlx4MDAtXHgxZlx4N2ZdKiQimQEKC0RyaWZ0UmVwYWlyEh0KC2ludGVudF9uYW1lGAEgASgJQgi6SAVyAxiACBIYCgZvYmplY3QYAiABKAlCCLpIBXIDGIAEEicKBmNoYW5nZRgDIAEoCUIXukgUchJSB2NoYW5nZWRSB2RlbGV0ZWQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoLQ29uZmlnRGVsdGESDQoFbm9uY2UYASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSJAoIdXBzZXJ0ZWQYAyADKAsyEi5pc3RobXVzLnYxLkludGVudBIPCgdyZW1vdmVkGAQgAygJEhAKCGNvbXBsZXRlGAUgASgIIjUKA0FjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCSJPCg1SZXNvdXJjZUVycm9yEhMKC2ludGVudF9uYW1lGAEgASgJEg4KBm9iamVjdBgCIAEoCRIZCgdtZXNzYWdlGAMgASgJQgi6SAVyAxiAICJsCgROYWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEjQKBmVycm9ycxgDIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvckIJukgGkgEDEJBOMtUBCgxBZ2VudFNlcnZpY2USPwoGRW5yb2xsEhkuaXN0aG11cy52MS5FbnJvbGxSZXF1ZXN0GhouaXN0aG11cy52MS5FbnJvbGxSZXNwb25zZRI8CgVSZW5ldxIYLmlzdGhtdXMudjEuUmVuZXdSZXF1ZXN0GhkuaXN0aG11cy52MS5SZW5ld1Jlc3BvbnNlEkYKB0Nvbm5lY3QSGi5pc3RobXVzLnYxLkNvbm5lY3RSZXF1ZXN0GhsuaXN0aG11cy52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
 
 /**
  * Enrollment with a bootstrap token.
@@ -212,6 +212,14 @@ export type ConnectRequest = Message<"isthmus.v1.ConnectRequest"> & {
      */
     value: ConflictReport;
     case: "conflictReport";
+  } | {
+    /**
+     * The answer to an ObjectsRequest.
+     *
+     * @generated from field: isthmus.v1.ObjectsReport objects_report = 8;
+     */
+    value: ObjectsReport;
+    case: "objectsReport";
   } | { case: undefined; value?: undefined };
 };
 
@@ -249,6 +257,14 @@ export type ConnectResponse = Message<"isthmus.v1.ConnectResponse"> & {
      */
     value: ConfigDelta;
     case: "configDelta";
+  } | {
+    /**
+     * Asks for the cluster's live objects (for `isthmus verify` without kubeconfigs).
+     *
+     * @generated from field: isthmus.v1.ObjectsRequest objects_request = 3;
+     */
+    value: ObjectsRequest;
+    case: "objectsRequest";
   } | { case: undefined; value?: undefined };
 };
 
@@ -505,6 +521,64 @@ export const ConflictReportSchema: GenMessage<ConflictReport> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_agent_service, 11);
 
 /**
+ * Asks the agent to list the objects the mesh model reads.
+ *
+ * @generated from message isthmus.v1.ObjectsRequest
+ */
+export type ObjectsRequest = Message<"isthmus.v1.ObjectsRequest"> & {
+  /**
+   * Echoed by the ObjectsReport.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ObjectsRequest.
+ * Use `create(ObjectsRequestSchema)` to create a new message.
+ */
+export const ObjectsRequestSchema: GenMessage<ObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 12);
+
+/**
+ * The cluster's live objects of the kinds the mesh model reads (packages/mesh-model/README.md,
+ * "Input"), as JSON, without managedFields. Local pod IPs are replaced by stand-ins (one per
+ * address, the same in every object of the report), so that pod IPs never reach the hub.
+ *
+ * @generated from message isthmus.v1.ObjectsReport
+ */
+export type ObjectsReport = Message<"isthmus.v1.ObjectsReport"> & {
+  /**
+   * The ObjectsRequest answered.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * Every object as Kubernetes JSON, one per entry.
+   *
+   * @generated from field: repeated string objects_json = 2;
+   */
+  objectsJson: string[];
+
+  /**
+   * Why the agent could not list them (the objects are then empty).
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ObjectsReport.
+ * Use `create(ObjectsReportSchema)` to create a new message.
+ */
+export const ObjectsReportSchema: GenMessage<ObjectsReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 13);
+
+/**
  * One owned object restored by the agent after someone else changed or deleted it.
  *
  * @generated from message isthmus.v1.DriftRepair
@@ -545,7 +619,7 @@ export type DriftRepair = Message<"isthmus.v1.DriftRepair"> & {
  * Use `create(DriftRepairSchema)` to create a new message.
  */
 export const DriftRepairSchema: GenMessage<DriftRepair> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 12);
+  messageDesc(file_isthmus_v1_agent_service, 14);
 
 /**
  * Intents to apply: an incremental update of the cluster's desired set.
@@ -596,7 +670,7 @@ export type ConfigDelta = Message<"isthmus.v1.ConfigDelta"> & {
  * Use `create(ConfigDeltaSchema)` to create a new message.
  */
 export const ConfigDeltaSchema: GenMessage<ConfigDelta> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 13);
+  messageDesc(file_isthmus_v1_agent_service, 15);
 
 /**
  * The agent applied every object of the delta.
@@ -624,7 +698,7 @@ export type Ack = Message<"isthmus.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 14);
+  messageDesc(file_isthmus_v1_agent_service, 16);
 
 /**
  * Why one intent could not be applied.
@@ -659,7 +733,7 @@ export type ResourceError = Message<"isthmus.v1.ResourceError"> & {
  * Use `create(ResourceErrorSchema)` to create a new message.
  */
 export const ResourceErrorSchema: GenMessage<ResourceError> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 15);
+  messageDesc(file_isthmus_v1_agent_service, 17);
 
 /**
  * The agent could not apply some objects of the delta; the rest are applied.
@@ -694,7 +768,7 @@ export type Nack = Message<"isthmus.v1.Nack"> & {
  * Use `create(NackSchema)` to create a new message.
  */
 export const NackSchema: GenMessage<Nack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 16);
+  messageDesc(file_isthmus_v1_agent_service, 18);
 
 /**
  * The agent's service at the hub. Agents dial out; the hub never dials a cluster.
