@@ -6,6 +6,7 @@ import { startHealthServer } from "./http.js";
 import { createSecretIdentityStore, type IdentityStore } from "./identity.js";
 import { createKubeClient, kubeConfigFromDefault, kubeConfigFromString } from "./kube/client.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
+import { createPolicySource } from "./policy-source.js";
 import { createSession, type Session, type SessionState } from "./session.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -43,6 +44,8 @@ export interface AgentConfig {
   maxDebounceMs?: number;
   /** How often objects whose apply failed are retried, in ms. Default 30 s. */
   retryIntervalMs?: number;
+  /** Forward this cluster's ConnectionPolicy objects to the hub (the CRD must exist). */
+  policySource?: boolean;
 }
 
 export interface AgentStatus {
@@ -101,7 +104,10 @@ export function createAgent(config: AgentConfig): Agent {
   controller.reconciler.onEvent((e) => {
     if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
+  const policySource =
+    config.policySource === true ? createPolicySource({ client, logger }) : undefined;
   const session = createSession({
+    ...(policySource === undefined ? {} : { policySource }),
     clusterId: config.clusterId,
     hubAddress: config.hubAddress,
     hubCaPem: config.hubCaPem,
@@ -173,6 +179,7 @@ export function createAgent(config: AgentConfig): Agent {
         logger.info("serving health and metrics", { address: server.address });
       }
       await controller.start();
+      await policySource?.start();
       synced = true;
       for (const w of controller.cache.mesh().warnings)
         logger.warn("cluster setup warning", { code: w.code, detail: w.message });
@@ -181,6 +188,7 @@ export function createAgent(config: AgentConfig): Agent {
     async stop() {
       stopped = true;
       await session.stop();
+      await policySource?.stop();
       await controller.stop();
       client.close();
       await server?.close();

@@ -32,6 +32,10 @@ export const AGENT_FLAGS = {
     help: "cluster locality region/zone (default from node labels)",
   },
   listen: { env: "ISTHMUS_LISTEN", help: "health and metrics address (default 0.0.0.0:9090)" },
+  "policy-source": {
+    env: "ISTHMUS_POLICY_SOURCE",
+    help: "true: forward this cluster's ConnectionPolicy objects to the hub (default false)",
+  },
 } as const;
 
 type Flag = keyof typeof AGENT_FLAGS;
@@ -115,6 +119,14 @@ export function parseAgentConfig(
   for (const [flag, key] of optional) {
     const v = get(flag);
     if (v !== undefined) (config as unknown as Record<string, string>)[key] = v;
+  }
+  const policySource = get("policy-source");
+  if (policySource !== undefined) {
+    if (policySource !== "true" && policySource !== "false")
+      throw new Error(
+        `agent: --policy-source (or ISTHMUS_POLICY_SOURCE) "${policySource}": must be true or false`,
+      );
+    config.policySource = policySource === "true";
   }
   return config;
 }

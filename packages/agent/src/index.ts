@@ -16,6 +16,7 @@ export * from "./kube/client.js";
 export * from "./kube/resources.js";
 export * from "./main.js";
 export * from "./metrics.js";
+export * from "./policy-source.js";
 export * from "./render/index.js";
 export * from "./report/cluster-objects.js";
 export * from "./session.js";

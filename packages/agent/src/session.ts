@@ -20,6 +20,7 @@ import type { CatalogChange } from "./discovery/cache.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
 import { type AgentIdentity, type IdentityStore, renewalDue } from "./identity.js";
+import type { PolicySource } from "./policy-source.js";
 
 type Stream = ClientBidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
 type Client = ServiceClient<(typeof AgentService)["method"]>;
@@ -44,6 +45,8 @@ export interface SessionOptions {
   serverNameOverride?: string;
   identityStore: IdentityStore;
   controller: Controller;
+  /** This cluster's ConnectionPolicy objects, forwarded to the hub (policySource). */
+  policySource?: PolicySource;
   agentVersion: string;
   logger?: Logger;
   /** Injected sleep for reconnect backoff. */
@@ -271,6 +274,13 @@ export function createSession(options: SessionOptions): Session {
     await send({
       message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
     });
+    if (options.policySource !== undefined)
+      await send({
+        message: {
+          case: "policySourceReport",
+          value: { documentsJson: options.policySource.documents() },
+        },
+      });
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
     const flush = () => {
@@ -327,7 +337,16 @@ export function createSession(options: SessionOptions): Session {
         message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
       }).catch(() => {});
     };
-    active = { schedule, onMesh, report, onConflicts };
+    const onPolicies = () => {
+      if (options.policySource === undefined) return;
+      void send({
+        message: {
+          case: "policySourceReport",
+          value: { documentsJson: options.policySource.documents() },
+        },
+      }).catch(() => {});
+    };
+    active = { schedule, onMesh, report, onConflicts, onPolicies };
     schedule();
     reportSoon();
 
@@ -422,7 +441,15 @@ export function createSession(options: SessionOptions): Session {
     });
   }
 
-  let active: { schedule(): void; onMesh(): void; report(): void; onConflicts(): void } | undefined;
+  let active:
+    | {
+        schedule(): void;
+        onMesh(): void;
+        report(): void;
+        onConflicts(): void;
+        onPolicies(): void;
+      }
+    | undefined;
 
   // What the reconciler did on its own (a NACKed intent applied or removed on its retry
   // timer, a drift repair), sent as ApplyReports on the next tick while a session is open.
@@ -442,6 +469,7 @@ export function createSession(options: SessionOptions): Session {
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
   controller.conflicts.onChange(() => active?.onConflicts());
+  options.policySource?.onChange(() => active?.onPolicies());
 
   async function run(): Promise<void> {
     let attempt = 0;

@@ -17,6 +17,7 @@ import { watchCatalog } from "./catalog-watch.js";
 import { withConflicts } from "./conflicts.js";
 import { withImportNotes } from "./explain-notes.js";
 import type { HubContext } from "./hub.js";
+import { ownedBySource } from "./policy-source.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
 import { StoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
@@ -64,6 +65,17 @@ function matches(
   );
 }
 
+/** A batch that would change or delete policies a source cluster owns, without force. */
+function refuseSourced(owned: readonly ConnectionPolicy[], what: "change" | "delete"): void {
+  const first = owned[0];
+  if (first === undefined) return;
+  throw new GrpcError(
+    Code.FAILED_PRECONDITION,
+    `policy "${first.name}" comes from the ConnectionPolicy objects of cluster "${first.source}" (policy source); ${what} it there, or use --force (that cluster's next report restores it)` +
+      (owned.length > 1 ? ` (and ${owned.length - 1} more)` : ""),
+  );
+}
+
 /** How long an agent may take to list its cluster for `isthmus verify`. */
 const OBJECTS_TIMEOUT_MS = 60_000;
 
@@ -82,6 +94,8 @@ export function createAdminHandlers(
     const cat = ctx.catalogs.get(id);
     const view = ctx.distributor.view(id);
     const warnings = [...(cat?.warnings ?? []), ...ctx.warnings(id)];
+    if (cat !== undefined && cat.policySourceRefusal !== "")
+      warnings.push({ code: "policy-source-refused", message: cat.policySourceRefusal });
     return {
       cluster: record.cluster,
       connected: cat?.connected ?? false,
@@ -224,6 +238,16 @@ export function createAdminHandlers(
 
     async applyPolicies(req, call) {
       admin(call);
+      // Only the hub sets where a policy comes from; through the admin API it comes from here.
+      for (const p of req.policies) p.source = "";
+      if (!req.force)
+        refuseSourced(
+          ownedBySource(
+            ctx,
+            req.policies.map((p) => p.name),
+          ),
+          "change",
+        );
       const next = new Map(ctx.registry.policies);
       const expect = new Map<string, number>();
       const names = new Set<string>();
@@ -287,6 +311,7 @@ export function createAdminHandlers(
       const stored = ctx.registry.policies.get(req.name);
       if (stored === undefined)
         throw new GrpcError(Code.NOT_FOUND, `policy "${req.name}" not found`);
+      if (!req.force) refuseSourced(ownedBySource(ctx, [req.name]), "delete");
       const expect = new Map<string, number>();
       const v = expectedVersion(req.resourceVersion, `policy "${req.name}"`);
       if (v !== undefined) {

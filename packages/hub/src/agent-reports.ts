@@ -13,7 +13,8 @@ export type RejectReason =
   | "catalog"
   | "engine"
   | "conflicts"
-  | "objects";
+  | "objects"
+  | "policy-source";
 
 /** Counts a refused agent message; returns the error to end the stream with. */
 export function rejected(

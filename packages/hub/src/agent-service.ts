@@ -21,6 +21,7 @@ import {
 import { acceptTrustDomain, catalogProblems, conflictProblems, rejected } from "./agent-reports.js";
 import type { Sender } from "./distributor.js";
 import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
+import { acceptPolicySource } from "./policy-source.js";
 import { type ClusterRecord, tokenMatches } from "./registry.js";
 import { isStoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
@@ -49,6 +50,7 @@ function emptyCatalog(): ClusterCatalog {
     mesh: undefined,
     warnings: [],
     conflicts: [],
+    policySourceRefusal: "",
     graceTimer: undefined,
   };
 }
@@ -453,6 +455,23 @@ export function createAgentHandlers(
                 );
               cat!.lastSeen = ctx.now();
               cat!.conflicts = msg.value.conflicts;
+              break;
+            }
+            case "policySourceReport": {
+              cat!.lastSeen = ctx.now();
+              const outcome = await acceptPolicySource(ctx, clusterId, msg.value);
+              if (outcome.ok) {
+                cat!.policySourceRefusal = "";
+                if (outcome.put.length + outcome.deleted.length > 0)
+                  slog.info("policies from the policy source", outcome);
+              } else {
+                cat!.policySourceRefusal = outcome.reason;
+                ctx.metrics.agentReportsRejected.inc({
+                  cluster: clusterId,
+                  reason: "policy-source",
+                });
+                slog.warn("policy source report refused", { reason: outcome.reason });
+              }
               break;
             }
             case "objectsReport": {

@@ -18,6 +18,8 @@ export interface AdminToken {
   token: string;
 }
 
+const CLUSTER_ID = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** Hub settings. The YAML file uses the same keys (documented in packages/hub/README.md). */
 export interface HubConfig {
   /** gRPC address, "host:port" (port 0 picks a free port). */
@@ -47,6 +49,8 @@ export interface HubConfig {
   limits: LimitsConfig;
   /** What one catalog watcher may cost the hub. */
   watch: WatchConfig;
+  /** The one cluster whose agent may forward ConnectionPolicy objects ("": none). */
+  policySource: { cluster: string };
 }
 
 export const defaultHubConfig: HubConfig = {
@@ -66,6 +70,7 @@ export const defaultHubConfig: HubConfig = {
   defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
   limits: defaultLimits,
   watch: defaultWatch,
+  policySource: { cluster: "" },
 };
 
 export class ConfigError extends Error {
@@ -181,6 +186,16 @@ export function resolveHubConfig(
     };
     if (input.limits !== undefined) c.limits = resolveLimits(input.limits, c.limits, fail);
     if (input.watch !== undefined) c.watch = resolveWatch(input.watch, c.watch, fail);
+    if (input.policySource !== undefined) {
+      if (!isObj(input.policySource)) throw new ConfigError("policySource: must be a mapping");
+      checkKeys(input.policySource, ["cluster"], "policySource.");
+      const cluster = input.policySource.cluster ?? "";
+      if (typeof cluster !== "string" || (cluster !== "" && !CLUSTER_ID.test(cluster)))
+        throw new ConfigError(
+          "policySource.cluster: must be a cluster id (DNS-1123 label) or empty",
+        );
+      c.policySource = { cluster };
+    }
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);

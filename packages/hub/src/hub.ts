@@ -67,6 +67,8 @@ export interface ClusterCatalog {
   warnings: { code: string; message: string }[];
   /** Foreign objects in conflict with Isthmus decisions, as the agent last reported them. */
   conflicts: Conflict[];
+  /** Why the cluster's last PolicySourceReport was refused ("": none or accepted). */
+  policySourceRefusal: string;
   graceTimer: NodeJS.Timeout | undefined;
 }
 

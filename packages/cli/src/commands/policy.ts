@@ -101,11 +101,15 @@ export function registerPolicyCommand(program: Command): void {
     .description("create or update the policies of a file or folder as one batch (all or nothing)")
     .requiredOption("-f, --file <path>", "policy YAML file or folder")
     .option("--dry-run", "print the connections whose decision would change; store nothing")
+    .option("--force", "also replace policies that the policy source cluster owns")
     .addOption(outputOption())
-    .action(async (flags: ReadFlags & { file: string; dryRun?: boolean }) => {
+    .action(async (flags: ReadFlags & { file: string; dryRun?: boolean; force?: boolean }) => {
       const policies = readPolicyFiles(flags.file);
       const res = await withAdmin(flags, (c, call) =>
-        c.applyPolicies({ policies, dryRun: flags.dryRun ?? false }, call),
+        c.applyPolicies(
+          { policies, dryRun: flags.dryRun ?? false, force: flags.force ?? false },
+          call,
+        ),
       );
       print(flags.output, ApplyPoliciesResponseSchema, res, () =>
         [
@@ -150,10 +154,11 @@ export function registerPolicyCommand(program: Command): void {
   withConnectionOptions(policy.command("delete <name>"))
     .description("delete one policy")
     .option("--dry-run", "print the connections whose decision would change; delete nothing")
+    .option("--force", "also delete a policy that the policy source cluster owns")
     .addOption(outputOption())
-    .action(async (name: string, flags: ReadFlags & { dryRun?: boolean }) => {
+    .action(async (name: string, flags: ReadFlags & { dryRun?: boolean; force?: boolean }) => {
       const res = await withAdmin(flags, (c, call) =>
-        c.deletePolicy({ name, dryRun: flags.dryRun ?? false }, call),
+        c.deletePolicy({ name, dryRun: flags.dryRun ?? false, force: flags.force ?? false }, call),
       );
       print(flags.output, DeletePolicyResponseSchema, res, () =>
         [

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/agent_service.proto.
  */
 export const file_isthmus_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIo0DCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SAASMwoOb2JqZWN0c19yZXBvcnQYCCABKAsyGS5pc3RobXVzLnYxLk9iamVjdHNSZXBvcnRIAEIQCgdtZXNzYWdlEgW6SAIIASKsAQoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5pc3RobXVzLnYxLldlbGNvbWVIABIvCgxjb25maWdfZGVsdGEYAiABKAsyFy5pc3RobXVzLnYxLkNvbmZpZ0RlbHRhSAASNQoPb2JqZWN0c19yZXF1ZXN0GAMgASgLMhouaXN0aG11cy52MS5PYmplY3RzUmVxdWVzdEgAQgkKB21lc3NhZ2Ui2wMKBUhlbGxvEj4KCmNsdXN0ZXJfaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBIyCg1hZ2VudF92ZXJzaW9uGAIgASgJQhu6SBhyFhhAMhJeWzAtOUEtWmEtei4rXy1dKiQSIwoEbWVzaBgDIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEkwKEGFwcGxpZWRfdmVyc2lvbnMYBCADKAsyJi5pc3RobXVzLnYxLkhlbGxvLkFwcGxpZWRWZXJzaW9uc0VudHJ5Qgq6SAeaAQQQwIQ9EjAKCHdhcm5pbmdzGAUgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAISSgoPZmFpbGVkX3ZlcnNpb25zGAYgAygLMiUuaXN0aG11cy52MS5IZWxsby5GYWlsZWRWZXJzaW9uc0VudHJ5Qgq6SAeaAQQQwIQ9GjYKFEFwcGxpZWRWZXJzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNQoTRmFpbGVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIk8KB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRITCgtodWJfdmVyc2lvbhgCIAEoCRIbChNtYXhfY2F0YWxvZ19lbnRyaWVzGAMgASgNIsECCg1DYXRhbG9nVXBkYXRlEhUKDWZ1bGxfc25hcHNob3QYASABKAgSGQoIcmV2aXNpb24YAiABKARCB7pIBDICKAESLgoRdXBzZXJ0ZWRfc2VydmljZXMYAyADKAsyEy5pc3RobXVzLnYxLlNlcnZpY2USLwoQcmVtb3ZlZF9zZXJ2aWNlcxgEIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5EjkKE3Vwc2VydGVkX2lkZW50aXRpZXMYBSADKAsyHC5pc3RobXVzLnYxLldvcmtsb2FkSWRlbnRpdHkSMQoScmVtb3ZlZF9pZGVudGl0aWVzGAYgAygLMhUuaXN0aG11cy52MS5PYmplY3RLZXkSLwoLb3JpZ2luX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKDFN0YXR1c1JlcG9ydBIjCgRtZXNoGAEgASgLMhUuaXN0aG11cy52MS5NZXNoRmFjdHMSMAoId2FybmluZ3MYAiADKAsyEy5pc3RobXVzLnYxLldhcm5pbmdCCbpIBpIBAxCAAiLYAQoLQXBwbHlSZXBvcnQSQQoHYXBwbGllZBgBIAMoCzIkLmlzdGhtdXMudjEuQXBwbHlSZXBvcnQuQXBwbGllZEVudHJ5Qgq6SAeaAQQQoI0GEjkKDWRyaWZ0X3JlcGFpcnMYAiADKAsyFy5pc3RobXVzLnYxLkRyaWZ0UmVwYWlyQgm6SAaSAQMQ6AcSGwoHcmVtb3ZlZBgDIAMoCUIKukgHkgEEEKCNBhouCgxBcHBsaWVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJECg5Db25mbGljdFJlcG9ydBIyCgljb25mbGljdHMYASADKAsyFC5pc3RobXVzLnYxLkNvbmZsaWN0Qgm6SAaSAQMQ6AciJAoOT2JqZWN0c1JlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCSKIAQoNT2JqZWN0c1JlcG9ydBIdCgpyZXF1ZXN0X2lkGAEgASgJQgm6SAZyBBABGEASKgoMb2JqZWN0c19qc29uGAIgAygJQhS6SBGSAQ4QwJoMIghyBhACGICAEBIsCgVlcnJvchgDIAEoCUIdukgachgYgCAyE15bXlx4MDAtXHgxZlx4N2ZdKiQimQEKC0RyaWZ0UmVwYWlyEh0KC2ludGVudF9uYW1lGAEgASgJQgi6SAVyAxiACBIYCgZvYmplY3QYAiABKAlCCLpIBXIDGIAEEicKBmNoYW5nZRgDIAEoCUIXukgUchJSB2NoYW5nZWRSB2RlbGV0ZWQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoLQ29uZmlnRGVsdGESDQoFbm9uY2UYASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSJAoIdXBzZXJ0ZWQYAyADKAsyEi5pc3RobXVzLnYxLkludGVudBIPCgdyZW1vdmVkGAQgAygJEhAKCGNvbXBsZXRlGAUgASgIIjUKA0FjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCSJPCg1SZXNvdXJjZUVycm9yEhMKC2ludGVudF9uYW1lGAEgASgJEg4KBm9iamVjdBgCIAEoCRIZCgdtZXNzYWdlGAMgASgJQgi6SAVyAxiAICJsCgROYWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEjQKBmVycm9ycxgDIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvckIJukgGkgEDEJBOMtUBCgxBZ2VudFNlcnZpY2USPwoGRW5yb2xsEhkuaXN0aG11cy52MS5FbnJvbGxSZXF1ZXN0GhouaXN0aG11cy52MS5FbnJvbGxSZXNwb25zZRI8CgVSZW5ldxIYLmlzdGhtdXMudjEuUmVuZXdSZXF1ZXN0GhkuaXN0aG11cy52MS5SZW5ld1Jlc3BvbnNlEkYKB0Nvbm5lY3QSGi5pc3RobXVzLnYxLkNvbm5lY3RSZXF1ZXN0GhsuaXN0aG11cy52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0DCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SAASMwoOb2JqZWN0c19yZXBvcnQYCCABKAsyGS5pc3RobXVzLnYxLk9iamVjdHNSZXBvcnRIABI+ChRwb2xpY3lfc291cmNlX3JlcG9ydBgJIAEoCzIeLmlzdGhtdXMudjEuUG9saWN5U291cmNlUmVwb3J0SABCEAoHbWVzc2FnZRIFukgCCAEirAEKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMuaXN0aG11cy52MS5XZWxjb21lSAASLwoMY29uZmlnX2RlbHRhGAIgASgLMhcuaXN0aG11cy52MS5Db25maWdEZWx0YUgAEjUKD29iamVjdHNfcmVxdWVzdBgDIAEoCzIaLmlzdGhtdXMudjEuT2JqZWN0c1JlcXVlc3RIAEIJCgdtZXNzYWdlItsDCgVIZWxsbxI+CgpjbHVzdGVyX2lkGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSMgoNYWdlbnRfdmVyc2lvbhgCIAEoCUIbukgYchYYQDISXlswLTlBLVphLXouK18tXSokEiMKBG1lc2gYAyABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxJMChBhcHBsaWVkX3ZlcnNpb25zGAQgAygLMiYuaXN0aG11cy52MS5IZWxsby5BcHBsaWVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRIwCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACEkoKD2ZhaWxlZF92ZXJzaW9ucxgGIAMoCzIlLmlzdGhtdXMudjEuSGVsbG8uRmFpbGVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRo2ChRBcHBsaWVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjUKE0ZhaWxlZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEwoLaHViX3ZlcnNpb24YAiABKAkSGwoTbWF4X2NhdGFsb2dfZW50cmllcxgDIAEoDSLBAgoNQ2F0YWxvZ1VwZGF0ZRIVCg1mdWxsX3NuYXBzaG90GAEgASgIEhkKCHJldmlzaW9uGAIgASgEQge6SAQyAigBEi4KEXVwc2VydGVkX3NlcnZpY2VzGAMgAygLMhMuaXN0aG11cy52MS5TZXJ2aWNlEi8KEHJlbW92ZWRfc2VydmljZXMYBCADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRI5ChN1cHNlcnRlZF9pZGVudGl0aWVzGAUgAygLMhwuaXN0aG11cy52MS5Xb3JrbG9hZElkZW50aXR5EjEKEnJlbW92ZWRfaWRlbnRpdGllcxgGIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5Ei8KC29yaWdpbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlCgxTdGF0dXNSZXBvcnQSIwoEbWVzaBgBIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEjAKCHdhcm5pbmdzGAIgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAIi2AEKC0FwcGx5UmVwb3J0EkEKB2FwcGxpZWQYASADKAsyJC5pc3RobXVzLnYxLkFwcGx5UmVwb3J0LkFwcGxpZWRFbnRyeUIKukgHmgEEEKCNBhI5Cg1kcmlmdF9yZXBhaXJzGAIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpckIJukgGkgEDEOgHEhsKB3JlbW92ZWQYAyADKAlCCrpIB5IBBBCgjQYaLgoMQXBwbGllZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoOQ29uZmxpY3RSZXBvcnQSMgoJY29uZmxpY3RzGAEgAygLMhQuaXN0aG11cy52MS5Db25mbGljdEIJukgGkgEDEOgHIkEKElBvbGljeVNvdXJjZVJlcG9ydBIrCg5kb2N1bWVudHNfanNvbhgBIAMoCUITukgQkgENEJBOIghyBhACGICABCIkCg5PYmplY3RzUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIogBCg1PYmplY3RzUmVwb3J0Eh0KCnJlcXVlc3RfaWQYASABKAlCCbpIBnIEEAEYQBIqCgxvYmplY3RzX2pzb24YAiADKAlCFLpIEZIBDhDAmgwiCHIGEAIYgIAQEiwKBWVycm9yGAMgASgJQh26SBpyGBiAIDITXlteXHgwMC1ceDFmXHg3Zl0qJCKZAQoLRHJpZnRSZXBhaXISHQoLaW50ZW50X25hbWUYASABKAlCCLpIBXIDGIAIEhgKBm9iamVjdBgCIAEoCUIIukgFcgMYgAQSJwoGY2hhbmdlGAMgASgJQhe6SBRyElIHY2hhbmdlZFIHZGVsZXRlZBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ9CgtDb25maWdEZWx0YRINCgVub25jZRgBIAEoCRIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRIkCgh1cHNlcnRlZBgDIAMoCzISLmlzdGhtdXMudjEuSW50ZW50Eg8KB3JlbW92ZWQYBCADKAkSEAoIY29tcGxldGUYBSABKAgiNQoDQWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJIk8KDVJlc291cmNlRXJyb3ISEwoLaW50ZW50X25hbWUYASABKAkSDgoGb2JqZWN0GAIgASgJEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgImwKBE5hY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSNAoGZXJyb3JzGAMgAygLMhkuaXN0aG11cy52MS5SZXNvdXJjZUVycm9yQgm6SAaSAQMQkE4y1QEKDEFnZW50U2VydmljZRI/CgZFbnJvbGwSGS5pc3RobXVzLnYxLkVucm9sbFJlcXVlc3QaGi5pc3RobXVzLnYxLkVucm9sbFJlc3BvbnNlEjwKBVJlbmV3EhguaXN0aG11cy52MS5SZW5ld1JlcXVlc3QaGS5pc3RobXVzLnYxLlJlbmV3UmVzcG9uc2USRgoHQ29ubmVjdBIaLmlzdGhtdXMudjEuQ29ubmVjdFJlcXVlc3QaGy5pc3RobXVzLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
 
 /**
  * Enrollment with a bootstrap token.
@@ -220,6 +220,14 @@ export type ConnectRequest = Message<"isthmus.v1.ConnectRequest"> & {
      */
     value: ObjectsReport;
     case: "objectsReport";
+  } | {
+    /**
+     * The ConnectionPolicy objects of the policy source cluster.
+     *
+     * @generated from field: isthmus.v1.PolicySourceReport policy_source_report = 9;
+     */
+    value: PolicySourceReport;
+    case: "policySourceReport";
   } | { case: undefined; value?: undefined };
 };
 
@@ -521,6 +529,30 @@ export const ConflictReportSchema: GenMessage<ConflictReport> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_agent_service, 11);
 
 /**
+ * Every ConnectionPolicy object (isthmus.dev/v1alpha1) of the agent's cluster, sent when the
+ * agent runs with policySource enabled: after each session's catalog snapshot and whenever
+ * they change. The hub takes it only from its configured policySource.cluster; the set is
+ * authoritative for the policies of that source.
+ *
+ * @generated from message isthmus.v1.PolicySourceReport
+ */
+export type PolicySourceReport = Message<"isthmus.v1.PolicySourceReport"> & {
+  /**
+   * Each object as JSON: apiVersion, kind, metadata (name, labels, annotations) and spec.
+   *
+   * @generated from field: repeated string documents_json = 1;
+   */
+  documentsJson: string[];
+};
+
+/**
+ * Describes the message isthmus.v1.PolicySourceReport.
+ * Use `create(PolicySourceReportSchema)` to create a new message.
+ */
+export const PolicySourceReportSchema: GenMessage<PolicySourceReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 12);
+
+/**
  * Asks the agent to list the objects the mesh model reads.
  *
  * @generated from message isthmus.v1.ObjectsRequest
@@ -539,7 +571,7 @@ export type ObjectsRequest = Message<"isthmus.v1.ObjectsRequest"> & {
  * Use `create(ObjectsRequestSchema)` to create a new message.
  */
 export const ObjectsRequestSchema: GenMessage<ObjectsRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 12);
+  messageDesc(file_isthmus_v1_agent_service, 13);
 
 /**
  * The cluster's live objects of the kinds the mesh model reads (packages/mesh-model/README.md,
@@ -576,7 +608,7 @@ export type ObjectsReport = Message<"isthmus.v1.ObjectsReport"> & {
  * Use `create(ObjectsReportSchema)` to create a new message.
  */
 export const ObjectsReportSchema: GenMessage<ObjectsReport> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 13);
+  messageDesc(file_isthmus_v1_agent_service, 14);
 
 /**
  * One owned object restored by the agent after someone else changed or deleted it.
@@ -619,7 +651,7 @@ export type DriftRepair = Message<"isthmus.v1.DriftRepair"> & {
  * Use `create(DriftRepairSchema)` to create a new message.
  */
 export const DriftRepairSchema: GenMessage<DriftRepair> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 14);
+  messageDesc(file_isthmus_v1_agent_service, 15);
 
 /**
  * Intents to apply: an incremental update of the cluster's desired set.
@@ -670,7 +702,7 @@ export type ConfigDelta = Message<"isthmus.v1.ConfigDelta"> & {
  * Use `create(ConfigDeltaSchema)` to create a new message.
  */
 export const ConfigDeltaSchema: GenMessage<ConfigDelta> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 15);
+  messageDesc(file_isthmus_v1_agent_service, 16);
 
 /**
  * The agent applied every object of the delta.
@@ -698,7 +730,7 @@ export type Ack = Message<"isthmus.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 16);
+  messageDesc(file_isthmus_v1_agent_service, 17);
 
 /**
  * Why one intent could not be applied.
@@ -733,7 +765,7 @@ export type ResourceError = Message<"isthmus.v1.ResourceError"> & {
  * Use `create(ResourceErrorSchema)` to create a new message.
  */
 export const ResourceErrorSchema: GenMessage<ResourceError> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 17);
+  messageDesc(file_isthmus_v1_agent_service, 18);
 
 /**
  * The agent could not apply some objects of the delta; the rest are applied.
@@ -768,7 +800,7 @@ export type Nack = Message<"isthmus.v1.Nack"> & {
  * Use `create(NackSchema)` to create a new message.
  */
 export const NackSchema: GenMessage<Nack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 18);
+  messageDesc(file_isthmus_v1_agent_service, 19);
 
 /**
  * The agent's service at the hub. Agents dial out; the hub never dials a cluster.
