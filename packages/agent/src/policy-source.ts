@@ -6,8 +6,8 @@ import { type Logger, silentLogger } from "@isthmus/logging";
 import { createInformer, type Delay } from "./discovery/informer.js";
 import type { KubeClient } from "./kube/client.js";
 import type { Resource } from "./kube/resources.js";
-import { canonicalJson } from "./render/meta.js";
-import type { KubeObject } from "./render/types.js";
+import type { KubeObject } from "./kube-object.js";
+import { canonicalJson } from "./kube-object.js";
 
 export const CONNECTION_POLICIES: Resource = {
   group: "isthmus.dev",

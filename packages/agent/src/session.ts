@@ -1,29 +1,27 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+// The agent's session with the hub: connect (enrollment.ts gives the certificate), Hello
+// and Welcome, the catalog (catalog-sender.ts), config deltas applied and answered with ACK or
+// NACK, ApplyReports of what the reconciler did on its own; reconnects with backoff.
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import { createAgentCsr } from "@isthmus/pki";
 import {
-  AgentService,
   type ClientBidiStream,
   type ConfigDelta,
   type ConnectRequestSchema,
   type ConnectResponseSchema,
-  clientCredentials,
-  createClient,
   forEachMessage,
   GrpcError,
-  type ServiceClient,
 } from "@isthmus/proto";
 import { createApplyReports } from "./apply-report.js";
+import { createCatalogSender } from "./catalog-sender.js";
 import type { Controller } from "./controller.js";
 import { type Clock, createDebouncer } from "./debounce.js";
-import type { CatalogChange } from "./discovery/cache.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
-import { type AgentIdentity, type IdentityStore, renewalDue } from "./identity.js";
+import { type Client, createEnrollment } from "./enrollment.js";
+import { createFindingsSender, type FindingsSender } from "./findings-sender.js";
+import type { AgentIdentity, IdentityStore } from "./identity.js";
 import type { PolicySource } from "./policy-source.js";
 
 type Stream = ClientBidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
-type Client = ServiceClient<(typeof AgentService)["method"]>;
 
 export type SessionState =
   | "idle"
@@ -87,11 +85,10 @@ export function backoffDelay(
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
 
-/** Largest object and report the hub accepts in an ObjectsReport (the contract; the stream's
- * message limit is 32 MiB). */
-const MAX_REPORTED_OBJECT = 262_144;
-const MAX_REPORTED_TOTAL = 30 * 1024 * 1024;
-
+/**
+ * Long as a closure, not as one job: its inner functions share one session's state (stream,
+ * client, state, the acked version, the open session's callbacks); none is over about 80 lines.
+ */
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
     module: "session",
@@ -118,91 +115,9 @@ export function createSession(options: SessionOptions): Session {
     state = s;
     options.onState?.(s);
   };
-
-  const channel = (identity: AgentIdentity | undefined): Client => {
-    const tls =
-      identity === undefined
-        ? { caPem: options.hubCaPem }
-        : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
-    return createClient(
-      AgentService,
-      options.hubAddress,
-      clientCredentials(tls),
-      options.serverNameOverride === undefined
-        ? {}
-        : { serverNameOverride: options.serverNameOverride },
-    );
-  };
-
-  async function enroll(): Promise<AgentIdentity> {
-    if (options.bootstrapToken === undefined || options.bootstrapToken === "") {
-      throw new Error(
-        "no agent identity and no bootstrap token: create the cluster at the hub (isthmus cluster create) and pass its token",
-      );
-    }
-    setState("enrolling");
-    const csr = await createAgentCsr(options.clusterId);
-    const c = channel(undefined);
-    try {
-      const res = await c.enroll(
-        {
-          clusterId: options.clusterId,
-          bootstrapToken: options.bootstrapToken,
-          csrPem: csr.csrPem,
-        },
-        { timeoutMs: 30_000 },
-      );
-      const identity: AgentIdentity = {
-        keyPem: csr.keyPem,
-        certChainPem: res.certificateChainPem,
-        caPem: res.caPem || options.hubCaPem,
-        notAfter:
-          res.notAfter === undefined
-            ? new Date(now().getTime() + 3600_000)
-            : new Date(Number(res.notAfter.seconds) * 1000),
-        issuedAt: now(),
-      };
-      await options.identityStore.save(identity);
-      logger.info("enrolled at the hub", { not_after: identity.notAfter.toISOString() });
-      return identity;
-    } finally {
-      c.close();
-    }
-  }
-
-  async function renew(identity: AgentIdentity): Promise<AgentIdentity> {
-    const csr = await createAgentCsr(options.clusterId);
-    const c = channel(identity);
-    try {
-      const res = await c.renew({ csrPem: csr.csrPem }, { timeoutMs: 30_000 });
-      const next: AgentIdentity = {
-        keyPem: csr.keyPem,
-        certChainPem: res.certificateChainPem,
-        caPem: res.caPem || identity.caPem,
-        notAfter:
-          res.notAfter === undefined
-            ? identity.notAfter
-            : new Date(Number(res.notAfter.seconds) * 1000),
-        issuedAt: now(),
-      };
-      await options.identityStore.save(next);
-      logger.info("renewed the client certificate", { not_after: next.notAfter.toISOString() });
-      return next;
-    } finally {
-      c.close();
-    }
-  }
-
-  async function credentials(): Promise<AgentIdentity> {
-    let identity = await options.identityStore.load();
-    if (identity === undefined) return enroll();
-    if (identity.notAfter.getTime() <= now().getTime()) {
-      logger.warn("client certificate expired", { not_after: identity.notAfter.toISOString() });
-      return enroll();
-    }
-    if (renewalDue(identity).getTime() <= now().getTime()) identity = await renew(identity);
-    return identity;
-  }
+  const { channel, credentials, scheduleRenewal } = createEnrollment(options, logger, now, () =>
+    setState("enrolling"),
+  );
 
   /** One session: Hello, Welcome, snapshot, then deltas both ways until the stream ends. */
   async function runSession(identity: AgentIdentity): Promise<void> {
@@ -210,7 +125,6 @@ export function createSession(options: SessionOptions): Session {
     client = channel(identity);
     const s = client.connect();
     stream = s;
-    let revision = 0n;
     let sending = Promise.resolve();
     const send = (m: Parameters<Stream["send"]>[0]) => {
       sending = sending.then(() => s.send(m));
@@ -247,76 +161,13 @@ export function createSession(options: SessionOptions): Session {
       hub_version: welcome.hubVersion,
     });
 
-    const { snapshot, originTime } = cache.fullSnapshot();
-    revision++;
-    const services = [...snapshot.services.values()];
-    const identities = [...snapshot.identities.values()];
-    const limit = welcome.maxCatalogEntries;
-    if (limit > 0 && services.length + identities.length > limit) {
-      logger.warn("catalog larger than the hub accepts", {
-        entries: services.length + identities.length,
-        max: limit,
-      });
-    }
-    await send({
-      message: {
-        case: "catalogUpdate",
-        value: {
-          fullSnapshot: true,
-          revision,
-          upsertedServices: services,
-          upsertedIdentities: identities,
-          originTime: timestampFromDate(originTime),
-        },
-      },
-    });
-    options.onCatalogSent?.({ full: true, revision, entries: services.length + identities.length });
-    await send({
-      message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
-    });
-    if (options.policySource !== undefined)
-      await send({
-        message: {
-          case: "policySourceReport",
-          value: { documentsJson: options.policySource.documents() },
-        },
-      });
+    const catalog = createCatalogSender(cache, send, logger, options);
+    await catalog.snapshot(welcome.maxCatalogEntries);
+    const findings = createFindingsSender(controller, options.policySource, send, logger);
+    await findings.sendAll();
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
-    const flush = () => {
-      const change: CatalogChange | undefined = cache.takeDelta();
-      if (change === undefined) return;
-      const d = change.delta;
-      revision++;
-      const rev = revision;
-      void send({
-        message: {
-          case: "catalogUpdate",
-          value: {
-            fullSnapshot: false,
-            revision: rev,
-            upsertedServices: d.upsertedServices,
-            removedServices: d.removedServices,
-            upsertedIdentities: d.upsertedIdentities,
-            removedIdentities: d.removedIdentities,
-            originTime: timestampFromDate(change.originTime),
-          },
-        },
-      })
-        .then(() =>
-          options.onCatalogSent?.({
-            full: false,
-            revision: rev,
-            entries:
-              d.upsertedServices.length +
-              d.removedServices.length +
-              d.upsertedIdentities.length +
-              d.removedIdentities.length,
-          }),
-        )
-        .catch(() => {});
-    };
-    const debouncer = createDebouncer(flush, {
+    const debouncer = createDebouncer(catalog.flush, {
       windowMs: debounceMs,
       maxMs: maxDebounceMs,
       ...(options.clock === undefined ? {} : { clock: options.clock }),
@@ -332,21 +183,7 @@ export function createSession(options: SessionOptions): Session {
       for (const value of reports.take())
         void send({ message: { case: "applyReport", value } }).catch(() => {});
     };
-    const onConflicts = () => {
-      void send({
-        message: { case: "conflictReport", value: { conflicts: controller.conflicts.current() } },
-      }).catch(() => {});
-    };
-    const onPolicies = () => {
-      if (options.policySource === undefined) return;
-      void send({
-        message: {
-          case: "policySourceReport",
-          value: { documentsJson: options.policySource.documents() },
-        },
-      }).catch(() => {});
-    };
-    active = { schedule, onMesh, report, onConflicts, onPolicies };
+    active = { schedule, onMesh, report, findings };
     schedule();
     reportSoon();
 
@@ -356,7 +193,7 @@ export function createSession(options: SessionOptions): Session {
         if (message.case === "configDelta") return applyConfig(message.value, send);
         // Listing the cluster can take a while: config deltas do not wait for it.
         if (message.case === "objectsRequest")
-          void answerObjects(message.value.requestId, send).catch(() => {});
+          void findings.answerObjects(message.value.requestId).catch(() => {});
         else logger.warn("unexpected message from the hub", { kind: message.case ?? "none" });
         return undefined;
       });
@@ -364,36 +201,6 @@ export function createSession(options: SessionOptions): Session {
       active = undefined;
       debouncer.cancel();
     }
-  }
-
-  /** Lists the cluster for the hub (`isthmus verify` without kubeconfigs). */
-  async function answerObjects(
-    requestId: string,
-    send: (m: Parameters<Stream["send"]>[0]) => Promise<void>,
-  ): Promise<void> {
-    let objectsJson: string[] = [];
-    let error = "";
-    try {
-      objectsJson = (await controller.clusterObjects()).map((o) => JSON.stringify(o));
-      const big = objectsJson.findIndex((j) => j.length > MAX_REPORTED_OBJECT);
-      const total = objectsJson.reduce((n, j) => n + j.length, 0);
-      if (big >= 0)
-        error = `an object exceeds ${MAX_REPORTED_OBJECT} bytes of JSON: ${objectsJson[big]!.slice(0, 120)}`;
-      else if (total > MAX_REPORTED_TOTAL)
-        error = `the cluster's objects take ${total} bytes of JSON, more than ${MAX_REPORTED_TOTAL}`;
-    } catch (err) {
-      error = (err as Error).message;
-    }
-    if (error !== "") {
-      objectsJson = [];
-      // The contract refuses control characters in the error (it is printed on terminals).
-      error = [...error]
-        .map((ch) => (ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f ? " " : ch))
-        .join("")
-        .slice(0, 4096);
-      logger.warn("cannot report the cluster's objects", { err: error });
-    }
-    await send({ message: { case: "objectsReport", value: { requestId, objectsJson, error } } });
   }
 
   async function applyConfig(
@@ -442,13 +249,7 @@ export function createSession(options: SessionOptions): Session {
   }
 
   let active:
-    | {
-        schedule(): void;
-        onMesh(): void;
-        report(): void;
-        onConflicts(): void;
-        onPolicies(): void;
-      }
+    | { schedule(): void; onMesh(): void; report(): void; findings: FindingsSender }
     | undefined;
 
   // What the reconciler did on its own (a NACKed intent applied or removed on its retry
@@ -468,8 +269,8 @@ export function createSession(options: SessionOptions): Session {
   });
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
-  controller.conflicts.onChange(() => active?.onConflicts());
-  options.policySource?.onChange(() => active?.onPolicies());
+  controller.conflicts.onChange(() => active?.findings.conflictsChanged());
+  options.policySource?.onChange(() => active?.findings.policiesChanged());
 
   async function run(): Promise<void> {
     let attempt = 0;
@@ -504,35 +305,6 @@ export function createSession(options: SessionOptions): Session {
       await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
     }
     setState("stopped");
-  }
-
-  /** Renews the certificate while connected, when two thirds of its lifetime have passed. */
-  function scheduleRenewal(identity: AgentIdentity): () => void {
-    let timer: NodeJS.Timeout | undefined;
-    let cancelled = false;
-    const arm = (current: AgentIdentity) => {
-      const due = renewalDue(current).getTime() - now().getTime();
-      timer = setTimeout(
-        () => {
-          renew(current).then(
-            (next) => {
-              if (!cancelled) arm(next);
-            },
-            (err: unknown) => {
-              logger.warn("renewal failed", { err: errorField(err) });
-              if (!cancelled) arm(current);
-            },
-          );
-        },
-        Math.max(1_000, Math.min(due, 2 ** 31 - 1)),
-      );
-      timer.unref();
-    };
-    arm(identity);
-    return () => {
-      cancelled = true;
-      if (timer !== undefined) clearTimeout(timer);
-    };
   }
 
   return {

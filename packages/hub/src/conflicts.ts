@@ -3,7 +3,7 @@
 // backing cluster, those of the destination service and port whose kind goes against the
 // decision and whose callers include the explained principal.
 import { type Conflict, Decision, type ExplainRequest, type ExplainResponse } from "@isthmus/proto";
-import type { ClusterCatalog } from "./hub.js";
+import type { ClusterCatalog } from "./context.js";
 
 /** `td/ns/x/sa/y` against a reported caller, where `*` stands for a whole segment. */
 export function principalMatches(pattern: string, principal: string): boolean {

@@ -11,7 +11,10 @@ import {
   ConnectionPolicySchema,
   type PolicySourceReport,
 } from "@isthmus/proto";
-import type { HubContext } from "./hub.js";
+import type { HubContext } from "./context.js";
+
+/** What taking a report uses. */
+type SourceContext = Pick<HubContext, "config" | "registry" | "engine" | "deliver">;
 
 /** What a report did, or why it was refused. */
 export type SourceOutcome =
@@ -47,7 +50,7 @@ const sameContent = (a: ConnectionPolicy, b: ConnectionPolicy) =>
 
 /** Applies a PolicySourceReport from `clusterId`, if that cluster is the policy source. */
 export async function acceptPolicySource(
-  ctx: HubContext,
+  ctx: SourceContext,
   clusterId: string,
   report: PolicySourceReport,
 ): Promise<SourceOutcome> {
@@ -91,7 +94,10 @@ export async function acceptPolicySource(
 }
 
 /** The policies of a batch that a source cluster owns (the admin API needs force for them). */
-export function ownedBySource(ctx: HubContext, names: readonly string[]): ConnectionPolicy[] {
+export function ownedBySource(
+  ctx: Pick<HubContext, "registry">,
+  names: readonly string[],
+): ConnectionPolicy[] {
   return names.flatMap((n) => {
     const p = ctx.registry.policies.get(n);
     return p !== undefined && p.source !== "" ? [p] : [];

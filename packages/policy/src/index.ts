@@ -6,7 +6,7 @@ export type {
   IdentityRecord,
   ServiceRecord,
 } from "@isthmus/model";
-export { canonicalJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
+export { contentJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
 export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
 export {
   compileGlob,

@@ -15,8 +15,8 @@ import {
   refOf,
 } from "@isthmus/mesh-model";
 import type { AccessIntent, Conflict } from "@isthmus/proto";
-import { isOwned } from "../render/meta.js";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
+import { isOwned } from "../ownership.js";
 
 export type ConflictKind = "widens-access" | "breaks-allow" | "permissive-mtls";
 

@@ -4,7 +4,7 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
 import type { Reconciler } from "../apply/reconciler.js";
 import type { ClusterCache } from "../discovery/cache.js";
-import { canonicalJson } from "../render/meta.js";
+import { canonicalJson } from "../kube-object.js";
 import { type ConflictRecord, detectConflicts } from "./detect.js";
 
 export interface ConflictWatchOptions {

@@ -15,7 +15,7 @@ import {
   SERVICE_ENTRIES,
   SERVICES,
 } from "../kube/resources.js";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
 
 export const DEPLOYMENTS: Resource = {
   group: "apps",
