@@ -74,6 +74,14 @@ const AGENT_RBAC: readonly AllowedRule[] = [
     resourceNames: ["isthmus-agent-identity"],
     namespacedOnly: true,
   },
+  // meshCaSecret (agent-everything.yaml): Istio's plug-in CA Secret, read by name.
+  {
+    apiGroup: "",
+    resources: ["secrets"],
+    verbs: ["get"],
+    resourceNames: ["cacerts"],
+    namespacedOnly: true,
+  },
   { apiGroup: "", resources: ["secrets"], verbs: ["create"], namespacedOnly: true },
 ];
 
@@ -101,10 +109,13 @@ const CASES: Case[] = [
     files: ["hub-production.yaml"],
     kinds: [
       "ConfigMap",
+      "ConfigMap",
+      "CustomResourceDefinition",
       "Deployment",
       "NetworkPolicy",
       "PersistentVolumeClaim",
       "PodDisruptionBudget",
+      "PrometheusRule",
       "Secret",
       "Service",
       "ServiceAccount",
@@ -216,6 +227,7 @@ describe("charts rendered by the Go template engine", function () {
     sim = await startKubeSim({ namespaces: ["default", NAMESPACE, "istio-system"] });
     sim.create(monitoringCrd("ServiceMonitor", "servicemonitors"));
     sim.create(monitoringCrd("PodMonitor", "podmonitors"));
+    sim.create(monitoringCrd("PrometheusRule", "prometheusrules"));
     kubeconfig = await sim.writeKubeconfig(join(dir, "kubeconfig"));
   });
 
@@ -258,7 +270,7 @@ describe("charts rendered by the Go template engine", function () {
     });
   }
 
-  it("the agent's flags come from values: cluster, hub, server name, locality, extra args", () => {
+  it("the agent's flags come from values: cluster, hub, log format, server name, locality, extra args", () => {
     const { objects } = renderChart(join(CHARTS_DIR, "isthmus-agent"), [
       values("agent-cli.yaml"),
       values("agent-everything.yaml"),
@@ -275,8 +287,10 @@ describe("charts rendered by the Go template engine", function () {
       "--namespace=$(POD_NAMESPACE)",
       "--istio-namespace=istio-system",
       "--listen=0.0.0.0:9090",
+      "--log-format=text",
       "--hub-server-name=hub.internal.example.com",
       "--locality=eu-west-1/eu-west-1a",
+      "--mesh-ca-secret=cacerts",
       "--policy-source=true",
       "--kubeconfig=/etc/kube/config",
     ]);

@@ -41,6 +41,7 @@ function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
     getPolicy: unimplemented,
     deletePolicy: unimplemented,
     explain: unimplemented,
+    explainBatch: unimplemented,
     listCatalog: unimplemented,
     getClusterObjects: unimplemented,
     watchCatalog: async (req, stream) => {

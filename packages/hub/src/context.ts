@@ -143,7 +143,7 @@ export type ClusterAdminContext = AdminAuth &
 
 /** What the admin calls on policies use (admin/policies.ts). */
 export type PolicyAdminContext = AdminAuth &
-  Pick<HubContext, "logger" | "registry" | "engine" | "deliver">;
+  Pick<HubContext, "logger" | "registry" | "engine" | "deliver" | "catalogs">;
 
 /** What status, explain and the catalog listings use (admin/status.ts, admin/catalog.ts). */
 export type StatusContext = AdminAuth &

@@ -10,6 +10,7 @@ import type { HubConfig } from "./config.js";
 import type { ClusterCatalog, EngineWarning, HubContext } from "./context.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type DistributorOptions } from "./distributor.js";
+import type { HubHealth } from "./health.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
 import { createObjectRequests } from "./object-requests.js";
 import { openRegistry, type Registry } from "./registry.js";
@@ -24,9 +25,13 @@ export interface Hub {
   port: number;
   /** Bound metrics port, 0 when disabled. */
   metricsPort: number;
+  /** Bound plaintext gRPC health port, 0 when disabled. */
+  grpcHealthPort: number;
   /** The control-plane CA that agents verify the hub with. */
   caPem: string;
   context: HubContext;
+  /** Readiness: gRPC health (grpc.health.v1) and /readyz; SERVING once listening. */
+  health: HubHealth;
   close(): Promise<void>;
 }
 
@@ -49,7 +54,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;
   const { store, registry, hubCa } = await openState(options, logger);
-  const metrics = createHubMetrics();
+  const metrics = createHubMetrics({ defaultMetrics: config.metricsListen !== "" });
+  metrics.certificates("ca", hubCa.certPem);
   const startedAt = Date.now();
   let version = 0;
   const catalogs = new Map<string, ClusterCatalog>();
@@ -118,11 +124,24 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   }
 
   warmup.start();
-  const { server, port } = await serveGrpc(ctx, auth, warmup);
-  const { http, port: metricsPort } = await serveMetrics(metrics, config.metricsListen);
+  const { server, port, health } = await serveGrpc(ctx, auth, warmup);
+  metrics.observe({
+    ready: () => health.ready(),
+    clusters: () =>
+      [...registry.clusters.keys()].map((id) => [id, catalogs.get(id)?.connected === true]),
+  });
+  const { http, port: metricsPort } = await serveMetrics(metrics, config.metricsListen, () =>
+    health.ready(),
+  );
+  const plainHealth =
+    config.grpcHealthListen === ""
+      ? undefined
+      : await health.servePlaintext(config.grpcHealthListen);
+  health.setReady(true);
   logger.info("hub started", {
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     clusters: registry.clusters.size,
     policies: registry.policies.size,
     warmingUp: !warmup.warm(),
@@ -132,13 +151,17 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   return {
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     caPem: hubCa.certPem,
     context: ctx,
+    health,
     async close() {
+      health.setReady(false);
       warmup.stop();
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       for (const s of ctx.streams.values()) s.abort();
       distributor.stop();
+      await plainHealth?.close();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
       await store.close();

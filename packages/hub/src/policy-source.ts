@@ -7,8 +7,10 @@
 import { equals } from "@bufbuild/protobuf";
 import { isPolicyError, parsePolicyYaml, validatePolicies } from "@isthmus/policy";
 import {
+  Code,
   type ConnectionPolicy,
   ConnectionPolicySchema,
+  GrpcError,
   type PolicySourceReport,
 } from "@isthmus/proto";
 import type { HubContext } from "./context.js";
@@ -102,4 +104,15 @@ export function ownedBySource(
     const p = ctx.registry.policies.get(n);
     return p !== undefined && p.source !== "" ? [p] : [];
   });
+}
+
+/** A batch that would change or delete policies a source cluster owns, without force. */
+export function refuseSourced(owned: readonly ConnectionPolicy[], what: "change" | "delete"): void {
+  const first = owned[0];
+  if (first === undefined) return;
+  throw new GrpcError(
+    Code.FAILED_PRECONDITION,
+    `policy "${first.name}" comes from the ConnectionPolicy objects of cluster "${first.source}" (policy source); ${what} it there, or use --force (that cluster's next report restores it)` +
+      (owned.length > 1 ? ` (and ${owned.length - 1} more)` : ""),
+  );
 }

@@ -1,5 +1,6 @@
 // The hub's listeners: the gRPC server (the gate, AgentService and AdminService, TLS with
-// optional client certificates) and the HTTP server of /healthz, /readyz and /metrics.
+// optional client certificates; gRPC health and reflection) and the HTTP server of /healthz,
+// /readyz and /metrics.
 import { readFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
 import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
@@ -18,6 +19,8 @@ import { createAgentHandlers } from "./agent-service.js";
 import type { HubAuth } from "./auth.js";
 import type { HubContext } from "./context.js";
 import { createGate } from "./gate.js";
+import { createGrpcServerMetrics } from "./grpc-metrics.js";
+import { addHealthAndReflection, type HubHealth } from "./health.js";
 import { type HubMetrics, serveHttp } from "./metrics.js";
 
 export type GrpcServer = ReturnType<typeof createServer>;
@@ -30,12 +33,12 @@ function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[
   };
 }
 
-/** Binds the gRPC server on `config.listen`; returns it and its port. */
+/** Binds the gRPC server on `config.listen`; returns it, its port and its health service. */
 export async function serveGrpc(
   ctx: HubContext,
   auth: HubAuth,
   agentHooks: { snapshotReceived(): void },
-): Promise<{ server: GrpcServer; port: number }> {
+): Promise<{ server: GrpcServer; port: number; health: HubHealth }> {
   const { config, hubCa, metrics } = ctx;
   const { limits } = config;
   const gate = createGate({
@@ -59,8 +62,9 @@ export async function serveGrpc(
     idleTimeoutMs: limits.idleTimeoutMs,
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
-    interceptors: [gate],
+    interceptors: [gate, createGrpcServerMetrics(metrics.registry)],
   });
+  const health = addHealthAndReflection(server);
   addService(
     server,
     AgentService,
@@ -79,6 +83,7 @@ export async function serveGrpc(
           keyPem: await readFile(config.tls.keyFile, "utf8"),
         }
       : await issueServerCertificate(hubCa, splitNames(config.serverNames));
+    metrics.certificates("server", serverCert.certPem);
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
       keyPem: serverCert.keyPem,
@@ -92,16 +97,17 @@ export async function serveGrpc(
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     onRefused: (reason) => metrics.refusedConnections.inc({ reason }),
   });
-  return { server, port };
+  return { server, port, health };
 }
 
 /** Binds the metrics server on `address` ("" for none); returns it and its port (0: none). */
 export async function serveMetrics(
   metrics: HubMetrics,
   address: string,
+  ready: () => boolean,
 ): Promise<{ http: HttpServer | undefined; port: number }> {
   if (address === "") return { http: undefined, port: 0 };
-  const http = serveHttp(metrics, () => true);
+  const http = serveHttp(metrics, ready);
   const [host, p] = splitHostPort(address);
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/admin_service.proto.
  */
 export const file_isthmus_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEiyQIKB0NsdXN0ZXISNgoCaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBJHCgZsYWJlbHMYAiADKAsyHy5pc3RobXVzLnYxLkNsdXN0ZXIuTGFiZWxzRW50cnlCFrpIE5oBEBBAIgZyBBABGD8qBHICGD8SLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcmVzb3VyY2VfdmVyc2lvbhgEIAEoCRJECgx0cnVzdF9kb21haW4YBSABKAlCLrpIK9gBAXImGP0BMiFeW2EtejAtOV0oWy1hLXowLTkuX10qW2EtejAtOV0pPyQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVCgpOYWNrUmVjb3JkEg0KBW5vbmNlGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgDIAMoCSKjBQoNQ2x1c3RlclN0YXR1cxIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhEKCWNvbm5lY3RlZBgCIAEoCBItCglsYXN0X3NlZW4YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWFnZW50X3ZlcnNpb24YBCABKAkSIwoEbWVzaBgFIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEhUKDWFja2VkX3ZlcnNpb24YBiABKAkSFQoNcGVuZGluZ19ub25jZRgHIAEoCRIlCgVuYWNrcxgIIAMoCzIWLmlzdGhtdXMudjEuTmFja1JlY29yZBIlCgh3YXJuaW5ncxgJIAMoCzITLmlzdGhtdXMudjEuV2FybmluZxIVCg1zZXJ2aWNlX2NvdW50GAogASgNEhYKDmlkZW50aXR5X2NvdW50GAsgASgNEi8KC3N0YWxlX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghlbnJvbGxlZBgNIAEoCBI0ChB0b2tlbl9leHBpcmVzX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdpbl9zeW5jGA8gASgIEhgKEGNhdGFsb2dfcmV2aXNpb24YECABKAQSKgoHcmVmdXNlZBgRIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvchIuCg1kcmlmdF9yZXBhaXJzGBIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpchIaChJkcmlmdF9yZXBhaXJfY291bnQYEyABKAQSJwoJY29uZmxpY3RzGBQgAygLMhQuaXN0aG11cy52MS5Db25mbGljdCJEChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIsCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyQga6SAPIAQEioAEKFUNyZWF0ZUNsdXN0ZXJSZXNwb25zZRIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhcKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCRI0ChB0b2tlbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpodWJfY2FfcGVtGAQgASgJIhUKE0xpc3RDbHVzdGVyc1JlcXVlc3QiQwoUTGlzdENsdXN0ZXJzUmVzcG9uc2USKwoIY2x1c3RlcnMYASADKAsyGS5pc3RobXVzLnYxLkNsdXN0ZXJTdGF0dXMiKAoRR2V0Q2x1c3RlclJlcXVlc3QSEwoCaWQYASABKAlCB7pIBHICEAEiPwoSR2V0Q2x1c3RlclJlc3BvbnNlEikKBnN0YXR1cxgBIAEoCzIZLmlzdGhtdXMudjEuQ2x1c3RlclN0YXR1cyJFChREZWxldGVDbHVzdGVyUmVxdWVzdBITCgJpZBgBIAEoCUIHukgEcgIQARIYChByZXNvdXJjZV92ZXJzaW9uGAIgASgJIhcKFURlbGV0ZUNsdXN0ZXJSZXNwb25zZSIwChlSb3RhdGVDbHVzdGVyVG9rZW5SZXF1ZXN0EhMKAmlkGAEgASgJQge6SARyAhABIn8KGlJvdGF0ZUNsdXN0ZXJUb2tlblJlc3BvbnNlEhcKD2Jvb3RzdHJhcF90b2tlbhgBIAEoCRI0ChB0b2tlbl9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpodWJfY2FfcGVtGAMgASgJInMKFEFwcGx5UG9saWNpZXNSZXF1ZXN0EjsKCHBvbGljaWVzGAEgAygLMhwuaXN0aG11cy52MS5Db25uZWN0aW9uUG9saWN5Qgu6SAiSAQUIARCQThIPCgdkcnlfcnVuGAIgASgIEg0KBWZvcmNlGAQgASgIInMKFUFwcGx5UG9saWNpZXNSZXNwb25zZRIuCghwb2xpY2llcxgBIAMoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeRIqCgZpbXBhY3QYAiADKAsyGi5pc3RobXVzLnYxLkRlY2lzaW9uQ2hhbmdlIhUKE0xpc3RQb2xpY2llc1JlcXVlc3QiRgoUTGlzdFBvbGljaWVzUmVzcG9uc2USLgoIcG9saWNpZXMYASADKAsyHC5pc3RobXVzLnYxLkNvbm5lY3Rpb25Qb2xpY3kiKQoQR2V0UG9saWN5UmVxdWVzdBIVCgRuYW1lGAEgASgJQge6SARyAhABIkEKEUdldFBvbGljeVJlc3BvbnNlEiwKBnBvbGljeRgBIAEoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeSJmChNEZWxldGVQb2xpY3lSZXF1ZXN0EhUKBG5hbWUYASABKAlCB7pIBHICEAESGAoQcmVzb3VyY2VfdmVyc2lvbhgCIAEoCRIPCgdkcnlfcnVuGAMgASgIEg0KBWZvcmNlGAQgASgIIkIKFERlbGV0ZVBvbGljeVJlc3BvbnNlEioKBmltcGFjdBgBIAMoCzIaLmlzdGhtdXMudjEuRGVjaXNpb25DaGFuZ2UieAoORXhwbGFpblJlcXVlc3QSLQoGc291cmNlGAEgASgLMhUuaXN0aG11cy52MS5Tb3VyY2VSZWZCBrpIA8gBARI3CgtkZXN0aW5hdGlvbhgCIAEoCzIaLmlzdGhtdXMudjEuRGVzdGluYXRpb25SZWZCBrpIA8gBASLIAQoPRXhwbGFpblJlc3BvbnNlEiYKCGRlY2lzaW9uGAEgASgOMhQuaXN0aG11cy52MS5EZWNpc2lvbhIMCgRydWxlGAIgASgJEhYKDmRlZmF1bHRfcmVhc29uGAMgASgJEhEKCXByaW5jaXBhbBgEIAEoCRIlCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZxItCghiYWNrZW5kcxgGIAMoCzIbLmlzdGhtdXMudjEuQmFja2VuZERlY2lzaW9uIoQBCg9CYWNrZW5kRGVjaXNpb24SEgoKY2x1c3Rlcl9pZBgBIAEoCRImCghkZWNpc2lvbhgCIAEoDjIULmlzdGhtdXMudjEuRGVjaXNpb24SDAoEcnVsZRgDIAEoCRInCgljb25mbGljdHMYBCADKAsyFC5pc3RobXVzLnYxLkNvbmZsaWN0IkcKDUNhdGFsb2dGaWx0ZXISEgoKY2x1c3Rlcl9pZBgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDwoHc2VydmljZRgDIAEoCSJZCg5DYXRhbG9nU2VydmljZRISCgpjbHVzdGVyX2lkGAEgASgJEiQKB3NlcnZpY2UYAiABKAsyEy5pc3RobXVzLnYxLlNlcnZpY2USDQoFc3RhbGUYAyABKAgiaAoPQ2F0YWxvZ0lkZW50aXR5EhIKCmNsdXN0ZXJfaWQYASABKAkSLgoIaWRlbnRpdHkYAiABKAsyHC5pc3RobXVzLnYxLldvcmtsb2FkSWRlbnRpdHkSEQoJcHJpbmNpcGFsGAMgASgJIj8KEkxpc3RDYXRhbG9nUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5pc3RobXVzLnYxLkNhdGFsb2dGaWx0ZXIidAoTTGlzdENhdGFsb2dSZXNwb25zZRIsCghzZXJ2aWNlcxgBIAMoCzIaLmlzdGhtdXMudjEuQ2F0YWxvZ1NlcnZpY2USLwoKaWRlbnRpdGllcxgCIAMoCzIbLmlzdGhtdXMudjEuQ2F0YWxvZ0lkZW50aXR5IkAKE1dhdGNoQ2F0YWxvZ1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuaXN0aG11cy52MS5DYXRhbG9nRmlsdGVyIm8KFFdhdGNoQ2F0YWxvZ1Jlc3BvbnNlEioKBHR5cGUYASABKA4yHC5pc3RobXVzLnYxLkNhdGFsb2dFdmVudFR5cGUSKwoHc2VydmljZRgCIAEoCzIaLmlzdGhtdXMudjEuQ2F0YWxvZ1NlcnZpY2UiEgoQR2V0U3RhdHVzUmVxdWVzdCKXAQoRR2V0U3RhdHVzUmVzcG9uc2USEwoLaHViX3ZlcnNpb24YASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSFAoMcG9saWN5X2NvdW50GAMgASgNEisKCGNsdXN0ZXJzGAQgAygLMhkuaXN0aG11cy52MS5DbHVzdGVyU3RhdHVzEhIKCndhcm1pbmdfdXAYBSABKAgiWgoYR2V0Q2x1c3Rlck9iamVjdHNSZXF1ZXN0Ej4KCmNsdXN0ZXJfaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JCJ0ChlHZXRDbHVzdGVyT2JqZWN0c1Jlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSFAoMb2JqZWN0c19qc29uGAIgAygJEi0KCWxpc3RlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqdwoQQ2F0YWxvZ0V2ZW50VHlwZRIiCh5DQVRBTE9HX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIfChtDQVRBTE9HX0VWRU5UX1RZUEVfVVBTRVJURUQQARIeChpDQVRBTE9HX0VWRU5UX1RZUEVfUkVNT1ZFRBACMpoJCgxBZG1pblNlcnZpY2USVAoNQ3JlYXRlQ2x1c3RlchIgLmlzdGhtdXMudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QaIS5pc3RobXVzLnYxLkNyZWF0ZUNsdXN0ZXJSZXNwb25zZRJRCgxMaXN0Q2x1c3RlcnMSHy5pc3RobXVzLnYxLkxpc3RDbHVzdGVyc1JlcXVlc3QaIC5pc3RobXVzLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlEksKCkdldENsdXN0ZXISHS5pc3RobXVzLnYxLkdldENsdXN0ZXJSZXF1ZXN0Gh4uaXN0aG11cy52MS5HZXRDbHVzdGVyUmVzcG9uc2USVAoNRGVsZXRlQ2x1c3RlchIgLmlzdGhtdXMudjEuRGVsZXRlQ2x1c3RlclJlcXVlc3QaIS5pc3RobXVzLnYxLkRlbGV0ZUNsdXN0ZXJSZXNwb25zZRJjChJSb3RhdGVDbHVzdGVyVG9rZW4SJS5pc3RobXVzLnYxLlJvdGF0ZUNsdXN0ZXJUb2tlblJlcXVlc3QaJi5pc3RobXVzLnYxLlJvdGF0ZUNsdXN0ZXJUb2tlblJlc3BvbnNlElQKDUFwcGx5UG9saWNpZXMSIC5pc3RobXVzLnYxLkFwcGx5UG9saWNpZXNSZXF1ZXN0GiEuaXN0aG11cy52MS5BcHBseVBvbGljaWVzUmVzcG9uc2USUQoMTGlzdFBvbGljaWVzEh8uaXN0aG11cy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0GiAuaXN0aG11cy52MS5MaXN0UG9saWNpZXNSZXNwb25zZRJICglHZXRQb2xpY3kSHC5pc3RobXVzLnYxLkdldFBvbGljeVJlcXVlc3QaHS5pc3RobXVzLnYxLkdldFBvbGljeVJlc3BvbnNlElEKDERlbGV0ZVBvbGljeRIfLmlzdGhtdXMudjEuRGVsZXRlUG9saWN5UmVxdWVzdBogLmlzdGhtdXMudjEuRGVsZXRlUG9saWN5UmVzcG9uc2USQgoHRXhwbGFpbhIaLmlzdGhtdXMudjEuRXhwbGFpblJlcXVlc3QaGy5pc3RobXVzLnYxLkV4cGxhaW5SZXNwb25zZRJOCgtMaXN0Q2F0YWxvZxIeLmlzdGhtdXMudjEuTGlzdENhdGFsb2dSZXF1ZXN0Gh8uaXN0aG11cy52MS5MaXN0Q2F0YWxvZ1Jlc3BvbnNlElMKDFdhdGNoQ2F0YWxvZxIfLmlzdGhtdXMudjEuV2F0Y2hDYXRhbG9nUmVxdWVzdBogLmlzdGhtdXMudjEuV2F0Y2hDYXRhbG9nUmVzcG9uc2UwARJICglHZXRTdGF0dXMSHC5pc3RobXVzLnYxLkdldFN0YXR1c1JlcXVlc3QaHS5pc3RobXVzLnYxLkdldFN0YXR1c1Jlc3BvbnNlEmAKEUdldENsdXN0ZXJPYmplY3RzEiQuaXN0aG11cy52MS5HZXRDbHVzdGVyT2JqZWN0c1JlcXVlc3QaJS5pc3RobXVzLnYxLkdldENsdXN0ZXJPYmplY3RzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_agent_service, file_isthmus_v1_catalog, file_isthmus_v1_policy]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEiyQIKB0NsdXN0ZXISNgoCaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBJHCgZsYWJlbHMYAiADKAsyHy5pc3RobXVzLnYxLkNsdXN0ZXIuTGFiZWxzRW50cnlCFrpIE5oBEBBAIgZyBBABGD8qBHICGD8SLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcmVzb3VyY2VfdmVyc2lvbhgEIAEoCRJECgx0cnVzdF9kb21haW4YBSABKAlCLrpIK9gBAXImGP0BMiFeW2EtejAtOV0oWy1hLXowLTkuX10qW2EtejAtOV0pPyQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVCgpOYWNrUmVjb3JkEg0KBW5vbmNlGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgDIAMoCSKjBQoNQ2x1c3RlclN0YXR1cxIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhEKCWNvbm5lY3RlZBgCIAEoCBItCglsYXN0X3NlZW4YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWFnZW50X3ZlcnNpb24YBCABKAkSIwoEbWVzaBgFIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEhUKDWFja2VkX3ZlcnNpb24YBiABKAkSFQoNcGVuZGluZ19ub25jZRgHIAEoCRIlCgVuYWNrcxgIIAMoCzIWLmlzdGhtdXMudjEuTmFja1JlY29yZBIlCgh3YXJuaW5ncxgJIAMoCzITLmlzdGhtdXMudjEuV2FybmluZxIVCg1zZXJ2aWNlX2NvdW50GAogASgNEhYKDmlkZW50aXR5X2NvdW50GAsgASgNEi8KC3N0YWxlX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghlbnJvbGxlZBgNIAEoCBI0ChB0b2tlbl9leHBpcmVzX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdpbl9zeW5jGA8gASgIEhgKEGNhdGFsb2dfcmV2aXNpb24YECABKAQSKgoHcmVmdXNlZBgRIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvchIuCg1kcmlmdF9yZXBhaXJzGBIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpchIaChJkcmlmdF9yZXBhaXJfY291bnQYEyABKAQSJwoJY29uZmxpY3RzGBQgAygLMhQuaXN0aG11cy52MS5Db25mbGljdCJEChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIsCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyQga6SAPIAQEioAEKFUNyZWF0ZUNsdXN0ZXJSZXNwb25zZRIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhcKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCRI0ChB0b2tlbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpodWJfY2FfcGVtGAQgASgJIhUKE0xpc3RDbHVzdGVyc1JlcXVlc3QiQwoUTGlzdENsdXN0ZXJzUmVzcG9uc2USKwoIY2x1c3RlcnMYASADKAsyGS5pc3RobXVzLnYxLkNsdXN0ZXJTdGF0dXMiKAoRR2V0Q2x1c3RlclJlcXVlc3QSEwoCaWQYASABKAlCB7pIBHICEAEiPwoSR2V0Q2x1c3RlclJlc3BvbnNlEikKBnN0YXR1cxgBIAEoCzIZLmlzdGhtdXMudjEuQ2x1c3RlclN0YXR1cyJFChREZWxldGVDbHVzdGVyUmVxdWVzdBITCgJpZBgBIAEoCUIHukgEcgIQARIYChByZXNvdXJjZV92ZXJzaW9uGAIgASgJIhcKFURlbGV0ZUNsdXN0ZXJSZXNwb25zZSIwChlSb3RhdGVDbHVzdGVyVG9rZW5SZXF1ZXN0EhMKAmlkGAEgASgJQge6SARyAhABIn8KGlJvdGF0ZUNsdXN0ZXJUb2tlblJlc3BvbnNlEhcKD2Jvb3RzdHJhcF90b2tlbhgBIAEoCRI0ChB0b2tlbl9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpodWJfY2FfcGVtGAMgASgJIpMBChRBcHBseVBvbGljaWVzUmVxdWVzdBI5Cghwb2xpY2llcxgBIAMoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeUIJukgGkgEDEJBOEg8KB2RyeV9ydW4YAiABKAgSIAoOcHJ1bmVfc2VsZWN0b3IYAyABKAlCCLpIBXIDGIAgEg0KBWZvcmNlGAQgASgIIj4KDVBvbGljeVdhcm5pbmcSDgoGcG9saWN5GAEgASgJEgwKBHBhdGgYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSLDAQoVQXBwbHlQb2xpY2llc1Jlc3BvbnNlEi4KCHBvbGljaWVzGAEgAygLMhwuaXN0aG11cy52MS5Db25uZWN0aW9uUG9saWN5EioKBmltcGFjdBgCIAMoCzIaLmlzdGhtdXMudjEuRGVjaXNpb25DaGFuZ2USDgoGcHJ1bmVkGAMgAygJEisKCHdhcm5pbmdzGAQgAygLMhkuaXN0aG11cy52MS5Qb2xpY3lXYXJuaW5nEhEKCXVuY2hhbmdlZBgFIAMoCSIVChNMaXN0UG9saWNpZXNSZXF1ZXN0IkYKFExpc3RQb2xpY2llc1Jlc3BvbnNlEi4KCHBvbGljaWVzGAEgAygLMhwuaXN0aG11cy52MS5Db25uZWN0aW9uUG9saWN5IikKEEdldFBvbGljeVJlcXVlc3QSFQoEbmFtZRgBIAEoCUIHukgEcgIQASJBChFHZXRQb2xpY3lSZXNwb25zZRIsCgZwb2xpY3kYASABKAsyHC5pc3RobXVzLnYxLkNvbm5lY3Rpb25Qb2xpY3kiZgoTRGVsZXRlUG9saWN5UmVxdWVzdBIVCgRuYW1lGAEgASgJQge6SARyAhABEhgKEHJlc291cmNlX3ZlcnNpb24YAiABKAkSDwoHZHJ5X3J1bhgDIAEoCBINCgVmb3JjZRgEIAEoCCJCChREZWxldGVQb2xpY3lSZXNwb25zZRIqCgZpbXBhY3QYASADKAsyGi5pc3RobXVzLnYxLkRlY2lzaW9uQ2hhbmdlIngKDkV4cGxhaW5SZXF1ZXN0Ei0KBnNvdXJjZRgBIAEoCzIVLmlzdGhtdXMudjEuU291cmNlUmVmQga6SAPIAQESNwoLZGVzdGluYXRpb24YAiABKAsyGi5pc3RobXVzLnYxLkRlc3RpbmF0aW9uUmVmQga6SAPIAQEiyAEKD0V4cGxhaW5SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoDjIULmlzdGhtdXMudjEuRGVjaXNpb24SDAoEcnVsZRgCIAEoCRIWCg5kZWZhdWx0X3JlYXNvbhgDIAEoCRIRCglwcmluY2lwYWwYBCABKAkSJQoId2FybmluZ3MYBSADKAsyEy5pc3RobXVzLnYxLldhcm5pbmcSLQoIYmFja2VuZHMYBiADKAsyGy5pc3RobXVzLnYxLkJhY2tlbmREZWNpc2lvbiKqAQoTRXhwbGFpbkJhdGNoUmVxdWVzdBI0CgVwYWlycxgBIAMoCzIaLmlzdGhtdXMudjEuRXhwbGFpblJlcXVlc3RCCbpIBpIBAxCQThIsCg1mcm9tX3NlbGVjdG9yGAIgASgLMhUuaXN0aG11cy52MS5Tb3VyY2VSZWYSLwoLdG9fc2VsZWN0b3IYAyABKAsyGi5pc3RobXVzLnYxLkRlc3RpbmF0aW9uUmVmIqgBCg1FeHBsYWluUmVzdWx0EiUKBnNvdXJjZRgBIAEoCzIVLmlzdGhtdXMudjEuU291cmNlUmVmEi8KC2Rlc3RpbmF0aW9uGAIgASgLMhouaXN0aG11cy52MS5EZXN0aW5hdGlvblJlZhIwCgtleHBsYW5hdGlvbhgDIAEoCzIbLmlzdGhtdXMudjEuRXhwbGFpblJlc3BvbnNlEg0KBWVycm9yGAQgASgJIkIKFEV4cGxhaW5CYXRjaFJlc3BvbnNlEioKB3Jlc3VsdHMYASADKAsyGS5pc3RobXVzLnYxLkV4cGxhaW5SZXN1bHQihAEKD0JhY2tlbmREZWNpc2lvbhISCgpjbHVzdGVyX2lkGAEgASgJEiYKCGRlY2lzaW9uGAIgASgOMhQuaXN0aG11cy52MS5EZWNpc2lvbhIMCgRydWxlGAMgASgJEicKCWNvbmZsaWN0cxgEIAMoCzIULmlzdGhtdXMudjEuQ29uZmxpY3QiRwoNQ2F0YWxvZ0ZpbHRlchISCgpjbHVzdGVyX2lkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIPCgdzZXJ2aWNlGAMgASgJIlkKDkNhdGFsb2dTZXJ2aWNlEhIKCmNsdXN0ZXJfaWQYASABKAkSJAoHc2VydmljZRgCIAEoCzITLmlzdGhtdXMudjEuU2VydmljZRINCgVzdGFsZRgDIAEoCCJoCg9DYXRhbG9nSWRlbnRpdHkSEgoKY2x1c3Rlcl9pZBgBIAEoCRIuCghpZGVudGl0eRgCIAEoCzIcLmlzdGhtdXMudjEuV29ya2xvYWRJZGVudGl0eRIRCglwcmluY2lwYWwYAyABKAkiPwoSTGlzdENhdGFsb2dSZXF1ZXN0EikKBmZpbHRlchgBIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ0ZpbHRlciJ0ChNMaXN0Q2F0YWxvZ1Jlc3BvbnNlEiwKCHNlcnZpY2VzGAEgAygLMhouaXN0aG11cy52MS5DYXRhbG9nU2VydmljZRIvCgppZGVudGl0aWVzGAIgAygLMhsuaXN0aG11cy52MS5DYXRhbG9nSWRlbnRpdHkiQAoTV2F0Y2hDYXRhbG9nUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5pc3RobXVzLnYxLkNhdGFsb2dGaWx0ZXIibwoUV2F0Y2hDYXRhbG9nUmVzcG9uc2USKgoEdHlwZRgBIAEoDjIcLmlzdGhtdXMudjEuQ2F0YWxvZ0V2ZW50VHlwZRIrCgdzZXJ2aWNlGAIgASgLMhouaXN0aG11cy52MS5DYXRhbG9nU2VydmljZSISChBHZXRTdGF0dXNSZXF1ZXN0IpcBChFHZXRTdGF0dXNSZXNwb25zZRITCgtodWJfdmVyc2lvbhgBIAEoCRIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRIUCgxwb2xpY3lfY291bnQYAyABKA0SKwoIY2x1c3RlcnMYBCADKAsyGS5pc3RobXVzLnYxLkNsdXN0ZXJTdGF0dXMSEgoKd2FybWluZ191cBgFIAEoCCJaChhHZXRDbHVzdGVyT2JqZWN0c1JlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kInQKGUdldENsdXN0ZXJPYmplY3RzUmVzcG9uc2USEgoKY2x1c3Rlcl9pZBgBIAEoCRIUCgxvYmplY3RzX2pzb24YAiADKAkSLQoJbGlzdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCp3ChBDYXRhbG9nRXZlbnRUeXBlEiIKHkNBVEFMT0dfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh8KG0NBVEFMT0dfRVZFTlRfVFlQRV9VUFNFUlRFRBABEh4KGkNBVEFMT0dfRVZFTlRfVFlQRV9SRU1PVkVEEAIy7QkKDEFkbWluU2VydmljZRJUCg1DcmVhdGVDbHVzdGVyEiAuaXN0aG11cy52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBohLmlzdGhtdXMudjEuQ3JlYXRlQ2x1c3RlclJlc3BvbnNlElEKDExpc3RDbHVzdGVycxIfLmlzdGhtdXMudjEuTGlzdENsdXN0ZXJzUmVxdWVzdBogLmlzdGhtdXMudjEuTGlzdENsdXN0ZXJzUmVzcG9uc2USSwoKR2V0Q2x1c3RlchIdLmlzdGhtdXMudjEuR2V0Q2x1c3RlclJlcXVlc3QaHi5pc3RobXVzLnYxLkdldENsdXN0ZXJSZXNwb25zZRJUCg1EZWxldGVDbHVzdGVyEiAuaXN0aG11cy52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBohLmlzdGhtdXMudjEuRGVsZXRlQ2x1c3RlclJlc3BvbnNlEmMKElJvdGF0ZUNsdXN0ZXJUb2tlbhIlLmlzdGhtdXMudjEuUm90YXRlQ2x1c3RlclRva2VuUmVxdWVzdBomLmlzdGhtdXMudjEuUm90YXRlQ2x1c3RlclRva2VuUmVzcG9uc2USVAoNQXBwbHlQb2xpY2llcxIgLmlzdGhtdXMudjEuQXBwbHlQb2xpY2llc1JlcXVlc3QaIS5pc3RobXVzLnYxLkFwcGx5UG9saWNpZXNSZXNwb25zZRJRCgxMaXN0UG9saWNpZXMSHy5pc3RobXVzLnYxLkxpc3RQb2xpY2llc1JlcXVlc3QaIC5pc3RobXVzLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlEkgKCUdldFBvbGljeRIcLmlzdGhtdXMudjEuR2V0UG9saWN5UmVxdWVzdBodLmlzdGhtdXMudjEuR2V0UG9saWN5UmVzcG9uc2USUQoMRGVsZXRlUG9saWN5Eh8uaXN0aG11cy52MS5EZWxldGVQb2xpY3lSZXF1ZXN0GiAuaXN0aG11cy52MS5EZWxldGVQb2xpY3lSZXNwb25zZRJCCgdFeHBsYWluEhouaXN0aG11cy52MS5FeHBsYWluUmVxdWVzdBobLmlzdGhtdXMudjEuRXhwbGFpblJlc3BvbnNlElEKDEV4cGxhaW5CYXRjaBIfLmlzdGhtdXMudjEuRXhwbGFpbkJhdGNoUmVxdWVzdBogLmlzdGhtdXMudjEuRXhwbGFpbkJhdGNoUmVzcG9uc2USTgoLTGlzdENhdGFsb2cSHi5pc3RobXVzLnYxLkxpc3RDYXRhbG9nUmVxdWVzdBofLmlzdGhtdXMudjEuTGlzdENhdGFsb2dSZXNwb25zZRJTCgxXYXRjaENhdGFsb2cSHy5pc3RobXVzLnYxLldhdGNoQ2F0YWxvZ1JlcXVlc3QaIC5pc3RobXVzLnYxLldhdGNoQ2F0YWxvZ1Jlc3BvbnNlMAESSAoJR2V0U3RhdHVzEhwuaXN0aG11cy52MS5HZXRTdGF0dXNSZXF1ZXN0Gh0uaXN0aG11cy52MS5HZXRTdGF0dXNSZXNwb25zZRJgChFHZXRDbHVzdGVyT2JqZWN0cxIkLmlzdGhtdXMudjEuR2V0Q2x1c3Rlck9iamVjdHNSZXF1ZXN0GiUuaXN0aG11cy52MS5HZXRDbHVzdGVyT2JqZWN0c1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_agent_service, file_isthmus_v1_catalog, file_isthmus_v1_policy]);
 
 /**
  * A cluster registered at the hub.
@@ -516,7 +516,7 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
   /**
    * Policies to create or update. A policy with resource_version set is an update that
    * fails with ABORTED unless the stored version matches; empty resource_version creates
-   * the policy or replaces it unconditionally.
+   * the policy or replaces it unconditionally. At least one, unless prune_selector is set.
    *
    * @generated from field: repeated isthmus.v1.ConnectionPolicy policies = 1;
    */
@@ -530,8 +530,16 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
   dryRun: boolean;
 
   /**
-   * Replace policies that a policy source cluster owns (their source is then cleared, until
-   * that cluster's next report).
+   * When set, a Kubernetes label selector (`team=a,env in (prod)`): stored policies whose
+   * labels match it and that are not in `policies` are deleted in the same batch (GitOps).
+   *
+   * @generated from field: string prune_selector = 3;
+   */
+  pruneSelector: string;
+
+  /**
+   * Replace (or prune) policies that a policy source cluster owns (their source is then
+   * cleared, until that cluster's next report).
    *
    * @generated from field: bool force = 4;
    */
@@ -544,6 +552,41 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
  */
 export const ApplyPoliciesRequestSchema: GenMessage<ApplyPoliciesRequest> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_admin_service, 13);
+
+/**
+ * A policy selector that matches nothing the hub knows (a likely typo); not an error.
+ *
+ * @generated from message isthmus.v1.PolicyWarning
+ */
+export type PolicyWarning = Message<"isthmus.v1.PolicyWarning"> & {
+  /**
+   * The policy.
+   *
+   * @generated from field: string policy = 1;
+   */
+  policy: string;
+
+  /**
+   * Field path in the document, e.g. spec.from[0].clusters[1].
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * What matches nothing, e.g. no cluster "prod-euu".
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message isthmus.v1.PolicyWarning.
+ * Use `create(PolicyWarningSchema)` to create a new message.
+ */
+export const PolicyWarningSchema: GenMessage<PolicyWarning> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 14);
 
 /**
  * Result of an apply.
@@ -564,6 +607,28 @@ export type ApplyPoliciesResponse = Message<"isthmus.v1.ApplyPoliciesResponse"> 
    * @generated from field: repeated isthmus.v1.DecisionChange impact = 2;
    */
   impact: DecisionChange[];
+
+  /**
+   * Stored policies deleted by prune_selector (that would be, on dry run), by name.
+   *
+   * @generated from field: repeated string pruned = 3;
+   */
+  pruned: string[];
+
+  /**
+   * Selectors of the given policies that match no cluster, namespace, service or identity
+   * the hub knows now.
+   *
+   * @generated from field: repeated isthmus.v1.PolicyWarning warnings = 4;
+   */
+  warnings: PolicyWarning[];
+
+  /**
+   * Given policies equal to the stored ones: not written, their version kept.
+   *
+   * @generated from field: repeated string unchanged = 5;
+   */
+  unchanged: string[];
 };
 
 /**
@@ -571,7 +636,7 @@ export type ApplyPoliciesResponse = Message<"isthmus.v1.ApplyPoliciesResponse"> 
  * Use `create(ApplyPoliciesResponseSchema)` to create a new message.
  */
 export const ApplyPoliciesResponseSchema: GenMessage<ApplyPoliciesResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 14);
+  messageDesc(file_isthmus_v1_admin_service, 15);
 
 /**
  * Lists policies.
@@ -586,7 +651,7 @@ export type ListPoliciesRequest = Message<"isthmus.v1.ListPoliciesRequest"> & {
  * Use `create(ListPoliciesRequestSchema)` to create a new message.
  */
 export const ListPoliciesRequestSchema: GenMessage<ListPoliciesRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 15);
+  messageDesc(file_isthmus_v1_admin_service, 16);
 
 /**
  * Policies in evaluation order.
@@ -607,7 +672,7 @@ export type ListPoliciesResponse = Message<"isthmus.v1.ListPoliciesResponse"> & 
  * Use `create(ListPoliciesResponseSchema)` to create a new message.
  */
 export const ListPoliciesResponseSchema: GenMessage<ListPoliciesResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 16);
+  messageDesc(file_isthmus_v1_admin_service, 17);
 
 /**
  * Gets one policy.
@@ -628,7 +693,7 @@ export type GetPolicyRequest = Message<"isthmus.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 17);
+  messageDesc(file_isthmus_v1_admin_service, 18);
 
 /**
  * One policy.
@@ -649,7 +714,7 @@ export type GetPolicyResponse = Message<"isthmus.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 18);
+  messageDesc(file_isthmus_v1_admin_service, 19);
 
 /**
  * Deletes one policy.
@@ -692,7 +757,7 @@ export type DeletePolicyRequest = Message<"isthmus.v1.DeletePolicyRequest"> & {
  * Use `create(DeletePolicyRequestSchema)` to create a new message.
  */
 export const DeletePolicyRequestSchema: GenMessage<DeletePolicyRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 19);
+  messageDesc(file_isthmus_v1_admin_service, 20);
 
 /**
  * Deletion result.
@@ -713,7 +778,7 @@ export type DeletePolicyResponse = Message<"isthmus.v1.DeletePolicyResponse"> & 
  * Use `create(DeletePolicyResponseSchema)` to create a new message.
  */
 export const DeletePolicyResponseSchema: GenMessage<DeletePolicyResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 20);
+  messageDesc(file_isthmus_v1_admin_service, 21);
 
 /**
  * Explains one connection.
@@ -741,7 +806,7 @@ export type ExplainRequest = Message<"isthmus.v1.ExplainRequest"> & {
  * Use `create(ExplainRequestSchema)` to create a new message.
  */
 export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 21);
+  messageDesc(file_isthmus_v1_admin_service, 22);
 
 /**
  * Why a connection is allowed or denied.
@@ -797,7 +862,109 @@ export type ExplainResponse = Message<"isthmus.v1.ExplainResponse"> & {
  * Use `create(ExplainResponseSchema)` to create a new message.
  */
 export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 22);
+  messageDesc(file_isthmus_v1_admin_service, 23);
+
+/**
+ * Explains many connections.
+ *
+ * @generated from message isthmus.v1.ExplainBatchRequest
+ */
+export type ExplainBatchRequest = Message<"isthmus.v1.ExplainBatchRequest"> & {
+  /**
+   * Connections to explain.
+   *
+   * @generated from field: repeated isthmus.v1.ExplainRequest pairs = 1;
+   */
+  pairs: ExplainRequest[];
+
+  /**
+   * With to_selector: every catalog identity whose cluster, namespace and service account
+   * match these names or globs is a source.
+   *
+   * @generated from field: isthmus.v1.SourceRef from_selector = 2;
+   */
+  fromSelector?: SourceRef | undefined;
+
+  /**
+   * With from_selector: every catalog service whose cluster, namespace and name match these
+   * names or globs is a destination (empty cluster: each logical service once, any backing
+   * cluster); port as given (0: any).
+   *
+   * @generated from field: isthmus.v1.DestinationRef to_selector = 3;
+   */
+  toSelector?: DestinationRef | undefined;
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainBatchRequest.
+ * Use `create(ExplainBatchRequestSchema)` to create a new message.
+ */
+export const ExplainBatchRequestSchema: GenMessage<ExplainBatchRequest> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 24);
+
+/**
+ * One explained connection.
+ *
+ * @generated from message isthmus.v1.ExplainResult
+ */
+export type ExplainResult = Message<"isthmus.v1.ExplainResult"> & {
+  /**
+   * The source.
+   *
+   * @generated from field: isthmus.v1.SourceRef source = 1;
+   */
+  source?: SourceRef | undefined;
+
+  /**
+   * The destination.
+   *
+   * @generated from field: isthmus.v1.DestinationRef destination = 2;
+   */
+  destination?: DestinationRef | undefined;
+
+  /**
+   * The decision and why; unset when error is set.
+   *
+   * @generated from field: isthmus.v1.ExplainResponse explanation = 3;
+   */
+  explanation?: ExplainResponse | undefined;
+
+  /**
+   * Why the connection could not be explained (e.g. an unknown destination service).
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainResult.
+ * Use `create(ExplainResultSchema)` to create a new message.
+ */
+export const ExplainResultSchema: GenMessage<ExplainResult> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 25);
+
+/**
+ * Every connection explained, pairs first, then the matrix (sources, then destinations, in
+ * catalog order).
+ *
+ * @generated from message isthmus.v1.ExplainBatchResponse
+ */
+export type ExplainBatchResponse = Message<"isthmus.v1.ExplainBatchResponse"> & {
+  /**
+   * One result per connection.
+   *
+   * @generated from field: repeated isthmus.v1.ExplainResult results = 1;
+   */
+  results: ExplainResult[];
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainBatchResponse.
+ * Use `create(ExplainBatchResponseSchema)` to create a new message.
+ */
+export const ExplainBatchResponseSchema: GenMessage<ExplainBatchResponse> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 26);
 
 /**
  * The decision for one backing cluster of a destination.
@@ -840,7 +1007,7 @@ export type BackendDecision = Message<"isthmus.v1.BackendDecision"> & {
  * Use `create(BackendDecisionSchema)` to create a new message.
  */
 export const BackendDecisionSchema: GenMessage<BackendDecision> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 23);
+  messageDesc(file_isthmus_v1_admin_service, 27);
 
 /**
  * Filters for the catalog.
@@ -875,7 +1042,7 @@ export type CatalogFilter = Message<"isthmus.v1.CatalogFilter"> & {
  * Use `create(CatalogFilterSchema)` to create a new message.
  */
 export const CatalogFilterSchema: GenMessage<CatalogFilter> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 24);
+  messageDesc(file_isthmus_v1_admin_service, 28);
 
 /**
  * A service in the catalog with where it lives.
@@ -910,7 +1077,7 @@ export type CatalogService = Message<"isthmus.v1.CatalogService"> & {
  * Use `create(CatalogServiceSchema)` to create a new message.
  */
 export const CatalogServiceSchema: GenMessage<CatalogService> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 25);
+  messageDesc(file_isthmus_v1_admin_service, 29);
 
 /**
  * A workload identity in the catalog with where it lives.
@@ -945,7 +1112,7 @@ export type CatalogIdentity = Message<"isthmus.v1.CatalogIdentity"> & {
  * Use `create(CatalogIdentitySchema)` to create a new message.
  */
 export const CatalogIdentitySchema: GenMessage<CatalogIdentity> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 26);
+  messageDesc(file_isthmus_v1_admin_service, 30);
 
 /**
  * Lists the catalog.
@@ -966,7 +1133,7 @@ export type ListCatalogRequest = Message<"isthmus.v1.ListCatalogRequest"> & {
  * Use `create(ListCatalogRequestSchema)` to create a new message.
  */
 export const ListCatalogRequestSchema: GenMessage<ListCatalogRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 27);
+  messageDesc(file_isthmus_v1_admin_service, 31);
 
 /**
  * Catalog entries.
@@ -994,7 +1161,7 @@ export type ListCatalogResponse = Message<"isthmus.v1.ListCatalogResponse"> & {
  * Use `create(ListCatalogResponseSchema)` to create a new message.
  */
 export const ListCatalogResponseSchema: GenMessage<ListCatalogResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 28);
+  messageDesc(file_isthmus_v1_admin_service, 32);
 
 /**
  * Watches the catalog.
@@ -1015,7 +1182,7 @@ export type WatchCatalogRequest = Message<"isthmus.v1.WatchCatalogRequest"> & {
  * Use `create(WatchCatalogRequestSchema)` to create a new message.
  */
 export const WatchCatalogRequestSchema: GenMessage<WatchCatalogRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 29);
+  messageDesc(file_isthmus_v1_admin_service, 33);
 
 /**
  * One catalog change.
@@ -1043,7 +1210,7 @@ export type WatchCatalogResponse = Message<"isthmus.v1.WatchCatalogResponse"> & 
  * Use `create(WatchCatalogResponseSchema)` to create a new message.
  */
 export const WatchCatalogResponseSchema: GenMessage<WatchCatalogResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 30);
+  messageDesc(file_isthmus_v1_admin_service, 34);
 
 /**
  * Gets status.
@@ -1058,7 +1225,7 @@ export type GetStatusRequest = Message<"isthmus.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 31);
+  messageDesc(file_isthmus_v1_admin_service, 35);
 
 /**
  * The hub's view of the system.
@@ -1107,7 +1274,7 @@ export type GetStatusResponse = Message<"isthmus.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 32);
+  messageDesc(file_isthmus_v1_admin_service, 36);
 
 /**
  * Asks one cluster's agent for its live objects.
@@ -1128,7 +1295,7 @@ export type GetClusterObjectsRequest = Message<"isthmus.v1.GetClusterObjectsRequ
  * Use `create(GetClusterObjectsRequestSchema)` to create a new message.
  */
 export const GetClusterObjectsRequestSchema: GenMessage<GetClusterObjectsRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 33);
+  messageDesc(file_isthmus_v1_admin_service, 37);
 
 /**
  * One cluster's live objects as its agent listed them, checked by the hub (ObjectsReport).
@@ -1163,7 +1330,7 @@ export type GetClusterObjectsResponse = Message<"isthmus.v1.GetClusterObjectsRes
  * Use `create(GetClusterObjectsResponseSchema)` to create a new message.
  */
 export const GetClusterObjectsResponseSchema: GenMessage<GetClusterObjectsResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 34);
+  messageDesc(file_isthmus_v1_admin_service, 38);
 
 /**
  * What happened to a catalog entry.
@@ -1306,6 +1473,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ExplainRequestSchema;
     output: typeof ExplainResponseSchema;
+  },
+  /**
+   * Explains many connections in one call: given pairs, or a matrix of the catalog's
+   * identities and services that match two selectors.
+   *
+   * @generated from rpc isthmus.v1.AdminService.ExplainBatch
+   */
+  explainBatch: {
+    methodKind: "unary";
+    input: typeof ExplainBatchRequestSchema;
+    output: typeof ExplainBatchResponseSchema;
   },
   /**
    * Lists the catalog.
