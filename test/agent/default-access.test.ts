@@ -140,6 +140,28 @@ describe("DefaultAccessIntent expansion", () => {
     assert.equal(r.held.get("access/shop/api"), "hub-api");
   });
 
+  it("after a restart keeps the hub's adopted AccessIntents and expands the others", async () => {
+    const r = recordingReconciler();
+    // Adopted from the cluster: the hub's intent of api, and cart as an earlier run expanded it.
+    r.held.set("access/shop/api", "hub-api");
+    r.held.set("access/shop/cart", "old-expanded");
+    const targets = new Map([
+      ["shop/cart", { app: "cart" }],
+      ["shop/api", { app: "api" }],
+    ]);
+    const d = withDefaultAccess(r.inner, targetsOf(targets));
+    // The hub keeps api (same version: not resent) and removes cart, which it never sent.
+    await d.applyDelta({
+      upserted: [defaultIntent(true)],
+      removed: ["access/shop/cart"],
+      complete: true,
+    });
+    const delta = r.deltas[0]!;
+    assert.deepEqual(delta.removed, []);
+    assert.deepEqual(names(delta.upserted), ["access/shop/cart"]);
+    assert.equal(r.held.get("access/shop/api"), "hub-api");
+  });
+
   it("follows local Services as they come and go, and the default as it goes", async () => {
     const r = recordingReconciler();
     const targets = new Map<string, Record<string, string>>();

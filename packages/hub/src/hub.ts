@@ -11,11 +11,14 @@ import type { ClusterCatalog, EngineWarning, HubContext } from "./context.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type DistributorOptions } from "./distributor.js";
 import type { HubHealth } from "./health.js";
+import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
 import { createObjectRequests } from "./object-requests.js";
 import { openRegistry, type Registry } from "./registry.js";
+import { followRegistry } from "./registry-changes.js";
 import { serveGrpc, serveMetrics } from "./serve.js";
 import { openFileStore, type Store } from "./store.js";
+import { openConfiguredEtcdStore } from "./store-config.js";
 import { createWarmup } from "./warmup.js";
 
 export { HUB_VERSION } from "./version.js";
@@ -38,7 +41,8 @@ export interface Hub {
 export interface CreateHubOptions {
   config: HubConfig;
   logger?: Logger;
-  /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
+  /** Store to use instead of the one config.store names (the file store in config.dataDir,
+   * or etcd). */
   store?: Store;
   /** Start with an empty store although the data dir was initialised and its state.json is
    * missing (`isthmus hub --init`); refused when state.json exists. */
@@ -122,6 +126,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     const facts = ctx.clusterFacts(id);
     if (facts !== undefined) engine.applyCatalog([facts]);
   }
+  followRegistry(ctx);
 
   warmup.start();
   const { server, port, health } = await serveGrpc(ctx, auth, warmup);
@@ -139,6 +144,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       : await health.servePlaintext(config.grpcHealthListen);
   health.setReady(true);
   logger.info("hub started", {
+    store: store.location,
     port,
     metricsPort,
     grpcHealthPort: plainHealth?.port ?? 0,
@@ -164,6 +170,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       await plainHealth?.close();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
+      await registry.close();
       await store.close();
     },
   };
@@ -220,16 +227,27 @@ async function openState(
   logger: Logger,
 ): Promise<{ store: Store; registry: Registry; hubCa: CertifiedKey }> {
   const { config } = options;
-  const prepared = await prepareDataDir(config.dataDir, {
-    init: options.init ?? false,
-    fileStore: options.store === undefined,
-  });
+  const fileStore = options.store === undefined && config.store === "file";
+  const prepared = await prepareDataDir(config.dataDir, { init: options.init ?? false, fileStore });
   if (prepared.removed.length > 0)
     logger.warn("removed temp files of an interrupted write", { files: prepared.removed });
   const store =
-    options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
-  const registry = await openRegistry(store);
-  const hubCa = await loadOrCreateHubCa(config.dataDir);
+    options.store ??
+    (fileStore
+      ? await openFileStore(config.dataDir, { create: prepared.createStore })
+      : await openConfiguredEtcdStore(config.etcd, logger.child({ module: "store" })));
+  let registry: Registry;
+  try {
+    registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
+  } catch (err) {
+    // A store this call opened is this call's to close (an etcd client keeps the process up).
+    if (options.store === undefined) await store.close();
+    throw err;
+  }
+  // Replicas on a shared store must sign and trust agents with one CA: it lives there.
+  const hubCa = store.shared
+    ? await loadOrCreateStoredHubCa(store, config.dataDir, logger)
+    : await loadOrCreateHubCa(config.dataDir);
   return { store, registry, hubCa };
 }
 

@@ -2,6 +2,7 @@ export {
   type AdminToken,
   ConfigError,
   defaultHubConfig,
+  type EtcdConfig,
   type HubConfig,
   loadHubConfigFile,
   type Role,
@@ -12,4 +13,31 @@ export { createGrpcServerMetrics } from "./grpc-metrics.js";
 export type { HubHealth } from "./health.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
 export { createHubMetrics, type HubMetrics, type HubMetricsOptions } from "./metrics.js";
-export { openFileStore, type Store, type StoreEntry, StoreError, type TxnOp } from "./store.js";
+export {
+  type ClusterRecord,
+  openRegistry,
+  type Registry,
+  type RegistryChange,
+  type RegistryOptions,
+} from "./registry.js";
+export {
+  isStoreError,
+  openFileStore,
+  type Store,
+  type StoreBatch,
+  type StoreEntry,
+  StoreError,
+  type StoreErrorCode,
+  type StoreEvent,
+  type StoreSnapshot,
+  type StoreWatch,
+  type TxnOp,
+} from "./store.js";
+export { etcdStoreOptions, openConfiguredEtcdStore } from "./store-config.js";
+export {
+  createEtcdClient,
+  DEFAULT_ETCD_PREFIX,
+  type EtcdStore,
+  type EtcdStoreOptions,
+  openEtcdStore,
+} from "./store-etcd.js";

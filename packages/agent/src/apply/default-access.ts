@@ -82,6 +82,13 @@ export function withDefaultAccess(
   return {
     ...inner,
     async applyDelta(delta: DeltaInput) {
+      // Without a default, no intent is expanded: every AccessIntent held is the hub's
+      // (after a restart, the adopted ones too). The hub's delta removes those it does not
+      // want, which include what an earlier run of the agent had expanded.
+      if (defaultIntent === undefined) {
+        const held = { ...inner.appliedVersions(), ...inner.failedVersions() };
+        for (const name of Object.keys(held)) if (keyOfAccessName(name)) named.add(name);
+      }
       const upserted: Intent[] = [];
       const removed: string[] = [];
       const keys = new Set<string>();

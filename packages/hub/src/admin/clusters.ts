@@ -45,8 +45,7 @@ export function clusterHandlers(
       } catch (err) {
         storeError(err, `cluster "${id}"`);
       }
-      const facts = ctx.clusterFacts(id);
-      if (facts !== undefined) ctx.applyCatalog([facts]);
+      // The registry's change listener (registry-changes.ts) gave the engine its labels.
       log.info("cluster created", { cluster: id });
       return {
         cluster: record.cluster,
@@ -68,15 +67,8 @@ export function clusterHandlers(
       } catch (err) {
         storeError(err, `cluster "${req.id}"`);
       }
-      ctx.streams.get(req.id)?.abort();
-      const cat = ctx.catalogs.get(req.id);
-      if (cat?.graceTimer !== undefined) clearTimeout(cat.graceTimer);
-      for (const k of cat?.services.keys() ?? [])
-        for (const l of ctx.catalogEvents) l(req.id, undefined, k);
-      ctx.catalogs.delete(req.id);
-      ctx.distributor.forget(req.id);
-      ctx.metrics.catalogServices.remove({ cluster: req.id });
-      ctx.applyCatalog([{ kind: "cluster-removed", clusterId: req.id }]);
+      // The registry's change listener (registry-changes.ts) cut its stream and dropped its
+      // catalog, as at every replica.
       log.info("cluster deleted", { cluster: req.id });
       return {};
     },

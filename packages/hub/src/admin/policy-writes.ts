@@ -57,7 +57,7 @@ export async function writePolicies(
   } catch (err) {
     storeError(err, `policies ${[...puts.map((p) => p.name), ...deletes].join(", ")}`);
   }
-  ctx.deliver(ctx.engine.setPolicies([...ctx.registry.policies.values()]));
+  // The engine has them: the registry's change listener (registry-changes.ts) applied them.
   ctx.logger
     .child({ module: "admin" })
     .info("policies written", { put: puts.length, deleted: deletes.length });
