@@ -21,6 +21,7 @@ function recordingReconciler() {
   const inner: Reconciler = {
     adopt() {},
     appliedVersions: () => Object.fromEntries(held),
+    accessIntents: () => [],
     failedVersions: () => Object.fromEntries(failed),
     onEvent: (cb) => void listeners.push(cb),
     async applyDelta(delta) {

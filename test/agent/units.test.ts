@@ -5,6 +5,7 @@ import {
   canonicalJson,
   createDebouncer,
   createWorkQueue,
+  maskPodAddresses,
   renewalDue,
   runAgent,
 } from "@isthmus/agent";
@@ -131,5 +132,45 @@ describe("agent building blocks", () => {
 
   it("runAgent refuses a bad configuration with exit code 2", async () => {
     assert.equal(await runAgent(["--cluster-id", "x"], { env: {}, logger: silentLogger }), 2);
+  });
+
+  it("replaces every local pod IP by one stand-in in every object, keeps gateway addresses and drops managedFields", () => {
+    const objects = [
+      {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "a", namespace: "n", managedFields: [{ manager: "x" }] },
+        status: { podIP: "10.0.0.7", podIPs: [{ ip: "10.0.0.7" }] },
+      },
+      {
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: { name: "s", namespace: "n" },
+        endpoints: [{ addresses: ["10.0.0.7"] }],
+      },
+      {
+        apiVersion: "networking.istio.io/v1",
+        kind: "ServiceEntry",
+        metadata: { name: "e", namespace: "n" },
+        spec: { endpoints: [{ address: "10.0.0.7" }, { address: "192.0.2.9", network: "west" }] },
+      },
+    ];
+    const masked = maskPodAddresses(objects) as unknown as Record<string, never>[];
+    const text = JSON.stringify(masked);
+    assert.ok(!text.includes("10.0.0.7"), text);
+    assert.ok(!text.includes("managedFields"), text);
+    assert.deepEqual(JSON.parse(JSON.stringify(masked[0])).status, {
+      podIP: "240.0.0.1",
+      podIPs: [{ ip: "240.0.0.1" }],
+    });
+    assert.deepEqual(JSON.parse(JSON.stringify(masked[1])).endpoints, [
+      { addresses: ["240.0.0.1"] },
+    ]);
+    assert.deepEqual(JSON.parse(JSON.stringify(masked[2])).spec.endpoints, [
+      { address: "240.0.0.1" },
+      { address: "192.0.2.9", network: "west" },
+    ]);
+    // The input is left as it was.
+    assert.equal(objects[0]!.status!.podIP, "10.0.0.7");
   });
 });

@@ -239,7 +239,12 @@ describe("chart isthmus-agent: templates", () => {
       { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
       {
         apiGroups: ["networking.istio.io"],
-        resources: ["gateways"],
+        resources: ["gateways", "sidecars"],
+        verbs: ["get", "list", "watch"],
+      },
+      {
+        apiGroups: ["security.istio.io"],
+        resources: ["peerauthentications"],
         verbs: ["get", "list", "watch"],
       },
       {
@@ -309,10 +314,11 @@ describe("chart isthmus-agent: templates", () => {
     });
   });
 
-  it("reads ConfigMaps in the Istio namespace only", () => {
+  it("reads ConfigMaps and Deployments in the Istio namespace only", () => {
     const [role, binding] = objects("role-istio.yaml");
     assert.deepEqual(role!.rules, [
       { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] },
+      { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list"] },
     ]);
     assert.equal(at(binding, "roleRef.kind"), "Role");
     assert.equal(at(binding, "roleRef.name"), at(role, "metadata.name"));

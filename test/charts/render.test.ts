@@ -38,7 +38,18 @@ const AGENT_RBAC: readonly AllowedRule[] = [
     verbs: ["get", "list", "watch"],
   },
   { apiGroup: "discovery.k8s.io", resources: ["endpointslices"], verbs: ["get", "list", "watch"] },
-  { apiGroup: "networking.istio.io", resources: ["gateways"], verbs: ["get", "list", "watch"] },
+  {
+    apiGroup: "networking.istio.io",
+    resources: ["gateways", "sidecars"],
+    verbs: ["get", "list", "watch"],
+  },
+  {
+    apiGroup: "security.istio.io",
+    resources: ["peerauthentications"],
+    verbs: ["get", "list", "watch"],
+  },
+  // Only with policySource.enabled: the config cluster's ConnectionPolicy objects.
+  { apiGroup: "isthmus.dev", resources: ["connectionpolicies"], verbs: ["get", "list", "watch"] },
   {
     apiGroup: "networking.istio.io",
     resources: ["serviceentries", "destinationrules"],
@@ -55,6 +66,7 @@ const AGENT_RBAC: readonly AllowedRule[] = [
     verbs: ["get", "list", "watch"],
     namespacedOnly: true,
   },
+  { apiGroup: "apps", resources: ["deployments"], verbs: ["get", "list"], namespacedOnly: true },
   {
     apiGroup: "",
     resources: ["secrets"],
@@ -279,6 +291,7 @@ describe("charts rendered by the Go template engine", function () {
       "--hub-server-name=hub.internal.example.com",
       "--locality=eu-west-1/eu-west-1a",
       "--mesh-ca-secret=cacerts",
+      "--policy-source=true",
       "--kubeconfig=/etc/kube/config",
     ]);
     assert.equal(

@@ -49,8 +49,8 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
     ]);
 
   before(async () => {
-    // A stopped agent's cluster stays in the catalog while verify runs, however slow the
-    // machine: the grace period outlasts the test.
+    // A stopped agent's services stay for the whole run: a verify of a loaded machine takes
+    // longer than the default grace of 3 s.
     quick = await startQuickSandbox("verify", { policies, graceSeconds: 600 });
     sandbox = quick.sandbox;
   });
@@ -83,6 +83,44 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
     assert.deepEqual([...doc.clusters].sort(), ["dev", "prod-eu", "prod-us"]);
     assert.equal(doc.compared, 9);
     assert.deepEqual(doc.mismatches, []);
+  });
+
+  it("without --cluster: reads the objects from the agents (no kubeconfig) and agrees", async () => {
+    const run = await isthmus(["verify", "--config", sandbox.configPath]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /^objects reported by the agents of dev, prod-eu, prod-us$/m);
+    const m = SUMMARY.exec(run.stdout);
+    assert.ok(m !== null, run.stdout);
+    assert.equal(m[1], "9", run.stdout);
+    assert.equal(m[3], "0");
+    const json = await isthmus(["verify", "--config", sandbox.configPath, "-o", "json"]);
+    assert.equal(json.code, 0, json.stderr);
+    const doc = JSON.parse(json.stdout) as { ok: boolean; source: string; compared: number };
+    assert.deepEqual([doc.ok, doc.source, doc.compared], [true, "agents", 9]);
+  });
+
+  it("without --cluster: exits 1 naming the pair and the user's AuthorizationPolicy that widens access", async () => {
+    const us = sandbox.clusters.find((c) => c.id === "prod-us")!.sim;
+    us.create({
+      apiVersion: "security.istio.io/v1",
+      kind: "AuthorizationPolicy",
+      metadata: { namespace: "payments", name: "open-to-all" },
+      spec: {
+        selector: { matchLabels: { app: "payments-api" } },
+        action: "ALLOW",
+        rules: [{ from: [{ source: { principals: ["*"] } }] }],
+      },
+    });
+    try {
+      const run = await isthmus(["verify", "--config", sandbox.configPath]);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(
+        run.stdout,
+        /^mismatch dev\/web\/frontend -> prod-us\/payments\/payments-api:8443\n {2}hub: {5}DENY by rule no-dev-to-prod\n {2}cluster: ALLOW at authorization: .*\n {2}objects: .*AuthorizationPolicy payments\/open-to-all/m,
+      );
+    } finally {
+      us.delete("security.istio.io/v1", "AuthorizationPolicy", "open-to-all", "payments");
+    }
   });
 
   it("exits 2 on a malformed --cluster", async () => {
@@ -137,5 +175,13 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
     const m = SUMMARY.exec(run.stdout);
     assert.ok(m !== null, run.stdout);
     assert.ok(Number(m[3]) >= 1, run.stdout);
+
+    // The same from the agents' reports, without kubeconfigs.
+    const reported = await isthmus(["verify", "--config", sandbox.configPath]);
+    assert.equal(reported.code, 1, reported.stdout + reported.stderr);
+    assert.match(
+      reported.stdout,
+      /^mismatch prod-eu\/web\/frontend -> prod-us\/payments\/payments-api:8443\n {2}hub: {5}ALLOW by rule frontend-to-payments\n {2}cluster: TLS_FAILED at trust-domain: /m,
+    );
   });
 });

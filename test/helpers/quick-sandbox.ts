@@ -4,7 +4,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { defaultScene, type Sandbox, startSandbox, waitConverged } from "@isthmus/cli/sandbox";
+import {
+  defaultScene,
+  type Sandbox,
+  type SandboxOptions,
+  startSandbox,
+  waitConverged,
+} from "@isthmus/cli/sandbox";
 import type { ApplyPoliciesRequestSchema } from "@isthmus/proto";
 
 type Policies = MessageInitShape<typeof ApplyPoliciesRequestSchema>["policies"];
@@ -19,20 +25,28 @@ export async function startQuickSandbox(
   options: {
     scene?: ReturnType<typeof defaultScene>;
     policies?: Policies;
-    /** How long the hub keeps a disconnected cluster's catalog; default 3 s. */
+    agentRetryIntervalMs?: number;
+    /** How long a disconnected cluster's services stay (default 3 s). */
     graceSeconds?: number;
+    /** More sandbox options (hub settings are merged over the test ones). */
+    extra?: Partial<Omit<SandboxOptions, "scene" | "dir">>;
   } = {},
 ): Promise<QuickSandbox> {
   const dir = mkdtempSync(join(tmpdir(), `isthmus-${prefix}-`));
   const sandbox = await startSandbox({
     scene: options.scene ?? defaultScene(3),
     dir,
+    ...options.extra,
     hub: {
       debounce: { windowMs: 20, maxMs: 200 },
       graceSeconds: options.graceSeconds ?? 3,
       warmupSeconds: 30,
+      ...options.extra?.hub,
     },
     agentDebounceMs: 20,
+    ...(options.agentRetryIntervalMs === undefined
+      ? {}
+      : { agentRetryIntervalMs: options.agentRetryIntervalMs }),
   });
   await waitConverged(sandbox);
   if (options.policies !== undefined) {

@@ -280,4 +280,115 @@ describe("hub: what agents report", function () {
     const listed = await f.admin.listCatalog({ filter: { clusterId: "a" } }, viewer);
     assert.deepEqual(listed.services, []);
   });
+
+  it("keeps the conflicts an agent reports for status and explain, and refuses a report that contradicts itself", async () => {
+    await f.admin.applyPolicies({ policies: [webToPayments] }, admin);
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    const widens = {
+      kind: "widens-access",
+      object: "AuthorizationPolicy payments/open",
+      service: "payments/payments-api",
+      ports: [8443],
+      principals: ["*/ns/*/sa/*"],
+      reason: "ALLOW policy matches */ns/*/sa/* on port 8443",
+    };
+    await a.send({ message: { case: "conflictReport", value: { conflicts: [widens] } } });
+    const status = await eventually(async () => {
+      const s = await f.admin.getCluster({ id: "a" }, viewer);
+      assert.equal(s.status?.conflicts.length, 1);
+      return s.status!;
+    });
+    assert.equal(status.conflicts[0]!.object, "AuthorizationPolicy payments/open");
+
+    await a.send({
+      message: {
+        case: "conflictReport",
+        value: {
+          conflicts: [
+            widens,
+            { ...widens, ports: [8443, 8443] },
+            { ...widens, object: "AuthorizationPolicy payments/x", kind: "permissive-mtls" },
+          ],
+        },
+      },
+    });
+    await endedWith(
+      a,
+      Code.INVALID_ARGUMENT,
+      /^conflict report refused: conflict_report\.conflicts\[1\]: widens-access AuthorizationPolicy payments\/open payments\/payments-api is also conflicts\[0\]; conflict_report\.conflicts\[1\]\.ports: a port appears twice; conflict_report\.conflicts\[2\]\.object: a permissive-mtls conflict cannot name AuthorizationPolicy; conflict_report\.conflicts\[2\]\.principals: a permissive-mtls conflict lists no principals$/,
+    );
+    assert.equal(await rejectedCount(f, "a", "conflicts"), 1);
+  });
+
+  it("refuses conflicts that break the contract: a wildcard object name, an unknown kind", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    await a.send({
+      message: {
+        case: "conflictReport",
+        value: {
+          conflicts: [
+            {
+              kind: "takes-over",
+              object: "AuthorizationPolicy payments/*",
+              service: "payments/payments-api",
+            },
+          ],
+        },
+      },
+    });
+    await endedWith(
+      a,
+      Code.INVALID_ARGUMENT,
+      /conflict_report\.conflicts\[0\]\.kind: .*takes-over/,
+    );
+  });
+
+  it("passes an agent's objects to GetClusterObjects after checking each one, and refuses a bad one naming it", async () => {
+    const a = await enrollAgent(f, "a");
+    agents.push(a);
+    await join(a, [payments], [identity("payments", "payments")], "a.local");
+    const answer = async (objectsJson: string[]) => {
+      let msg = await a.next();
+      // Deltas that the snapshot brought come first.
+      while (msg.message.case === "configDelta") {
+        await a.ackDelta(msg.message.value);
+        msg = await a.next();
+      }
+      assert.equal(msg.message.case, "objectsRequest");
+      const requestId = msg.message.case === "objectsRequest" ? msg.message.value.requestId : "";
+      await a.send({ message: { case: "objectsReport", value: { requestId, objectsJson } } });
+    };
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "payments" } };
+    const [got] = await Promise.all([
+      f.admin.getClusterObjects({ clusterId: "a" }, admin),
+      answer([JSON.stringify(pod)]),
+    ]);
+    assert.deepEqual(
+      got.objectsJson.map((j) => JSON.parse(j)),
+      [pod],
+    );
+
+    const secret = { apiVersion: "v1", kind: "Secret", metadata: { name: "s", namespace: "x" } };
+    const [refused] = await Promise.all([
+      f.admin.getClusterObjects({ clusterId: "a" }, admin).then(
+        () => undefined,
+        (err: unknown) => err as GrpcError,
+      ),
+      answer([JSON.stringify(pod), JSON.stringify(secret)]),
+    ]);
+    assert.equal(refused?.code, Code.DATA_LOSS);
+    assert.match(
+      refused!.message,
+      /cluster "a" reported objects the hub refuses: objects_report\.objects_json\[1\]\.kind: "Secret" is not a kind the mesh model reads/,
+    );
+    assert.equal(await rejectedCount(f, "a", "objects"), 1);
+    await assert.rejects(
+      f.admin.getClusterObjects({ clusterId: "a" }, viewer),
+      (err: GrpcError) => err.code === Code.PERMISSION_DENIED,
+    );
+  });
 });

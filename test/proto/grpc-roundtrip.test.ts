@@ -43,6 +43,7 @@ function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
     explain: unimplemented,
     explainBatch: unimplemented,
     listCatalog: unimplemented,
+    getClusterObjects: unimplemented,
     watchCatalog: async (req, stream) => {
       for (const name of ["a", "b", "c"]) {
         await stream.send({

@@ -19,6 +19,7 @@ import {
   kubeConfigFromString,
 } from "./kube/client.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
+import { createPolicySource, type PolicySource } from "./policy-source.js";
 import { createSession, type Session, type SessionOptions, type SessionState } from "./session.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -60,6 +61,8 @@ export interface AgentConfig {
   maxDebounceMs?: number;
   /** How often objects whose apply failed are retried, in ms. Default 30 s. */
   retryIntervalMs?: number;
+  /** Forward this cluster's ConnectionPolicy objects to the hub (the CRD must exist). */
+  policySource?: boolean;
 }
 
 export interface AgentStatus {
@@ -121,7 +124,9 @@ export function createAgent(config: AgentConfig): Agent {
   controller.reconciler.onEvent((e) => {
     if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
-  const session = agentSession(config, identityStore, controller, metrics, logger);
+  const policySource =
+    config.policySource === true ? createPolicySource({ client, logger }) : undefined;
+  const session = agentSession(config, identityStore, controller, metrics, logger, policySource);
 
   let started = false;
   let stopped = false;
@@ -174,6 +179,7 @@ export function createAgent(config: AgentConfig): Agent {
         logger.info("serving health and metrics", { address: server.address });
       }
       await controller.start();
+      await policySource?.start();
       synced = true;
       for (const w of controller.cache.mesh().warnings)
         logger.warn("cluster setup warning", { code: w.code, detail: w.message });
@@ -182,6 +188,7 @@ export function createAgent(config: AgentConfig): Agent {
     async stop() {
       stopped = true;
       await session.stop();
+      await policySource?.stop();
       await controller.stop();
       client.close();
       await server?.close();
@@ -220,6 +227,7 @@ function agentSession(
   controller: Controller,
   metrics: AgentMetrics,
   logger: Logger,
+  policySource: PolicySource | undefined,
 ): Session {
   return createSession(
     assignDefined<SessionOptions>(
@@ -242,6 +250,7 @@ function agentSession(
         random: config.random,
         debounceMs: config.debounceMs,
         maxDebounceMs: config.maxDebounceMs,
+        policySource,
       },
     ),
   );

@@ -38,6 +38,10 @@ export const AGENT_FLAGS = {
     help: "Istio's plug-in CA Secret in the Istio namespace (cacerts) to export the intermediates' expiry of; needs get on it",
   },
   "log-format": { env: "ISTHMUS_LOG_FORMAT", help: "log line format: json (default) or text" },
+  "policy-source": {
+    env: "ISTHMUS_POLICY_SOURCE",
+    help: "true: forward this cluster's ConnectionPolicy objects to the hub (default false)",
+  },
 } as const;
 
 type Flag = keyof typeof AGENT_FLAGS;
@@ -128,6 +132,14 @@ export function parseAgentConfig(
   for (const [flag, key] of optional) {
     const v = get(flag);
     if (v !== undefined) (config as unknown as Record<string, string>)[key] = v;
+  }
+  const policySource = get("policy-source");
+  if (policySource !== undefined) {
+    if (policySource !== "true" && policySource !== "false")
+      throw new Error(
+        `agent: --policy-source (or ISTHMUS_POLICY_SOURCE) "${policySource}": must be true or false`,
+      );
+    config.policySource = policySource === "true";
   }
   return config;
 }

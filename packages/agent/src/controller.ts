@@ -2,12 +2,15 @@ import { type Logger, silentLogger } from "@isthmus/logging";
 import { withDefaultAccess } from "./apply/default-access.js";
 import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
 import { assignDefined } from "./assign-defined.js";
+import { type ConflictWatch, createConflictWatch } from "./conflicts/watch.js";
 import {
   type ClusterCache,
   type ClusterCacheOptions,
   createClusterCache,
 } from "./discovery/cache.js";
 import type { KubeClient } from "./kube/client.js";
+import type { KubeObject } from "./kube-object.js";
+import { maskPodAddresses, readClusterObjects } from "./report/cluster-objects.js";
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -22,8 +25,11 @@ export interface ControllerOptions {
   onInformerStatus?: ClusterCacheOptions["onInformerStatus"];
   onWrite?: ReconcilerOptions["onWrite"];
   now?: () => Date;
-  /** How often objects whose apply failed are retried, in ms. Default 30 s; 0 disables. */
+  /** How often objects whose apply failed are retried, in ms. Default 30 s; 0 disables. A
+   * namespace that appears retries them at once (an import waits for its namespace). */
   retryIntervalMs?: number;
+  /** Quiet window of conflict detection after a change, in ms. Default 200. */
+  conflictWindowMs?: number;
 }
 
 /**
@@ -34,6 +40,10 @@ export interface ControllerOptions {
 export interface Controller {
   readonly cache: ClusterCache;
   readonly reconciler: Reconciler;
+  /** Foreign policies that change what Istio enforces for Isthmus decisions. */
+  readonly conflicts: ConflictWatch;
+  /** The live objects the mesh model reads, listed now, pod IPs replaced by stand-ins. */
+  clusterObjects(): Promise<KubeObject[]>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -75,6 +85,19 @@ export function createController(options: ControllerOptions): Controller {
   });
   cache.onMesh(() => reconciler.meshChanged());
   cache.onRendered((event, obj) => reconciler.objectChanged(obj, event === "delete"));
+  // An object refused because its namespace did not exist (an import lives in the service's
+  // namespace) is written as soon as the namespace appears, not on the next retry tick.
+  cache.onNamespaceAdded((namespace) => {
+    const n = reconciler.retryFailed();
+    if (n > 0) logger.info("namespace created: retrying failed objects", { namespace, objects: n });
+  });
+  const conflicts = createConflictWatch({
+    clusterId: options.clusterId,
+    cache,
+    reconciler,
+    logger: logger.child({ module: "conflicts" }),
+    ...(options.conflictWindowMs === undefined ? {} : { windowMs: options.conflictWindowMs }),
+  });
 
   // A NACKed object is not resent by the hub until its intent changes: keep trying it here.
   let retryTimer: NodeJS.Timeout | undefined;
@@ -83,9 +106,19 @@ export function createController(options: ControllerOptions): Controller {
   return {
     cache,
     reconciler,
+    conflicts,
+    async clusterObjects() {
+      const objects = await readClusterObjects(
+        options.client,
+        options.clusterId,
+        options.istioNamespace ?? "istio-system",
+      );
+      return maskPodAddresses(objects);
+    },
     async start() {
       await cache.start();
       reconciler.adopt();
+      conflicts.detect();
       if (retryIntervalMs > 0) {
         retryTimer = setInterval(() => {
           const n = reconciler.retryFailed();
@@ -96,6 +129,7 @@ export function createController(options: ControllerOptions): Controller {
     },
     async stop() {
       if (retryTimer !== undefined) clearInterval(retryTimer);
+      conflicts.stop();
       reconciler.stop();
       await cache.stop();
     },

@@ -21,5 +21,7 @@ export * from "./local-facts.js";
 export * from "./main.js";
 export * from "./metrics.js";
 export * from "./ownership.js";
+export * from "./policy-source.js";
 export * from "./render/index.js";
+export * from "./report/cluster-objects.js";
 export * from "./session.js";

@@ -17,7 +17,9 @@ import { type Clock, createDebouncer } from "./debounce.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
 import { type Client, createEnrollment } from "./enrollment.js";
+import { createFindingsSender, type FindingsSender } from "./findings-sender.js";
 import type { AgentIdentity, IdentityStore } from "./identity.js";
+import type { PolicySource } from "./policy-source.js";
 
 type Stream = ClientBidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
 
@@ -41,6 +43,8 @@ export interface SessionOptions {
   serverNameOverride?: string;
   identityStore: IdentityStore;
   controller: Controller;
+  /** This cluster's ConnectionPolicy objects, forwarded to the hub (policySource). */
+  policySource?: PolicySource;
   agentVersion: string;
   logger?: Logger;
   /** Injected sleep for reconnect backoff. */
@@ -159,6 +163,8 @@ export function createSession(options: SessionOptions): Session {
 
     const catalog = createCatalogSender(cache, send, logger, options);
     await catalog.snapshot(welcome.maxCatalogEntries);
+    const findings = createFindingsSender(controller, options.policySource, send, logger);
+    await findings.sendAll();
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
     const debouncer = createDebouncer(catalog.flush, {
@@ -177,17 +183,20 @@ export function createSession(options: SessionOptions): Session {
       for (const value of reports.take())
         void send({ message: { case: "applyReport", value } }).catch(() => {});
     };
-    active = { schedule, onMesh, report };
+    active = { schedule, onMesh, report, findings };
     schedule();
     reportSoon();
 
     try {
       // Not a `for await` loop, which would keep the last delta alive until the next one.
-      await forEachMessage({ [Symbol.asyncIterator]: () => responses }, ({ message }) =>
-        message.case === "configDelta"
-          ? applyConfig(message.value, send)
-          : logger.warn("unexpected message from the hub", { kind: message.case ?? "none" }),
-      );
+      await forEachMessage({ [Symbol.asyncIterator]: () => responses }, ({ message }) => {
+        if (message.case === "configDelta") return applyConfig(message.value, send);
+        // Listing the cluster can take a while: config deltas do not wait for it.
+        if (message.case === "objectsRequest")
+          void findings.answerObjects(message.value.requestId).catch(() => {});
+        else logger.warn("unexpected message from the hub", { kind: message.case ?? "none" });
+        return undefined;
+      });
     } finally {
       active = undefined;
       debouncer.cancel();
@@ -239,7 +248,9 @@ export function createSession(options: SessionOptions): Session {
     });
   }
 
-  let active: { schedule(): void; onMesh(): void; report(): void } | undefined;
+  let active:
+    | { schedule(): void; onMesh(): void; report(): void; findings: FindingsSender }
+    | undefined;
 
   // What the reconciler did on its own (a NACKed intent applied or removed on its retry
   // timer, a drift repair), sent as ApplyReports on the next tick while a session is open.
@@ -258,6 +269,8 @@ export function createSession(options: SessionOptions): Session {
   });
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
+  controller.conflicts.onChange(() => active?.findings.conflictsChanged());
+  options.policySource?.onChange(() => active?.findings.policiesChanged());
 
   async function run(): Promise<void> {
     let attempt = 0;

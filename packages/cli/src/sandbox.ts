@@ -144,6 +144,10 @@ export interface SandboxOptions {
   extraObjects?: Record<string, KubeObject[]>;
   /** Agent catalog debounce (ms). */
   agentDebounceMs?: number;
+  /** Agents' retry timer of failed objects (ms; 0 disables it). Default the agent's, 30 s. */
+  agentRetryIntervalMs?: number;
+  /** Clusters whose agents forward their ConnectionPolicy objects (the CRD must be loaded). */
+  policySourceAgents?: string[];
   /** PEM of the shared root certificate, written into each mesh config's `caCertificates`. */
   rootCertPem?: string;
 }
@@ -356,6 +360,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
               ...(options.agentDebounceMs === undefined
                 ? {}
                 : { debounceMs: options.agentDebounceMs }),
+              ...(options.agentRetryIntervalMs === undefined
+                ? {}
+                : { retryIntervalMs: options.agentRetryIntervalMs }),
+              ...(options.policySourceAgents?.includes(sc.id) === true
+                ? { policySource: true }
+                : {}),
             });
             await cluster.agent.start();
           },

@@ -3,11 +3,18 @@
 // to its Kubernetes syntax; here: the trust domain is the cluster's own, and a catalog update
 // is consistent in itself. A refused message ends the stream with a status naming the field
 // and value, and is counted in isthmus_hub_agent_reports_rejected_total{cluster,reason}.
-import { type CatalogUpdate, Code, GrpcError } from "@isthmus/proto";
+import { type CatalogUpdate, Code, type ConflictReport, GrpcError } from "@isthmus/proto";
 import type { ReportContext } from "./context.js";
 import { isStoreError } from "./store.js";
 
-export type RejectReason = "contract" | "trust-domain" | "catalog" | "engine";
+export type RejectReason =
+  | "contract"
+  | "trust-domain"
+  | "catalog"
+  | "engine"
+  | "conflicts"
+  | "objects"
+  | "policy-source";
 
 /** Counts a refused agent message; returns the error to end the stream with. */
 export function rejected(
@@ -105,6 +112,31 @@ export function catalogProblems(u: CatalogUpdate): string[] {
     const counted = id.labelSets.reduce((sum, set) => sum + set.podCount, 0);
     if (counted > id.podCount)
       out.push(`${at}.pod_count: ${id.podCount}, but its label sets count ${counted} pods`);
+  });
+  return out.slice(0, MAX_PROBLEMS);
+}
+
+/**
+ * What makes a conflict report inconsistent beyond the contract's field rules (which bound its
+ * size and hold every field to its syntax): the same kind, object and service twice, a port
+ * twice, principals on a permissive-mtls conflict (it is about callers without one), a
+ * PeerAuthentication named for an authorization conflict or the reverse.
+ */
+export function conflictProblems(r: ConflictReport): string[] {
+  const out: string[] = [];
+  const seen = new Map<string, number>();
+  r.conflicts.forEach((c, i) => {
+    const at = `conflict_report.conflicts[${i}]`;
+    const key = `${c.kind} ${c.object} ${c.service}`;
+    const first = seen.get(key);
+    if (first !== undefined) out.push(`${at}: ${key} is also conflicts[${first}]`);
+    else seen.set(key, i);
+    if (new Set(c.ports).size !== c.ports.length) out.push(`${at}.ports: a port appears twice`);
+    const pa = c.object.startsWith("PeerAuthentication ");
+    if ((c.kind === "permissive-mtls") !== pa)
+      out.push(`${at}.object: a ${c.kind} conflict cannot name ${c.object.split(" ")[0]}`);
+    if (c.kind === "permissive-mtls" && c.principals.length > 0)
+      out.push(`${at}.principals: a permissive-mtls conflict lists no principals`);
   });
   return out.slice(0, MAX_PROBLEMS);
 }

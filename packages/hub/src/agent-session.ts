@@ -13,6 +13,7 @@ import {
   type ServiceHandlers,
   type StatusReport,
 } from "@isthmus/proto";
+import { onConflictReport, onObjectsReport, onPolicySourceReport } from "./agent-findings.js";
 import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js";
 import { emptyCatalog, mergeCatalog, meshFacts, startGrace } from "./cluster-catalog.js";
 import type { ClusterCatalog, SessionContext } from "./context.js";
@@ -34,6 +35,8 @@ interface AgentStream {
   /** Set by hello. */
   cat: ClusterCatalog | undefined;
   lastRevision: bigint;
+  /** Ends the hub's asking this session for its cluster's objects. */
+  detachObjects: () => void;
 }
 
 /** The Connect handler; `snapshotReceived` is called on each full catalog snapshot. */
@@ -59,6 +62,7 @@ export function createConnectHandler(
       send: (m) => stream.send(m),
       cat: undefined,
       lastRevision: 0n,
+      detachObjects: () => {},
     };
     const iterator = stream.requests[Symbol.asyncIterator]();
     // A message that breaks the contract (protovalidate rules) fails the iterator.
@@ -94,6 +98,15 @@ export function createConnectHandler(
             break;
           case "applyReport":
             onApplyReport(ctx, s, cat, msg.value);
+            break;
+          case "conflictReport":
+            onConflictReport(ctx, s, cat, msg.value);
+            break;
+          case "objectsReport":
+            onObjectsReport(ctx, s, cat, msg.value);
+            break;
+          case "policySourceReport":
+            await onPolicySourceReport(ctx, s, cat, msg.value);
             break;
           case "ack":
             cat.lastSeen = ctx.now();
@@ -178,6 +191,9 @@ async function onHello(ctx: SessionContext, s: AgentStream, hello: Hello): Promi
   });
   const facts = ctx.clusterFacts(s.clusterId);
   if (facts !== undefined) ctx.applyCatalog([facts]);
+  s.detachObjects = ctx.objectRequests.attach(s.clusterId, (requestId) =>
+    s.send({ message: { case: "objectsRequest", value: { requestId } } }),
+  );
   ctx.distributor.open(
     s.clusterId,
     s.sender,
@@ -300,6 +316,7 @@ function onApplyReport(
 /** The stream ended: delivery stops; the last session of a cluster starts its grace period. */
 function endStream(ctx: SessionContext, s: AgentStream): void {
   if (ctx.streams.get(s.clusterId) === s.abort) ctx.streams.delete(s.clusterId);
+  s.detachObjects();
   ctx.distributor.close(s.clusterId, s.sender);
   const { cat } = s;
   if (

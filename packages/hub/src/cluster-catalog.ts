@@ -24,6 +24,8 @@ export function emptyCatalog(): ClusterCatalog {
     agentVersion: "",
     mesh: undefined,
     warnings: [],
+    conflicts: [],
+    policySourceRefusal: "",
     graceTimer: undefined,
   };
 }

@@ -18,6 +18,8 @@ export interface AdminToken {
   token: string;
 }
 
+const CLUSTER_ID = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** Hub settings. The YAML file uses the same keys (documented in packages/hub/README.md). */
 export interface HubConfig {
   /** gRPC address, "host:port" (port 0 picks a free port). */
@@ -51,6 +53,8 @@ export interface HubConfig {
   watch: WatchConfig;
   /** Log line format of `isthmus hub`; undefined: ISTHMUS_LOG_FORMAT, else json. */
   logFormat: "json" | "text" | undefined;
+  /** The one cluster whose agent may forward ConnectionPolicy objects ("": none). */
+  policySource: { cluster: string };
   /** Where clusters, tokens and policies live: `file` (state.json in dataDir, one hub) or
    * `etcd` (shared by hub replicas; `etcd` says where). */
   store: "file" | "etcd";
@@ -94,6 +98,7 @@ export const defaultHubConfig: HubConfig = {
   limits: defaultLimits,
   watch: defaultWatch,
   logFormat: undefined,
+  policySource: { cluster: "" },
   store: "file",
   etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
 };
@@ -223,6 +228,16 @@ export function resolveHubConfig(
     };
     if (input.limits !== undefined) c.limits = resolveLimits(input.limits, c.limits, fail);
     if (input.watch !== undefined) c.watch = resolveWatch(input.watch, c.watch, fail);
+    if (input.policySource !== undefined) {
+      if (!isObj(input.policySource)) throw new ConfigError("policySource: must be a mapping");
+      checkKeys(input.policySource, ["cluster"], "policySource.");
+      const cluster = input.policySource.cluster ?? "";
+      if (typeof cluster !== "string" || (cluster !== "" && !CLUSTER_ID.test(cluster)))
+        throw new ConfigError(
+          "policySource.cluster: must be a cluster id (DNS-1123 label) or empty",
+        );
+      c.policySource = { cluster };
+    }
     if (input.store !== undefined) {
       if (input.store !== "file" && input.store !== "etcd")
         throw new ConfigError(`store: must be file or etcd, got ${JSON.stringify(input.store)}`);

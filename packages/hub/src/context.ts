@@ -4,10 +4,11 @@
 import type { Logger } from "@isthmus/logging";
 import type { CertifiedKey } from "@isthmus/pki";
 import type { CatalogChange, Deltas, PolicyEngine } from "@isthmus/policy";
-import type { CallContext, Service, WorkloadIdentity } from "@isthmus/proto";
+import type { CallContext, Conflict, Service, WorkloadIdentity } from "@isthmus/proto";
 import type { HubConfig, Role } from "./config.js";
 import type { Distributor } from "./distributor.js";
 import type { HubMetrics } from "./metrics.js";
+import type { ObjectRequests } from "./object-requests.js";
 import type { Registry } from "./registry.js";
 
 export type EngineWarning = ReturnType<PolicyEngine["warnings"]>[number];
@@ -23,6 +24,10 @@ export interface ClusterCatalog {
   agentVersion: string;
   mesh: ClusterFactsInput | undefined;
   warnings: { code: string; message: string }[];
+  /** Foreign objects in conflict with Isthmus decisions, as the agent last reported them. */
+  conflicts: Conflict[];
+  /** Why the cluster's last PolicySourceReport was refused ("": none or accepted). */
+  policySourceRefusal: string;
   graceTimer: NodeJS.Timeout | undefined;
 }
 
@@ -79,6 +84,8 @@ export interface HubContext {
   catalogEvents: Set<CatalogListener>;
   clusterFacts(id: string): CatalogChange | undefined;
   now(): number;
+  /** Agents asked for their clusters' live objects (`isthmus verify`). */
+  objectRequests: ObjectRequests;
 }
 
 /** What checks of agents' reports use (agent-reports.ts). */
@@ -104,6 +111,9 @@ export type SessionContext = ReportContext &
     | "applyCatalog"
     | "queueCatalog"
     | "now"
+    | "objectRequests"
+    | "engine"
+    | "deliver"
   >;
 
 /** What a catalog watcher uses (catalog-watch.ts). */
@@ -128,6 +138,7 @@ export type ClusterAdminContext = AdminAuth &
     | "clusterFacts"
     | "applyCatalog"
     | "now"
+    | "objectRequests"
   >;
 
 /** What the admin calls on policies use (admin/policies.ts). */

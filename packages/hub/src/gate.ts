@@ -32,8 +32,10 @@ export interface GateOptions {
   now?: () => number;
 }
 
-/** AdminService methods that change state; the others are open to viewers. */
+/** AdminService methods that change state or make an agent list its cluster; the others are
+ * open to viewers. */
 const ADMIN_METHODS = new Set([
+  "getClusterObjects",
   "createCluster",
   "deleteCluster",
   "rotateClusterToken",

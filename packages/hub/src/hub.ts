@@ -13,6 +13,7 @@ import { createDistributor, type DistributorOptions } from "./distributor.js";
 import type { HubHealth } from "./health.js";
 import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
+import { createObjectRequests } from "./object-requests.js";
 import { openRegistry, type Registry } from "./registry.js";
 import { followRegistry } from "./registry-changes.js";
 import { serveGrpc, serveMetrics } from "./serve.js";
@@ -108,6 +109,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     catalogs,
     streams: new Map(),
     catalogEvents: new Set(),
+    objectRequests: createObjectRequests(now),
     warmingUp: () => !warmup.warm(),
     systemVersion: () => String(version),
     now,

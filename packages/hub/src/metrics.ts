@@ -108,7 +108,7 @@ export function createHubMetrics(options: HubMetricsOptions = {}) {
     }),
     agentReportsRejected: new Counter({
       name: "isthmus_hub_agent_reports_rejected_total",
-      help: "Agent messages refused (their stream ended, nothing of them applied), by reason: contract, trust-domain, catalog, engine",
+      help: "Agent messages refused (their stream ended, nothing of them applied), by reason: contract, trust-domain, catalog, engine, conflicts, objects (an ObjectsReport refused: the request fails, the stream stays), policy-source (a PolicySourceReport refused: nothing stored, the stream stays)",
       labelNames: ["cluster", "reason"],
       registers: [registry],
     }),

@@ -11,6 +11,18 @@ import { isOwned, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from "../ownership.js";
 import { type DesiredSet, hashOf, intentNameOf, type Outcome, splitRef } from "./desired-set.js";
 import { type DriftChange, type DriftRepair, restoredObject } from "./drift.js";
 
+/**
+ * The API server's 404 for an object whose namespace does not exist, said first (the status
+ * table shows the start of a reason): Isthmus writes an import into the service's namespace,
+ * which must exist in this cluster too (namespace sameness); the agent writes it as soon as the
+ * namespace is created.
+ */
+function explainMissingNamespace(e: KubeApiError): string {
+  const missing = e.code === 404 ? /namespaces "([^"]+)" not found/.exec(e.message) : null;
+  if (missing === null) return e.message;
+  return `namespace "${missing[1]}" does not exist in this cluster (objects live in the service's namespace; written once it is created): ${e.message}`;
+}
+
 export interface ObjectWriterOptions {
   client: KubeClient;
   live: { liveObject(kind: string, namespace: string, name: string): KubeObject | undefined };
@@ -178,7 +190,7 @@ export function createObjectWriter(options: ObjectWriterOptions) {
         if (!e.transient || attempt >= maxAttempts) {
           options.onWrite?.("error", ref);
           logger.warn("could not apply object", { object: ref, err: e.message, attempts: attempt });
-          return { ok: false, message: e.message };
+          return { ok: false, message: explainMissingNamespace(e) };
         }
         const wait =
           e.retryAfterSeconds !== undefined && (e.code === 429 || e.code === 503)

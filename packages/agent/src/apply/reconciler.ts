@@ -4,7 +4,7 @@
 // deltas from the hub, adoption, local re-renders, and the NACK record.
 import { fromJsonString } from "@bufbuild/protobuf";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import { type Intent, IntentSchema } from "@isthmus/proto";
+import { type AccessIntent, type Intent, IntentSchema } from "@isthmus/proto";
 import type { Delay } from "../discovery/informer.js";
 import { liveHashOf } from "../discovery/objects.js";
 import { isKubeApiError, type KubeClient } from "../kube/client.js";
@@ -78,6 +78,8 @@ export interface Reconciler {
   adopt(): void;
   /** Intent name -> version of every intent in the desired set applied in full (for Hello). */
   appliedVersions(): Record<string, string>;
+  /** The AccessIntents of the desired set (conflict detection reads Isthmus's decisions). */
+  accessIntents(): AccessIntent[];
   /** Intent name -> version of the intents reported with errors and not applied since. */
   failedVersions(): Record<string, string>;
   /** Listens to what the reconciler does on its own (retries, drift repairs). */
@@ -238,6 +240,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const ref of render(intent, facts).refs) void queue.enqueue(ref);
       }
       logger.info("adopted owned objects", { intents: byIntent.size, rerendered: intents.size });
+    },
+    accessIntents() {
+      const out: AccessIntent[] = [];
+      for (const i of intents.values()) if (i.kind.case === "accessIntent") out.push(i.kind.value);
+      return out;
     },
     appliedVersions() {
       const out: Record<string, string> = {};

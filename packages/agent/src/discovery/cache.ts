@@ -9,6 +9,7 @@ import {
   GATEWAYS,
   NAMESPACES,
   NODES,
+  PEER_AUTHENTICATIONS,
   PODS,
   RENDERED_KINDS,
   type Resource,
@@ -43,8 +44,10 @@ import {
   type PodView,
   SERVICE_NAME_LABEL,
   type ServiceView,
+  slimAuthorizationPolicy,
   slimEndpointSlice,
   slimMeta,
+  slimPeerAuthentication,
   slimPod,
   slimRendered,
   slimService,
@@ -111,6 +114,13 @@ export interface ClusterCache {
   onMesh(cb: (mesh: MeshView) => void): void;
   /** A live object of a rendered kind changed. */
   onRendered(cb: (event: RenderedEvent, obj: KubeObject) => void): void;
+  /** What the mesh model needs to judge authorization in this cluster: Namespaces, Pods, the
+   * mesh ConfigMap, AuthorizationPolicies and PeerAuthentications (with their specs). */
+  securityObjects(): KubeObject[];
+  /** One of those objects changed (pods, namespaces, policies, the mesh config). */
+  onSecurity(cb: () => void): void;
+  /** A namespace was created (objects refused for its absence can be written now). */
+  onNamespaceAdded(cb: (namespace: string) => void): void;
 }
 
 function getOrCreate<K, V>(map: Map<K, V>, key: K, make: () => V): V {
@@ -155,8 +165,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const rendered: Record<string, Informer<KubeObject>> = {
     ServiceEntry: make(SERVICE_ENTRIES, { transform: slimRendered }),
     DestinationRule: make(DESTINATION_RULES, { transform: slimRendered }),
-    AuthorizationPolicy: make(AUTHORIZATION_POLICIES, { transform: slimRendered }),
+    AuthorizationPolicy: make(AUTHORIZATION_POLICIES, { transform: slimAuthorizationPolicy }),
   };
+  const peerAuthentications = make(PEER_AUTHENTICATIONS, { transform: slimPeerAuthentication });
   const all: Informer<KubeObject>[] = [
     services,
     slices,
@@ -165,6 +176,7 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     nodes,
     configMaps,
     gateways,
+    peerAuthentications,
     ...Object.values(rendered),
   ] as Informer<KubeObject>[];
 
@@ -172,6 +184,11 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const catalogListeners: (() => void)[] = [];
   const meshListeners: ((m: MeshView) => void)[] = [];
   const renderedListeners: ((e: RenderedEvent, o: KubeObject) => void)[] = [];
+  const securityListeners: (() => void)[] = [];
+  const namespaceAddedListeners: ((ns: string) => void)[] = [];
+  const securityChanged = () => {
+    if (started) for (const cb of securityListeners) cb();
+  };
 
   // Indexes kept up to date from the first listed item on.
   const sliceOwner = new Map<string, string>(); // slice key -> service key
@@ -300,7 +317,18 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   slices.on("add", (s) => onSlice(s, false));
   slices.on("update", (s) => onSlice(s, false));
   slices.on("delete", (s) => onSlice(s, true));
+  namespaces.on("add", (ns) => {
+    if (started) for (const cb of namespaceAddedListeners) cb(ns.metadata.name);
+  });
   for (const ev of ["add", "update", "delete"] as const) {
+    for (const inf of [
+      pods,
+      namespaces,
+      configMaps,
+      peerAuthentications,
+      rendered.AuthorizationPolicy!,
+    ])
+      inf.on(ev, securityChanged);
     services.on(ev, onService);
     namespaces.on(ev, onNamespace);
     configMaps.on(ev, refreshMesh);
@@ -473,5 +501,17 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     onCatalog: (cb) => void catalogListeners.push(cb),
     onMesh: (cb) => void meshListeners.push(cb),
     onRendered: (cb) => void renderedListeners.push(cb),
+    securityObjects() {
+      const meshConfig = configMaps.get("istio", istioNs);
+      return [
+        ...namespaces.list(),
+        ...pods.list(),
+        ...(meshConfig === undefined ? [] : [meshConfig]),
+        ...rendered.AuthorizationPolicy!.list(),
+        ...peerAuthentications.list(),
+      ];
+    },
+    onSecurity: (cb) => void securityListeners.push(cb),
+    onNamespaceAdded: (cb) => void namespaceAddedListeners.push(cb),
   };
 }

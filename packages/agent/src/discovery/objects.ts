@@ -179,6 +179,25 @@ export function slimRendered(o: KubeObject): KubeObject {
   return view;
 }
 
+/**
+ * An AuthorizationPolicy as `slimRendered` keeps it, plus its spec: conflict detection asks the
+ * mesh model what the cluster's policies enforce, foreign and owned (a few hundred bytes each).
+ */
+export function slimAuthorizationPolicy(o: KubeObject): KubeObject {
+  const view = slimRendered(o);
+  if (o.spec !== undefined) view.spec = o.spec;
+  return view;
+}
+
+/** A PeerAuthentication: metadata (with the creation time, the oldest of a level wins) and spec. */
+export function slimPeerAuthentication(o: KubeObject): KubeObject {
+  const view = slimMeta(o);
+  const created = o.metadata.creationTimestamp;
+  if (typeof created === "string") view.metadata.creationTimestamp = created;
+  if (o.spec !== undefined) view.spec = o.spec;
+  return view;
+}
+
 /** The live content hash `slimRendered` computed; undefined for a foreign object. */
 export function liveHashOf(o: KubeObject): string | undefined {
   const h = o[LIVE_CONTENT_HASH];

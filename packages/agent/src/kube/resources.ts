@@ -42,6 +42,12 @@ export const AUTHORIZATION_POLICIES = r(
   "authorizationpolicies",
   "AuthorizationPolicy",
 );
+export const PEER_AUTHENTICATIONS = r(
+  "security.istio.io",
+  "v1",
+  "peerauthentications",
+  "PeerAuthentication",
+);
 
 /** The Istio kinds the agent renders, by kind. */
 export const RENDERED_KINDS: Readonly<Record<string, Resource>> = {

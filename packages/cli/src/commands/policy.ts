@@ -10,14 +10,17 @@ import {
   type ApplyPoliciesResponse,
   ApplyPoliciesResponseSchema,
   type ConnectionPolicy,
+  Decision,
   type DecisionChange,
   DeletePolicyResponseSchema,
   ExplainBatchResponseSchema,
+  type ExplainResponse,
   ExplainResponseSchema,
   GetPolicyResponseSchema,
   ListPoliciesResponseSchema,
 } from "@isthmus/proto";
 import type { Command } from "commander";
+import { conflictLine } from "../conflicts.js";
 import {
   type ConnectionFlags,
   UsageError,
@@ -41,6 +44,7 @@ type ReadFlags = ConnectionFlags & { output: OutputFormat };
 type ApplyFlags = ReadFlags & {
   file?: string[];
   dryRun?: boolean;
+  force?: boolean;
   prune?: boolean;
   selector?: string;
 };
@@ -105,6 +109,19 @@ export function impactTable(impact: DecisionChange[]): string {
   );
 }
 
+/**
+ * Namespace sameness, said where it matters: a caller in another cluster reaches the service
+ * through an import, which lives in the service's namespace in the caller's cluster.
+ */
+function importNote(source: string, namespace: string, res: ExplainResponse): string[] {
+  const remote = res.backends.some((b) => b.clusterId !== source && b.decision === Decision.ALLOW);
+  return remote
+    ? [
+        `note: the import lives in namespace "${namespace}" of ${source} (the service's namespace), which must exist there`,
+      ]
+    : [];
+}
+
 export function registerPolicyCommand(program: Command): void {
   const policy = program.command("policy").description("write and inspect connection policies");
 
@@ -118,6 +135,7 @@ export function registerPolicyCommand(program: Command): void {
       collect,
     )
     .option("--dry-run", "print what would change (policies, prunes, connections); store nothing")
+    .option("--force", "also replace policies that the policy source cluster owns")
     .option(
       "-l, --selector <selector>",
       "label selector (k=v, k!=v, k in (a,b), k notin (a,b), k, !k; comma: and): apply only the policies of the files it selects",
@@ -134,6 +152,7 @@ export function registerPolicyCommand(program: Command): void {
           {
             policies,
             dryRun: flags.dryRun ?? false,
+            force: flags.force ?? false,
             pruneSelector: flags.prune ? flags.selector! : "",
           },
           call,
@@ -191,10 +210,11 @@ export function registerPolicyCommand(program: Command): void {
   withConnectionOptions(policy.command("delete <name>"))
     .description("delete one policy")
     .option("--dry-run", "print the connections whose decision would change; delete nothing")
+    .option("--force", "also delete a policy that the policy source cluster owns")
     .addOption(outputOption())
-    .action(async (name: string, flags: ReadFlags & { dryRun?: boolean }) => {
+    .action(async (name: string, flags: ReadFlags & { dryRun?: boolean; force?: boolean }) => {
       const res = await withAdmin(flags, (c, call) =>
-        c.deletePolicy({ name, dryRun: flags.dryRun ?? false }, call),
+        c.deletePolicy({ name, dryRun: flags.dryRun ?? false, force: flags.force ?? false }, call),
       );
       print(flags.output, DeletePolicyResponseSchema, res, () =>
         [
@@ -244,10 +264,14 @@ export function registerPolicyCommand(program: Command): void {
           `decision: ${decisionName(res.decision)}`,
           `decided by: ${res.rule ? `policy ${res.rule}` : `default (${res.defaultReason})`}`,
           `principal: ${res.principal}`,
-          ...res.backends.map(
-            (b) => `  via ${b.clusterId}: ${decisionName(b.decision)} (${b.rule || "default"})`,
-          ),
+          ...res.backends.flatMap((b) => [
+            `  via ${b.clusterId}: ${decisionName(b.decision)} (${b.rule || "default"})`,
+            ...b.conflicts.map(
+              (c) => `  conflict in ${b.clusterId}: ${conflictLine(c)}; ${c.reason}`,
+            ),
+          ]),
           ...res.warnings.map((w) => `warning ${w.code}: ${w.message}`),
+          ...importNote(source.clusterId, destination.namespace, res),
         ].join("\n"),
       );
     });

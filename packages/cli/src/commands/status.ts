@@ -10,6 +10,7 @@ import {
   WatchCatalogResponseSchema,
 } from "@isthmus/proto";
 import type { Command } from "commander";
+import { conflictLine } from "../conflicts.js";
 import {
   type AdminClient,
   type ConnectionFlags,
@@ -109,7 +110,15 @@ export function statusTable(res: GetStatusResponse): string {
   const rows = statusRows(res.clusters);
   if (tableSettings.noHeaders) return rows;
   const hub = `hub ${res.hubVersion}  system version ${res.systemVersion}  policies ${res.policyCount}${res.warmingUp ? "  (warming up)" : ""}`;
-  return rows === "" ? `${hub}\nNo clusters registered.` : `${hub}\n${rows}`;
+  const body = rows === "" ? `${hub}\nNo clusters registered.` : `${hub}\n${rows}`;
+  return [body, ...conflictLines(res)].join("\n");
+}
+
+/** The foreign objects in conflict, one line each under the table, by cluster. */
+function conflictLines(res: GetStatusResponse): string[] {
+  return res.clusters.flatMap((c) =>
+    c.conflicts.map((x) => `conflict in ${c.cluster?.id ?? ""}: ${conflictLine(x)}`),
+  );
 }
 
 /** `--watch` of status and cluster list: the clusters every second, a row per change. */

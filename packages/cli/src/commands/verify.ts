@@ -1,4 +1,4 @@
-import type { Caller, ClusterInput, Mesh, ServiceTarget } from "@isthmus/mesh-model";
+import type { Caller, ClusterInput, KubeObject, Mesh, ServiceTarget } from "@isthmus/mesh-model";
 import type { Command } from "commander";
 import { resolveTargets, type TargetFlags, withTargetOptions } from "../check/targets.js";
 import {
@@ -13,7 +13,11 @@ import { decisionOf, judge, type Mismatch } from "../verify/compare.js";
 type VerifyFlags = ConnectionFlags & TargetFlags;
 
 interface VerifyReport {
+  /** Where the objects came from: the agents (through the hub) or kubeconfigs. */
+  source: "agents" | "kubeconfig";
   clusters: string[];
+  /** Registered clusters whose agent is not connected (agents source): not read. */
+  disconnected: string[];
   compared: number;
   skipped: number;
   /** Catalog services in clusters this run did not read: not compared. */
@@ -35,9 +39,33 @@ export function registerVerifyCommand(program: Command): void {
     });
 }
 
+/** No cluster named: the objects come from the agents, through the hub. */
+const fromAgents = (flags: VerifyFlags) =>
+  flags.cluster.length === 0 && flags.kubeconfig.length === 0 && flags.context.length === 0;
+
+/**
+ * Every connected cluster's objects as its agent lists them on the hub's request, in parallel
+ * (pod IPs replaced by stand-ins); clusters whose agent is not connected are returned apart.
+ */
+async function readFromAgents(
+  client: AdminClient,
+  call: Parameters<AdminClient["getStatus"]>[1],
+): Promise<{ inputs: ClusterInput[]; disconnected: string[] }> {
+  const status = await client.getStatus({}, call);
+  const connected = status.clusters.filter((c) => c.connected).map((c) => c.cluster?.id ?? "");
+  const disconnected = status.clusters.filter((c) => !c.connected).map((c) => c.cluster?.id ?? "");
+  const inputs = await Promise.all(
+    connected.map(async (id) => {
+      const res = await client.getClusterObjects({ clusterId: id }, { ...call, timeoutMs: 90_000 });
+      return { id, objects: res.objectsJson.map((j) => JSON.parse(j) as KubeObject) };
+    }),
+  );
+  return { inputs, disconnected };
+}
+
 /** Every cluster's objects, read in parallel; a cluster that cannot be read fails the run. */
 async function readClusters(flags: VerifyFlags): Promise<ClusterInput[]> {
-  const { readClusterObjects } = await import("../verify/read-cluster.js");
+  const { readClusterObjects } = await import("@isthmus/agent");
   const clusters = await resolveTargets(flags);
   return Promise.all(
     clusters.map(async ({ target, kube }) => {
@@ -70,14 +98,19 @@ function callersOf(inputs: readonly ClusterInput[]): Caller[] {
 /** Reads the clusters, asks the hub for each pair, judges each decision with the model. */
 export async function runVerify(flags: VerifyFlags): Promise<VerifyReport> {
   const { buildMesh } = await import("@isthmus/mesh-model");
-  const inputs = await readClusters(flags);
-  const mesh = buildMesh(inputs);
-  const clusterIds = new Set(inputs.map((c) => c.id));
-  const callers = callersOf(inputs);
+  const agents = fromAgents(flags);
+  const fromKube = agents ? undefined : await readClusters(flags);
   return withAdmin(flags, async (client, call) => {
+    const read = fromKube === undefined ? await readFromAgents(client, call) : undefined;
+    const inputs = fromKube ?? read!.inputs;
+    const mesh = buildMesh(inputs);
+    const clusterIds = new Set(inputs.map((c) => c.id));
+    const callers = callersOf(inputs);
     const catalog = await client.listCatalog({}, call);
     const report: VerifyReport = {
+      source: agents ? "agents" : "kubeconfig",
       clusters: [...clusterIds],
+      disconnected: read?.disconnected ?? [],
       compared: 0,
       skipped: 0,
       unread: [],
@@ -145,6 +178,13 @@ function summary(r: VerifyReport): string {
 
 function toText(r: VerifyReport): string {
   const lines: string[] = [];
+  if (r.source === "agents") {
+    lines.push(
+      `objects reported by the agents of ${r.clusters.length > 0 ? [...r.clusters].sort().join(", ") : "no cluster"}`,
+    );
+    if (r.disconnected.length > 0)
+      lines.push(`not read: ${[...r.disconnected].sort().join(", ")} (agent not connected)`);
+  }
   for (const m of r.mismatches) {
     lines.push(`mismatch ${m.pair}`);
     lines.push(`  hub:     ${m.engine}`);
@@ -162,7 +202,9 @@ function toText(r: VerifyReport): string {
 function toJson(r: VerifyReport): string {
   const doc = {
     ok: r.mismatches.length === 0,
+    source: r.source,
     clusters: r.clusters,
+    disconnected: r.disconnected,
     compared: r.compared,
     skipped: r.skipped,
     notCompared: r.unread,

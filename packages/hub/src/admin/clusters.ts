@@ -11,11 +11,14 @@ import type { ClusterAdminContext } from "../context.js";
 import { type ClusterRecord, hashToken, newToken } from "../registry.js";
 import { expectedVersion, storeError } from "./errors.js";
 
+/** How long an agent may take to list its cluster for `isthmus verify`. */
+const OBJECTS_TIMEOUT_MS = 60_000;
+
 export function clusterHandlers(
   ctx: ClusterAdminContext,
 ): Pick<
   ServiceHandlers<(typeof AdminService)["method"]>,
-  "createCluster" | "deleteCluster" | "rotateClusterToken"
+  "createCluster" | "deleteCluster" | "rotateClusterToken" | "getClusterObjects"
 > {
   const log = ctx.logger.child({ module: "admin" });
   const admin = (call: CallContext) => ctx.authorizeAdmin(call, "admin");
@@ -90,6 +93,18 @@ export function clusterHandlers(
         bootstrapToken: token,
         tokenExpiresAt: timestampFromMs(tokenExpiresAt),
         hubCaPem: ctx.hubCa.certPem,
+      };
+    },
+
+    async getClusterObjects(req, call) {
+      admin(call);
+      if (!ctx.registry.clusters.has(req.clusterId))
+        throw new GrpcError(Code.NOT_FOUND, `cluster "${req.clusterId}" not found`);
+      const got = await ctx.objectRequests.request(req.clusterId, OBJECTS_TIMEOUT_MS);
+      return {
+        clusterId: req.clusterId,
+        objectsJson: got.objectsJson,
+        listedAt: timestampFromMs(got.listedAt),
       };
     },
   };

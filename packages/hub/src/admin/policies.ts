@@ -10,6 +10,7 @@ import {
   type ServiceHandlers,
 } from "@isthmus/proto";
 import type { PolicyAdminContext } from "../context.js";
+import { ownedBySource, refuseSourced } from "../policy-source.js";
 import { expectedVersion } from "./errors.js";
 import { applyPolicies, explainBatch, writePolicies } from "./policy-writes.js";
 
@@ -25,6 +26,16 @@ export function policyHandlers(
   return {
     async applyPolicies(req, call) {
       admin(call);
+      // Only the hub sets where a policy comes from; through the admin API it comes from here.
+      for (const p of req.policies) p.source = "";
+      if (!req.force)
+        refuseSourced(
+          ownedBySource(
+            ctx,
+            req.policies.map((p) => p.name),
+          ),
+          "change",
+        );
       return applyPolicies(ctx, req);
     },
 
@@ -51,6 +62,7 @@ export function policyHandlers(
       const stored = ctx.registry.policies.get(req.name);
       if (stored === undefined)
         throw new GrpcError(Code.NOT_FOUND, `policy "${req.name}" not found`);
+      if (!req.force) refuseSourced(ownedBySource(ctx, [req.name]), "delete");
       const expect = new Map<string, number>();
       const v = expectedVersion(req.resourceVersion, `policy "${req.name}"`);
       if (v !== undefined) {

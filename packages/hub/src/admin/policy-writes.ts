@@ -154,7 +154,8 @@ export async function applyPolicies(
     prune === undefined
       ? []
       : [...ctx.registry.policies.values()]
-          .filter((p) => !names.has(p.name) && prune.matches(p.labels))
+          // A policy source cluster's policies are its own to delete (docs/policy-source.md).
+          .filter((p) => !names.has(p.name) && p.source === "" && prune.matches(p.labels))
           .map((p) => p.name)
           .sort();
   for (const name of pruned) next.delete(name);

@@ -11,7 +11,9 @@ import {
   GrpcError,
   type ServiceHandlers,
 } from "@isthmus/proto";
+import { withConflicts } from "../conflicts.js";
 import type { StatusContext } from "../context.js";
+import { withImportNotes } from "../explain-notes.js";
 import { HUB_VERSION } from "../version.js";
 import { policyError } from "./errors.js";
 
@@ -29,6 +31,8 @@ export function statusHandlers(
     const cat = ctx.catalogs.get(id);
     const view = ctx.distributor.view(id);
     const warnings = [...(cat?.warnings ?? []), ...ctx.warnings(id)];
+    if (cat !== undefined && cat.policySourceRefusal !== "")
+      warnings.push({ code: "policy-source-refused", message: cat.policySourceRefusal });
     return {
       cluster: record.cluster,
       connected: cat?.connected ?? false,
@@ -43,6 +47,7 @@ export function statusHandlers(
       refused: view.refused,
       driftRepairs: view.driftRepairs,
       driftRepairCount: BigInt(view.driftRepairCount),
+      conflicts: cat?.conflicts ?? [],
       warnings,
       serviceCount: cat?.services.size ?? 0,
       identityCount: cat?.identities.size ?? 0,
@@ -70,7 +75,8 @@ export function statusHandlers(
     async explain(req, call) {
       viewer(call);
       try {
-        return ctx.engine.explain(req.source!, req.destination!);
+        const ex = ctx.engine.explain(req.source!, req.destination!);
+        return withImportNotes(withConflicts(ex, req, ctx.catalogs), req, ctx.distributor);
       } catch (err) {
         policyError(err);
       }

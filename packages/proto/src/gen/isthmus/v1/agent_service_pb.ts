@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { MeshFacts, ObjectKey, Service, Warning, WorkloadIdentity } from "./catalog_pb.js";
+import type { Conflict, MeshFacts, ObjectKey, Service, Warning, WorkloadIdentity } from "./catalog_pb.js";
 import { file_isthmus_v1_catalog } from "./catalog_pb.js";
 import type { Intent } from "./intents_pb.js";
 import { file_isthmus_v1_intents } from "./intents_pb.js";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/agent_service.proto.
  */
 export const file_isthmus_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqECCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIAEIQCgdtZXNzYWdlEgW6SAIIASJ1Cg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLmlzdGhtdXMudjEuV2VsY29tZUgAEi8KDGNvbmZpZ19kZWx0YRgCIAEoCzIXLmlzdGhtdXMudjEuQ29uZmlnRGVsdGFIAEIJCgdtZXNzYWdlItsDCgVIZWxsbxI+CgpjbHVzdGVyX2lkGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSMgoNYWdlbnRfdmVyc2lvbhgCIAEoCUIbukgYchYYQDISXlswLTlBLVphLXouK18tXSokEiMKBG1lc2gYAyABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxJMChBhcHBsaWVkX3ZlcnNpb25zGAQgAygLMiYuaXN0aG11cy52MS5IZWxsby5BcHBsaWVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRIwCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACEkoKD2ZhaWxlZF92ZXJzaW9ucxgGIAMoCzIlLmlzdGhtdXMudjEuSGVsbG8uRmFpbGVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRo2ChRBcHBsaWVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjUKE0ZhaWxlZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEwoLaHViX3ZlcnNpb24YAiABKAkSGwoTbWF4X2NhdGFsb2dfZW50cmllcxgDIAEoDSLBAgoNQ2F0YWxvZ1VwZGF0ZRIVCg1mdWxsX3NuYXBzaG90GAEgASgIEhkKCHJldmlzaW9uGAIgASgEQge6SAQyAigBEi4KEXVwc2VydGVkX3NlcnZpY2VzGAMgAygLMhMuaXN0aG11cy52MS5TZXJ2aWNlEi8KEHJlbW92ZWRfc2VydmljZXMYBCADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRI5ChN1cHNlcnRlZF9pZGVudGl0aWVzGAUgAygLMhwuaXN0aG11cy52MS5Xb3JrbG9hZElkZW50aXR5EjEKEnJlbW92ZWRfaWRlbnRpdGllcxgGIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5Ei8KC29yaWdpbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlCgxTdGF0dXNSZXBvcnQSIwoEbWVzaBgBIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEjAKCHdhcm5pbmdzGAIgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAIi2AEKC0FwcGx5UmVwb3J0EkEKB2FwcGxpZWQYASADKAsyJC5pc3RobXVzLnYxLkFwcGx5UmVwb3J0LkFwcGxpZWRFbnRyeUIKukgHmgEEEKCNBhI5Cg1kcmlmdF9yZXBhaXJzGAIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpckIJukgGkgEDEOgHEhsKB3JlbW92ZWQYAyADKAlCCrpIB5IBBBCgjQYaLgoMQXBwbGllZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEimQEKC0RyaWZ0UmVwYWlyEh0KC2ludGVudF9uYW1lGAEgASgJQgi6SAVyAxiACBIYCgZvYmplY3QYAiABKAlCCLpIBXIDGIAEEicKBmNoYW5nZRgDIAEoCUIXukgUchJSB2NoYW5nZWRSB2RlbGV0ZWQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoLQ29uZmlnRGVsdGESDQoFbm9uY2UYASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSJAoIdXBzZXJ0ZWQYAyADKAsyEi5pc3RobXVzLnYxLkludGVudBIPCgdyZW1vdmVkGAQgAygJEhAKCGNvbXBsZXRlGAUgASgIIjUKA0FjaxIWCgVub25jZRgBIAEoCUIHukgEcgIQARIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCSJPCg1SZXNvdXJjZUVycm9yEhMKC2ludGVudF9uYW1lGAEgASgJEg4KBm9iamVjdBgCIAEoCRIZCgdtZXNzYWdlGAMgASgJQgi6SAVyAxiAICJsCgROYWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEjQKBmVycm9ycxgDIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvckIJukgGkgEDEJBOMtUBCgxBZ2VudFNlcnZpY2USPwoGRW5yb2xsEhkuaXN0aG11cy52MS5FbnJvbGxSZXF1ZXN0GhouaXN0aG11cy52MS5FbnJvbGxSZXNwb25zZRI8CgVSZW5ldxIYLmlzdGhtdXMudjEuUmVuZXdSZXF1ZXN0GhkuaXN0aG11cy52MS5SZW5ld1Jlc3BvbnNlEkYKB0Nvbm5lY3QSGi5pc3RobXVzLnYxLkNvbm5lY3RSZXF1ZXN0GhsuaXN0aG11cy52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEikgEKDUVucm9sbFJlcXVlc3QSPgoKY2x1c3Rlcl9pZBgBIAEoCUIqukgnciUQARg/Mh9eW2EtejAtOV0oWy1hLXowLTldKlthLXowLTldKT8kEiMKD2Jvb3RzdHJhcF90b2tlbhgCIAEoCUIKukgHcgUQEBiAAhIcCgdjc3JfcGVtGAMgASgJQgu6SAhyBhABGICAASJuCg5FbnJvbGxSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSDgoGY2FfcGVtGAIgASgJEi0KCW5vdF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoMUmVuZXdSZXF1ZXN0EhwKB2Nzcl9wZW0YASABKAlCC7pICHIGEAEYgIABIm0KDVJlbmV3UmVzcG9uc2USHQoVY2VydGlmaWNhdGVfY2hhaW5fcGVtGAEgASgJEg4KBmNhX3BlbRgCIAEoCRItCglub3RfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0DCg5Db25uZWN0UmVxdWVzdBIiCgVoZWxsbxgBIAEoCzIRLmlzdGhtdXMudjEuSGVsbG9IABIzCg5jYXRhbG9nX3VwZGF0ZRgCIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ1VwZGF0ZUgAEh4KA2FjaxgDIAEoCzIPLmlzdGhtdXMudjEuQWNrSAASIAoEbmFjaxgEIAEoCzIQLmlzdGhtdXMudjEuTmFja0gAEjEKDXN0YXR1c19yZXBvcnQYBSABKAsyGC5pc3RobXVzLnYxLlN0YXR1c1JlcG9ydEgAEi8KDGFwcGx5X3JlcG9ydBgGIAEoCzIXLmlzdGhtdXMudjEuQXBwbHlSZXBvcnRIABI1Cg9jb25mbGljdF9yZXBvcnQYByABKAsyGi5pc3RobXVzLnYxLkNvbmZsaWN0UmVwb3J0SAASMwoOb2JqZWN0c19yZXBvcnQYCCABKAsyGS5pc3RobXVzLnYxLk9iamVjdHNSZXBvcnRIABI+ChRwb2xpY3lfc291cmNlX3JlcG9ydBgJIAEoCzIeLmlzdGhtdXMudjEuUG9saWN5U291cmNlUmVwb3J0SABCEAoHbWVzc2FnZRIFukgCCAEirAEKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMuaXN0aG11cy52MS5XZWxjb21lSAASLwoMY29uZmlnX2RlbHRhGAIgASgLMhcuaXN0aG11cy52MS5Db25maWdEZWx0YUgAEjUKD29iamVjdHNfcmVxdWVzdBgDIAEoCzIaLmlzdGhtdXMudjEuT2JqZWN0c1JlcXVlc3RIAEIJCgdtZXNzYWdlItsDCgVIZWxsbxI+CgpjbHVzdGVyX2lkGAEgASgJQiq6SCdyJRABGD8yH15bYS16MC05XShbLWEtejAtOV0qW2EtejAtOV0pPyQSMgoNYWdlbnRfdmVyc2lvbhgCIAEoCUIbukgYchYYQDISXlswLTlBLVphLXouK18tXSokEiMKBG1lc2gYAyABKAsyFS5pc3RobXVzLnYxLk1lc2hGYWN0cxJMChBhcHBsaWVkX3ZlcnNpb25zGAQgAygLMiYuaXN0aG11cy52MS5IZWxsby5BcHBsaWVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRIwCgh3YXJuaW5ncxgFIAMoCzITLmlzdGhtdXMudjEuV2FybmluZ0IJukgGkgEDEIACEkoKD2ZhaWxlZF92ZXJzaW9ucxgGIAMoCzIlLmlzdGhtdXMudjEuSGVsbG8uRmFpbGVkVmVyc2lvbnNFbnRyeUIKukgHmgEEEMCEPRo2ChRBcHBsaWVkVmVyc2lvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjUKE0ZhaWxlZFZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEwoLaHViX3ZlcnNpb24YAiABKAkSGwoTbWF4X2NhdGFsb2dfZW50cmllcxgDIAEoDSLBAgoNQ2F0YWxvZ1VwZGF0ZRIVCg1mdWxsX3NuYXBzaG90GAEgASgIEhkKCHJldmlzaW9uGAIgASgEQge6SAQyAigBEi4KEXVwc2VydGVkX3NlcnZpY2VzGAMgAygLMhMuaXN0aG11cy52MS5TZXJ2aWNlEi8KEHJlbW92ZWRfc2VydmljZXMYBCADKAsyFS5pc3RobXVzLnYxLk9iamVjdEtleRI5ChN1cHNlcnRlZF9pZGVudGl0aWVzGAUgAygLMhwuaXN0aG11cy52MS5Xb3JrbG9hZElkZW50aXR5EjEKEnJlbW92ZWRfaWRlbnRpdGllcxgGIAMoCzIVLmlzdGhtdXMudjEuT2JqZWN0S2V5Ei8KC29yaWdpbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlCgxTdGF0dXNSZXBvcnQSIwoEbWVzaBgBIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEjAKCHdhcm5pbmdzGAIgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nQgm6SAaSAQMQgAIi2AEKC0FwcGx5UmVwb3J0EkEKB2FwcGxpZWQYASADKAsyJC5pc3RobXVzLnYxLkFwcGx5UmVwb3J0LkFwcGxpZWRFbnRyeUIKukgHmgEEEKCNBhI5Cg1kcmlmdF9yZXBhaXJzGAIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpckIJukgGkgEDEOgHEhsKB3JlbW92ZWQYAyADKAlCCrpIB5IBBBCgjQYaLgoMQXBwbGllZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoOQ29uZmxpY3RSZXBvcnQSMgoJY29uZmxpY3RzGAEgAygLMhQuaXN0aG11cy52MS5Db25mbGljdEIJukgGkgEDEOgHIkEKElBvbGljeVNvdXJjZVJlcG9ydBIrCg5kb2N1bWVudHNfanNvbhgBIAMoCUITukgQkgENEJBOIghyBhACGICABCIkCg5PYmplY3RzUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIogBCg1PYmplY3RzUmVwb3J0Eh0KCnJlcXVlc3RfaWQYASABKAlCCbpIBnIEEAEYQBIqCgxvYmplY3RzX2pzb24YAiADKAlCFLpIEZIBDhDAmgwiCHIGEAIYgIAQEiwKBWVycm9yGAMgASgJQh26SBpyGBiAIDITXlteXHgwMC1ceDFmXHg3Zl0qJCKZAQoLRHJpZnRSZXBhaXISHQoLaW50ZW50X25hbWUYASABKAlCCLpIBXIDGIAIEhgKBm9iamVjdBgCIAEoCUIIukgFcgMYgAQSJwoGY2hhbmdlGAMgASgJQhe6SBRyElIHY2hhbmdlZFIHZGVsZXRlZBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ9CgtDb25maWdEZWx0YRINCgVub25jZRgBIAEoCRIWCg5zeXN0ZW1fdmVyc2lvbhgCIAEoCRIkCgh1cHNlcnRlZBgDIAMoCzISLmlzdGhtdXMudjEuSW50ZW50Eg8KB3JlbW92ZWQYBCADKAkSEAoIY29tcGxldGUYBSABKAgiNQoDQWNrEhYKBW5vbmNlGAEgASgJQge6SARyAhABEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJIk8KDVJlc291cmNlRXJyb3ISEwoLaW50ZW50X25hbWUYASABKAkSDgoGb2JqZWN0GAIgASgJEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGIAgImwKBE5hY2sSFgoFbm9uY2UYASABKAlCB7pIBHICEAESFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSNAoGZXJyb3JzGAMgAygLMhkuaXN0aG11cy52MS5SZXNvdXJjZUVycm9yQgm6SAaSAQMQkE4y1QEKDEFnZW50U2VydmljZRI/CgZFbnJvbGwSGS5pc3RobXVzLnYxLkVucm9sbFJlcXVlc3QaGi5pc3RobXVzLnYxLkVucm9sbFJlc3BvbnNlEjwKBVJlbmV3EhguaXN0aG11cy52MS5SZW5ld1JlcXVlc3QaGS5pc3RobXVzLnYxLlJlbmV3UmVzcG9uc2USRgoHQ29ubmVjdBIaLmlzdGhtdXMudjEuQ29ubmVjdFJlcXVlc3QaGy5pc3RobXVzLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_catalog, file_isthmus_v1_intents]);
 
 /**
  * Enrollment with a bootstrap token.
@@ -204,6 +204,30 @@ export type ConnectRequest = Message<"isthmus.v1.ConnectRequest"> & {
      */
     value: ApplyReport;
     case: "applyReport";
+  } | {
+    /**
+     * Foreign objects that change what Istio enforces for Isthmus decisions.
+     *
+     * @generated from field: isthmus.v1.ConflictReport conflict_report = 7;
+     */
+    value: ConflictReport;
+    case: "conflictReport";
+  } | {
+    /**
+     * The answer to an ObjectsRequest.
+     *
+     * @generated from field: isthmus.v1.ObjectsReport objects_report = 8;
+     */
+    value: ObjectsReport;
+    case: "objectsReport";
+  } | {
+    /**
+     * The ConnectionPolicy objects of the policy source cluster.
+     *
+     * @generated from field: isthmus.v1.PolicySourceReport policy_source_report = 9;
+     */
+    value: PolicySourceReport;
+    case: "policySourceReport";
   } | { case: undefined; value?: undefined };
 };
 
@@ -241,6 +265,14 @@ export type ConnectResponse = Message<"isthmus.v1.ConnectResponse"> & {
      */
     value: ConfigDelta;
     case: "configDelta";
+  } | {
+    /**
+     * Asks for the cluster's live objects (for `isthmus verify` without kubeconfigs).
+     *
+     * @generated from field: isthmus.v1.ObjectsRequest objects_request = 3;
+     */
+    value: ObjectsRequest;
+    case: "objectsRequest";
   } | { case: undefined; value?: undefined };
 };
 
@@ -475,6 +507,110 @@ export const ApplyReportSchema: GenMessage<ApplyReport> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_agent_service, 10);
 
 /**
+ * Every conflict the agent finds now (replaces the previous list): sent after the catalog
+ * snapshot of each session and whenever the list changes.
+ *
+ * @generated from message isthmus.v1.ConflictReport
+ */
+export type ConflictReport = Message<"isthmus.v1.ConflictReport"> & {
+  /**
+   * The conflicts, at most one per kind, object and service.
+   *
+   * @generated from field: repeated isthmus.v1.Conflict conflicts = 1;
+   */
+  conflicts: Conflict[];
+};
+
+/**
+ * Describes the message isthmus.v1.ConflictReport.
+ * Use `create(ConflictReportSchema)` to create a new message.
+ */
+export const ConflictReportSchema: GenMessage<ConflictReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 11);
+
+/**
+ * Every ConnectionPolicy object (isthmus.dev/v1alpha1) of the agent's cluster, sent when the
+ * agent runs with policySource enabled: after each session's catalog snapshot and whenever
+ * they change. The hub takes it only from its configured policySource.cluster; the set is
+ * authoritative for the policies of that source.
+ *
+ * @generated from message isthmus.v1.PolicySourceReport
+ */
+export type PolicySourceReport = Message<"isthmus.v1.PolicySourceReport"> & {
+  /**
+   * Each object as JSON: apiVersion, kind, metadata (name, labels, annotations) and spec.
+   *
+   * @generated from field: repeated string documents_json = 1;
+   */
+  documentsJson: string[];
+};
+
+/**
+ * Describes the message isthmus.v1.PolicySourceReport.
+ * Use `create(PolicySourceReportSchema)` to create a new message.
+ */
+export const PolicySourceReportSchema: GenMessage<PolicySourceReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 12);
+
+/**
+ * Asks the agent to list the objects the mesh model reads.
+ *
+ * @generated from message isthmus.v1.ObjectsRequest
+ */
+export type ObjectsRequest = Message<"isthmus.v1.ObjectsRequest"> & {
+  /**
+   * Echoed by the ObjectsReport.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ObjectsRequest.
+ * Use `create(ObjectsRequestSchema)` to create a new message.
+ */
+export const ObjectsRequestSchema: GenMessage<ObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 13);
+
+/**
+ * The cluster's live objects of the kinds the mesh model reads (packages/mesh-model/README.md,
+ * "Input"), as JSON, without managedFields. Local pod IPs are replaced by stand-ins (one per
+ * address, the same in every object of the report), so that pod IPs never reach the hub.
+ *
+ * @generated from message isthmus.v1.ObjectsReport
+ */
+export type ObjectsReport = Message<"isthmus.v1.ObjectsReport"> & {
+  /**
+   * The ObjectsRequest answered.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * Every object as Kubernetes JSON, one per entry.
+   *
+   * @generated from field: repeated string objects_json = 2;
+   */
+  objectsJson: string[];
+
+  /**
+   * Why the agent could not list them (the objects are then empty).
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ObjectsReport.
+ * Use `create(ObjectsReportSchema)` to create a new message.
+ */
+export const ObjectsReportSchema: GenMessage<ObjectsReport> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_agent_service, 14);
+
+/**
  * One owned object restored by the agent after someone else changed or deleted it.
  *
  * @generated from message isthmus.v1.DriftRepair
@@ -515,7 +651,7 @@ export type DriftRepair = Message<"isthmus.v1.DriftRepair"> & {
  * Use `create(DriftRepairSchema)` to create a new message.
  */
 export const DriftRepairSchema: GenMessage<DriftRepair> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 11);
+  messageDesc(file_isthmus_v1_agent_service, 15);
 
 /**
  * Intents to apply: an incremental update of the cluster's desired set.
@@ -566,7 +702,7 @@ export type ConfigDelta = Message<"isthmus.v1.ConfigDelta"> & {
  * Use `create(ConfigDeltaSchema)` to create a new message.
  */
 export const ConfigDeltaSchema: GenMessage<ConfigDelta> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 12);
+  messageDesc(file_isthmus_v1_agent_service, 16);
 
 /**
  * The agent applied every object of the delta.
@@ -594,7 +730,7 @@ export type Ack = Message<"isthmus.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 13);
+  messageDesc(file_isthmus_v1_agent_service, 17);
 
 /**
  * Why one intent could not be applied.
@@ -629,7 +765,7 @@ export type ResourceError = Message<"isthmus.v1.ResourceError"> & {
  * Use `create(ResourceErrorSchema)` to create a new message.
  */
 export const ResourceErrorSchema: GenMessage<ResourceError> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 14);
+  messageDesc(file_isthmus_v1_agent_service, 18);
 
 /**
  * The agent could not apply some objects of the delta; the rest are applied.
@@ -664,7 +800,7 @@ export type Nack = Message<"isthmus.v1.Nack"> & {
  * Use `create(NackSchema)` to create a new message.
  */
 export const NackSchema: GenMessage<Nack> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_agent_service, 15);
+  messageDesc(file_isthmus_v1_agent_service, 19);
 
 /**
  * The agent's service at the hub. Agents dial out; the hub never dials a cluster.
