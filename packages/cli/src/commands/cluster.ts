@@ -84,7 +84,12 @@ export function registerClusterCommand(program: Command): void {
   const cluster = program
     .command("cluster")
     .description("register and inspect clusters at the hub");
+  registerCreate(cluster);
+  registerReads(cluster);
+  registerChanges(cluster);
+}
 
+function registerCreate(cluster: Command): void {
   withConnectionOptions(cluster.command("create <id>"))
     .description("register a cluster; prints its one-time bootstrap token")
     .option(
@@ -141,7 +146,10 @@ export function registerClusterCommand(program: Command): void {
         );
       },
     );
+}
 
+/** `cluster list` and `cluster get`. */
+function registerReads(cluster: Command): void {
   withConnectionOptions(cluster.command("list"))
     .description("list clusters with their status")
     .addOption(outputOption())
@@ -196,7 +204,10 @@ export function registerClusterCommand(program: Command): void {
         () => [`cluster/${id}`],
       );
     });
+}
 
+/** `cluster delete` and `cluster rotate-token`. */
+function registerChanges(cluster: Command): void {
   withConnectionOptions(cluster.command("delete <id>"))
     .description(
       "delete a cluster: its services leave every cluster at once and its certificate is revoked",

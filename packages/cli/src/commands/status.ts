@@ -5,6 +5,7 @@ import {
   ClusterStatusSchema,
   type GetStatusResponse,
   GetStatusResponseSchema,
+  type ListCatalogResponse,
   ListCatalogResponseSchema,
   Visibility,
   WatchCatalogResponseSchema,
@@ -175,7 +176,11 @@ export function registerStatusCommands(program: Command): void {
         () => res.clusters.map((c) => `cluster/${c.cluster?.id}`),
       );
     });
+  registerCatalogCommand(program);
+}
 
+/** `catalog list [-w]`: the table or objects, or the hub's watch stream. */
+function registerCatalogCommand(program: Command): void {
   const catalog = program.command("catalog").description("the global service catalog");
   withConnectionOptions(catalog.command("list"))
     .description("list services (and identities with -o json|yaml)")
@@ -200,48 +205,7 @@ export function registerStatusCommands(program: Command): void {
         };
         await withAdmin(flags, async (c, call) => {
           if (!flags.watch) {
-            const res = await c.listCatalog({ filter }, call);
-            print(
-              flags.output,
-              ListCatalogResponseSchema,
-              res,
-              () =>
-                table(
-                  [
-                    "CLUSTER",
-                    "NAMESPACE",
-                    "SERVICE",
-                    "PORTS",
-                    "VISIBILITY",
-                    "READY",
-                    "IDENTITIES",
-                    "STALE",
-                    { header: "PORT NAMES", wide: true },
-                    { header: "LABELS", wide: true },
-                  ],
-                  res.services.map((s) => [
-                    s.clusterId,
-                    s.service?.namespace ?? "",
-                    s.service?.name ?? "",
-                    s.service?.ports.map((p) => p.port).join(","),
-                    s.service?.visibility === Visibility.PUBLIC ? "public" : "private",
-                    s.service?.readyEndpoints ?? 0,
-                    s.service?.serviceAccounts.join(","),
-                    s.stale ? "yes" : "no",
-                    s.service?.ports
-                      .map((p) => `${p.name || "-"}:${p.port}/${p.protocol || "TCP"}`)
-                      .join(","),
-                    Object.entries(s.service?.labels ?? {})
-                      .map(([k, v]) => `${k}=${v}`)
-                      .join(","),
-                  ]),
-                ),
-              undefined,
-              () =>
-                res.services.map(
-                  (s) => `service/${s.clusterId}/${s.service?.namespace}/${s.service?.name}`,
-                ),
-            );
+            printCatalog(flags.output, await c.listCatalog({ filter }, call));
             return;
           }
           const { timeoutMs: _ignored, ...streaming } = call;
@@ -264,4 +228,47 @@ export function registerStatusCommands(program: Command): void {
         });
       },
     );
+}
+
+/** One `catalog list` answer in the chosen output. */
+function printCatalog(output: OutputFormat, res: ListCatalogResponse): void {
+  print(
+    output,
+    ListCatalogResponseSchema,
+    res,
+    () =>
+      table(
+        [
+          "CLUSTER",
+          "NAMESPACE",
+          "SERVICE",
+          "PORTS",
+          "VISIBILITY",
+          "READY",
+          "IDENTITIES",
+          "STALE",
+          { header: "PORT NAMES", wide: true },
+          { header: "LABELS", wide: true },
+        ],
+        res.services.map((s) => [
+          s.clusterId,
+          s.service?.namespace ?? "",
+          s.service?.name ?? "",
+          s.service?.ports.map((p) => p.port).join(","),
+          s.service?.visibility === Visibility.PUBLIC ? "public" : "private",
+          s.service?.readyEndpoints ?? 0,
+          s.service?.serviceAccounts.join(","),
+          s.stale ? "yes" : "no",
+          s.service?.ports
+            .map((p) => `${p.name || "-"}:${p.port}/${p.protocol || "TCP"}`)
+            .join(","),
+          Object.entries(s.service?.labels ?? {})
+            .map(([k, v]) => `${k}=${v}`)
+            .join(","),
+        ]),
+      ),
+    undefined,
+    () =>
+      res.services.map((s) => `service/${s.clusterId}/${s.service?.namespace}/${s.service?.name}`),
+  );
 }
