@@ -104,6 +104,100 @@ export function hasSandboxState(dir: string): boolean {
   return existsSync(join(dir, "hub", "state.json"));
 }
 
+/** The isthmus CLI config (`isthmus.yaml`) and the hub's CA, for commands run against the
+ * sandbox; returns the config's path. */
+async function writeSandboxConfig(
+  dir: string,
+  address: string,
+  adminToken: string,
+  caPem: string,
+): Promise<string> {
+  const configPath = join(dir, "isthmus.yaml");
+  await writeFile(join(dir, "hub-ca.pem"), caPem);
+  await writeFile(
+    configPath,
+    stringify({
+      currentContext: "sandbox",
+      contexts: [
+        {
+          name: "sandbox",
+          hub: address,
+          token: adminToken,
+          caFile: join(dir, "hub-ca.pem"),
+        },
+      ],
+    }),
+    { mode: 0o600 },
+  );
+  return configPath;
+}
+
+interface SimClusterInput {
+  options: SandboxOptions;
+  index: number;
+  scene: SceneCluster;
+  admin: { client: AdminClient; call: CallOptions };
+  address: string;
+  caPem: string;
+  logger: Logger;
+}
+
+/** One scene cluster: a kubesim seeded with the scene, registered at the hub, and its agent
+ * (not started yet). */
+async function startSimCluster(input: SimClusterInput): Promise<SandboxCluster> {
+  const { options, index: i, scene: sc, admin, address, caPem, logger } = input;
+  const { client, call } = admin;
+  const sim = await startKubeSim({ name: sc.id, namespaces: SANDBOX_NAMESPACES });
+  let created: CreateClusterResponse;
+  let kubeconfigPath: string;
+  try {
+    sim.load([
+      ...sceneObjects(
+        options.scene,
+        i,
+        options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem },
+      ),
+      ...(options.extraObjects?.[sc.id] ?? []),
+    ]);
+    kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
+    created = await registerCluster(client, call, sc);
+  } catch (err) {
+    // Not yet in `clusters`, which close() stops: a simulated cluster left running
+    // would keep the process alive after the error.
+    await sim.close();
+    throw err;
+  }
+  const cluster: SandboxCluster = {
+    id: sc.id,
+    labels: sc.labels ?? {},
+    sim,
+    kubeconfigPath,
+    agent: undefined,
+    async startAgent() {
+      if (cluster.agent !== undefined) return;
+      cluster.agent = createAgent({
+        clusterId: sc.id,
+        hubAddress: address,
+        hubCaPem: caPem,
+        bootstrapToken: created.bootstrapToken,
+        kubeconfig: sim.kubeconfig(),
+        logger: logger.child({ component: "agent" }),
+        ...(options.agentDebounceMs === undefined ? {} : { debounceMs: options.agentDebounceMs }),
+        ...(options.agentRetryIntervalMs === undefined
+          ? {}
+          : { retryIntervalMs: options.agentRetryIntervalMs }),
+        ...(options.policySourceAgents?.includes(sc.id) === true ? { policySource: true } : {}),
+      });
+      await cluster.agent.start();
+    },
+    async stopAgent() {
+      await cluster.agent?.stop();
+      cluster.agent = undefined;
+    },
+  };
+  return cluster;
+}
+
 export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const logger = options.logger ?? silentLogger;
   const adminToken = randomBytes(24).toString("base64url");
@@ -125,23 +219,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   hubConfig = { ...hubConfig, listen: `127.0.0.1:${hub.port}` };
   const address = `localhost:${hub.port}`;
   const caPem = hub.caPem;
-  const configPath = join(options.dir, "isthmus.yaml");
-  await writeFile(join(options.dir, "hub-ca.pem"), caPem);
-  await writeFile(
-    configPath,
-    stringify({
-      currentContext: "sandbox",
-      contexts: [
-        {
-          name: "sandbox",
-          hub: address,
-          token: adminToken,
-          caFile: join(options.dir, "hub-ca.pem"),
-        },
-      ],
-    }),
-    { mode: 0o600 },
-  );
+  const configPath = await writeSandboxConfig(options.dir, address, adminToken, caPem);
 
   const admin = () => {
     const client = createClient(AdminService, address, clientCredentials({ caPem }));
@@ -192,59 +270,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const { client, call } = admin();
     try {
       for (const [i, sc] of options.scene.clusters.entries()) {
-        const sim = await startKubeSim({ name: sc.id, namespaces: SANDBOX_NAMESPACES });
-        let created: CreateClusterResponse;
-        let kubeconfigPath: string;
-        try {
-          sim.load([
-            ...sceneObjects(
-              options.scene,
-              i,
-              options.rootCertPem === undefined ? {} : { rootCertPem: options.rootCertPem },
-            ),
-            ...(options.extraObjects?.[sc.id] ?? []),
-          ]);
-          kubeconfigPath = await sim.writeKubeconfig(join(options.dir, `${sc.id}.kubeconfig`));
-          created = await registerCluster(client, call, sc);
-        } catch (err) {
-          // Not yet in `clusters`, which close() stops: a simulated cluster left running
-          // would keep the process alive after the error.
-          await sim.close();
-          throw err;
-        }
-        const cluster: SandboxCluster = {
-          id: sc.id,
-          labels: sc.labels ?? {},
-          sim,
-          kubeconfigPath,
-          agent: undefined,
-          async startAgent() {
-            if (cluster.agent !== undefined) return;
-            cluster.agent = createAgent({
-              clusterId: sc.id,
-              hubAddress: address,
-              hubCaPem: caPem,
-              bootstrapToken: created.bootstrapToken,
-              kubeconfig: sim.kubeconfig(),
-              logger: logger.child({ component: "agent" }),
-              ...(options.agentDebounceMs === undefined
-                ? {}
-                : { debounceMs: options.agentDebounceMs }),
-              ...(options.agentRetryIntervalMs === undefined
-                ? {}
-                : { retryIntervalMs: options.agentRetryIntervalMs }),
-              ...(options.policySourceAgents?.includes(sc.id) === true
-                ? { policySource: true }
-                : {}),
-            });
-            await cluster.agent.start();
-          },
-          async stopAgent() {
-            await cluster.agent?.stop();
-            cluster.agent = undefined;
-          },
-        };
-        clusters.push(cluster);
+        clusters.push(
+          await startSimCluster({
+            options,
+            index: i,
+            scene: sc,
+            admin: { client, call },
+            address,
+            caPem,
+            logger,
+          }),
+        );
       }
     } finally {
       client.close();

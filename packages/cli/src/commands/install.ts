@@ -102,18 +102,19 @@ export function registerInstallCommand(program: Command): void {
     });
 }
 
+type Say = (line: string) => void;
+type CacertsSecret = Awaited<ReturnType<typeof import("@isthmus/pki").renderCacertsSecret>>;
+
 export async function runInstall(flags: InstallFlags): Promise<void> {
   // Loaded here so that other commands start without pkijs and client-node.
-  const { assertClusterName, ensureClusterCa, ensureMeshCa, renderCacertsSecret, validateMeshCa } =
-    await import("@isthmus/pki");
-  const { createKubeClient, kubeConfigFromDefault, SECRETS } = await import("@isthmus/agent");
+  const { assertClusterName } = await import("@isthmus/pki");
   assertClusterName(flags.cluster);
   // Flags that are wrong on their own fail before anything is written.
   const chart = agentChart(flags.chart);
   if (flags.chartVersion !== undefined && !chart.startsWith("oci://"))
     throw new UsageError("--chart-version needs an oci:// --chart");
   const image = flags.image === undefined ? undefined : imageValues(flags.image);
-  const say = (line: string) => process.stdout.write(`${line}\n`);
+  const say: Say = (line) => process.stdout.write(`${line}\n`);
   const labels: Record<string, string> = {};
   for (const l of flags.label) {
     const m = /^([^=]+)=(.*)$/.exec(l);
@@ -121,7 +122,24 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
     labels[m[1]!] = m[2]!;
   }
 
-  // 1. Certificates: validated (or generated) before anything touches the cluster.
+  const secret = await installCertificates(flags, say);
+  await installCacerts(flags, secret, say);
+  const { valuesFile, values } = await writeAgentValues(flags, labels, image, say);
+
+  // 5. Istio's trust settings: this trust domain, the shared root for every cluster's.
+  await writeIstioTrust(
+    flags,
+    Buffer.from(secret.data["root-cert.pem"]!, "base64").toString(),
+    say,
+  );
+  runHelm(flags, chart, valuesFile, values, say);
+}
+
+/** 1. Certificates: validated (or generated) before anything touches the cluster. */
+async function installCertificates(flags: InstallFlags, say: Say): Promise<CacertsSecret> {
+  const { ensureClusterCa, ensureMeshCa, renderCacertsSecret, validateMeshCa } = await import(
+    "@isthmus/pki"
+  );
   if (flags.dryRun) {
     await validateMeshCa(flags.certs);
     say(`certs: ${flags.certs} holds a valid root and CA`);
@@ -133,12 +151,15 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
       say(`certs: ${cluster.status} CA for ${flags.cluster} in ${cluster.folder}`);
     }
   }
-  const secret = await renderCacertsSecret(
+  return await renderCacertsSecret(
     flags.certs,
     flags.perClusterCa ? { cluster: flags.cluster } : {},
   );
+}
 
-  // 2. The cacerts Secret: never replace a different root unless forced.
+/** 2. The cacerts Secret: never replace a different root unless forced. */
+async function installCacerts(flags: InstallFlags, secret: CacertsSecret, say: Say): Promise<void> {
+  const { createKubeClient, kubeConfigFromDefault, SECRETS } = await import("@isthmus/agent");
   let kc: ReturnType<typeof kubeConfigFromDefault>;
   try {
     kc = kubeConfigFromDefault(flags.kubeconfig);
@@ -177,8 +198,15 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
   } finally {
     kube.close();
   }
+}
 
-  // 3. Registration at the hub, 4. values for the agent chart.
+/** 3. Registration at the hub, 4. values for the agent chart. */
+async function writeAgentValues(
+  flags: InstallFlags,
+  labels: Record<string, string>,
+  image: ReturnType<typeof imageValues> | undefined,
+  say: Say,
+): Promise<{ valuesFile: string; values: Record<string, unknown> }> {
   const valuesFile = join(flags.out, `values-${flags.cluster}.yaml`);
   const values: Record<string, unknown> = { clusterId: flags.cluster };
   if (flags.hub !== undefined) {
@@ -204,15 +232,17 @@ export async function runInstall(flags: InstallFlags): Promise<void> {
       `values: wrote ${valuesFile}${flags.hub ? "" : " (no --hub: add hub.address, hub.caPem and bootstrapToken)"}`,
     );
   }
+  return { valuesFile, values };
+}
 
-  // 5. Istio's trust settings: this trust domain, the shared root for every cluster's.
-  await writeIstioTrust(
-    flags,
-    Buffer.from(secret.data["root-cert.pem"]!, "base64").toString(),
-    say,
-  );
-
-  // 6. helm, or the exact command.
+/** 6. helm, or the exact command. */
+function runHelm(
+  flags: InstallFlags,
+  chart: string,
+  valuesFile: string,
+  values: Record<string, unknown>,
+  say: Say,
+): void {
   const helmArgs = [
     "upgrade",
     "--install",

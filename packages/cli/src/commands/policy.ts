@@ -124,7 +124,14 @@ function importNote(source: string, namespace: string, res: ExplainResponse): st
 
 export function registerPolicyCommand(program: Command): void {
   const policy = program.command("policy").description("write and inspect connection policies");
+  registerApply(policy);
+  registerReads(policy);
+  registerDelete(policy);
+  registerExplain(policy);
+}
 
+/** `policy apply`: files and folders as one batch. */
+function registerApply(policy: Command): void {
   withConnectionOptions(policy.command("apply"))
     .description(
       "create or update the policies of files and folders as one batch (all or nothing); with --prune, delete the stored policies -l selects that they no longer hold",
@@ -165,7 +172,10 @@ export function registerPolicyCommand(program: Command): void {
         applySummary(res, flags.dryRun ?? false),
       );
     });
+}
 
+/** `policy list` and `policy get`. */
+function registerReads(policy: Command): void {
   withConnectionOptions(policy.command("list"))
     .description("list policies in evaluation order")
     .addOption(outputOption())
@@ -206,7 +216,9 @@ export function registerPolicyCommand(program: Command): void {
         () => policyToObject(res.policy!),
       );
     });
+}
 
+function registerDelete(policy: Command): void {
   withConnectionOptions(policy.command("delete <name>"))
     .description("delete one policy")
     .option("--dry-run", "print the connections whose decision would change; delete nothing")
@@ -223,7 +235,10 @@ export function registerPolicyCommand(program: Command): void {
         ].join("\n"),
       );
     });
+}
 
+/** `policy explain`: one connection, or many in one call. */
+function registerExplain(policy: Command): void {
   withConnectionOptions(policy.command("explain"))
     .description(
       "explain the decision for one connection, or for many in one call (--pairs, --from-selector/--to-selector)",
