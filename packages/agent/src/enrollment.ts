@@ -27,10 +27,7 @@ export interface EnrollmentOptions {
   identityStore: IdentityStore;
 }
 
-/**
- * Long as a closure, not as one job: enrollment, renewal and the renewal timer share the
- * options, the logger and the clock; none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: enrollment, renewal and the renewal timer share the options, the logger and the clock; none is over 80 lines
 export function createEnrollment(
   options: EnrollmentOptions,
   logger: Logger,

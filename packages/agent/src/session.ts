@@ -85,10 +85,7 @@ export function backoffDelay(
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
 
-/**
- * Long as a closure, not as one job: its inner functions share one session's state (stream,
- * client, state, the acked version, the open session's callbacks); none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share one session's state (stream, client, state, the acked version, the open session's callbacks); none is over 80 lines
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
     module: "session",

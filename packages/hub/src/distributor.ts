@@ -51,10 +51,7 @@ export interface DistributorOptions {
   clearTimer?: (t: unknown) => void;
 }
 
-/**
- * Long as a closure, not as one job: its inner functions share the sessions and histories; none is
- * over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the sessions and histories; none is over 80 lines
 export function createDistributor(options: DistributorOptions) {
   const now = options.now ?? Date.now;
   const setTimer =

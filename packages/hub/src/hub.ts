@@ -49,11 +49,8 @@ export interface CreateHubOptions {
   init?: boolean;
 }
 
-/**
- * Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. About 100 lines:
- * the order of startup, read top to bottom, each step a call; a third of it is the context
- * literal and the returned close.
- */
+/** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the order of startup, read top to bottom, each step a call; a third of it is the context literal and the returned close
 export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;

@@ -151,6 +151,7 @@ export interface RegistryOptions {
 }
 
 /** Loads the registry from the store; every write goes to the store before memory. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the loaded clusters and policies, the change callback and the watch's revision; none is over 80 lines
 export async function openRegistry(store: Store, options: RegistryOptions = {}): Promise<Registry> {
   const log = options.logger ?? silentLogger;
   const clusters = new Map<string, ClusterRecord>();

@@ -80,6 +80,7 @@ function rangeEnd(prefix: Buffer): Buffer {
  * Opens the store on etcd. The connection is lazy: an etcd that cannot be reached shows as a
  * StoreError "unavailable" on the first request, naming the endpoints.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the client, the key prefix, the requests under way and the closed flag; none is over 80 lines
 export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
   if (options.endpoints.length === 0) throw new Error("etcd store: no endpoints");
   const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;

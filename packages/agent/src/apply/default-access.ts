@@ -26,6 +26,7 @@ const keyOfAccessName = (name: string) =>
   name.startsWith("access/") ? name.slice("access/".length) : undefined;
 
 /** Wraps a reconciler so that it applies DefaultAccessIntents as per-service AccessIntents. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the default intent, the named intents and the expanded ones; none is over 80 lines
 export function withDefaultAccess(
   inner: Reconciler,
   targets: AccessTargets,

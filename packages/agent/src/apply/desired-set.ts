@@ -41,10 +41,8 @@ export function splitRef(ref: string): { kind: string; namespace: string; name: 
 
 export type DesiredSet = ReturnType<typeof createDesiredSet>;
 
-/** An empty desired set; `facts` reads the local facts when an object is rendered again.
- * Long as a closure, not as one job: its inner functions share the desired set's maps; none is
- * over about 80 lines.
- */
+/** An empty desired set; `facts` reads the local facts when an object is rendered again. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the desired set's maps; none is over 80 lines
 export function createDesiredSet(facts: () => LocalFacts) {
   /** Intents whose content is known (from the hub or an adopted intent-source annotation). */
   const intents = new Map<string, Intent>();

@@ -40,10 +40,7 @@ export interface ObjectWriterOptions {
   emit: (event: { type: "drift"; repair: DriftRepair }) => void;
 }
 
-/**
- * Long as a closure, not as one job: its inner functions share the desired set and the records of
- * repairs (stuck, repairedFrom); none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the desired set and the records of repairs (stuck, repairedFrom); none is over 80 lines
 export function createObjectWriter(options: ObjectWriterOptions) {
   const { client, live, set, fieldManager, delay, maxAttempts, initialMs, maxMs, logger, now } =
     options;

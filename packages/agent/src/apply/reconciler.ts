@@ -99,10 +99,7 @@ export interface Reconciler {
   stop(): void;
 }
 
-/**
- * Long as a closure, not as one job: its inner functions share the desired set, the owned index,
- * the NACK record and the work queue; none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the desired set, the owned index, the NACK record and the work queue; none is over 80 lines
 export function createReconciler(options: ReconcilerOptions): Reconciler {
   const { client, live } = options;
   const fieldManager = options.fieldManager ?? FIELD_MANAGER;

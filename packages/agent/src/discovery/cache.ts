@@ -1,5 +1,4 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
-import type { Service, WorkloadIdentity } from "@isthmus/proto";
 import type { KubeClient } from "../kube/client.js";
 import {
   AUTHORIZATION_POLICIES,
@@ -17,27 +16,18 @@ import {
   SERVICES,
 } from "../kube/resources.js";
 import type { KubeObject } from "../kube-object.js";
-import { canonicalJson } from "../kube-object.js";
 import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import {
-  accessSelectorOf,
-  buildIdentity,
-  buildService,
-  type CatalogDelta,
   type CatalogSnapshot,
   DEFAULT_SERVICE_ACCOUNT,
-  diffCatalog,
   endpointsOf,
   keyOf,
   namespaceInMesh,
 } from "./catalog.js";
+import { createCatalogView, getOrCreate, type TimedCatalogDelta } from "./catalog-view.js";
 import { createInformer, type Delay, type Informer, type InformerStatus } from "./informer.js";
-import {
-  buildMesh,
-  EAST_WEST_GATEWAY_LABEL,
-  EAST_WEST_GATEWAY_VALUE,
-  type MeshView,
-} from "./mesh.js";
+import { EAST_WEST_GATEWAY_LABEL, EAST_WEST_GATEWAY_VALUE, type MeshView } from "./mesh.js";
+import { createMeshView } from "./mesh-view.js";
 import {
   type EndpointSliceView,
   matchesSelector,
@@ -68,13 +58,7 @@ export interface ClusterCacheOptions {
   now?: () => Date;
 }
 
-/** A catalog delta and when it began (not the policy engine's `CatalogChange`, one change
- * of a hub-wide catalog). */
-export interface TimedCatalogDelta {
-  delta: CatalogDelta;
-  /** When the earliest change in the delta was observed (watch event time). */
-  originTime: Date;
-}
+export type { TimedCatalogDelta } from "./catalog-view.js";
 
 export type RenderedEvent = "add" | "update" | "delete";
 
@@ -123,19 +107,7 @@ export interface ClusterCache {
   onNamespaceAdded(cb: (namespace: string) => void): void;
 }
 
-function getOrCreate<K, V>(map: Map<K, V>, key: K, make: () => V): V {
-  let value = map.get(key);
-  if (value === undefined) {
-    value = make();
-    map.set(key, value);
-  }
-  return value;
-}
-
-/**
- * Long as a closure, not as one job: its inner functions share the informers, their indexes and
- * the catalog baseline; none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the informers, their indexes and the listeners; none is over 80 lines
 export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const logger = options.logger ?? silentLogger;
   const istioNs = options.istioNamespace ?? "istio-system";
@@ -198,20 +170,35 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
 
   // Catalog tracking: what was last reported, and what changed since.
   let started = false;
-  let reported: CatalogSnapshot = { services: new Map(), identities: new Map() };
-  const dirtyServices = new Set<string>();
-  const dirtyIdentities = new Set<string>();
-  let dirtySince: Date | undefined;
-  let meshView: MeshView = computeMesh();
-  let meshKey = canonicalJson(meshView);
+  const catalog = createCatalogView({
+    services,
+    pods,
+    namespaces,
+    podsByIdentity,
+    slicesOf,
+    now,
+    onFirstChange: () => {
+      for (const cb of catalogListeners) cb();
+    },
+  });
+  const meshView = createMeshView(
+    {
+      istioNamespace: istioNs,
+      locality: options.locality,
+      namespaces,
+      configMaps,
+      services,
+      gateways,
+      nodes,
+    },
+    (next) => {
+      for (const cb of meshListeners) cb(next);
+    },
+  );
 
   function markDirty(kind: "service" | "identity", key: string): void {
     if (!started) return;
-    (kind === "service" ? dirtyServices : dirtyIdentities).add(key);
-    if (dirtySince === undefined) {
-      dirtySince = now();
-      for (const cb of catalogListeners) cb();
-    }
+    catalog.markDirty(kind, key);
   }
 
   function servicesInNamespace(ns: string): readonly ServiceView[] {
@@ -286,29 +273,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     }
   }
 
-  function computeMesh(): MeshView {
-    const input: Parameters<typeof buildMesh>[0] = {
-      istioNamespace: istioNs,
-      istioSystem: namespaces?.get(istioNs),
-      meshConfig: configMaps?.get("istio", istioNs),
-      eastWestServices: (services?.list() ?? []).filter(
-        (s) => s.metadata.labels?.[EAST_WEST_GATEWAY_LABEL] === EAST_WEST_GATEWAY_VALUE,
-      ),
-      gateways: gateways?.list() ?? [],
-      nodes: nodes?.list() ?? [],
-    };
-    if (options.locality !== undefined) input.locality = options.locality;
-    return buildMesh(input);
-  }
-
   function refreshMesh(): void {
     if (!started) return;
-    const next = computeMesh();
-    const key = canonicalJson(next);
-    if (key === meshKey) return;
-    meshView = next;
-    meshKey = key;
-    for (const cb of meshListeners) cb(next);
+    meshView.refresh();
   }
 
   pods.on("add", (p) => onPod(p, false));
@@ -352,48 +319,11 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     return out;
   }
 
-  function serviceEntry(svc: ServiceView, podsInNs: readonly PodView[]): Service {
-    const ns = svc.metadata.namespace ?? "";
-    return buildService(
-      svc,
-      slicesOf(keyOf(ns, svc.metadata.name), ns),
-      podsInNs,
-      namespaces.get(ns)?.metadata.labels,
-    );
-  }
-
-  function identityEntry(key: string): WorkloadIdentity | undefined {
-    const set = podsByIdentity.get(key);
-    if (set === undefined || set.size === 0) return undefined;
-    const i = key.indexOf("/");
-    const ns = key.slice(0, i);
-    const id = buildIdentity(
-      ns,
-      key.slice(i + 1),
-      [...set.values()],
-      namespaces.get(ns)?.metadata.labels,
-    );
-    return id.podCount > 0 ? id : undefined;
-  }
-
-  const accessSelector = (svc: ServiceView) =>
-    accessSelectorOf(svc, namespaces.get(svc.metadata.namespace ?? "")?.metadata.labels);
-
-  function podsByNamespace(): Map<string, PodView[]> {
-    const out = new Map<string, PodView[]>();
-    for (const p of pods.list()) {
-      const ns = p.metadata.namespace ?? "";
-      getOrCreate(out, ns, () => []).push(p);
-    }
-    return out;
-  }
-
   return {
     async start() {
       await Promise.all(all.map((i) => i.start()));
       started = true;
-      meshView = computeMesh();
-      meshKey = canonicalJson(meshView);
+      meshView.reset();
       logger.info("informers synced", { informers: all.length });
     },
     async stop() {
@@ -402,9 +332,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     },
     informerStatuses: () => all.map((i) => i.status()),
     healthy: () => all.every((i) => i.status().healthy),
-    mesh: () => meshView,
+    mesh: () => meshView.current(),
     facts() {
-      const mesh = meshView.facts;
+      const mesh = meshView.current().facts;
       return {
         clusterId: options.clusterId,
         trustDomain: mesh.trustDomain,
@@ -421,75 +351,10 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
         },
       };
     },
-    fullSnapshot() {
-      const byNs = podsByNamespace();
-      const snapshot: CatalogSnapshot = { services: new Map(), identities: new Map() };
-      for (const svc of services.list()) {
-        const ns = svc.metadata.namespace ?? "";
-        snapshot.services.set(keyOf(ns, svc.metadata.name), serviceEntry(svc, byNs.get(ns) ?? []));
-      }
-      for (const key of podsByIdentity.keys()) {
-        const id = identityEntry(key);
-        if (id !== undefined) snapshot.identities.set(key, id);
-      }
-      const originTime = dirtySince ?? now();
-      reported = snapshot;
-      dirtyServices.clear();
-      dirtyIdentities.clear();
-      dirtySince = undefined;
-      return { snapshot, originTime };
-    },
-    takeDelta() {
-      if (dirtySince === undefined) return undefined;
-      const next: CatalogSnapshot = {
-        services: new Map(reported.services),
-        identities: new Map(reported.identities),
-      };
-      const nsPods = new Map<string, readonly PodView[]>();
-      for (const key of dirtyServices) {
-        const i = key.indexOf("/");
-        const ns = key.slice(0, i);
-        const svc = services.get(key.slice(i + 1), ns);
-        if (svc === undefined) next.services.delete(key);
-        else {
-          next.services.set(
-            key,
-            serviceEntry(
-              svc,
-              getOrCreate(nsPods, ns, () => pods.list(ns)),
-            ),
-          );
-        }
-      }
-      for (const key of dirtyIdentities) {
-        const id = identityEntry(key);
-        if (id === undefined) next.identities.delete(key);
-        else next.identities.set(key, id);
-      }
-      const delta = diffCatalog(reported, next, {
-        services: dirtyServices,
-        identities: dirtyIdentities,
-      });
-      const originTime = dirtySince;
-      reported = next;
-      dirtyServices.clear();
-      dirtyIdentities.clear();
-      dirtySince = undefined;
-      return { delta, originTime };
-    },
-    accessTarget(ns, name) {
-      const svc = services.get(name, ns);
-      return svc === undefined ? undefined : accessSelector(svc);
-    },
-    accessTargets() {
-      const out = new Map<string, Readonly<Record<string, string>>>();
-      for (const svc of services.list()) {
-        const selector = accessSelector(svc);
-        if (selector !== undefined)
-          out.set(keyOf(svc.metadata.namespace ?? "", svc.metadata.name), selector);
-      }
-      return out;
-    },
+    fullSnapshot: () => catalog.fullSnapshot(),
+    takeDelta: () => catalog.takeDelta(),
+    accessTarget: (ns, name) => catalog.accessTarget(ns, name),
+    accessTargets: () => catalog.accessTargets(),
     liveObject(kind, ns, name) {
       return rendered[kind]?.get(name, ns);
     },

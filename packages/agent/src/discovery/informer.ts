@@ -74,10 +74,7 @@ export interface Informer<T extends KubeObject> {
 
 type WatchFn = Watch["watch"];
 
-/**
- * Long as a closure, not as one job: its inner functions share one informer's cache, watch
- * and restart state; none is over about 80 lines.
- */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share one informer's cache, watch and restart state; none is over 80 lines
 export function createInformer<T extends KubeObject = KubeObject>(
   options: InformerOptions<T>,
 ): Informer<T> {

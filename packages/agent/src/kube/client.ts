@@ -1,7 +1,7 @@
+// Long file: one closure over the connection agents and the reused credentials.
 // The agent's Kubernetes REST client: the few calls it makes (list, get, create, replace,
 // server-side apply, delete, watch) as plain JSON over node:http(s), with the kubeconfig's
-// TLS settings and credentials. About 400 lines: one closure over the connection agents and
-// the reused credentials; errors are api-error.ts, kubeconfig loading kubeconfig.ts.
+// TLS settings and credentials; errors are api-error.ts, kubeconfig loading kubeconfig.ts.
 import {
   Agent as HttpAgent,
   request as httpRequest,
@@ -97,10 +97,8 @@ export interface KubeClientOptions {
   now?: () => number;
 }
 
-/** A client over the kubeconfig's current context (its TLS settings and credentials).
- * Long as a closure, not as one job: its inner functions share the connection agents and the
- * reused credentials; none is over about 80 lines.
- */
+/** A client over the kubeconfig's current context (its TLS settings and credentials). */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the connection agents and the reused credentials; none is over 80 lines
 export function createKubeClient(config: KubeConfig, options: KubeClientOptions = {}): KubeClient {
   const clock = options.now ?? Date.now;
   const server = config.getCurrentCluster()?.server;
