@@ -143,7 +143,7 @@ function decision(v: unknown, path: string): "ALLOW" | "DENY" {
  * Validates a config object (from YAML or flags) on top of the defaults. Errors name the
  * source and the field: `hub.yaml: debounce.windowMs: must be an integer >= 1, got "x"`.
  */
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one check per config field, in the order of HubConfig; each is a few lines
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one check per config field, each a few lines; together they are the config's one place of validation
 export function resolveHubConfig(
   input: unknown,
   source: string,

@@ -12,7 +12,7 @@ export interface HubMetricsOptions {
 }
 
 /** The hub's Prometheus metrics, on a registry of its own. */
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one declaration per metric, in the order /metrics lists them, and the updaters that share them
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one declaration per metric, and the updaters that share them
 export function createHubMetrics(options: HubMetricsOptions = {}) {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
