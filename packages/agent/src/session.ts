@@ -34,7 +34,8 @@ export type SessionState =
 
 export interface SessionOptions {
   clusterId: string;
-  /** Hub address, host:port. */
+  /** Hub address, host:port; several (the replicas of a highly available hub) separated by
+   * commas: the agent tries them in turn and follows a follower's hint to the leader. */
   hubAddress: string;
   /** CA that issued the hub's server certificate (before enrollment gives the hub CA). */
   hubCaPem: string;
@@ -51,8 +52,10 @@ export interface SessionOptions {
   /** Injected randomness for jitter, in [0, 1). */
   random?: () => number;
   now?: () => Date;
-  /** Reconnect backoff: initial and maximum, in ms; full jitter. Default 500 ms .. 30 s. */
+  /** Reconnect backoff: initial and maximum, in ms; full jitter. Default 500 ms .. 30 s. A
+   * follower's hint to the leader is followed after at most `hintDelayMs` (default 100), random. */
   backoff?: { initialMs: number; maxMs: number };
+  hintDelayMs?: number;
   /** Catalog deltas: trailing debounce window and maximum wait, in ms. Default 100 / 1000. */
   debounceMs?: number;
   maxDebounceMs?: number;
@@ -84,6 +87,16 @@ export function backoffDelay(
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
 
+/** Trailer in which a hub follower names the leader's address (hub replica-role.ts). */
+export const LEADER_HINT = "isthmus-leader";
+
+/** The leader address a follower's refusal names, if any. */
+export function leaderHint(err: unknown): string | undefined {
+  if (!(err instanceof GrpcError) || err.metadata === undefined) return undefined;
+  const value = err.metadata.get(LEADER_HINT)[0];
+  return typeof value === "string" && /^.+:[0-9]{1,5}$/.test(value) ? value : undefined;
+}
+
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
     module: "session",
@@ -105,6 +118,16 @@ export function createSession(options: SessionOptions): Session {
   let stream: Stream | undefined;
   let client: Client | undefined;
   let acked = "";
+  // Where to connect: the configured addresses in turn, or the leader a follower named.
+  const endpoints = options.hubAddress
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
+  let next = 0;
+  let hinted: string | undefined;
+  const hintDelayMs = options.hintDelayMs ?? 100;
+  /** Highest leader term of a delta applied: a replica of a lower term was deposed. */
+  let highestTerm = 0n;
   let wake: (() => void) | undefined;
   const setState = (s: SessionState) => {
     state = s;
@@ -116,9 +139,10 @@ export function createSession(options: SessionOptions): Session {
       identity === undefined
         ? { caPem: options.hubCaPem }
         : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
+    const address = hinted ?? endpoints[next % endpoints.length]!;
     return createClient(
       AgentService,
-      options.hubAddress,
+      address,
       clientCredentials(tls),
       options.serverNameOverride === undefined
         ? {}
@@ -233,6 +257,10 @@ export function createSession(options: SessionOptions): Session {
       );
     }
     const welcome = first.value.message.value;
+    if (welcome.leaderTerm < highestTerm)
+      throw new Error(
+        `hub replica of leader term ${welcome.leaderTerm} was deposed (term ${highestTerm} seen)`,
+      );
     setState("connected");
     logger.info("connected to the hub", {
       session: welcome.sessionId,
@@ -335,6 +363,13 @@ export function createSession(options: SessionOptions): Session {
     delta: ConfigDelta,
     send: (m: Parameters<Stream["send"]>[0]) => Promise<void>,
   ): Promise<void> {
+    // Fencing: a delta of a lower term comes from a deposed leader; applying it could undo
+    // what the newer leader pushed. Ending the session sends the agent to the leader.
+    if (delta.leaderTerm < highestTerm)
+      throw new Error(
+        `config delta of leader term ${delta.leaderTerm} refused: term ${highestTerm} seen (deposed hub replica)`,
+      );
+    highestTerm = delta.leaderTerm;
     const report = await controller.reconciler.applyDelta({
       upserted: delta.upserted,
       removed: delta.removed,
@@ -348,6 +383,7 @@ export function createSession(options: SessionOptions): Session {
       logger.info("config applied", {
         nonce: delta.nonce,
         system_version: delta.systemVersion,
+        leader_term: String(delta.leaderTerm),
         upserted: delta.upserted.length,
         removed: delta.removed.length,
       });
@@ -398,8 +434,10 @@ export function createSession(options: SessionOptions): Session {
 
   async function run(): Promise<void> {
     let attempt = 0;
+    let hops = 0;
     while (!stopped) {
       let welcomed = false;
+      let failure: unknown;
       try {
         const identity = await credentials();
         if (stopped) break;
@@ -414,6 +452,7 @@ export function createSession(options: SessionOptions): Session {
         if (!stopped) logger.warn("hub closed the stream");
       } catch (err) {
         if (stopped) break;
+        failure = err;
         const e = err instanceof GrpcError ? `${err.codeName}: ${err.message}` : errorField(err);
         logger.warn("hub session failed", { err: e });
       } finally {
@@ -422,6 +461,24 @@ export function createSession(options: SessionOptions): Session {
         client = undefined;
       }
       if (stopped) break;
+      // A follower named the leader: go there at once (a little jitter spreads a failover's
+      // reconnections), a few hops in a row at most, so that replicas that disagree for a
+      // moment on who leads cannot keep the agent bouncing without backoff.
+      if (welcomed) hops = 0;
+      const hint = leaderHint(failure);
+      if (hint !== undefined && hops < 3) {
+        hops++;
+        hinted = hint;
+        const wait = Math.floor(random() * hintDelayMs);
+        logger.info("following the hub leader", { leader: hint, wait_ms: wait });
+        await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
+        continue;
+      }
+      hops = 0;
+      // Otherwise the next configured address: with one, the same (a Service in front of the
+      // replicas picks a replica per connection).
+      hinted = undefined;
+      if (!welcomed) next++;
       attempt = welcomed ? 0 : attempt + 1;
       const wait = backoffDelay(attempt, initialMs, maxMs, random);
       setState("backoff");

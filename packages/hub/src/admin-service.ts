@@ -16,6 +16,7 @@ import {
 import { watchCatalog } from "./catalog-watch.js";
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
+import { forgetCluster } from "./state-follow.js";
 import { StoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
 
@@ -180,15 +181,7 @@ export function createAdminHandlers(
       } catch (err) {
         storeError(err, `cluster "${req.id}"`);
       }
-      ctx.streams.get(req.id)?.abort();
-      const cat = ctx.catalogs.get(req.id);
-      if (cat?.graceTimer !== undefined) clearTimeout(cat.graceTimer);
-      for (const k of cat?.services.keys() ?? [])
-        for (const l of ctx.catalogEvents) l(req.id, undefined, k);
-      ctx.catalogs.delete(req.id);
-      ctx.distributor.forget(req.id);
-      ctx.metrics.catalogServices.remove({ cluster: req.id });
-      ctx.applyCatalog([{ kind: "cluster-removed", clusterId: req.id }]);
+      forgetCluster(ctx, req.id);
       log.info("cluster deleted", { cluster: req.id });
       return {};
     },

@@ -22,6 +22,7 @@ import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js
 import type { Sender } from "./distributor.js";
 import type { ClusterCatalog, ClusterFactsInput, HubContext } from "./hub.js";
 import { type ClusterRecord, tokenMatches } from "./registry.js";
+import { notLeader } from "./replica-role.js";
 import { isStoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
 
@@ -251,8 +252,21 @@ export function createAgentHandlers(
       const abort = new AbortController();
       ctx.streams.get(clusterId)?.abort();
       ctx.streams.set(clusterId, abort);
+      // Fencing: a delta goes out only while this replica still leads in the term the stream
+      // began in (checked by the local clock against the lease), and names that term, so that
+      // an agent refuses a deposed leader's delta after a newer leader's.
+      const term = ctx.leadership.view().term;
       const sender: Sender = {
-        send: (delta) => stream.send({ message: { case: "configDelta", value: delta } }),
+        send: (delta) => {
+          if (!ctx.leadership.leading() || ctx.leadership.view().term !== term) {
+            const e = notLeader(ctx.leadership);
+            abort.abort(e);
+            return Promise.reject(e);
+          }
+          return stream.send({
+            message: { case: "configDelta", value: { ...delta, leaderTerm: term } },
+          });
+        },
       };
       let cat: ClusterCatalog | undefined;
       let lastRevision = 0n;
@@ -324,6 +338,7 @@ export function createAgentHandlers(
                     sessionId,
                     hubVersion: HUB_VERSION,
                     maxCatalogEntries: ctx.config.maxCatalogEntries,
+                    leaderTerm: term,
                   },
                 },
               });

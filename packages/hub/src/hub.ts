@@ -1,6 +1,6 @@
 // The hub: durable registry, catalog merged from agent streams, the policy engine, and
 // delivery of intents; serves AgentService and AdminService on one TLS port.
-import { X509Certificate } from "node:crypto";
+import { randomUUID, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
 import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
@@ -33,12 +33,15 @@ import {
   shutdown,
   type WorkloadIdentity,
 } from "@isthmus/proto";
+import type { Etcd3 } from "etcd3";
 import { createAdminHandlers } from "./admin-service.js";
 import { createAgentHandlers } from "./agent-service.js";
 import type { HubConfig, Role } from "./config.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
+import { loadOrCreateStoreHubCa } from "./hub-ca-store.js";
+import { type Leadership, soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
   hashToken as hashAdminToken,
@@ -46,6 +49,15 @@ import {
   type Registry,
   tokenMatches,
 } from "./registry.js";
+import {
+  advertisedAddress,
+  createRoleGate,
+  followElection,
+  HUB_PATHS,
+  notStarted,
+  readiness,
+} from "./replica-role.js";
+import { applyRegistryChanges, dropAgents } from "./state-follow.js";
 import { openFileStore, type Store } from "./store.js";
 
 export { HUB_VERSION } from "./version.js";
@@ -82,6 +94,8 @@ export interface HubContext {
   metrics: HubMetrics;
   hubCa: CertifiedKey;
   catalogs: Map<string, ClusterCatalog>;
+  /** This replica's role; a hub without election always leads, in term 0. */
+  leadership: Leadership;
   /** Active stream per cluster, to cut it when the cluster is deleted. */
   streams: Map<string, AbortController>;
   warmingUp(): boolean;
@@ -145,9 +159,22 @@ export interface CreateHubOptions {
   logger?: Logger;
   /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
   store?: Store;
+  /** Elect a leader among the replicas sharing this etcd (needs an etcd store): only the
+   * leader serves agents and admin calls and pushes (docs/high-availability.md). */
+  election?: ElectionOptions;
   /** Start with an empty store although the data dir was initialised and its state.json is
    * missing (`isthmus hub --init`); refused when state.json exists. */
   init?: boolean;
+}
+
+export interface ElectionOptions {
+  client: Etcd3;
+  /** The hub's key prefix in etcd; the election lives under `<prefix>election/`. */
+  prefix: string;
+  ttlSeconds: number;
+  /** The address agents and the CLI reach this replica at, sent to them by followers; default
+   * the listen address with its bound port when its host is not a wildcard, else none. */
+  advertiseAddress?: string;
 }
 
 /** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
@@ -163,7 +190,11 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const store =
     options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
   const registry = await openRegistry(store);
-  const hubCa = await loadOrCreateHubCa(config.dataDir);
+  // Replicas sharing a store share its CA; a hub on its own keeps it in its data dir.
+  const hubCa =
+    options.election === undefined
+      ? await loadOrCreateHubCa(config.dataDir)
+      : await loadOrCreateStoreHubCa(store);
   const metrics = createHubMetrics();
   const startedAt = Date.now();
   let version = 0;
@@ -172,7 +203,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     [...registry.clusters.values()]
       .filter((r) => r.certSerials.length > 0)
       .map((r) => r.cluster.id);
-  let warm = enrolled().length === 0 || config.warmupSeconds === 0;
+  // Set by beginWarmup when this replica starts leading.
+  let warm = false;
   const now = () => Date.now();
 
   const engine = createPolicyEngine({
@@ -214,6 +246,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const caCert = new X509Certificate(hubCa.certPem);
 
   const catalogs = new Map<string, ClusterCatalog>();
+  const self = { id: randomUUID(), address: "" };
   const distributor = createDistributor({
     debounce: config.debounce,
     desired: (id) => engine.intents(id),
@@ -273,6 +306,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metrics,
     hubCa,
     catalogs,
+    leadership: options.election === undefined ? soleLeadership(self) : notStarted(self),
     streams: new Map(),
     catalogEvents: new Set(),
     warmingUp: () => !warm,
@@ -395,10 +429,15 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     version += 1;
     distributor.changedAll();
   };
-  if (!warm) {
+  /** Warm-up of a start or a takeover: removals wait for the known clusters or the grace. */
+  const beginWarmup = () => {
+    if (warmupTimer !== undefined) clearTimeout(warmupTimer);
+    warm = enrolled().length === 0 || config.warmupSeconds === 0;
+    if (warm) return;
     warmupTimer = setTimeout(() => endWarmup("grace period passed"), config.warmupSeconds * 1000);
     warmupTimer.unref();
-  }
+  };
+  if (options.election === undefined) beginWarmup();
   const agentHooks = {
     snapshotReceived() {
       if (warm) return;
@@ -429,7 +468,10 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     idleTimeoutMs: limits.idleTimeoutMs,
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
-    interceptors: [gate],
+    interceptors: [
+      createRoleGate(() => ctx.leadership, HUB_PATHS, (options.election?.ttlSeconds ?? 0) * 1000),
+      gate,
+    ],
   });
   addService(
     server,
@@ -448,7 +490,10 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
           certPem: await readFile(config.tls.certFile, "utf8"),
           keyPem: await readFile(config.tls.keyFile, "utf8"),
         }
-      : await issueServerCertificate(hubCa, splitNames(config.serverNames));
+      : await issueServerCertificate(
+          hubCa,
+          splitNames([...config.serverNames, ...advertisedHost(options.election)]),
+        );
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
       keyPem: serverCert.keyPem,
@@ -462,11 +507,33 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     onRefused: (reason) => metrics.refusedConnections.inc({ reason }),
   });
+  if (options.election === undefined) metrics.leader.set(1);
+  else {
+    const e = options.election;
+    self.address = e.advertiseAddress ?? advertisedAddress(config.listen, port);
+    const elected = startLeadership({
+      client: e.client,
+      prefix: e.prefix,
+      ttlSeconds: e.ttlSeconds,
+      self,
+      logger,
+    });
+    ctx.leadership = followElection(
+      elected,
+      {
+        resync: async () => applyRegistryChanges(ctx, await registry.reload()),
+        beginWarmup,
+        dropAgents: (reason) => dropAgents(ctx, reason),
+      },
+      logger,
+    );
+    elected.onChange((v) => metrics.leader.set(v.leading ? 1 : 0));
+  }
 
   let http: HttpServer | undefined;
   let metricsPort = 0;
   if (config.metricsListen !== "") {
-    http = serveHttp(metrics, () => true);
+    http = serveHttp(metrics, () => readiness(ctx.leadership));
     const [host, p] = splitHostPort(config.metricsListen);
     await new Promise<void>((resolve, reject) => {
       http!.once("error", reject);
@@ -490,6 +557,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     caPem: hubCa.certPem,
     context: ctx,
     async close() {
+      // Resigning first hands the lead over at once, without waiting for the lease to expire.
+      await ctx.leadership.close();
       if (warmupTimer !== undefined) clearTimeout(warmupTimer);
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       for (const s of ctx.streams.values()) s.abort();
@@ -499,6 +568,13 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       await store.close();
     },
   };
+}
+
+/** The host a replica advertises, for its self-issued certificate (agents follow hints to it). */
+function advertisedHost(election: ElectionOptions | undefined): string[] {
+  const address = election?.advertiseAddress ?? "";
+  const host = address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  return host === "" ? [] : [host];
 }
 
 function splitHostPort(address: string): [string, number] {

@@ -8,6 +8,11 @@ export function createHubMetrics() {
   const registry = new Registry();
   const m = {
     registry,
+    leader: new Gauge({
+      name: "isthmus_hub_leader",
+      help: "1 while this replica leads (always with the file store), else 0",
+      registers: [registry],
+    }),
     connectedAgents: new Gauge({
       name: "isthmus_hub_connected_agents",
       help: "Agents with an open stream",
@@ -90,16 +95,19 @@ export function createHubMetrics() {
 export type HubMetrics = ReturnType<typeof createHubMetrics>;
 
 /** Serves /metrics, /healthz and /readyz. */
-export function serveHttp(metrics: HubMetrics, ready: () => boolean): Server {
+export function serveHttp(
+  metrics: HubMetrics,
+  ready: () => { ready: boolean; detail: string },
+): Server {
   return createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
-      const ok = ready();
+      const { ready: ok, detail } = ready();
       res
         .writeHead(ok ? 200 : 503, { "content-type": "text/plain" })
-        .end(ok ? "ready\n" : "not ready\n");
+        .end(`${ok ? "ready" : "not ready"}: ${detail}\n`);
     } else if (path === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),

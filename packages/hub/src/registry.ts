@@ -63,6 +63,18 @@ export interface Registry {
     deletes: string[],
     expect: Map<string, number>,
   ): Promise<void>;
+  /**
+   * Reads every cluster and policy from the store again (with etcd a linearizable read, so it
+   * holds every write acknowledged before it began) and replaces the maps' content: what a
+   * replica does when it takes over, and after writes of other replicas. Says what changed.
+   */
+  reload(): Promise<RegistryChanges>;
+}
+
+export interface RegistryChanges {
+  /** Clusters added, changed or removed. */
+  clusters: string[];
+  policies: boolean;
 }
 
 /** Throws unless `v` is what `putCluster` stores. */
@@ -93,8 +105,7 @@ function decodeEntry<T>(store: Store, key: string, decode: () => T): T {
   }
 }
 
-/** Loads the registry from the store; every write goes to the store before memory. */
-export async function openRegistry(store: Store): Promise<Registry> {
+async function load(store: Store) {
   const clusters = new Map<string, ClusterRecord>();
   for (const e of await store.list(CLUSTERS)) {
     const id = e.key.slice(CLUSTERS.length);
@@ -125,10 +136,39 @@ export async function openRegistry(store: Store): Promise<Registry> {
     });
     policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(e.version) }));
   }
+  return { clusters, policies };
+}
+
+/** Replaces `target`'s content with `source`'s; returns the keys whose version changed. */
+function replace<T>(
+  target: Map<string, T>,
+  source: Map<string, T>,
+  version: (v: T) => string | number,
+): string[] {
+  const changed: string[] = [];
+  for (const k of target.keys()) if (!source.has(k)) changed.push(k);
+  for (const [k, v] of source) {
+    const known = target.get(k);
+    if (known === undefined || version(known) !== version(v)) changed.push(k);
+  }
+  target.clear();
+  for (const [k, v] of source) target.set(k, v);
+  return changed;
+}
+
+/** Loads the registry from the store; every write goes to the store before memory. */
+export async function openRegistry(store: Store): Promise<Registry> {
+  const { clusters, policies } = await load(store);
 
   return {
     clusters,
     policies,
+    async reload() {
+      const next = await load(store);
+      const changedClusters = replace(clusters, next.clusters, (r) => r.version);
+      const changedPolicies = replace(policies, next.policies, (p) => p.resourceVersion);
+      return { clusters: changedClusters, policies: changedPolicies.length > 0 };
+    },
     async putCluster(record, expectVersion) {
       const value: StoredCluster = {
         cluster: toJson(
