@@ -42,6 +42,8 @@ export interface EtcdMember {
   /** Starts the member again on its data dir and ports; waits until it answers /health
    * (only when its cluster has a quorum, so pass `waitHealthy: false` to start a minority). */
   start(options?: { waitHealthy?: boolean }): Promise<void>;
+  /** Whether the member answers /health with true (it is up and its cluster has a leader). */
+  healthy(): Promise<boolean>;
   /** Lines etcd wrote to stderr, for a failing test's message. */
   log(): string;
 }
@@ -219,6 +221,7 @@ function createMember(spec: MemberSpec, all: MemberSpec[], options: EtcdOptions)
       child.kill("SIGCONT");
       member.paused = false;
     },
+    healthy: () => healthy(endpoint),
     log: () => stderr,
   };
   return member;

@@ -17,4 +17,23 @@ export {
   soleLeadership,
   startLeadership,
 } from "./leadership.js";
-export { openFileStore, type Store, type StoreEntry, StoreError, type TxnOp } from "./store.js";
+export {
+  isStoreError,
+  openFileStore,
+  type Store,
+  type StoreBatch,
+  type StoreEntry,
+  StoreError,
+  type StoreErrorCode,
+  type StoreEvent,
+  type StoreSnapshot,
+  type StoreWatch,
+  type TxnOp,
+} from "./store.js";
+export {
+  createEtcdClient,
+  DEFAULT_ETCD_PREFIX,
+  type EtcdStore,
+  type EtcdStoreOptions,
+  openEtcdStore,
+} from "./store-etcd.js";

@@ -14,19 +14,66 @@ export type TxnOp =
   | { op: "put"; key: string; value: unknown; expectVersion?: number }
   | { op: "delete"; key: string; expectVersion?: number };
 
-/** A key-value store with transactions; the file store below and an etcd store implement it. */
+/** One write seen by a watch; `version` is the revision of the transaction that made it. */
+export type StoreEvent =
+  | { type: "put"; key: string; value: unknown; version: number }
+  | { type: "delete"; key: string; version: number };
+
+/** The writes of one transaction under the watched prefix, in the order of its ops. */
+export interface StoreBatch {
+  revision: number;
+  events: StoreEvent[];
+}
+
+/** Entries under a prefix as of one store revision (read in one request). */
+export interface StoreSnapshot {
+  entries: StoreEntry[];
+  revision: number;
+}
+
+export interface StoreWatch {
+  /** Stops the watch; no batch is delivered after it resolves. */
+  cancel(): Promise<void>;
+}
+
+/** A key-value store with transactions; the file store below and the etcd store implement it. */
 export interface Store {
   /** Where the state lives, for errors: a file path or an endpoint. */
   readonly location: string;
   list(prefix: string): Promise<StoreEntry[]>;
+  /** Like list, with the revision the entries are at: watch from `revision + 1` to follow. */
+  snapshot(prefix: string): Promise<StoreSnapshot>;
   get(key: string): Promise<StoreEntry | undefined>;
   /** Applies every op or none; resolves with the new revision once the write is durable.
    * `expectVersion` 0 means "must not exist". Throws StoreError code "conflict" or "not-found". */
   txn(ops: TxnOp[]): Promise<number>;
+  /**
+   * Delivers every write under `prefix` whose revision is `fromRevision` or later (also the
+   * writes of other clients of the same store), one batch per transaction, in revision order,
+   * each once. `onError` is called at most once, when the watch cannot go on (code
+   * "compacted": the store no longer holds the history from `fromRevision`; read a snapshot
+   * and watch again); no batch follows it. A store that cannot be reached is not an error:
+   * the watch resumes where it was when the store is back.
+   */
+  watch(
+    prefix: string,
+    fromRevision: number,
+    onBatch: (batch: StoreBatch) => void,
+    onError: (err: StoreError) => void,
+  ): StoreWatch;
   close(): Promise<void>;
 }
 
-export type StoreErrorCode = "conflict" | "not-found" | "corrupt" | "missing" | "io";
+export type StoreErrorCode =
+  | "conflict"
+  | "not-found"
+  | "corrupt"
+  | "missing"
+  | "io"
+  /** The store's server (etcd) did not answer in time or refused the connection. */
+  | "unavailable"
+  /** A watch asked for history the store no longer holds. */
+  | "compacted";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -109,6 +156,88 @@ export async function writeDurably(dir: string, name: string, content: string): 
   }
 }
 
+/** Transactions a file store keeps in memory for watches that start in the past. */
+const WATCH_HISTORY = 1000;
+
+/**
+ * In-process watches of the file store: the batches of its last transactions (since it was
+ * opened) for watches that start in the past, and live delivery to every watch after each
+ * write. Only writes through this store object are seen: one hub process owns a data dir.
+ */
+interface Watcher {
+  prefix: string;
+  /** The revision of the next batch it may get. */
+  next: number;
+  deliver(batch: StoreBatch): void;
+}
+
+function createWatchers(currentRevision: () => number) {
+  const history: StoreBatch[] = [];
+  const watchers = new Set<Watcher>();
+  const only = (batch: StoreBatch, prefix: string): StoreBatch | undefined => {
+    const events = batch.events
+      .filter((e) => e.key.startsWith(prefix))
+      .map((e) => (e.type === "put" ? { ...e, value: structuredClone(e.value) } : { ...e }));
+    return events.length === 0 ? undefined : { revision: batch.revision, events };
+  };
+  const send = (w: Watcher, batch: StoreBatch) => {
+    if (batch.revision < w.next) return;
+    w.next = batch.revision + 1;
+    const mine = only(batch, w.prefix);
+    // A watcher's own failure must not fail the write that every other watcher awaits.
+    if (mine !== undefined) {
+      try {
+        w.deliver(mine);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  };
+  return {
+    written(batch: StoreBatch) {
+      history.push(batch);
+      if (history.length > WATCH_HISTORY) history.shift();
+      for (const w of watchers) send(w, batch);
+    },
+    watch(
+      prefix: string,
+      fromRevision: number,
+      onBatch: (batch: StoreBatch) => void,
+      onError: (err: StoreError) => void,
+    ): StoreWatch {
+      const oldest = history[0]?.revision ?? currentRevision() + 1;
+      const w: Watcher = { prefix, next: Math.max(fromRevision, 1), deliver: onBatch };
+      if (fromRevision < oldest && fromRevision <= currentRevision()) {
+        queueMicrotask(() =>
+          onError(
+            new StoreError(
+              `watch from revision ${fromRevision}: compacted, the oldest revision kept is ${oldest}`,
+              "compacted",
+            ),
+          ),
+        );
+        return { cancel: async () => {} };
+      }
+      let cancelled = false;
+      // The past is delivered on the next microtask, then the watcher joins the live ones:
+      // a write in between is in the history by then, so nothing is missed or sent twice.
+      queueMicrotask(() => {
+        if (cancelled) return;
+        for (const batch of history) send(w, batch);
+        watchers.add(w);
+      });
+      return {
+        async cancel() {
+          cancelled = true;
+          watchers.delete(w);
+        },
+      };
+    },
+  };
+}
+
 export interface FileStoreOptions {
   /** Whether a missing state.json may be created empty (a new data dir, or `--init`). */
   create: boolean;
@@ -139,6 +268,7 @@ export async function openFileStore(dataDir: string, options: FileStoreOptions):
     await writeDurably(dataDir, STATE_FILE, JSON.stringify(state));
   }
   let queue: Promise<unknown> = Promise.resolve();
+  const watchers = createWatchers(() => state.revision);
 
   const entry = (key: string): StoreEntry | undefined => {
     const e = state.entries[key];
@@ -147,17 +277,24 @@ export async function openFileStore(dataDir: string, options: FileStoreOptions):
       : { key, value: structuredClone(e.value), version: e.version };
   };
 
+  const list = (prefix: string) =>
+    Object.keys(state.entries)
+      .filter((k) => k.startsWith(prefix))
+      .sort()
+      .map((k) => entry(k)!);
+
   return {
     location: file,
     async list(prefix) {
-      return Object.keys(state.entries)
-        .filter((k) => k.startsWith(prefix))
-        .sort()
-        .map((k) => entry(k)!);
+      return list(prefix);
+    },
+    async snapshot(prefix) {
+      return { entries: list(prefix), revision: state.revision };
     },
     async get(key) {
       return entry(key);
     },
+    watch: watchers.watch,
     txn(ops) {
       const run = async () => {
         for (const op of ops) {
@@ -187,6 +324,14 @@ export async function openFileStore(dataDir: string, options: FileStoreOptions):
           });
         }
         state = next;
+        watchers.written({
+          revision,
+          events: ops.map((op) =>
+            op.op === "put"
+              ? { type: "put", key: op.key, value: structuredClone(op.value), version: revision }
+              : { type: "delete", key: op.key, version: revision },
+          ),
+        });
         return revision;
       };
       const result = queue.then(run, run);

@@ -1,0 +1,308 @@
+// The Store on etcd v3, for hub replicas that share one state: keys under a prefix, an
+// entry's version is its etcd mod revision, a transaction is one etcd Txn whose compares are
+// the ops' expected versions, and watches follow etcd's revision order.
+import {
+  CompareResult,
+  CompareTarget,
+  Etcd3,
+  type ICompare,
+  type IKeyValue,
+  type IRequestOp,
+  type IWatchResponse,
+  isRecoverableError,
+} from "etcd3";
+import {
+  type Store,
+  type StoreBatch,
+  type StoreEntry,
+  StoreError,
+  type StoreEvent,
+  type StoreWatch,
+  type TxnOp,
+} from "./store.js";
+
+export interface EtcdStoreOptions {
+  /** Client URLs, `http://host:2379` or `https://host:2379` (all of one scheme). */
+  endpoints: string[];
+  /** Every key lives under it; default `/isthmus/`. */
+  prefix?: string;
+  /** TLS to etcd: PEM contents. A client certificate needs its key and the CA. */
+  tls?: { caPem?: string; certPem?: string; keyPem?: string };
+  /** etcd's own user/password authentication. */
+  auth?: { username: string; password: string };
+  /** Bound on one request, retries included; an unanswered request is a StoreError
+   * "unavailable" then. Default 5000. */
+  requestTimeoutMs?: number;
+}
+
+/** The store and the etcd client it uses (leases and elections share its connections). */
+export interface EtcdStore extends Store {
+  readonly client: Etcd3;
+  readonly prefix: string;
+}
+
+export const DEFAULT_ETCD_PREFIX = "/isthmus/";
+
+/** The etcd client for `options`: TLS, auth, and a fault policy that keeps requests bounded. */
+export function createEtcdClient(options: EtcdStoreOptions): Etcd3 {
+  const { tls, auth } = options;
+  const timeout = options.requestTimeoutMs ?? 5000;
+  return new Etcd3({
+    hosts: options.endpoints,
+    ...(tls?.caPem !== undefined || tls?.certPem !== undefined
+      ? {
+          credentials: {
+            rootCertificate: Buffer.from(tls.caPem ?? ""),
+            ...(tls.keyPem !== undefined ? { privateKey: Buffer.from(tls.keyPem) } : {}),
+            ...(tls.certPem !== undefined ? { certChain: Buffer.from(tls.certPem) } : {}),
+          },
+        }
+      : {}),
+    ...(auth !== undefined
+      ? {
+          auth: {
+            ...auth,
+            callOptions: () => ({ deadline: Date.now() + timeout }),
+          },
+        }
+      : {}),
+    dialTimeout: timeout,
+    // etcd3's default fault handling stays: a request fails over to another member when one
+    // is down, each member behind a circuit breaker. Every request of the store carries one
+    // deadline for all its tries, which keeps the whole request bounded.
+  });
+}
+
+/** The first key after every key that starts with `prefix` (etcd's range end). */
+function rangeEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/**
+ * Opens the store on etcd. The connection is lazy: an etcd that cannot be reached shows as a
+ * StoreError "unavailable" on the first request, naming the endpoints.
+ */
+export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
+  if (options.endpoints.length === 0) throw new Error("etcd store: no endpoints");
+  const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
+  const timeout = options.requestTimeoutMs ?? 5000;
+  const client = createEtcdClient(options);
+  const location = `etcd ${options.endpoints.join(",")} (prefix ${prefix})`;
+  const full = (key: string) => Buffer.from(prefix + key);
+  const call = () => ({ deadline: Date.now() + timeout });
+  // Requests under way, for close() to wait on.
+  const pending = new Set<Promise<unknown>>();
+  let closed = false;
+  const track = <T>(what: string, run: () => Promise<T>): Promise<T> => {
+    if (closed) return Promise.reject(new StoreError(`${location}: ${what}: store closed`, "io"));
+    const p = run();
+    pending.add(p);
+    const done = () => pending.delete(p);
+    p.then(done, done);
+    return p;
+  };
+
+  /** The StoreError for a failed etcd request. */
+  const failed = (err: unknown, what: string): StoreError => {
+    if (err instanceof StoreError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    const unreachable =
+      (err instanceof Error && isRecoverableError(err)) ||
+      /deadline|unavailable|timed out|no leader|circuit|connect/i.test(message);
+    return new StoreError(
+      unreachable
+        ? `${location}: ${what}: etcd did not answer within ${timeout} ms (${message}); ` +
+            "check that a majority of the etcd members is up and reachable"
+        : `${location}: ${what}: ${message}`,
+      unreachable ? "unavailable" : "io",
+      { cause: err },
+    );
+  };
+
+  const decode = (kv: IKeyValue): StoreEntry => {
+    const key = kv.key.toString().slice(prefix.length);
+    try {
+      return { key, value: JSON.parse(kv.value.toString()), version: Number(kv.mod_revision) };
+    } catch (err) {
+      throw new StoreError(`${location}: entry "${key}": not JSON: ${String(err)}`, "corrupt");
+    }
+  };
+
+  const range = (key: string, isPrefix: boolean) => {
+    const what = `read ${isPrefix ? `prefix "${key}"` : `"${key}"`}`;
+    return track(what, async () => {
+      try {
+        const k = full(key);
+        return await client.kv.range(
+          isPrefix ? { key: k, range_end: rangeEnd(k) } : { key: k },
+          call(),
+        );
+      } catch (err) {
+        throw failed(err, what);
+      }
+    });
+  };
+
+  const store: EtcdStore = {
+    client,
+    prefix,
+    location,
+    async list(p) {
+      return (await range(p, true)).kvs.map(decode);
+    },
+    async snapshot(p) {
+      const res = await range(p, true);
+      return { entries: res.kvs.map(decode), revision: Number(res.header.revision) };
+    },
+    async get(key) {
+      const kv = (await range(key, false)).kvs[0];
+      return kv === undefined ? undefined : decode(kv);
+    },
+    txn: (ops) => track(`write ${ops.map((o) => `"${o.key}"`).join(", ")}`, () => txn(ops)),
+    watch: (p, from, onBatch, onError) => watch(p, from, onBatch, onError),
+    async close() {
+      closed = true;
+      await Promise.allSettled(pending);
+      client.close();
+    },
+  };
+
+  async function txn(ops: TxnOp[]): Promise<number> {
+    const compare: ICompare[] = [];
+    const success: IRequestOp[] = [];
+    const checked: string[] = [];
+    for (const op of ops) {
+      const key = full(op.key);
+      if (op.expectVersion !== undefined) {
+        checked.push(op.key);
+        compare.push(
+          op.expectVersion === 0
+            ? { key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }
+            : {
+                key,
+                target: CompareTarget.Mod,
+                result: CompareResult.Equal,
+                mod_revision: op.expectVersion,
+              },
+        );
+      }
+      success.push(
+        op.op === "put"
+          ? { request_put: { key, value: Buffer.from(JSON.stringify(op.value)) } }
+          : { request_delete_range: { key } },
+      );
+    }
+    const what = `write ${ops.map((o) => `"${o.key}"`).join(", ")}`;
+    let res: Awaited<ReturnType<typeof client.kv.txn>>;
+    try {
+      // On a failed compare, read the checked keys in the same transaction to say which one.
+      res = await client.kv.txn(
+        { compare, success, failure: checked.map((k) => ({ request_range: { key: full(k) } })) },
+        call(),
+      );
+    } catch (err) {
+      throw failed(err, what);
+    }
+    if (res.succeeded) return Number(res.header.revision);
+    checked.forEach((key, i) => {
+      const kv = res.responses[i]?.response_range.kvs[0];
+      const current = kv === undefined ? 0 : Number(kv.mod_revision);
+      const expected = ops.find((o) => o.key === key)!.expectVersion!;
+      if (expected === current) return;
+      throw new StoreError(
+        current === 0
+          ? `${key}: not found`
+          : `${key}: version ${expected} is stale, stored version is ${current}`,
+        current === 0 ? "not-found" : "conflict",
+      );
+    });
+    // Every compare held when read back: another write came between the two; the caller
+    // retries as after any conflict.
+    throw new StoreError(`${what}: changed concurrently`, "conflict");
+  }
+
+  function watch(
+    p: string,
+    fromRevision: number,
+    onBatch: (batch: StoreBatch) => void,
+    onError: (err: StoreError) => void,
+  ): StoreWatch {
+    // The revision of the next batch to deliver. etcd3 resumes a broken watch from the
+    // revision in the last response's header, which in a catch-up response is the store's
+    // current revision rather than that of the last event: resuming from there would skip
+    // writes. So the watch resumes from what was delivered, and drops what it already had.
+    let next = Math.max(fromRevision, 1);
+    let stopped = false;
+    const watcher = client.watch().prefix(full(p)).startRevision(String(next)).watcher();
+    // etcd3 emits the create request itself (typed as the outer IWatchRequest) right before
+    // it sends it: the one place to set where the watch resumes.
+    watcher.on("connecting", (request) => {
+      (request as { start_revision?: string | number }).start_revision = String(next);
+    });
+    watcher.on("data", (res: IWatchResponse) => {
+      if (stopped) return;
+      for (const batch of batches(res)) {
+        if (batch.revision < next) continue;
+        next = batch.revision + 1;
+        onBatch(batch);
+      }
+    });
+    watcher.on("error", (err: Error) => {
+      if (stopped) return;
+      stopped = true;
+      // etcd 3.4 cancels a watch from a compacted revision with an empty cancel reason
+      // (the compact revision is in a field etcd3 does not pass on); newer ones say so.
+      const compacted = /compacted|watcher canceled:\s*$/i.test(err.message);
+      onError(
+        compacted
+          ? new StoreError(
+              `${location}: watch from revision ${next}: compacted (etcd no longer holds it)`,
+              "compacted",
+              { cause: err },
+            )
+          : failed(err, `watch prefix "${p}"`),
+      );
+    });
+    return {
+      async cancel() {
+        stopped = true;
+        await watcher.cancel();
+      },
+    };
+  }
+
+  /** A watch response's events grouped by the transaction (revision) that wrote them. */
+  function batches(res: IWatchResponse): StoreBatch[] {
+    const out: StoreBatch[] = [];
+    for (const e of res.events) {
+      const version = Number(e.kv.mod_revision);
+      const key = e.kv.key.toString().slice(prefix.length);
+      let event: StoreEvent;
+      if (String(e.type).toLowerCase() === "delete") event = { type: "delete", key, version };
+      else {
+        const text = e.kv.value.toString();
+        let value: unknown;
+        try {
+          value = JSON.parse(text);
+        } catch {
+          // Not written by a hub: the reader's validation reports it, as it would from list.
+          value = text;
+        }
+        event = { type: "put", key, value, version };
+      }
+      const last = out.at(-1);
+      if (last?.revision === version) last.events.push(event);
+      else out.push({ revision: version, events: [event] });
+    }
+    return out;
+  }
+
+  return store;
+}
