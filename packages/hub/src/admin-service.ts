@@ -16,7 +16,6 @@ import {
 import { watchCatalog } from "./catalog-watch.js";
 import type { HubContext } from "./hub.js";
 import { type ClusterRecord, hashToken, newToken } from "./registry.js";
-import { forgetCluster } from "./state-follow.js";
 import { StoreError } from "./store.js";
 import { HUB_VERSION } from "./version.js";
 
@@ -26,6 +25,8 @@ function storeError(err: unknown, what: string): never {
   }
   if (err instanceof StoreError && err.code === "not-found")
     throw new GrpcError(Code.NOT_FOUND, `${what}: not found`);
+  if (err instanceof StoreError && err.code === "unavailable")
+    throw new GrpcError(Code.UNAVAILABLE, `${what}: not written: ${err.message}`);
   throw err;
 }
 
@@ -120,7 +121,7 @@ export function createAdminHandlers(
     } catch (err) {
       storeError(err, `policies ${[...puts.map((p) => p.name), ...deletes].join(", ")}`);
     }
-    ctx.deliver(ctx.engine.setPolicies([...ctx.registry.policies.values()]));
+    // The engine has them: the registry's change listener (hub.ts) applied them.
     log.info("policies written", { put: puts.length, deleted: deletes.length });
   }
 
@@ -146,8 +147,6 @@ export function createAdminHandlers(
       } catch (err) {
         storeError(err, `cluster "${id}"`);
       }
-      const facts = ctx.clusterFacts(id);
-      if (facts !== undefined) ctx.applyCatalog([facts]);
       log.info("cluster created", { cluster: id });
       return {
         cluster: record.cluster,
@@ -181,7 +180,7 @@ export function createAdminHandlers(
       } catch (err) {
         storeError(err, `cluster "${req.id}"`);
       }
-      forgetCluster(ctx, req.id);
+      // The registry's change listener (hub.ts) cut its stream and dropped its catalog.
       log.info("cluster deleted", { cluster: req.id });
       return {};
     },

@@ -44,6 +44,7 @@ import { loadOrCreateStoreHubCa } from "./hub-ca-store.js";
 import { type Leadership, soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
+  type ClusterRecord,
   hashToken as hashAdminToken,
   openRegistry,
   type Registry,
@@ -189,7 +190,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     logger.warn("removed temp files of an interrupted write", { files: prepared.removed });
   const store =
     options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
-  const registry = await openRegistry(store);
+  const registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
   // Replicas sharing a store share its CA; a hub on its own keeps it in its data dir.
   const hubCa =
     options.election === undefined
@@ -419,6 +420,18 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     const facts = ctx.clusterFacts(id);
     if (facts !== undefined) engine.applyCatalog([facts]);
   }
+  // Every registry change reaches the engine here, whether this hub wrote it or another
+  // replica on the same store did (through the store's watch).
+  registry.follow((change) => {
+    if (change.policies) ctx.deliver(engine.setPolicies([...registry.policies.values()]));
+    for (const { id, previous, current } of change.clusters) {
+      if (current === undefined) forgetCluster(ctx, id);
+      else if (previous === undefined || !sameLabels(previous, current)) {
+        const facts = ctx.clusterFacts(id);
+        if (facts !== undefined) ctx.applyCatalog([facts]);
+      }
+    }
+  });
 
   let warmupTimer: NodeJS.Timeout | undefined;
   const endWarmup = (reason: string) => {
@@ -565,6 +578,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       distributor.stop();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http!.close(() => resolve()));
+      await registry.close();
       await store.close();
     },
   };
@@ -575,6 +589,24 @@ function advertisedHost(election: ElectionOptions | undefined): string[] {
   const address = election?.advertiseAddress ?? "";
   const host = address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
   return host === "" ? [] : [host];
+}
+
+const sameLabels = (a: ClusterRecord, b: ClusterRecord) =>
+  JSON.stringify(Object.entries(a.cluster.labels).sort()) ===
+  JSON.stringify(Object.entries(b.cluster.labels).sort());
+
+/** A deleted cluster leaves at once: its stream is cut (its certificates are revoked with the
+ * record), its catalog dropped, and the engine forgets it. */
+function forgetCluster(ctx: HubContext, id: string): void {
+  ctx.streams.get(id)?.abort();
+  const cat = ctx.catalogs.get(id);
+  if (cat?.graceTimer !== undefined) clearTimeout(cat.graceTimer);
+  for (const k of cat?.services.keys() ?? [])
+    for (const l of ctx.catalogEvents) l(id, undefined, k);
+  ctx.catalogs.delete(id);
+  ctx.distributor.forget(id);
+  ctx.metrics.catalogServices.remove({ cluster: id });
+  ctx.applyCatalog([{ kind: "cluster-removed", clusterId: id }]);
 }
 
 function splitHostPort(address: string): [string, number] {

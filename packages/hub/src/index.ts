@@ -18,6 +18,13 @@ export {
   startLeadership,
 } from "./leadership.js";
 export {
+  type ClusterRecord,
+  openRegistry,
+  type Registry,
+  type RegistryChange,
+  type RegistryOptions,
+} from "./registry.js";
+export {
   isStoreError,
   openFileStore,
   type Store,

@@ -2,6 +2,7 @@
 // serials of their valid client certificates) and policies.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import { freezePolicy, validatePolicy } from "@isthmus/policy";
 import {
   type Cluster,
@@ -9,7 +10,15 @@ import {
   type ConnectionPolicy,
   ConnectionPolicySchema,
 } from "@isthmus/proto";
-import { type Store, StoreError, type TxnOp } from "./store.js";
+import {
+  type Store,
+  type StoreBatch,
+  StoreError,
+  type StoreEvent,
+  type StoreSnapshot,
+  type StoreWatch,
+  type TxnOp,
+} from "./store.js";
 
 export interface ClusterRecord {
   cluster: Cluster;
@@ -52,6 +61,13 @@ export function newToken(): string {
   return randomBytes(32).toString("base64url");
 }
 
+/** What changed in the registry: by a write of this hub or, through the store's watch, of
+ * another replica. `previous` and `current` are undefined for a cluster created or deleted. */
+export interface RegistryChange {
+  policies: boolean;
+  clusters: { id: string; previous?: ClusterRecord; current?: ClusterRecord }[];
+}
+
 export interface Registry {
   clusters: Map<string, ClusterRecord>;
   policies: Map<string, ConnectionPolicy>;
@@ -64,17 +80,13 @@ export interface Registry {
     expect: Map<string, number>,
   ): Promise<void>;
   /**
-   * Reads every cluster and policy from the store again (with etcd a linearizable read, so it
-   * holds every write acknowledged before it began) and replaces the maps' content: what a
-   * replica does when it takes over, and after writes of other replicas. Says what changed.
+   * Follows the store from the revision it was loaded at: every write (this hub's, applied
+   * when its txn resolves or when the watch brings it, whichever comes first, and other
+   * replicas') reaches the maps once, then `onChange`, once per transaction.
    */
-  reload(): Promise<RegistryChanges>;
-}
-
-export interface RegistryChanges {
-  /** Clusters added, changed or removed. */
-  clusters: string[];
-  policies: boolean;
+  follow(onChange: (change: RegistryChange) => void): void;
+  /** Stops following the store. */
+  close(): Promise<void>;
 }
 
 /** Throws unless `v` is what `putCluster` stores. */
@@ -105,69 +117,175 @@ function decodeEntry<T>(store: Store, key: string, decode: () => T): T {
   }
 }
 
-async function load(store: Store) {
-  const clusters = new Map<string, ClusterRecord>();
-  for (const e of await store.list(CLUSTERS)) {
-    const id = e.key.slice(CLUSTERS.length);
-    const record = decodeEntry(store, e.key, (): ClusterRecord => {
-      const v = e.value;
-      checkStoredCluster(v);
-      const cluster = fromJson(ClusterSchema, v.cluster);
-      if (cluster.id !== id) throw new Error(`cluster.id is "${cluster.id}", not "${id}"`);
-      return {
-        cluster: { ...cluster, resourceVersion: String(e.version) },
-        tokenHash: v.tokenHash,
-        tokenExpiresAt: v.tokenExpiresAt,
-        certSerials: v.certSerials,
-        trustDomain: v.trustDomain ?? "",
-        version: e.version,
-      };
-    });
-    clusters.set(id, record);
-  }
-  const policies = new Map<string, ConnectionPolicy>();
-  for (const e of await store.list(POLICIES)) {
-    const name = e.key.slice(POLICIES.length);
-    const p = decodeEntry(store, e.key, () => {
-      const policy = fromJson(ConnectionPolicySchema, e.value as JsonValue);
-      if (policy.name !== name) throw new Error(`name is "${policy.name}", not "${name}"`);
-      validatePolicy(policy);
-      return policy;
-    });
-    policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(e.version) }));
-  }
-  return { clusters, policies };
+function decodeCluster(store: Store, key: string, value: unknown, version: number) {
+  const id = key.slice(CLUSTERS.length);
+  return decodeEntry(store, key, (): ClusterRecord => {
+    checkStoredCluster(value);
+    const cluster = fromJson(ClusterSchema, value.cluster);
+    if (cluster.id !== id) throw new Error(`cluster.id is "${cluster.id}", not "${id}"`);
+    return {
+      cluster: { ...cluster, resourceVersion: String(version) },
+      tokenHash: value.tokenHash,
+      tokenExpiresAt: value.tokenExpiresAt,
+      certSerials: value.certSerials,
+      trustDomain: value.trustDomain ?? "",
+      version,
+    };
+  });
 }
 
-/** Replaces `target`'s content with `source`'s; returns the keys whose version changed. */
-function replace<T>(
-  target: Map<string, T>,
-  source: Map<string, T>,
-  version: (v: T) => string | number,
-): string[] {
-  const changed: string[] = [];
-  for (const k of target.keys()) if (!source.has(k)) changed.push(k);
-  for (const [k, v] of source) {
-    const known = target.get(k);
-    if (known === undefined || version(known) !== version(v)) changed.push(k);
-  }
-  target.clear();
-  for (const [k, v] of source) target.set(k, v);
-  return changed;
+function decodePolicy(store: Store, key: string, value: unknown, version: number) {
+  const name = key.slice(POLICIES.length);
+  const p = decodeEntry(store, key, () => {
+    const policy = fromJson(ConnectionPolicySchema, value as JsonValue);
+    if (policy.name !== name) throw new Error(`name is "${policy.name}", not "${name}"`);
+    validatePolicy(policy);
+    return policy;
+  });
+  // Frozen: never changed in place, so the engine knows an unchanged one by reference.
+  return freezePolicy({ ...p, resourceVersion: String(version) });
+}
+
+export interface RegistryOptions {
+  logger?: Logger;
 }
 
 /** Loads the registry from the store; every write goes to the store before memory. */
-export async function openRegistry(store: Store): Promise<Registry> {
-  const { clusters, policies } = await load(store);
+export async function openRegistry(store: Store, options: RegistryOptions = {}): Promise<Registry> {
+  const log = options.logger ?? silentLogger;
+  const clusters = new Map<string, ClusterRecord>();
+  const policies = new Map<string, ConnectionPolicy>();
+  const loaded = await store.snapshot("");
+  for (const e of loaded.entries) {
+    if (e.key.startsWith(CLUSTERS))
+      clusters.set(e.key.slice(CLUSTERS.length), decodeCluster(store, e.key, e.value, e.version));
+    else if (e.key.startsWith(POLICIES))
+      policies.set(e.key.slice(POLICIES.length), decodePolicy(store, e.key, e.value, e.version));
+  }
+
+  let onChange: ((change: RegistryChange) => void) | undefined;
+  const emit = (change: RegistryChange) => {
+    if (onChange === undefined || (!change.policies && change.clusters.length === 0)) return;
+    try {
+      onChange(change);
+    } catch (err) {
+      log.error("applying a registry change failed", { err: errorField(err) });
+    }
+  };
+  /** The revision up to which the watch applied every write. */
+  let watched = loaded.revision;
+  /** Keys this hub wrote and applied before the watch brought them: key → revision. */
+  const aheadOfWatch = new Map<string, number>();
+
+  /** Applies one write to the maps; a damaged entry from another writer is logged, not fatal. */
+  const apply = (event: StoreEvent, change: RegistryChange) => {
+    try {
+      if (event.key.startsWith(POLICIES)) {
+        const name = event.key.slice(POLICIES.length);
+        if (event.type === "put")
+          policies.set(name, decodePolicy(store, event.key, event.value, event.version));
+        else if (!policies.delete(name)) return;
+        change.policies = true;
+      } else if (event.key.startsWith(CLUSTERS)) {
+        const id = event.key.slice(CLUSTERS.length);
+        const previous = clusters.get(id);
+        if (event.type === "put") {
+          const current = decodeCluster(store, event.key, event.value, event.version);
+          clusters.set(id, current);
+          change.clusters.push({ id, current, ...(previous ? { previous } : {}) });
+        } else if (previous !== undefined) {
+          clusters.delete(id);
+          change.clusters.push({ id, previous });
+        }
+      }
+    } catch (err) {
+      log.error("ignoring a stored entry that cannot be read", {
+        key: event.key,
+        err: errorField(err),
+      });
+    }
+  };
+
+  /** This hub's own write, applied when its txn resolved unless the watch was first. */
+  const applyOwn = (revision: number, events: StoreEvent[]) => {
+    if (revision <= watched) return;
+    const change: RegistryChange = { policies: false, clusters: [] };
+    for (const e of events) {
+      aheadOfWatch.set(e.key, revision);
+      apply(e, change);
+    }
+    emit(change);
+  };
+
+  const applyWatched = (batch: StoreBatch) => {
+    watched = batch.revision;
+    const change: RegistryChange = { policies: false, clusters: [] };
+    for (const e of batch.events) {
+      const own = aheadOfWatch.get(e.key);
+      if (own !== undefined) {
+        if (e.version >= own) aheadOfWatch.delete(e.key);
+        // This write or an older one: what the maps hold is newer or the same.
+        if (e.version <= own) continue;
+      }
+      apply(e, change);
+    }
+    emit(change);
+  };
+
+  let watch: StoreWatch | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  const startWatch = () => {
+    watch = store.watch("", watched + 1, applyWatched, (err) => {
+      log.warn("store watch ended, reading the store again", { err: errorField(err) });
+      resync(1000);
+    });
+  };
+  /** Reads every entry again (the watch lost its history) and applies the differences. */
+  const resync = (delayMs: number) => {
+    if (closed) return;
+    retry = setTimeout(async () => {
+      let snap: StoreSnapshot;
+      try {
+        snap = await store.snapshot("");
+      } catch (err) {
+        log.warn("cannot read the store, retrying", { err: errorField(err) });
+        resync(Math.min(delayMs * 2, 30_000));
+        return;
+      }
+      if (closed) return;
+      const events: StoreEvent[] = snap.entries.map((e) => ({ type: "put", ...e }));
+      const present = new Set(snap.entries.map((e) => e.key));
+      for (const id of clusters.keys())
+        if (!present.has(CLUSTERS + id))
+          events.push({ type: "delete", key: CLUSTERS + id, version: snap.revision });
+      for (const name of policies.keys())
+        if (!present.has(POLICIES + name))
+          events.push({ type: "delete", key: POLICIES + name, version: snap.revision });
+      const unchanged = (e: StoreEvent) =>
+        e.type === "put" &&
+        (e.key.startsWith(CLUSTERS)
+          ? clusters.get(e.key.slice(CLUSTERS.length))?.version === e.version
+          : policies.get(e.key.slice(POLICIES.length))?.resourceVersion === String(e.version));
+      aheadOfWatch.clear();
+      applyWatched({ revision: snap.revision, events: events.filter((e) => !unchanged(e)) });
+      startWatch();
+    }, delayMs);
+    retry.unref();
+  };
 
   return {
     clusters,
     policies,
-    async reload() {
-      const next = await load(store);
-      const changedClusters = replace(clusters, next.clusters, (r) => r.version);
-      const changedPolicies = replace(policies, next.policies, (p) => p.resourceVersion);
-      return { clusters: changedClusters, policies: changedPolicies.length > 0 };
+    follow(listener) {
+      if (onChange !== undefined) throw new Error("registry: follow() called twice");
+      onChange = listener;
+      startWatch();
+    },
+    async close() {
+      closed = true;
+      if (retry !== undefined) clearTimeout(retry);
+      await watch?.cancel();
     },
     async putCluster(record, expectVersion) {
       const value: StoredCluster = {
@@ -180,32 +298,31 @@ export async function openRegistry(store: Store): Promise<Registry> {
         certSerials: record.certSerials,
         trustDomain: record.trustDomain ?? "",
       };
-      const version = await store.txn([
-        { op: "put", key: CLUSTERS + record.cluster.id, value, expectVersion },
-      ]);
-      const stored: ClusterRecord = {
+      const key = CLUSTERS + record.cluster.id;
+      const version = await store.txn([{ op: "put", key, value, expectVersion }]);
+      applyOwn(version, [{ type: "put", key, value, version }]);
+      return {
         ...record,
         cluster: { ...record.cluster, resourceVersion: String(version) },
         version,
       };
-      clusters.set(record.cluster.id, stored);
-      return stored;
     },
     async deleteCluster(id, expectVersion) {
-      await store.txn([
-        expectVersion === undefined
-          ? { op: "delete", key: CLUSTERS + id }
-          : { op: "delete", key: CLUSTERS + id, expectVersion },
+      const key = CLUSTERS + id;
+      const version = await store.txn([
+        expectVersion === undefined ? { op: "delete", key } : { op: "delete", key, expectVersion },
       ]);
-      clusters.delete(id);
+      applyOwn(version, [{ type: "delete", key, version }]);
     },
     async writePolicies(puts, deletes, expect) {
       const ops: TxnOp[] = [];
+      const values = new Map<string, unknown>();
       for (const p of puts) {
         const value = toJson(
           ConnectionPolicySchema,
           create(ConnectionPolicySchema, { ...p, resourceVersion: "" }),
         );
+        values.set(POLICIES + p.name, value);
         const v = expect.get(p.name);
         ops.push(
           v === undefined
@@ -222,11 +339,14 @@ export async function openRegistry(store: Store): Promise<Registry> {
         );
       }
       const version = await store.txn(ops);
-      // Frozen: never changed in place, so the engine knows an unchanged one by reference.
-      for (const p of puts) {
-        policies.set(p.name, freezePolicy({ ...p, resourceVersion: String(version) }));
-      }
-      for (const name of deletes) policies.delete(name);
+      applyOwn(
+        version,
+        ops.map((op) =>
+          op.op === "put"
+            ? { type: "put", key: op.key, value: values.get(op.key), version }
+            : { type: "delete", key: op.key, version },
+        ),
+      );
     },
   };
 }

@@ -1,0 +1,204 @@
+// Two hubs on one etcd: what an admin writes at one reaches the other's registry and policy
+// engine through the store's watch (clusters, enrollments, policies, deletions), so agents
+// connected to either get the same intents. Real etcd, real hubs, agents over gRPC.
+import assert from "node:assert/strict";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createHub, openEtcdStore } from "@isthmus/hub";
+import {
+  Action,
+  AdminService,
+  Code,
+  clientCredentials,
+  createClient,
+  GrpcError,
+  Visibility,
+} from "@isthmus/proto";
+import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
+import { eventually } from "../helpers/eventually.js";
+import {
+  admin,
+  agentWithCert,
+  enrollAgent,
+  type HubFixture,
+  hubConfig,
+  type TestAgent,
+  viewer,
+} from "../helpers/hub-fixture.js";
+
+const payments = {
+  namespace: "payments",
+  name: "payments-api",
+  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
+  selector: { app: "payments" },
+  visibility: Visibility.PRIVATE,
+  readyEndpoints: 2,
+  serviceAccounts: ["payments"],
+  inMesh: true,
+};
+const paymentsIdentity = {
+  namespace: "payments",
+  serviceAccount: "payments",
+  labelSets: [{ labels: { app: "payments" }, podCount: 2 }],
+  podCount: 2,
+};
+const frontendIdentity = {
+  namespace: "web",
+  serviceAccount: "frontend",
+  labelSets: [{ labels: { app: "frontend" }, podCount: 1 }],
+  podCount: 1,
+};
+const allowFrontend = {
+  name: "frontend-to-payments",
+  priority: 100,
+  action: Action.ALLOW,
+  from: [{ clusters: ["a"], namespaces: ["web"] }],
+  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
+};
+
+/** A hub on `dataDir` whose store is etcd under `prefix`. */
+async function replica(etcd: EtcdCluster, prefix: string, dataDir: string): Promise<HubFixture> {
+  const hub = await createHub({
+    config: hubConfig(dataDir),
+    store: openEtcdStore({ endpoints: etcd.endpoints, prefix }),
+  });
+  const address = `localhost:${hub.port}`;
+  const client = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));
+  return {
+    hub,
+    dataDir,
+    address,
+    admin: client,
+    restart: () => Promise.reject(new Error("not used")),
+    async close() {
+      client.close();
+      await hub.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Connects, answers the first delta, and reports a snapshot. */
+async function join_(agent: TestAgent, services: object[], identities: object[]) {
+  await agent.connect();
+  assert.equal((await agent.next()).message.case, "welcome");
+  await agent.ackDelta(await agent.nextDelta());
+  await agent.send({
+    message: {
+      case: "catalogUpdate",
+      value: {
+        fullSnapshot: true,
+        revision: 1n,
+        upsertedServices: services,
+        upsertedIdentities: identities,
+      },
+    },
+  });
+}
+
+describe("hub replicas on one etcd", function () {
+  this.timeout(60_000);
+  let etcd: EtcdCluster | undefined;
+  let a: HubFixture | undefined;
+  let b: HubFixture | undefined;
+  const agents: TestAgent[] = [];
+  let run = 0;
+  before(async function () {
+    skipWithoutEtcd(this);
+    etcd = await startEtcd();
+  });
+  after(async () => {
+    await etcd?.close();
+  });
+  beforeEach(async function () {
+    if (etcd === undefined) this.skip();
+    const prefix = `/replicas-${++run}/`;
+    a = await replica(etcd, prefix, await mkdtemp(join(tmpdir(), "isthmus-hub-a-")));
+    // Replicas share the control-plane CA (in a deployment: one Secret), so that an agent
+    // enrolled by one is trusted by the other.
+    const dirB = await mkdtemp(join(tmpdir(), "isthmus-hub-b-"));
+    await cp(join(a.dataDir, "control-plane"), join(dirB, "control-plane"), { recursive: true });
+    b = await replica(etcd, prefix, dirB);
+  });
+  afterEach(async () => {
+    for (const agent of agents.splice(0)) agent.close();
+    await a?.close();
+    await b?.close();
+  });
+
+  it("serves agents at one replica from what an admin wrote at the other", async () => {
+    const enrolledA = await enrollAgent(a!, "a", { env: "prod" });
+    const enrolledB = await enrollAgent(a!, "b", { env: "prod" });
+    // Enrolled at replica a (the serials are in the store): they connect to replica b.
+    await eventually(async () => {
+      const listed = await b!.admin.listClusters({}, viewer);
+      assert.deepEqual(
+        listed.clusters.map((c) => `${c.cluster?.id} ${c.enrolled} ${c.cluster?.labels.env}`),
+        ["a true prod", "b true prod"],
+      );
+    });
+    const agentA = agentWithCert(b!, "a", enrolledA.certPem, enrolledA.keyPem);
+    const agentB = agentWithCert(b!, "b", enrolledB.certPem, enrolledB.keyPem);
+    enrolledA.close();
+    enrolledB.close();
+    agents.push(agentA, agentB);
+    await join_(agentA, [], [frontendIdentity]);
+    await join_(agentB, [payments], [paymentsIdentity]);
+    await agentB.ackDelta(await agentB.nextDelta()); // the default DENY of other clusters
+
+    const applied = await a!.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const delta = await agentA.nextDelta();
+    assert.deepEqual(delta.upserted.map((i) => `${i.name} ${i.kind.case}`).sort(), [
+      "import/payments/payments-api importIntent",
+      "import/payments/payments-api/b importBackendIntent",
+    ]);
+    const atB = await b!.admin.getPolicy({ name: allowFrontend.name }, viewer);
+    assert.equal(atB.policy?.resourceVersion, applied.policies[0]?.resourceVersion);
+
+    await a!.admin.deleteCluster({ id: "a" }, admin);
+    await assert.rejects(
+      async () => {
+        for (;;) await agentA.next();
+      },
+      (err: unknown) =>
+        err instanceof GrpcError &&
+        err.code === Code.ABORTED &&
+        /cluster deleted/.test(err.message),
+    );
+    await eventually(async () =>
+      assert.deepEqual(
+        (await b!.admin.listClusters({}, viewer)).clusters.map((c) => c.cluster?.id),
+        ["b"],
+      ),
+    );
+  });
+
+  it("refuses a stale write at one replica after the other changed the policy", async () => {
+    const first = await a!.admin.applyPolicies({ policies: [allowFrontend] }, admin);
+    const version = first.policies[0]!.resourceVersion;
+    await eventually(async () =>
+      assert.equal(
+        (await b!.admin.getPolicy({ name: allowFrontend.name }, viewer)).policy?.resourceVersion,
+        version,
+      ),
+    );
+    await b!.admin.applyPolicies(
+      { policies: [{ ...allowFrontend, priority: 50, resourceVersion: version }] },
+      admin,
+    );
+    await assert.rejects(
+      a!.admin.applyPolicies(
+        { policies: [{ ...allowFrontend, priority: 70, resourceVersion: version }] },
+        admin,
+      ),
+      (err: unknown) => err instanceof GrpcError && err.code === Code.ABORTED,
+    );
+    await eventually(async () =>
+      assert.equal(
+        (await a!.admin.getPolicy({ name: allowFrontend.name }, viewer)).policy?.priority,
+        50,
+      ),
+    );
+  });
+});
