@@ -47,6 +47,26 @@ export interface HubConfig {
   limits: LimitsConfig;
   /** What one catalog watcher may cost the hub. */
   watch: WatchConfig;
+  /** Where clusters, tokens and policies live: `file` (state.json in dataDir, one hub) or
+   * `etcd` (shared by hub replicas; `etcd` says where). */
+  store: "file" | "etcd";
+  etcd: EtcdConfig;
+}
+
+/** The etcd the store uses when `store` is `etcd` (store-config.ts reads the files). */
+export interface EtcdConfig {
+  /** Client URLs, all `http://` or all `https://`. */
+  endpoints: string[];
+  prefix: string;
+  requestTimeoutMs: number;
+  /** PEM files: the CA that signed etcd's server certificate; a client certificate and key. */
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** etcd user; its password from passwordFile (or password, for local use). */
+  username?: string;
+  password?: string;
+  passwordFile?: string;
 }
 
 export const defaultHubConfig: HubConfig = {
@@ -66,6 +86,8 @@ export const defaultHubConfig: HubConfig = {
   defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
   limits: defaultLimits,
   watch: defaultWatch,
+  store: "file",
+  etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000 },
 };
 
 export class ConfigError extends Error {
@@ -181,11 +203,108 @@ export function resolveHubConfig(
     };
     if (input.limits !== undefined) c.limits = resolveLimits(input.limits, c.limits, fail);
     if (input.watch !== undefined) c.watch = resolveWatch(input.watch, c.watch, fail);
+    if (input.store !== undefined) {
+      if (input.store !== "file" && input.store !== "etcd")
+        throw new ConfigError(`store: must be file or etcd, got ${JSON.stringify(input.store)}`);
+      c.store = input.store;
+    }
+    if (input.etcd !== undefined) c.etcd = resolveEtcd(input.etcd, c.etcd);
+    if (c.store === "etcd" && c.etcd.endpoints.length === 0)
+      throw new ConfigError("etcd.endpoints: needed with store: etcd (etcd client URLs)");
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);
     throw err;
   }
+}
+
+const ETCD_KEYS = [
+  "endpoints",
+  "prefix",
+  "requestTimeoutMs",
+  "caFile",
+  "certFile",
+  "keyFile",
+  "username",
+  "password",
+  "passwordFile",
+] as const;
+
+function resolveEtcd(v: unknown, base: EtcdConfig): EtcdConfig {
+  if (!isObj(v)) throw new ConfigError("etcd: must be a mapping");
+  checkKeys(v, [...ETCD_KEYS], "etcd.");
+  const e: EtcdConfig = structuredClone(base);
+  if (v.endpoints !== undefined) {
+    const list = typeof v.endpoints === "string" ? v.endpoints.split(",") : v.endpoints;
+    if (!Array.isArray(list))
+      throw new ConfigError(
+        "etcd.endpoints: must be a list of URLs (or one comma-separated string)",
+      );
+    e.endpoints = list.map((u, i) => etcdUrl(u, `etcd.endpoints[${i}]`));
+    const schemes = new Set(e.endpoints.map((u) => u.slice(0, u.indexOf(":"))));
+    if (schemes.size > 1)
+      throw new ConfigError("etcd.endpoints: mixes http:// and https://; use one scheme");
+  }
+  if (v.prefix !== undefined) {
+    e.prefix = str(v.prefix, "etcd.prefix");
+    if (!e.prefix.endsWith("/"))
+      throw new ConfigError(`etcd.prefix: must end with "/", got "${e.prefix}"`);
+  }
+  if (v.requestTimeoutMs !== undefined)
+    e.requestTimeoutMs = int(v.requestTimeoutMs, "etcd.requestTimeoutMs", 100);
+  for (const key of [
+    "caFile",
+    "certFile",
+    "keyFile",
+    "username",
+    "password",
+    "passwordFile",
+  ] as const) {
+    if (v[key] !== undefined) e[key] = str(v[key], `etcd.${key}`);
+  }
+  if ((e.certFile === undefined) !== (e.keyFile === undefined))
+    throw new ConfigError(
+      "etcd.certFile, etcd.keyFile: give both (client certificate and its key) or neither",
+    );
+  if (e.certFile !== undefined && e.caFile === undefined)
+    throw new ConfigError(
+      "etcd.caFile: needed with etcd.certFile (the CA of etcd's server certificate)",
+    );
+  if (
+    (e.caFile !== undefined || e.certFile !== undefined) &&
+    e.endpoints.some((u) => u.startsWith("http:"))
+  )
+    throw new ConfigError(
+      "etcd.endpoints: TLS files are set but the endpoints are http://; use https://",
+    );
+  if (e.password !== undefined && e.passwordFile !== undefined)
+    throw new ConfigError("etcd.password, etcd.passwordFile: give one of them");
+  const hasPassword = e.password !== undefined || e.passwordFile !== undefined;
+  if ((e.username !== undefined) !== hasPassword)
+    throw new ConfigError(
+      "etcd.username: give it together with etcd.passwordFile (or etcd.password)",
+    );
+  return e;
+}
+
+function etcdUrl(v: unknown, path: string): string {
+  const text = typeof v === "string" ? v.trim() : v;
+  let url: URL;
+  try {
+    url = new URL(str(text, path));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(
+      `${path}: not a URL: ${JSON.stringify(text)} (expected http(s)://host:port)`,
+    );
+  }
+  if (
+    (url.protocol !== "http:" && url.protocol !== "https:") ||
+    url.port === "" ||
+    url.pathname !== "/"
+  )
+    throw new ConfigError(`${path}: expected http(s)://host:port, got ${JSON.stringify(text)}`);
+  return `${url.protocol}//${url.host}`;
 }
 
 function adminToken(v: unknown, path: string): AdminToken {

@@ -1,52 +1,52 @@
-// The hub's control-plane CA kept in the shared store, for replicas of a highly available
-// hub: every replica must sign and verify agent certificates with the same CA, and a data
-// dir per replica cannot give them one. The first replica to start creates it (a create-only
-// write, so of replicas starting together exactly one CA wins); the others read it. The key
-// then lives in etcd, which must be protected as Kubernetes protects Secrets there (TLS,
-// authentication; docs/high-availability.md).
+// The control-plane CA of hub replicas that share a store: every replica must sign and trust
+// agents' certificates with one CA, so it lives in the store (key `control-plane/ca`) beside
+// the clusters whose certificates it signed. etcd must then be protected as a CA key is
+// (TLS and auth): Kubernetes keeps its Secrets in etcd the same way.
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { type CertifiedKey, createHubCa } from "@isthmus/pki";
+import { type Logger, silentLogger } from "@isthmus/logging";
+import type { CertifiedKey } from "@isthmus/pki";
+import { loadOrCreateHubCa } from "./data-dir.js";
 import { isStoreError, type Store, StoreError } from "./store.js";
 
-export const HUB_CA_KEY = "control-plane/hub-ca";
+export const CA_KEY_IN_STORE = "control-plane/ca";
 
-function decode(store: Store, value: unknown): CertifiedKey {
-  const where = `${store.location}: entry "${HUB_CA_KEY}"`;
+function checkStoredCa(store: Store, value: unknown): CertifiedKey {
   const v = value as Partial<CertifiedKey> | null;
-  if (typeof v !== "object" || v === null || typeof v.certPem !== "string")
-    throw new StoreError(`${where}: certPem: must be a PEM string`, "corrupt");
-  if (typeof v.keyPem !== "string")
-    throw new StoreError(`${where}: keyPem: must be a PEM string`, "corrupt");
+  const bad = (why: string) =>
+    new StoreError(`${store.location}: entry "${CA_KEY_IN_STORE}": ${why}`, "corrupt");
+  if (typeof v !== "object" || v === null) throw bad("not an object");
+  if (typeof v.certPem !== "string" || typeof v.keyPem !== "string")
+    throw bad("certPem and keyPem must be strings");
   try {
-    const cert = new X509Certificate(v.certPem);
-    if (!cert.checkPrivateKey(createPrivateKey(v.keyPem)))
+    if (!new X509Certificate(v.certPem).checkPrivateKey(createPrivateKey(v.keyPem)))
       throw new Error("keyPem does not match certPem");
   } catch (err) {
-    throw new StoreError(`${where}: ${(err as Error).message}`, "corrupt", { cause: err });
+    throw bad((err as Error).message);
   }
   return { certPem: v.certPem, keyPem: v.keyPem };
 }
 
-/** Reads the shared hub CA from the store, creating it when no replica has yet. */
-export async function loadOrCreateStoreHubCa(store: Store): Promise<CertifiedKey> {
-  const known = await store.get(HUB_CA_KEY);
-  if (known !== undefined) return decode(store, known.value);
-  const ca = await createHubCa();
+/**
+ * The CA in `store`; on the first start of the first replica, the one in `dataDir` (a hub
+ * moving from the file store keeps its agents) or a new one. Of replicas starting together,
+ * the first write wins (create-only) and the others read it.
+ */
+export async function loadOrCreateStoredHubCa(
+  store: Store,
+  dataDir: string,
+  logger: Logger = silentLogger,
+): Promise<CertifiedKey> {
+  const stored = await store.get(CA_KEY_IN_STORE);
+  if (stored !== undefined) return checkStoredCa(store, stored.value);
+  const ca = await loadOrCreateHubCa(dataDir);
   try {
-    await store.txn([
-      {
-        op: "put",
-        key: HUB_CA_KEY,
-        value: { certPem: ca.certPem, keyPem: ca.keyPem },
-        expectVersion: 0,
-      },
-    ]);
+    await store.txn([{ op: "put", key: CA_KEY_IN_STORE, value: ca, expectVersion: 0 }]);
+    logger.info("control-plane CA stored for every replica", { store: store.location });
     return ca;
   } catch (err) {
     if (!isStoreError(err) || err.code !== "conflict") throw err;
-    // Another replica created it first.
-    const winner = await store.get(HUB_CA_KEY);
+    const winner = await store.get(CA_KEY_IN_STORE);
     if (winner === undefined) throw err;
-    return decode(store, winner.value);
+    return checkStoredCa(store, winner.value);
   }
 }

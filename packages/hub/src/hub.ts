@@ -40,7 +40,7 @@ import type { HubConfig, Role } from "./config.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type Distributor } from "./distributor.js";
 import { createGate } from "./gate.js";
-import { loadOrCreateStoreHubCa } from "./hub-ca-store.js";
+import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
 import { type Leadership, soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics, serveHttp } from "./metrics.js";
 import {
@@ -60,6 +60,7 @@ import {
 } from "./replica-role.js";
 import { applyRegistryChanges, dropAgents } from "./state-follow.js";
 import { openFileStore, type Store } from "./store.js";
+import { openConfiguredEtcdStore } from "./store-config.js";
 
 export { HUB_VERSION } from "./version.js";
 
@@ -158,7 +159,8 @@ function bearer(ctx: CallContext): string | undefined {
 export interface CreateHubOptions {
   config: HubConfig;
   logger?: Logger;
-  /** Store to use instead of the file store in config.dataDir (e.g. etcd). */
+  /** Store to use instead of the one config.store names (the file store in config.dataDir,
+   * or etcd). */
   store?: Store;
   /** Elect a leader among the replicas sharing this etcd (needs an etcd store): only the
    * leader serves agents and admin calls and pushes (docs/high-availability.md). */
@@ -182,20 +184,26 @@ export interface ElectionOptions {
 export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;
-  const prepared = await prepareDataDir(config.dataDir, {
-    init: options.init ?? false,
-    fileStore: options.store === undefined,
-  });
+  const fileStore = options.store === undefined && config.store === "file";
+  const prepared = await prepareDataDir(config.dataDir, { init: options.init ?? false, fileStore });
   if (prepared.removed.length > 0)
     logger.warn("removed temp files of an interrupted write", { files: prepared.removed });
   const store =
-    options.store ?? (await openFileStore(config.dataDir, { create: prepared.createStore }));
-  const registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
-  // Replicas sharing a store share its CA; a hub on its own keeps it in its data dir.
-  const hubCa =
-    options.election === undefined
-      ? await loadOrCreateHubCa(config.dataDir)
-      : await loadOrCreateStoreHubCa(store);
+    options.store ??
+    (fileStore
+      ? await openFileStore(config.dataDir, { create: prepared.createStore })
+      : await openConfiguredEtcdStore(config.etcd));
+  let registry: Registry;
+  try {
+    registry = await openRegistry(store, { logger: logger.child({ module: "registry" }) });
+  } catch (err) {
+    // A store this call opened is this call's to close (an etcd client keeps the process up).
+    if (options.store === undefined) await store.close();
+    throw err;
+  }
+  const hubCa = store.shared
+    ? await loadOrCreateStoredHubCa(store, config.dataDir, logger)
+    : await loadOrCreateHubCa(config.dataDir);
   const metrics = createHubMetrics();
   const startedAt = Date.now();
   let version = 0;
@@ -556,6 +564,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metricsPort = typeof address === "object" && address !== null ? address.port : 0;
   }
   logger.info("hub started", {
+    store: store.location,
     port,
     metricsPort,
     clusters: registry.clusters.size,

@@ -2,6 +2,7 @@ export {
   type AdminToken,
   ConfigError,
   defaultHubConfig,
+  type EtcdConfig,
   type HubConfig,
   loadHubConfigFile,
   type Role,
@@ -37,6 +38,7 @@ export {
   type StoreWatch,
   type TxnOp,
 } from "./store.js";
+export { etcdStoreOptions, openConfiguredEtcdStore } from "./store-config.js";
 export {
   createEtcdClient,
   DEFAULT_ETCD_PREFIX,

@@ -154,6 +154,7 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
     client,
     prefix,
     location,
+    shared: true,
     async list(p) {
       return (await range(p, true)).kvs.map(decode);
     },

@@ -40,6 +40,9 @@ export interface StoreWatch {
 export interface Store {
   /** Where the state lives, for errors: a file path or an endpoint. */
   readonly location: string;
+  /** Whether other processes (hub replicas) use the same state: then the control-plane CA
+   * lives in the store too (hub-ca-store.ts). */
+  readonly shared?: boolean;
   list(prefix: string): Promise<StoreEntry[]>;
   /** Like list, with the revision the entries are at: watch from `revision + 1` to follow. */
   snapshot(prefix: string): Promise<StoreSnapshot>;

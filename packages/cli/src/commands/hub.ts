@@ -8,6 +8,27 @@ interface HubFlags {
   insecure?: boolean;
   adminTokenFile?: string;
   init?: boolean;
+  store?: string;
+  etcdEndpoints?: string;
+  etcdPrefix?: string;
+  etcdCaFile?: string;
+  etcdCertFile?: string;
+  etcdKeyFile?: string;
+  etcdUsername?: string;
+  etcdPasswordFile?: string;
+}
+
+/** The `etcd:` keys the --etcd-* flags set. */
+function etcdOverrides(flags: HubFlags): Record<string, string> | undefined {
+  const etcd: Record<string, string> = {};
+  if (flags.etcdEndpoints !== undefined) etcd.endpoints = flags.etcdEndpoints;
+  if (flags.etcdPrefix !== undefined) etcd.prefix = flags.etcdPrefix;
+  if (flags.etcdCaFile !== undefined) etcd.caFile = flags.etcdCaFile;
+  if (flags.etcdCertFile !== undefined) etcd.certFile = flags.etcdCertFile;
+  if (flags.etcdKeyFile !== undefined) etcd.keyFile = flags.etcdKeyFile;
+  if (flags.etcdUsername !== undefined) etcd.username = flags.etcdUsername;
+  if (flags.etcdPasswordFile !== undefined) etcd.passwordFile = flags.etcdPasswordFile;
+  return Object.keys(etcd).length > 0 ? etcd : undefined;
 }
 
 /** `isthmus hub`: runs the hub until SIGINT/SIGTERM. Flags override the config file. */
@@ -28,6 +49,14 @@ export function registerHubCommand(program: Command): void {
       "--init",
       "start with an empty store in a data dir whose state.json is missing (refused when it exists)",
     )
+    .option("--store <file|etcd>", "where clusters and policies live (default file: state.json)")
+    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated (http(s)://host:2379)")
+    .option("--etcd-prefix <prefix>", "key prefix in etcd (default /isthmus/)")
+    .option("--etcd-ca-file <file>", "CA of etcd's server certificate (PEM)")
+    .option("--etcd-cert-file <file>", "client certificate for etcd (PEM)")
+    .option("--etcd-key-file <file>", "key of the client certificate (PEM)")
+    .option("--etcd-username <user>", "etcd user (with --etcd-password-file)")
+    .option("--etcd-password-file <file>", "file holding the etcd user's password")
     .action(async (flags: HubFlags) => {
       // Loaded here so that other commands start without the hub's code.
       const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
@@ -40,6 +69,9 @@ export function registerHubCommand(program: Command): void {
       if (flags.metricsListen !== undefined) overrides.metricsListen = flags.metricsListen;
       if (flags.dataDir !== undefined) overrides.dataDir = flags.dataDir;
       if (flags.insecure) overrides.insecure = true;
+      if (flags.store !== undefined) overrides.store = flags.store;
+      const etcd = etcdOverrides(flags);
+      if (etcd !== undefined) overrides.etcd = etcd;
       const config = resolveHubConfig(overrides, "flags", base);
       if (flags.adminTokenFile !== undefined) {
         const [token] = resolveHubConfig(
