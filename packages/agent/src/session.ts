@@ -125,6 +125,7 @@ export function createSession(options: SessionOptions): Session {
     .filter((a) => a !== "");
   let next = 0;
   let hinted: string | undefined;
+  let dialed: string | undefined;
   const hintDelayMs = options.hintDelayMs ?? 100;
   /** Highest leader term of a delta applied: a replica of a lower term was deposed. */
   let highestTerm = 0n;
@@ -140,6 +141,7 @@ export function createSession(options: SessionOptions): Session {
         ? { caPem: options.hubCaPem }
         : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
     const address = hinted ?? endpoints[next % endpoints.length]!;
+    dialed = address;
     return createClient(
       AgentService,
       address,
@@ -475,10 +477,10 @@ export function createSession(options: SessionOptions): Session {
         continue;
       }
       hops = 0;
-      // Otherwise the next configured address: with one, the same (a Service in front of the
-      // replicas picks a replica per connection).
+      // Otherwise the next configured address after the one that failed: with one, the same (a
+      // Service in front of the replicas picks a replica per connection).
       hinted = undefined;
-      if (!welcomed) next++;
+      if (dialed === endpoints[next % endpoints.length]) next++;
       attempt = welcomed ? 0 : attempt + 1;
       const wait = backoffDelay(attempt, initialMs, maxMs, random);
       setState("backoff");

@@ -47,6 +47,12 @@ export interface HubConfig {
   limits: LimitsConfig;
   /** What one catalog watcher may cost the hub. */
   watch: WatchConfig;
+  /** Replicas on etcd: TTL of the leader's election lease, in seconds (etcd's minimum is 2):
+   * how long a crashed leader holds on before another replica takes over. */
+  leaderLeaseSeconds: number;
+  /** Replicas on etcd: "host:port" at which agents and the CLI reach this replica, sent by
+   * followers as the leader hint; empty: the listen address unless its host is a wildcard. */
+  advertiseAddress: string;
   /** Where clusters, tokens and policies live: `file` (state.json in dataDir, one hub) or
    * `etcd` (shared by hub replicas; `etcd` says where). */
   store: "file" | "etcd";
@@ -88,6 +94,8 @@ export const defaultHubConfig: HubConfig = {
   watch: defaultWatch,
   store: "file",
   etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000 },
+  leaderLeaseSeconds: 5,
+  advertiseAddress: "",
 };
 
 export class ConfigError extends Error {
@@ -211,6 +219,16 @@ export function resolveHubConfig(
     if (input.etcd !== undefined) c.etcd = resolveEtcd(input.etcd, c.etcd);
     if (c.store === "etcd" && c.etcd.endpoints.length === 0)
       throw new ConfigError("etcd.endpoints: needed with store: etcd (etcd client URLs)");
+    if (input.leaderLeaseSeconds !== undefined)
+      c.leaderLeaseSeconds = int(input.leaderLeaseSeconds, "leaderLeaseSeconds", 2);
+    if (input.advertiseAddress !== undefined) {
+      const a = input.advertiseAddress;
+      if (typeof a !== "string" || (a !== "" && !/^[^\s,]+:[0-9]{1,5}$/.test(a)))
+        throw new ConfigError(
+          `advertiseAddress: must be host:port or "", got ${JSON.stringify(a)}`,
+        );
+      c.advertiseAddress = a;
+    }
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);

@@ -58,9 +58,10 @@ import {
   notStarted,
   readiness,
 } from "./replica-role.js";
-import { applyRegistryChanges, dropAgents } from "./state-follow.js";
+import { dropAgents } from "./state-follow.js";
 import { openFileStore, type Store } from "./store.js";
 import { openConfiguredEtcdStore } from "./store-config.js";
+import type { EtcdStore } from "./store-etcd.js";
 
 export { HUB_VERSION } from "./version.js";
 
@@ -162,9 +163,12 @@ export interface CreateHubOptions {
   /** Store to use instead of the one config.store names (the file store in config.dataDir,
    * or etcd). */
   store?: Store;
-  /** Elect a leader among the replicas sharing this etcd (needs an etcd store): only the
-   * leader serves agents and admin calls and pushes (docs/high-availability.md). */
-  election?: ElectionOptions;
+  /** The election among the replicas sharing an etcd store: only the leader serves agents
+   * and admin calls and pushes (docs/high-availability.md). Default: on an etcd store, an
+   * election with config.leaderLeaseSeconds and config.advertiseAddress. `false`: no election,
+   * this hub always serves (tests of the shared state; never two such hubs for agents, since
+   * each would know only the catalogs of the agents connected to it). */
+  election?: ElectionOptions | false;
   /** Start with an empty store although the data dir was initialised and its state.json is
    * missing (`isthmus hub --init`); refused when state.json exists. */
   init?: boolean;
@@ -204,6 +208,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const hubCa = store.shared
     ? await loadOrCreateStoredHubCa(store, config.dataDir, logger)
     : await loadOrCreateHubCa(config.dataDir);
+  // Replicas on etcd elect a leader; a hub on its own (file store) always leads.
+  const election =
+    options.election === false ? undefined : (options.election ?? electionOf(store, config));
   const metrics = createHubMetrics();
   const startedAt = Date.now();
   let version = 0;
@@ -315,7 +322,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metrics,
     hubCa,
     catalogs,
-    leadership: options.election === undefined ? soleLeadership(self) : notStarted(self),
+    leadership: election === undefined ? soleLeadership(self) : notStarted(self),
     streams: new Map(),
     catalogEvents: new Set(),
     warmingUp: () => !warm,
@@ -458,7 +465,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     warmupTimer = setTimeout(() => endWarmup("grace period passed"), config.warmupSeconds * 1000);
     warmupTimer.unref();
   };
-  if (options.election === undefined) beginWarmup();
+  if (election === undefined) beginWarmup();
   const agentHooks = {
     snapshotReceived() {
       if (warm) return;
@@ -490,7 +497,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
     interceptors: [
-      createRoleGate(() => ctx.leadership, HUB_PATHS, (options.election?.ttlSeconds ?? 0) * 1000),
+      createRoleGate(() => ctx.leadership, HUB_PATHS, (election?.ttlSeconds ?? 0) * 1000),
       gate,
     ],
   });
@@ -513,7 +520,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
         }
       : await issueServerCertificate(
           hubCa,
-          splitNames([...config.serverNames, ...advertisedHost(options.election)]),
+          splitNames([...config.serverNames, ...advertisedHost(election)]),
         );
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
@@ -528,9 +535,9 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     onRefused: (reason) => metrics.refusedConnections.inc({ reason }),
   });
-  if (options.election === undefined) metrics.leader.set(1);
+  if (election === undefined) metrics.leader.set(1);
   else {
-    const e = options.election;
+    const e = election;
     self.address = e.advertiseAddress ?? advertisedAddress(config.listen, port);
     const elected = startLeadership({
       client: e.client,
@@ -542,7 +549,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     ctx.leadership = followElection(
       elected,
       {
-        resync: async () => applyRegistryChanges(ctx, await registry.reload()),
+        resync: () => registry.catchUp(),
         beginWarmup,
         dropAgents: (reason) => dropAgents(ctx, reason),
       },
@@ -590,6 +597,18 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       await registry.close();
       await store.close();
     },
+  };
+}
+
+/** The election of replicas on an etcd store (one that exposes its client and prefix). */
+function electionOf(store: Store | undefined, config: HubConfig): ElectionOptions | undefined {
+  const etcd = store as Partial<EtcdStore> | undefined;
+  if (etcd?.client === undefined || etcd.prefix === undefined) return undefined;
+  return {
+    client: etcd.client,
+    prefix: etcd.prefix,
+    ttlSeconds: config.leaderLeaseSeconds,
+    ...(config.advertiseAddress === "" ? {} : { advertiseAddress: config.advertiseAddress }),
   };
 }
 
