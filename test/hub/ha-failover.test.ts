@@ -113,6 +113,7 @@ function watchOwned(sim: KubeSim, deleted: string[]): AbortController {
           };
           if (event.type === "DELETED") {
             const o = event.object;
+            console.log("DEBUG deleted", Date.now(), o.metadata.name);
             deleted.push(`${sim.name}: ${o.kind} ${o.metadata.namespace}/${o.metadata.name}`);
           }
         }
@@ -302,6 +303,61 @@ describe("highly available hub on etcd (processes)", function () {
         assert.ok(
           mine[j]!.term >= mine[j - 1]!.term,
           `${id} applied term ${mine[j]!.term} after ${mine[j - 1]!.term}`,
+        );
+    }
+  });
+
+  const newest = (terms: bigint[]) => [...terms].sort((a, b) => (a < b ? -1 : 1)).at(-1) ?? 0n;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("elects a leader of a new term when etcd is paused longer than the lease", async () => {
+    const old = await leaderReplica();
+    const oldTerm = newest(old.terms());
+    etcd.members[0]!.pause();
+    try {
+      await sleep(4_000); // twice the lease
+    } finally {
+      etcd.members[0]!.resume();
+    }
+    await converged();
+    const now = await leaderReplica();
+    assert.ok(newest(now.terms()) > oldTerm, "a new term");
+    // The old leader stepped down by its own clock: it served no term it could not renew.
+    assert.match(old.logs(), /leadership lost/);
+    assert.deepEqual(deleted, [], "owned objects removed");
+  });
+
+  it("refuses writes naming etcd while etcd is down, keeps every cluster's config, recovers", async () => {
+    const owned = ownedCount();
+    await etcd.members[0]!.stop();
+    try {
+      const refusal = await eventually(async () => {
+        const err = await hubs
+          .atLeader(caPem, (c) => c.applyPolicies({ policies: batch(10_000) }, hubs.call), 500)
+          .then(
+            () => undefined,
+            (e: unknown) => e as Error,
+          );
+        assert.ok(err !== undefined, "write accepted without etcd");
+        assert.match(err.message, /etcd http:\/\/127\.0\.0\.1:\d+/);
+        return err;
+      }, 20_000);
+      assert.match(refusal.message, /UNAVAILABLE|not written|no leader/);
+      await sleep(1_000);
+      assert.equal(ownedCount(), owned, "agents keep what they applied");
+    } finally {
+      await etcd.members[0]!.start();
+    }
+    await converged();
+    await hubs.atLeader(caPem, (c) => c.applyPolicies({ policies: batch(10_001) }, hubs.call));
+    assert.deepEqual(deleted, [], "owned objects removed");
+    // Over every test: each agent applied the deltas of ever newer terms, never an older one.
+    for (const id of scene.clusters.map((c) => c.id)) {
+      const mine = applied.filter((a) => a.cluster === id);
+      for (let j = 1; j < mine.length; j++)
+        assert.ok(
+          mine[j]!.term >= mine[j - 1]!.term,
+          `${id}: term ${mine[j]!.term} after ${mine[j - 1]!.term}`,
         );
     }
   });

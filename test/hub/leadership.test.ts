@@ -31,6 +31,7 @@ describe("hub leadership on etcd", function () {
       prefix,
       ttlSeconds: 2,
       self: { id, address: `127.0.0.1:${id}` },
+      where: "etcd under test",
       retryMs: 100,
     });
 

@@ -544,6 +544,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
       prefix: e.prefix,
       ttlSeconds: e.ttlSeconds,
       self,
+      where: store.location,
       logger,
     });
     ctx.leadership = followElection(

@@ -20,10 +20,14 @@ export interface LeadershipView {
   term: bigint;
   /** The current leader as observed, this replica included; undefined while there is none. */
   leader: LeaderInfo | undefined;
+  /** Why the last campaign failed (e.g. etcd unreachable), until one is elected again. */
+  problem?: string;
 }
 
 export interface Leadership {
   readonly id: string;
+  /** Where the election runs, for messages ("etcd http://…"); empty without election. */
+  readonly where: string;
   /**
    * Whether this replica leads now: elected, and its lease known valid by the local
    * monotonic clock (the last keepalive acknowledged was sent less than the lease TTL ago).
@@ -49,6 +53,8 @@ export interface LeadershipOptions {
   /** Lease TTL in seconds (etcd's minimum is 2): how long a crashed leader holds on. */
   ttlSeconds: number;
   self: LeaderInfo;
+  /** The etcd, for messages: "etcd http://…". */
+  where: string;
   logger?: Logger;
   /** Wait before campaigning again after a lost campaign (default 500 ms). */
   retryMs?: number;
@@ -59,6 +65,7 @@ export function soleLeadership(self: LeaderInfo): Leadership {
   const view: LeadershipView = { leading: true, term: 0n, leader: self };
   return {
     id: self.id,
+    where: "",
     leading: () => true,
     view: () => view,
     leaderWithin: async () => self,
@@ -95,12 +102,14 @@ export function startLeadership(options: LeadershipOptions): Leadership {
   let validUntil = 0;
   let deadline: NodeJS.Timeout | undefined;
   let observer: Awaited<ReturnType<typeof election.observe>> | undefined;
+  let problem: string | undefined;
 
   const leading = () => !closed && elected && performance.now() < validUntil;
   const view = (): LeadershipView => ({
     leading: leading(),
     term: leading() ? term : 0n,
     leader,
+    ...(problem === undefined ? {} : { problem }),
   });
   const changed = () => {
     const v = view();
@@ -126,6 +135,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
     term = 0n;
     if (deadline !== undefined) clearTimeout(deadline);
     if (leader?.id === options.self.id) leader = undefined;
+    problem = `${options.where}: ${reason}`;
     log.warn(wasLeading ? "leadership lost" : "campaign failed", { reason });
     c.resign().catch(() => {});
     if (wasLeading) changed();
@@ -163,6 +173,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
         elected = true;
         term = BigInt(kv.create_revision);
         leader = options.self;
+        problem = undefined;
         armDeadline();
         log.info("elected leader", { term: String(term), waitedMs: performance.now() - started });
         changed();
@@ -210,6 +221,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
 
   return {
     id: options.self.id,
+    where: options.where,
     leading,
     view,
     leaderWithin(ms) {

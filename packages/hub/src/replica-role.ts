@@ -14,13 +14,13 @@ export const LEADER_HINT = "isthmus-leader";
 /** The answer of a replica that does not lead: UNAVAILABLE, with the leader's address when
  * another replica leads and advertises one. */
 export function notLeader(leadership: Leadership): GrpcError {
-  const { leader } = leadership.view();
+  const { leader, problem } = leadership.view();
   const other = leader !== undefined && leader.id !== leadership.id ? leader : undefined;
   const metadata = new grpc.Metadata();
   if (other !== undefined && other.address !== "") metadata.set(LEADER_HINT, other.address);
   const message =
     other === undefined
-      ? "this hub replica does not lead and no leader is elected yet; retry"
+      ? `this hub replica does not lead and no leader is elected yet in ${leadership.where}${problem === undefined ? "" : ` (${problem})`}; retry`
       : other.address === ""
         ? "this hub replica does not lead; the leader advertises no address, connect again"
         : `this hub replica does not lead; the leader is at ${other.address}`;
@@ -70,6 +70,7 @@ export const HUB_PATHS: ReadonlySet<string> = new Set(
 export function notStarted(self: LeaderInfo): Leadership {
   return {
     id: self.id,
+    where: "",
     leading: () => false,
     view: () => ({ leading: false, term: 0n, leader: undefined }),
     leaderWithin: async () => undefined,
