@@ -113,7 +113,6 @@ function watchOwned(sim: KubeSim, deleted: string[]): AbortController {
           };
           if (event.type === "DELETED") {
             const o = event.object;
-            console.log("DEBUG deleted", Date.now(), o.metadata.name);
             deleted.push(`${sim.name}: ${o.kind} ${o.metadata.namespace}/${o.metadata.name}`);
           }
         }
