@@ -2,7 +2,7 @@
 // ports that survive a restart (agents are given every replica's address), with kill -9,
 // SIGSTOP/SIGCONT and an admin client that follows a follower's hint to the leader.
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AdminService, type CallOptions, clientCredentials, createClient } from "@isthmus/proto";
 import { stringify } from "yaml";
@@ -31,6 +31,8 @@ export interface HubReplicasOptions {
   adminToken: string;
   /** hub.yaml keys on top of the defaults below. */
   config?: Record<string, unknown>;
+  /** `file`: one hub on its data dir, no etcd (the floor of a failover). Default etcd. */
+  store?: "etcd" | "file";
 }
 
 export type AdminClient = ReturnType<typeof createAdminClient>;
@@ -45,6 +47,10 @@ function startProcess(replica: {
   tokenFile: string;
   etcdEndpoints: string[];
 }): { child: ChildProcess; port: Promise<number>; logs: () => string } {
+  const store =
+    replica.etcdEndpoints.length === 0
+      ? []
+      : ["--store", "etcd", "--etcd-endpoints", replica.etcdEndpoints.join(",")];
   const child = spawn(
     process.execPath,
     [
@@ -52,10 +58,7 @@ function startProcess(replica: {
       "hub",
       "--config",
       replica.configFile,
-      "--store",
-      "etcd",
-      "--etcd-endpoints",
-      replica.etcdEndpoints.join(","),
+      ...store,
       "--listen",
       `127.0.0.1:${replica.port}`,
       "--metrics-listen",
@@ -91,6 +94,7 @@ function startProcess(replica: {
 }
 
 export async function startHubReplicas(options: HubReplicasOptions) {
+  mkdirSync(options.dir, { recursive: true });
   const tokenFile = join(options.dir, "admin-token");
   writeFileSync(tokenFile, options.adminToken, { mode: 0o600 });
   const configFile = join(options.dir, "hub.yaml");
@@ -118,7 +122,7 @@ export async function startHubReplicas(options: HubReplicasOptions) {
         dir: options.dir,
         configFile,
         tokenFile,
-        etcdEndpoints: options.etcdEndpoints,
+        etcdEndpoints: options.store === "file" ? [] : options.etcdEndpoints,
       });
       earlier += logs();
       child = p.child;
@@ -163,6 +167,20 @@ export async function startHubReplicas(options: HubReplicasOptions) {
   return {
     replicas,
     call,
+    /** The control-plane CA of a file-store hub (replica 0's data dir). */
+    caPem: () =>
+      readFileSync(join(options.dir, "replica-0", "control-plane", "ca-cert.pem"), "utf8"),
+    /** The running replica that logged the newest term it serves in. */
+    leader(): HubReplica {
+      let best: { replica: HubReplica; term: bigint } | undefined;
+      for (const r of replicas) {
+        if (!r.running) continue;
+        for (const term of r.terms())
+          if (best === undefined || term > best.term) best = { replica: r, term };
+      }
+      if (best === undefined) throw new Error("no running replica logged serving as leader");
+      return best.replica;
+    },
     /** Every replica's address, comma separated (the agents' --hub). */
     endpoints: () => replicas.map((r) => r.address).join(","),
     /** Runs `fn` with an admin client at the leader: tries the replicas in turn and follows a
