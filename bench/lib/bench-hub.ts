@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createHub, defaultHubConfig, type Hub } from "@isthmus/hub";
+import { createHub, defaultHubConfig, type Hub, type Store } from "@isthmus/hub";
 import { createAgentCsr } from "@isthmus/pki";
 import {
   AdminService,
@@ -90,11 +90,12 @@ export interface BenchHub {
   close(): Promise<void>;
 }
 
-/** A hub on loopback TLS with a fresh data directory and an admin client. */
-export async function startBenchHub(debounce: {
-  windowMs: number;
-  maxMs: number;
-}): Promise<BenchHub> {
+/** A hub on loopback TLS with a fresh data directory and an admin client; its state in
+ * `store` when given (an etcd store), else in the data dir's file store. */
+export async function startBenchHub(
+  debounce: { windowMs: number; maxMs: number },
+  store?: Store,
+): Promise<BenchHub> {
   const dataDir = mkdtempSync(join(tmpdir(), "isthmus-bench-hub-"));
   const hub = await createHub({
     config: {
@@ -109,6 +110,7 @@ export async function startBenchHub(debounce: {
       // above the default of 64 connections per address.
       limits: { ...defaultHubConfig.limits, maxConnectionsPerAddress: 10_000 },
     },
+    ...(store !== undefined ? { store } : {}),
   });
   const address = `localhost:${hub.port}`;
   const admin = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));

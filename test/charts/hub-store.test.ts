@@ -104,6 +104,7 @@ describe("chart isthmus-hub: store values", () => {
       ],
       prefix: "/prod/",
       requestTimeoutMs: 5000,
+      maxTxnOps: 128,
       caFile: "/etc/isthmus/etcd-tls/ca.crt",
       certFile: "/etc/isthmus/etcd-tls/tls.crt",
       keyFile: "/etc/isthmus/etcd-tls/tls.key",

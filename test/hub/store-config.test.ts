@@ -17,6 +17,7 @@ describe("hub config: store and etcd", () => {
       endpoints: [],
       prefix: "/isthmus/",
       requestTimeoutMs: 5000,
+      maxTxnOps: 128,
     });
   });
 
@@ -121,7 +122,12 @@ describe("hub with store: etcd", function () {
     const config = (dataDir: string) => ({
       ...hubConfig(dataDir),
       store: "etcd" as const,
-      etcd: { endpoints: etcd!.endpoints, prefix: "/config-test/", requestTimeoutMs: 5000 },
+      etcd: {
+        endpoints: etcd!.endpoints,
+        prefix: "/config-test/",
+        requestTimeoutMs: 5000,
+        maxTxnOps: 128,
+      },
     });
     const dirs = [
       await mkdtemp(join(tmpdir(), "isthmus-hub-1-")),
@@ -153,7 +159,12 @@ describe("hub with store: etcd", function () {
           config: {
             ...hubConfig(dir),
             store: "etcd",
-            etcd: { endpoints: etcd!.endpoints, prefix: "/down/", requestTimeoutMs: 300 },
+            etcd: {
+              endpoints: etcd!.endpoints,
+              prefix: "/down/",
+              requestTimeoutMs: 300,
+              maxTxnOps: 128,
+            },
           },
         }),
         new RegExp(

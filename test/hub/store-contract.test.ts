@@ -126,6 +126,26 @@ function contract(name: string, open: () => Promise<Opened>) {
       );
     });
 
+    it("writes a hundred keys in one transaction, at one revision", async () => {
+      const puts = Array.from({ length: 100 }, (_, i) => ({
+        op: "put" as const,
+        key: `many/${String(i).padStart(3, "0")}`,
+        value: i,
+      }));
+      const r = await store.txn(puts);
+      const listed = await store.list("many/");
+      assert.equal(listed.length, 100);
+      assert.ok(listed.every((e, i) => e.value === i && e.version === r));
+      const { revision } = await store.snapshot("many/");
+      const w = collect(store, "many/", revision + 1);
+      const r2 = await store.txn(puts.map((p) => ({ op: "delete" as const, key: p.key })));
+      await eventually(() => assert.equal(w.batches.length, 1));
+      assert.equal(w.batches[0]!.revision, r2);
+      assert.equal(w.batches[0]!.events.length, 100);
+      assert.deepEqual(await store.list("many/"), []);
+      await w.handle.cancel();
+    });
+
     it("watches every write under a prefix in order, one batch per transaction", async () => {
       await store.txn([{ op: "put", key: "w/old", value: 0 }]);
       const { revision } = await store.snapshot("w/");

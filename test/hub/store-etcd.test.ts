@@ -74,20 +74,74 @@ describe("etcd store on a one-member etcd", function () {
     }
   });
 
+  it("answers a checked write that was already applied with its revision (a retry)", async () => {
+    const store = openEtcdStore({ endpoints: etcd!.endpoints, prefix: "/retry/" });
+    try {
+      const r1 = await store.txn([{ op: "put", key: "k", value: 1, expectVersion: 0 }]);
+      const write = [
+        { op: "put" as const, key: "k", value: { n: 2 }, expectVersion: r1 },
+        { op: "delete" as const, key: "gone" },
+      ];
+      const r2 = await store.txn(write);
+      // The same write again, as etcd3 sends it when the first answer was lost.
+      assert.equal(await store.txn(write), r2);
+      // Other bytes at the stored version: a real conflict.
+      const err = await storeError(
+        store.txn([{ op: "put", key: "k", value: { n: 3 }, expectVersion: r1 }]),
+      );
+      assert.equal(err.code, "conflict");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("refuses a transaction longer than etcd takes, naming the limit", async () => {
+    const ops = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ op: "put" as const, key: `k${i}`, value: i }));
+    const store = openEtcdStore({ endpoints: etcd!.endpoints, prefix: "/limit/" });
+    // Told a higher limit than this etcd's (128): etcd's own refusal says the same.
+    const unaware = openEtcdStore({
+      endpoints: etcd!.endpoints,
+      prefix: "/limit/",
+      maxTxnOps: 1000,
+    });
+    try {
+      const err = await storeError(store.txn(ops(129)));
+      assert.equal(err.code, "too-large");
+      assert.match(
+        err.message,
+        /write "k0", "k1", "k2", and 126 more: 129 writes in one transaction, etcd takes 128 \(its --max-txn-ops/,
+      );
+      const refused = await storeError(unaware.txn(ops(129)));
+      assert.equal(refused.code, "too-large");
+      assert.match(refused.message, /too many operations in txn request.*--max-txn-ops/);
+      assert.deepEqual(await store.list(""), [], "nothing of them was written");
+      assert.ok((await store.txn(ops(128))) > 0);
+    } finally {
+      await store.close();
+      await unaware.close();
+    }
+  });
+
   it("fails within the request timeout, naming etcd, when nothing answers", async () => {
     // A member that is paused accepts connections and answers nothing.
     const member = etcd!.members[0]!;
     const store = openEtcdStore({
       endpoints: etcd!.endpoints,
       prefix: "/paused/",
-      requestTimeoutMs: 500,
+      requestTimeoutMs: 2000,
     });
+    const watch = store.watch("", 1, () => {}, assert.fail);
+    await store.txn([{ op: "put", key: "before", value: 0 }]);
     member.pause();
     try {
       const err = await storeError(store.txn([{ op: "put", key: "k", value: 1 }]));
       assert.equal(err.code, "unavailable");
       assert.match(err.message, new RegExp(`etcd ${member.endpoint}`));
-      assert.match(err.message, /did not answer within 500 ms/);
+      assert.match(err.message, /did not answer within 2000 ms/);
+      // A watch stops and the store closes although etcd never answers the cancel.
+      await watch.cancel();
+      await store.close();
     } finally {
       member.resume();
       await store.close();
@@ -132,15 +186,19 @@ describe("etcd store on a three-member etcd", function () {
       assert.match(err.message, /^etcd http:\/\/127\.0\.0\.1:\d+,/);
       assert.match(err.message, /majority of the etcd members/);
 
+      assert.match(err.message, /the write may still be applied/);
+
       await m0.start({ waitHealthy: false });
       await m1.start();
-      const r3 = await eventually(
-        () => store.txn([{ op: "put", key: "k", value: 4, expectVersion: r2 }]),
-        30_000,
-        200,
-      );
+      // The write that timed out is in doubt, as etcd says: it may commit once the members
+      // are back. Either way the store answers again, and a checked write goes through.
+      const k = await eventually(() => store.get("k"), 30_000, 200);
+      assert.ok(k?.value === 2 || k?.value === 3, JSON.stringify(k));
+      const r3 = await store.txn([{ op: "put", key: "k", value: 4, expectVersion: k.version }]);
       assert.deepEqual(await store.get("k"), { key: "k", value: 4, version: r3 });
       assert.ok(m2.running);
+      // The next test needs every member back.
+      await eventually(async () => assert.ok(await m0.healthy()), 30_000, 200);
     } finally {
       await store.close();
     }

@@ -25,6 +25,8 @@ function storeError(err: unknown, what: string): never {
   }
   if (err instanceof StoreError && err.code === "not-found")
     throw new GrpcError(Code.NOT_FOUND, `${what}: not found`);
+  if (err instanceof StoreError && err.code === "too-large")
+    throw new GrpcError(Code.FAILED_PRECONDITION, `${what}: not written: ${err.message}`);
   if (err instanceof StoreError && err.code === "unavailable")
     throw new GrpcError(Code.UNAVAILABLE, `${what}: not written: ${err.message}`);
   throw err;

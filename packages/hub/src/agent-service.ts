@@ -506,6 +506,16 @@ function issueRefused(clusterId: string, enrolling: boolean, err: unknown, log: 
       Code.ABORTED,
       `cluster "${clusterId}" changed during renewal (deleted or renewed at the same time); retry`,
     );
+  if (isStoreError(err) && err.code === "unavailable") {
+    log.warn("cannot record issued certificate: store unavailable", {
+      cluster: clusterId,
+      err: errorField(err),
+    });
+    return new GrpcError(
+      Code.UNAVAILABLE,
+      `cannot record the certificate of cluster "${clusterId}" now (store unavailable); retry`,
+    );
+  }
   log.error("cannot record issued certificate", { cluster: clusterId, err: errorField(err) });
   return new GrpcError(Code.INTERNAL, `cannot record the certificate of cluster "${clusterId}"`);
 }

@@ -65,6 +65,8 @@ export interface EtcdConfig {
   endpoints: string[];
   prefix: string;
   requestTimeoutMs: number;
+  /** Writes etcd takes in one transaction (its --max-txn-ops). */
+  maxTxnOps: number;
   /** PEM files: the CA that signed etcd's server certificate; a client certificate and key. */
   caFile?: string;
   certFile?: string;
@@ -93,7 +95,7 @@ export const defaultHubConfig: HubConfig = {
   limits: defaultLimits,
   watch: defaultWatch,
   store: "file",
-  etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000 },
+  etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
   leaderLeaseSeconds: 5,
   advertiseAddress: "",
 };
@@ -240,6 +242,7 @@ const ETCD_KEYS = [
   "endpoints",
   "prefix",
   "requestTimeoutMs",
+  "maxTxnOps",
   "caFile",
   "certFile",
   "keyFile",
@@ -270,6 +273,7 @@ function resolveEtcd(v: unknown, base: EtcdConfig): EtcdConfig {
   }
   if (v.requestTimeoutMs !== undefined)
     e.requestTimeoutMs = int(v.requestTimeoutMs, "etcd.requestTimeoutMs", 100);
+  if (v.maxTxnOps !== undefined) e.maxTxnOps = int(v.maxTxnOps, "etcd.maxTxnOps", 1);
   for (const key of [
     "caFile",
     "certFile",

@@ -18,6 +18,7 @@ export async function etcdStoreOptions(config: EtcdConfig): Promise<EtcdStoreOpt
     endpoints: config.endpoints,
     prefix: config.prefix,
     requestTimeoutMs: config.requestTimeoutMs,
+    maxTxnOps: config.maxTxnOps,
   };
   if (config.caFile !== undefined || config.certFile !== undefined) {
     options.tls = {

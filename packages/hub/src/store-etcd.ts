@@ -33,6 +33,9 @@ export interface EtcdStoreOptions {
   /** Bound on one request, retries included; an unanswered request is a StoreError
    * "unavailable" then. Default 5000. */
   requestTimeoutMs?: number;
+  /** Writes etcd takes in one transaction (its --max-txn-ops, default 128); a longer
+   * transaction is refused with StoreError "too-large" before it is sent. */
+  maxTxnOps?: number;
 }
 
 /** The store and the etcd client it uses (leases and elections share its connections). */
@@ -73,6 +76,38 @@ export function createEtcdClient(options: EtcdStoreOptions): Etcd3 {
   });
 }
 
+/**
+ * The revision at which a write whose version checks failed had in fact been applied: etcd3
+ * retries a request whose answer was lost (a member stopped mid-call), and the retry then
+ * finds the first attempt's result. Only when every put holds this write's bytes at one mod
+ * revision and every deleted key is gone; else undefined (a real conflict).
+ */
+function appliedAlready(
+  ops: TxnOp[],
+  requests: IRequestOp[],
+  stored: (IKeyValue | undefined)[],
+): number | undefined {
+  let revision: string | undefined;
+  for (const [i, op] of ops.entries()) {
+    const kv = stored[i];
+    if (op.op === "delete") {
+      if (kv !== undefined) return undefined;
+      continue;
+    }
+    if (kv === undefined || !kv.value.equals(requests[i]!.request_put!.value!)) return undefined;
+    if (revision !== undefined && kv.mod_revision !== revision) return undefined;
+    revision = kv.mod_revision;
+  }
+  return revision === undefined ? undefined : Number(revision);
+}
+
+/** A write's keys for a message: the first three and how many more. */
+function describe(ops: TxnOp[]): string {
+  const keys = ops.slice(0, 3).map((o) => `"${o.key}"`);
+  if (ops.length > 3) keys.push(`and ${ops.length - 3} more`);
+  return `write ${keys.join(", ")}`;
+}
+
 /** The first key after every key that starts with `prefix` (etcd's range end). */
 function rangeEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
@@ -93,6 +128,7 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
   if (options.endpoints.length === 0) throw new Error("etcd store: no endpoints");
   const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
   const timeout = options.requestTimeoutMs ?? 5000;
+  const maxTxnOps = options.maxTxnOps ?? 128;
   const client = createEtcdClient(options);
   const location = `etcd ${options.endpoints.join(",")} (prefix ${prefix})`;
   const full = (key: string) => Buffer.from(prefix + key);
@@ -113,13 +149,23 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
   const failed = (err: unknown, what: string): StoreError => {
     if (err instanceof StoreError) return err;
     const message = err instanceof Error ? err.message : String(err);
+    if (/too many operations|request is too large/i.test(message)) {
+      return new StoreError(
+        `${location}: ${what}: etcd refused it (${message}): its --max-txn-ops and ` +
+          "--max-request-bytes bound one transaction; write fewer entries at once",
+        "too-large",
+        { cause: err },
+      );
+    }
     const unreachable =
       (err instanceof Error && isRecoverableError(err)) ||
       /deadline|unavailable|timed out|no leader|circuit|connect/i.test(message);
     return new StoreError(
       unreachable
         ? `${location}: ${what}: etcd did not answer within ${timeout} ms (${message}); ` +
-            "check that a majority of the etcd members is up and reachable"
+            "check that a majority of the etcd members is up and reachable" +
+            // etcd may hold the proposal and commit it once a majority is back.
+            (what.startsWith("write") ? " (the write may still be applied then)" : "")
         : `${location}: ${what}: ${message}`,
       unreachable ? "unavailable" : "io",
       { cause: err },
@@ -166,7 +212,7 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
       const kv = (await range(key, false)).kvs[0];
       return kv === undefined ? undefined : decode(kv);
     },
-    txn: (ops) => track(`write ${ops.map((o) => `"${o.key}"`).join(", ")}`, () => txn(ops)),
+    txn: (ops) => track(describe(ops), () => txn(ops)),
     watch: (p, from, onBatch, onError) => watch(p, from, onBatch, onError),
     async close() {
       closed = true;
@@ -178,11 +224,11 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
   async function txn(ops: TxnOp[]): Promise<number> {
     const compare: ICompare[] = [];
     const success: IRequestOp[] = [];
-    const checked: string[] = [];
+    const checked: TxnOp[] = [];
     for (const op of ops) {
       const key = full(op.key);
       if (op.expectVersion !== undefined) {
-        checked.push(op.key);
+        checked.push(op);
         compare.push(
           op.expectVersion === 0
             ? { key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }
@@ -200,33 +246,48 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
           : { request_delete_range: { key } },
       );
     }
-    const what = `write ${ops.map((o) => `"${o.key}"`).join(", ")}`;
+    const what = describe(ops);
+    // etcd bounds the operations of one transaction, nested ones included (--max-txn-ops):
+    // a longer write cannot be atomic there, so it is refused before it is sent.
+    if (ops.length > maxTxnOps) {
+      throw new StoreError(
+        `${location}: ${what}: ${ops.length} writes in one transaction, etcd takes ${maxTxnOps} ` +
+          "(its --max-txn-ops; raise it on every member and set etcd.maxTxnOps to match)",
+        "too-large",
+      );
+    }
     let res: Awaited<ReturnType<typeof client.kv.txn>>;
     try {
       // On a failed compare, read the checked keys in the same transaction to say which one.
       res = await client.kv.txn(
-        { compare, success, failure: checked.map((k) => ({ request_range: { key: full(k) } })) },
+        {
+          compare,
+          success,
+          failure: ops.map((o) => ({ request_range: { key: full(o.key) } })),
+        },
         call(),
       );
     } catch (err) {
       throw failed(err, what);
     }
     if (res.succeeded) return Number(res.header.revision);
-    checked.forEach((key, i) => {
-      const kv = res.responses[i]?.response_range.kvs[0];
+    const stored = res.responses.map((r) => r.response_range?.kvs[0]);
+    const applied = appliedAlready(ops, success, stored);
+    if (applied !== undefined) return applied;
+    checked.forEach((op) => {
+      const kv = stored[ops.indexOf(op)];
       const current = kv === undefined ? 0 : Number(kv.mod_revision);
-      const expected = ops.find((o) => o.key === key)!.expectVersion!;
-      if (expected === current) return;
+      if (op.expectVersion === current) return;
       throw new StoreError(
         current === 0
-          ? `${key}: not found`
-          : `${key}: version ${expected} is stale, stored version is ${current}`,
+          ? `${op.key}: not found`
+          : `${op.key}: version ${op.expectVersion} is stale, stored version is ${current}`,
         current === 0 ? "not-found" : "conflict",
       );
     });
-    // Every compare held when read back: another write came between the two; the caller
-    // retries as after any conflict.
-    throw new StoreError(`${what}: changed concurrently`, "conflict");
+    // The read-back is atomic with the compares, so one of them shows the failure; this
+    // line is only reached if etcd's answer is not what it documents.
+    throw new StoreError(`${location}: ${what}: refused by a version check`, "conflict");
   }
 
   function watch(
@@ -274,7 +335,16 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
     return {
       async cancel() {
         stopped = true;
-        await watcher.cancel();
+        // etcd3 waits for etcd to confirm the cancel, which a paused or partitioned member
+        // never does: wait at most one request's time (closing the client ends it anyway).
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          watcher.cancel(),
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, timeout);
+          }),
+        ]);
+        clearTimeout(timer);
       },
     };
   }

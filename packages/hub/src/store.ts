@@ -76,7 +76,9 @@ export type StoreErrorCode =
   /** The store's server (etcd) did not answer in time or refused the connection. */
   | "unavailable"
   /** A watch asked for history the store no longer holds. */
-  | "compacted";
+  | "compacted"
+  /** A transaction beyond what the store takes at once (etcd: --max-txn-ops). */
+  | "too-large";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";

@@ -1,0 +1,143 @@
+// `isthmus hub --store etcd --etcd-endpoints …` as a process: its state outlives it in etcd
+// (a hub on an empty data dir finds it), and flag mistakes stop it with the field named.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openEtcdStore } from "@isthmus/hub";
+import { Action, AdminService, clientCredentials, createClient } from "@isthmus/proto";
+import { isthmusBin, runIsthmus } from "../helpers/cli.js";
+import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
+import { ADMIN_TOKEN, admin } from "../helpers/hub-fixture.js";
+
+/** Starts `isthmus hub` with `args`; resolves with its port once it listens. */
+async function startHub(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [isthmusBin, "hub", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /hub listening on port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${stderr}`)));
+  });
+  return { child, port };
+}
+
+const stopped = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+
+describe("isthmus hub --store etcd", function () {
+  this.timeout(120_000);
+  let etcd: EtcdCluster | undefined;
+  let dir: string;
+  before(async function () {
+    skipWithoutEtcd(this);
+    etcd = await startEtcd();
+    dir = await mkdtemp(join(tmpdir(), "isthmus-hub-etcd-proc-"));
+    await writeFile(join(dir, "token"), ADMIN_TOKEN);
+  });
+  after(async () => {
+    await etcd?.close();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const flags = (dataDir: string) => [
+    "--listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "",
+    "--data-dir",
+    join(dir, dataDir),
+    "--admin-token-file",
+    join(dir, "token"),
+    "--store",
+    "etcd",
+    "--etcd-endpoints",
+    etcd!.endpoints.join(","),
+    "--etcd-prefix",
+    "/process/",
+  ];
+
+  it("keeps policies in etcd for a hub started on another data dir", async () => {
+    const first = await startHub(flags("one"));
+    // The CA is in etcd too: the second hub serves with the same one.
+    let client = createClient(
+      AdminService,
+      `localhost:${first.port}`,
+      clientCredentials({ caPem: await etcdCa(etcd!) }),
+    );
+    await client.applyPolicies(
+      {
+        policies: [
+          {
+            name: "deny-x",
+            priority: 1,
+            action: Action.DENY,
+            from: [{ namespaces: ["a"] }],
+            to: [{ services: ["x"] }],
+          },
+        ],
+      },
+      admin,
+    );
+    client.close();
+    await stopped(first.child);
+
+    const second = await startHub(flags("two"));
+    client = createClient(
+      AdminService,
+      `localhost:${second.port}`,
+      clientCredentials({ caPem: await etcdCa(etcd!) }),
+    );
+    try {
+      const listed = await client.listPolicies({}, admin);
+      assert.deepEqual(
+        listed.policies.map((p) => p.name),
+        ["deny-x"],
+      );
+    } finally {
+      client.close();
+      await stopped(second.child);
+    }
+  });
+
+  it("stops with the field named when the etcd flags are wrong", async () => {
+    const noEndpoints = await runIsthmus(["hub", "--store", "etcd", "--data-dir", join(dir, "x")]);
+    assert.notEqual(noEndpoints.code, 0);
+    assert.match(noEndpoints.stderr, /flags: etcd\.endpoints: needed with store: etcd/);
+    const badUrl = await runIsthmus([
+      "hub",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      "127.0.0.1:2379",
+      "--data-dir",
+      join(dir, "x"),
+    ]);
+    assert.notEqual(badUrl.code, 0);
+    assert.match(badUrl.stderr, /flags: etcd\.endpoints\[0\]: .*http\(s\):\/\/host:port/);
+  });
+});
+
+/** The hub's control-plane CA as the hubs keep it in etcd (key control-plane/ca). */
+async function etcdCa(etcd: EtcdCluster): Promise<string> {
+  const store = openEtcdStore({ endpoints: etcd.endpoints, prefix: "/process/" });
+  try {
+    const entry = await store.get("control-plane/ca");
+    return (entry!.value as { certPem: string }).certPem;
+  } finally {
+    await store.close();
+  }
+}
