@@ -4,7 +4,7 @@
 // Throughout, every owned Istio object in every cluster is watched: none may disappear.
 // ISTHMUS_HA_KILLS sets the number of kills (default 20, what CI runs).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, createAgent } from "@isthmus/agent";
@@ -13,6 +13,7 @@ import { type KubeSim, startKubeSim } from "@isthmus/kubesim";
 import type { Logger } from "@isthmus/logging";
 import { Action } from "@isthmus/proto";
 import { Etcd3 } from "etcd3";
+import { runIsthmus } from "../helpers/cli.js";
 import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
 import { eventually } from "../helpers/eventually.js";
 import { ADMIN_TOKEN } from "../helpers/hub-fixture.js";
@@ -295,6 +296,26 @@ describe("highly available hub on etcd (processes)", function () {
           `${id} applied term ${mine[j]!.term} after ${mine[j - 1]!.term}`,
         );
     }
+  });
+
+  it("lets the CLI given a follower's address reach the leader", async () => {
+    const leader = await leaderReplica();
+    const follower = hubs.replicas.find((r) => r !== leader && r.running)!;
+    const caFile = join(dir, "hub-ca.pem");
+    writeFileSync(caFile, caPem);
+    const run = await runIsthmus([
+      "policy",
+      "get",
+      "eu-to-payments",
+      "--hub",
+      follower.address,
+      "--token",
+      ADMIN_TOKEN,
+      "--ca",
+      caFile,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /eu-to-payments/);
   });
 
   const newest = (terms: bigint[]) => [...terms].sort((a, b) => (a < b ? -1 : 1)).at(-1) ?? 0n;

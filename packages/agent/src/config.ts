@@ -92,7 +92,7 @@ export function parseAgentConfig(
   for (const address of hubAddress.split(",")) {
     if (!/^[^,\s]+:[0-9]{1,5}$/.test(address.trim()))
       throw new Error(
-        `agent: --hub "${hubAddress}": "${address}" must be host:port (several separated by commas)`,
+        `agent: --hub "${address.trim()}" must be host:port (several: separated by commas)`,
       );
   }
   const caFile = need("hub-ca-file");
