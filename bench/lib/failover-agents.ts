@@ -14,7 +14,19 @@ import type { HubReplicas } from "../../test/helpers/hub-replicas.js";
 
 const LEADER_HINT = "isthmus-leader";
 
-export async function startFailoverAgents(hubs: HubReplicas, caPem: string, count: number) {
+/** What an agent saw, with performance.now() times: a Welcome, and a complete delta applied
+ * (from then on it holds the whole desired config). */
+export interface AgentEvents {
+  welcome(clusterId: string, at: number): void;
+  complete(clusterId: string, at: number): void;
+}
+
+export async function startFailoverAgents(
+  hubs: HubReplicas,
+  caPem: string,
+  count: number,
+  events: AgentEvents,
+) {
   const endpoints = hubs.replicas.map((r) => r.address);
   let stopped = false;
   const closers: (() => void)[] = [];
@@ -50,6 +62,8 @@ export async function startFailoverAgents(hubs: HubReplicas, caPem: string, coun
     const loop = async () => {
       let hinted: string | undefined;
       let attempt = 0;
+      let redirectedSince: number | undefined;
+      let deadHint: { address: string; until: number } | undefined;
       while (!stopped) {
         const address = hinted ?? endpoints[next % endpoints.length]!;
         hinted = undefined;
@@ -60,6 +74,7 @@ export async function startFailoverAgents(hubs: HubReplicas, caPem: string, coun
         );
         closers[i] = () => client.close();
         let welcomed = false;
+        let failure: unknown;
         try {
           const stream = client.connect();
           await stream.send({
@@ -80,6 +95,7 @@ export async function startFailoverAgents(hubs: HubReplicas, caPem: string, coun
           await forEachMessage(stream.responses, async (m) => {
             if (m.message.case === "welcome") {
               welcomed = true;
+              events.welcome(id.clusterId, performance.now());
               attempt = 0;
               await stream.send({
                 message: {
@@ -108,19 +124,39 @@ export async function startFailoverAgents(hubs: HubReplicas, caPem: string, coun
               await stream.send({
                 message: { case: "ack", value: { nonce: d.nonce, systemVersion: d.systemVersion } },
               });
+              if (d.complete) events.complete(id.clusterId, performance.now());
             }
           });
         } catch (err) {
-          const hint = err instanceof GrpcError ? err.metadata?.get(LEADER_HINT)[0] : undefined;
-          if (typeof hint === "string" && hint !== "") hinted = hint;
+          failure = err;
         } finally {
           client.close();
         }
         if (stopped) return;
-        if (hinted !== undefined) {
-          await new Promise((r) => setTimeout(r, Math.random() * 100));
-          continue;
+        // The agent's redirect rules (packages/agent/src/session.ts, redirect()).
+        const hint =
+          failure instanceof GrpcError ? failure.metadata?.get(LEADER_HINT)[0] : undefined;
+        const followed = address === endpoints[next % endpoints.length] ? undefined : address;
+        const t = performance.now();
+        if (welcomed) redirectedSince = undefined;
+        if (typeof hint === "string" || followed !== undefined) {
+          redirectedSince ??= t;
+          if (t - redirectedSince < 15_000) {
+            if (typeof hint !== "string" && followed !== undefined)
+              deadHint = { address: followed, until: t + 5_000 };
+            const usable =
+              typeof hint === "string" &&
+              hint !== "" &&
+              !(deadHint?.address === hint && t < deadHint.until);
+            if (usable) hinted = hint;
+            else next++;
+            await new Promise((r) =>
+              setTimeout(r, usable ? Math.random() * 100 : 200 + Math.random() * 200),
+            );
+            continue;
+          }
         }
+        redirectedSince = undefined;
         if (!welcomed || address === endpoints[next % endpoints.length]) next++;
         attempt = welcomed ? 0 : attempt + 1;
         const cap = Math.min(30_000, 500 * 2 ** attempt);

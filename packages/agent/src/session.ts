@@ -90,12 +90,18 @@ export function backoffDelay(
 /** Trailer in which a hub follower names the leader's address (hub replica-role.ts). */
 export const LEADER_HINT = "isthmus-leader";
 
-/** The leader address a follower's refusal names, if any. */
+/** The leader address a follower's refusal names; "" when the refusal comes from a follower
+ * that names none (no leader elected yet); undefined when it is no follower's refusal. */
 export function leaderHint(err: unknown): string | undefined {
   if (!(err instanceof GrpcError) || err.metadata === undefined) return undefined;
   const value = err.metadata.get(LEADER_HINT)[0];
-  return typeof value === "string" && /^.+:[0-9]{1,5}$/.test(value) ? value : undefined;
+  if (value === "") return "";
+  return typeof value === "string" && /^[^\s,]+:[0-9]{1,5}$/.test(value) ? value : undefined;
 }
+
+/** How long redirects (follower refusals, hinted addresses that failed) are retried without
+ * backoff: a crashed leader's lease (leaderLeaseSeconds) plus an election, with room. */
+const REDIRECT_WINDOW_MS = 15_000;
 
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -434,9 +440,46 @@ export function createSession(options: SessionOptions): Session {
   cache.onCatalog(() => active?.schedule());
   cache.onMesh(() => active?.onMesh());
 
+  /** When the current run of redirects began (follower refusals, or a hinted address that
+   * failed): they retry soon, without backoff, for REDIRECT_WINDOW_MS. */
+  let redirectedSince: number | undefined;
+  /** A hinted address that failed to answer: a follower may name it until the dead leader's
+   * lease expires, so it is not followed again for a while. */
+  let deadHint: { address: string; until: number } | undefined;
+  let redirectWait = 0;
+  /**
+   * Whether `failure` (of a session dialed at `followed` when that was a hint) is part of a
+   * redirect: a follower's refusal, or a hinted address that did not answer. Sets where to go
+   * (`hinted`, `next`) and `redirectWait`. A follower that names the leader is followed at once
+   * (0 .. hintDelayMs of jitter, which spreads a failover's reconnections); one that names none
+   * (its election is under way: it waited for one before refusing), or names an address that
+   * just failed, is retried soon at the next configured address (2 .. 4 × hintDelayMs).
+   */
+  function redirect(failure: unknown, followed: string | undefined): boolean {
+    const hint = leaderHint(failure);
+    if (hint === undefined && followed === undefined) return false;
+    const t = now().getTime();
+    redirectedSince ??= t;
+    if (t - redirectedSince > REDIRECT_WINDOW_MS) return false;
+    if (hint === undefined && followed !== undefined)
+      deadHint = { address: followed, until: t + REDIRECT_WINDOW_MS / 3 };
+    const usable =
+      hint !== undefined &&
+      hint !== "" &&
+      !(deadHint !== undefined && deadHint.address === hint && t < deadHint.until);
+    if (usable) {
+      hinted = hint;
+      redirectWait = Math.floor(random() * hintDelayMs);
+    } else {
+      if (dialed === endpoints[next % endpoints.length]) next++;
+      redirectWait = hintDelayMs * 2 + Math.floor(random() * hintDelayMs * 2);
+    }
+    logger.info("following the hub leader", { leader: hint ?? "", wait_ms: redirectWait });
+    return true;
+  }
+
   async function run(): Promise<void> {
     let attempt = 0;
-    let hops = 0;
     while (!stopped) {
       let welcomed = false;
       let failure: unknown;
@@ -463,23 +506,16 @@ export function createSession(options: SessionOptions): Session {
         client = undefined;
       }
       if (stopped) break;
-      // A follower named the leader: go there at once (a little jitter spreads a failover's
-      // reconnections), a few hops in a row at most, so that replicas that disagree for a
-      // moment on who leads cannot keep the agent bouncing without backoff.
-      if (welcomed) hops = 0;
-      const hint = leaderHint(failure);
-      if (hint !== undefined && hops < 3) {
-        hops++;
-        hinted = hint;
-        const wait = Math.floor(random() * hintDelayMs);
-        logger.info("following the hub leader", { leader: hint, wait_ms: wait });
-        await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
+      if (welcomed) redirectedSince = undefined;
+      const followed = hinted;
+      hinted = undefined;
+      if (redirect(failure, followed)) {
+        await Promise.race([delay(redirectWait), new Promise<void>((resolve) => (wake = resolve))]);
         continue;
       }
-      hops = 0;
+      redirectedSince = undefined;
       // Otherwise the next configured address after the one that failed: with one, the same (a
       // Service in front of the replicas picks a replica per connection).
-      hinted = undefined;
       if (dialed === endpoints[next % endpoints.length]) next++;
       attempt = welcomed ? 0 : attempt + 1;
       const wait = backoffDelay(attempt, initialMs, maxMs, random);

@@ -147,6 +147,7 @@ export function adminClient(conn: Connection): { client: AdminClient; call: Call
 function leaderHint(err: unknown): string | undefined {
   if (!isGrpcError(err) || err.code !== Code.UNAVAILABLE) return undefined;
   const value = err.metadata?.get("isthmus-leader")[0];
+  // Empty: a follower that knows no leader yet; nowhere to go.
   return typeof value === "string" && /^[^\s,]+:\d+$/.test(value) ? value : undefined;
 }
 

@@ -8,7 +8,8 @@ import { AdminService, AgentService, Code, GrpcError } from "@isthmus/proto";
 import { stopReading } from "./gate.js";
 import type { LeaderInfo, Leadership } from "./leadership.js";
 
-/** Trailer naming the leader's address on a follower's UNAVAILABLE answer. */
+/** Trailer naming the leader's address on a follower's UNAVAILABLE answer (empty when the
+ * follower knows no leader, or the leader advertises no address). */
 export const LEADER_HINT = "isthmus-leader";
 
 /** The answer of a replica that does not lead: UNAVAILABLE, with the leader's address when
@@ -17,7 +18,9 @@ export function notLeader(leadership: Leadership): GrpcError {
   const { leader, problem } = leadership.view();
   const other = leader !== undefined && leader.id !== leadership.id ? leader : undefined;
   const metadata = new grpc.Metadata();
-  if (other !== undefined && other.address !== "") metadata.set(LEADER_HINT, other.address);
+  // Always present, empty when there is no address to give: it says "a follower", so that
+  // an agent retries soon instead of backing off as from a failure.
+  metadata.set(LEADER_HINT, other?.address ?? "");
   const message =
     other === undefined
       ? `this hub replica does not lead and no leader is elected yet in ${leadership.where}${problem === undefined ? "" : ` (${problem})`}; retry`
