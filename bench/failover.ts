@@ -88,9 +88,9 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     try {
       const caPem = await readCa(etcd.endpoints);
       const rec = recorder();
+      rec.start(performance.now());
       const fleet = await startFailoverAgents(ha, caPem, agents, rec.events);
       try {
-        rec.start(performance.now());
         await rec.wait(agents);
         for (let r = 0; r < rounds; r++) {
           const leader = await fleet.leader();
@@ -119,9 +119,9 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     try {
       const caPem = single.caPem();
       const rec = recorder();
+      rec.start(performance.now());
       const fleet = await startFailoverAgents(single, caPem, agents, rec.events);
       try {
-        rec.start(performance.now());
         await rec.wait(agents);
         for (let r = 0; r < rounds; r++) {
           const hub = single.replicas[0]!;

@@ -89,6 +89,7 @@ const CASES: Case[] = [
     files: ["hub-production.yaml"],
     kinds: [
       "ConfigMap",
+      "CustomResourceDefinition",
       "Deployment",
       "NetworkPolicy",
       "PersistentVolumeClaim",

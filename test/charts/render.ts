@@ -92,7 +92,12 @@ function parseSourcedManifests(text: string): { source: string; object: K8sObjec
   return objects;
 }
 
-export const CLUSTER_SCOPED = new Set(["ClusterRole", "ClusterRoleBinding", "Namespace"]);
+export const CLUSTER_SCOPED = new Set([
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "Namespace",
+  "CustomResourceDefinition",
+]);
 
 const LABEL_KEYS = [
   "helm.sh/chart",

@@ -72,7 +72,7 @@ const DOCUMENTED_WHOLE = new Set([
   "metrics.podMonitor.labels",
 ]);
 
-const CLUSTER_SCOPED = new Set(["ClusterRole", "ClusterRoleBinding"]);
+const CLUSTER_SCOPED = new Set(["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
 
 for (const name of ["isthmus-hub", "isthmus-agent"]) {
   describe(`chart ${name}: structure`, () => {
@@ -199,7 +199,9 @@ for (const name of ["isthmus-hub", "isthmus-agent"]) {
       for (const rendered of renders) {
         for (const [file, docs] of rendered) {
           for (const doc of docs) {
-            assert.ok(doc.metadata.name.startsWith(fullname), `${file}: ${doc.metadata.name}`);
+            // A CRD's name is fixed by its kind: <plural>.<group>.
+            if (doc.kind !== "CustomResourceDefinition")
+              assert.ok(doc.metadata.name.startsWith(fullname), `${file}: ${doc.metadata.name}`);
             assert.equal(
               doc.metadata.labels?.["app.kubernetes.io/instance"],
               RELEASE,

@@ -85,7 +85,9 @@ describe("isthmus CLI against a running hub", function () {
       assert.equal(r.code, 0, r.stderr);
     assert.match(list.stdout, /frontend-to-payments\s+│\s+100\s+│\s+ALLOW/);
     assert.deepEqual(
-      (JSON.parse(listJson.stdout) as { policies: { name: string }[] }).policies.map((p) => p.name),
+      (JSON.parse(listJson.stdout) as { items: { metadata: { name: string } }[] }).items.map(
+        (p) => p.metadata.name,
+      ),
       ["frontend-to-payments"],
     );
     assert.deepEqual(

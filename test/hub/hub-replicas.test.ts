@@ -62,7 +62,8 @@ const allowFrontend = {
 async function replica(etcd: EtcdCluster, prefix: string, dataDir: string): Promise<HubFixture> {
   const hub = await createHub({
     config: hubConfig(dataDir),
-    store: openEtcdStore({ endpoints: etcd.endpoints, prefix }),
+    // A short request timeout: the test of an etcd that does not answer waits for it.
+    store: openEtcdStore({ endpoints: etcd.endpoints, prefix, requestTimeoutMs: 1500 }),
     election: false,
   });
   const address = `localhost:${hub.port}`;
@@ -171,6 +172,37 @@ describe("hub replicas on one etcd", function () {
       assert.deepEqual(
         (await b!.admin.listClusters({}, viewer)).clusters.map((c) => c.cluster?.id),
         ["b"],
+      ),
+    );
+  });
+
+  it("answers UNAVAILABLE naming etcd while etcd does not answer, and writes after", async () => {
+    const member = etcd!.members[0]!;
+    member.pause();
+    try {
+      await assert.rejects(
+        a!.admin.applyPolicies({ policies: [allowFrontend] }, admin),
+        (err: unknown) =>
+          err instanceof GrpcError &&
+          err.code === Code.UNAVAILABLE &&
+          /^policies frontend-to-payments: not written: etcd http:\/\/127\.0\.0\.1:\d+ .*did not answer within 1500 ms/.test(
+            err.message,
+          ),
+      );
+    } finally {
+      member.resume();
+    }
+    // The write in doubt may have been applied meanwhile; either way the next one goes.
+    const applied = await eventually(
+      () => a!.admin.applyPolicies({ policies: [{ ...allowFrontend, priority: 7 }] }, admin),
+      10_000,
+      200,
+    );
+    assert.equal(applied.policies[0]?.priority, 7);
+    await eventually(async () =>
+      assert.equal(
+        (await b!.admin.getPolicy({ name: allowFrontend.name }, viewer)).policy?.priority,
+        7,
       ),
     );
   });

@@ -2,6 +2,7 @@
 // watches that outlive a member's restart, compaction. Real etcd processes throughout.
 import assert from "node:assert/strict";
 import { isStoreError, openEtcdStore, type StoreBatch, type StoreError } from "@isthmus/hub";
+import type { Logger } from "@isthmus/logging";
 import { type EtcdCluster, skipWithoutEtcd, startEtcd, startEtcdCluster } from "../helpers/etcd.js";
 import { eventually } from "../helpers/eventually.js";
 
@@ -208,7 +209,15 @@ describe("etcd store on a three-member etcd", function () {
     const [m0] = etcd!.members;
     const others = etcd!.members.slice(1).map((m) => m.endpoint);
     // The watcher talks to m0 only; the writer to the two others.
-    const watching = openEtcdStore({ endpoints: [m0!.endpoint], prefix: "/resume/" });
+    const logged: string[] = [];
+    const logger: Logger = {
+      debug: () => {},
+      info: (message) => logged.push(message),
+      warn: (message) => logged.push(message),
+      error: (message) => logged.push(message),
+      child: () => logger,
+    };
+    const watching = openEtcdStore({ endpoints: [m0!.endpoint], prefix: "/resume/", logger });
     const writer = openEtcdStore({ endpoints: others, prefix: "/resume/" });
     try {
       const { revision } = await watching.snapshot("");
@@ -222,6 +231,8 @@ describe("etcd store on a three-member etcd", function () {
       await m0!.start();
       written.push(await writer.txn([{ op: "put", key: "a", value: 6 }]));
       await eventually(() => assert.deepEqual(seen, written), 30_000, 100);
+      // A watch that broke is in the log, and so is its return.
+      assert.deepEqual(logged, ["etcd watch disconnected, reconnecting", "etcd watch resumed"]);
       await w.cancel();
     } finally {
       await watching.close();

@@ -4,7 +4,9 @@ import {
   createPolicyEngine,
   freezePolicy,
   parsePolicyYaml,
+  policyListObject,
   policyToYaml,
+  readPolicyText,
   sortPolicies,
   validatePolicies,
 } from "@isthmus/policy";
@@ -109,17 +111,22 @@ describe("policy documents", () => {
       "no name",
       "apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata: {}\nspec: {}\n",
       "invalid-document",
-      "rules.yaml: document 1, line 3: invalid policy document: metadata.name: required",
+      [
+        "rules.yaml: document 1, line 3: invalid policy document: metadata.name: required",
+        "rules.yaml: document 1, line 4: invalid policy document: spec.action: required (ALLOW or DENY)",
+        "rules.yaml: document 1, line 4: invalid policy document: spec.from: at least one source selector is required",
+        "rules.yaml: document 1, line 4: invalid policy document: spec.to: at least one destination selector is required",
+      ].join("\n"),
     ],
     [
       "a typo in a field",
-      header(`  action: ALLOW\n  form: []\n`),
+      header(`  action: ALLOW\n  form: []\n${ok.split("\n").slice(1).join("\n")}`),
       "invalid-document",
       'rules.yaml: document 1, line 6: invalid policy "x": spec.form: unknown field (expected one of priority, action, description, from, to)',
     ],
     [
       "a lowercase action",
-      header(`  action: allow\n`),
+      header(`  action: allow\n${ok.split("\n").slice(1).join("\n")}`),
       "invalid-document",
       'rules.yaml: document 1, line 5: invalid policy "x": spec.action: must be ALLOW or DENY, got string "allow"',
     ],
@@ -127,7 +134,11 @@ describe("policy documents", () => {
       "no action",
       header(`  from: []\n`),
       "invalid-document",
-      'rules.yaml: document 1, line 5: invalid policy "x": spec.action: required (ALLOW or DENY)',
+      [
+        'rules.yaml: document 1, line 5: invalid policy "x": spec.action: required (ALLOW or DENY)',
+        'rules.yaml: document 1, line 5: invalid policy "x": spec.from: at least one source selector is required',
+        'rules.yaml: document 1, line 5: invalid policy "x": spec.to: at least one destination selector is required',
+      ].join("\n"),
     ],
     [
       "a bad glob",
@@ -199,6 +210,59 @@ describe("policy documents", () => {
       });
     });
   }
+
+  it("reports every problem of every document, each with its path and line", () => {
+    const text = `${header(
+      `  action: ALLOW\n  from:\n    - namespaces: [web, Bad_Ns]\n      clusters: prod\n    - {}\n  to: [{ ports: [0, http] }]\n`,
+    )}---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: isthmus.dev/v1alpha1
+    kind: ConnectionPolicy
+    metadata: { name: ok }
+    spec: { action: ALLOW, from: [{ namespaces: [web] }], to: [{ namespaces: [db] }] }
+  - apiVersion: isthmus.dev/v1alpha1
+    kind: ConnectionPolicy
+    metadata: { name: y, labels: { team: 7 } }
+    spec: { action: DENY, from: [{ namespaces: [a] }], to: [{ namespaces: ["["] }] }
+`;
+    const read = readPolicyText(text, "rules.yaml");
+    assert.deepEqual(
+      read.problems.map((p) => p.message),
+      [
+        'rules.yaml: document 1, line 7: invalid policy "x": spec.from[0].namespaces[1]: "Bad_Ns" is neither a DNS-1123 label nor a glob',
+        'rules.yaml: document 1, line 8: invalid policy "x": spec.from[0].clusters: must be a list of strings, got string "prod"',
+        'rules.yaml: document 1, line 9: invalid policy "x": spec.from[1]: empty selector; to select every source write clusters: ["*"]',
+        'rules.yaml: document 1, line 10: invalid policy "x": spec.to[0].ports[1]: must be a port number, got string "http"',
+        'rules.yaml: document 1, line 10: invalid policy "x": spec.to[0].ports[0]: must be a port number between 1 and 65535, got 0',
+        'rules.yaml: document 2, items[1], line 21: invalid policy "y": metadata.labels.team: must be a string, got number 7 (quote it: "7")',
+        'rules.yaml: document 2, items[1], line 22: invalid policy "y": spec.to[0].namespaces[0]: invalid glob "[": unclosed "["',
+      ],
+    );
+    assert.deepEqual(
+      read.policies.map((p) => [p.policy.name, p.where]),
+      [["ok", "rules.yaml: document 2, items[0], line 17"]],
+    );
+  });
+
+  it("reads a List and writes labels back", () => {
+    const [p] = parsePolicyYaml(
+      `apiVersion: v1\nkind: List\nitems:\n- apiVersion: isthmus.dev/v1alpha1\n  kind: ConnectionPolicy\n  metadata: { name: a, labels: { team: pay, app.kubernetes.io/managed-by: git } }\n  spec: { action: DENY, from: [{ namespaces: [a] }], to: [{ namespaces: [b] }] }\n`,
+      "list.yaml",
+    );
+    assert.deepEqual(p?.labels, { "app.kubernetes.io/managed-by": "git", team: "pay" });
+    const list = policyListObject([p!]);
+    assert.equal(list.kind, "List");
+    assert.deepEqual(parsePolicyYaml(JSON.stringify(list), "list.json"), [p]);
+    assert.throws(
+      () => parsePolicyYaml("apiVersion: isthmus.dev/v1alpha1\nkind: List\nitems: {}\n", "l.yaml"),
+      {
+        message:
+          /^l.yaml: document 1, line 1: invalid list: apiVersion: must be "v1" for kind List$/,
+      },
+    );
+  });
 
   it("validates policies in proto form with field paths", () => {
     const p = policy("x", 1, "ALLOW", [{ clusters: ["a{b"] }], [{ namespaces: ["payments"] }]);

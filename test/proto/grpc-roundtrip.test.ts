@@ -41,6 +41,7 @@ function adminHandlers(): ServiceHandlers<(typeof AdminService)["method"]> {
     getPolicy: unimplemented,
     deletePolicy: unimplemented,
     explain: unimplemented,
+    explainBatch: unimplemented,
     listCatalog: unimplemented,
     watchCatalog: async (req, stream) => {
       for (const name of ["a", "b", "c"]) {

@@ -1,12 +1,18 @@
 import { createLogger, type Logger } from "@isthmus/logging";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { type Controller, createController } from "./controller.js";
+import { assignDefined } from "./assign-defined.js";
+import { type Controller, type ControllerOptions, createController } from "./controller.js";
 import type { Delay } from "./discovery/informer.js";
 import { startHealthServer } from "./http.js";
 import { createSecretIdentityStore, type IdentityStore } from "./identity.js";
-import { createKubeClient, kubeConfigFromDefault, kubeConfigFromString } from "./kube/client.js";
+import {
+  createKubeClient,
+  type KubeClient,
+  kubeConfigFromDefault,
+  kubeConfigFromString,
+} from "./kube/client.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
-import { createSession, type Session, type SessionState } from "./session.js";
+import { createSession, type Session, type SessionOptions, type SessionState } from "./session.js";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -87,40 +93,11 @@ export function createAgent(config: AgentConfig): Agent {
   const metrics = createAgentMetrics(config.clusterId, {
     defaultMetrics: config.listen !== undefined,
   });
-  const controller = createController({
-    client,
-    clusterId: config.clusterId,
-    logger,
-    onInformerStatus: (s) => metrics.informer(s),
-    onWrite: (op) => metrics.write(op),
-    ...(config.istioNamespace === undefined ? {} : { istioNamespace: config.istioNamespace }),
-    ...(config.locality === undefined ? {} : { locality: config.locality }),
-    ...(config.delay === undefined ? {} : { delay: config.delay }),
-    ...(config.retryIntervalMs === undefined ? {} : { retryIntervalMs: config.retryIntervalMs }),
-  });
+  const controller = agentController(config, client, metrics, logger);
   controller.reconciler.onEvent((e) => {
     if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
-  const session = createSession({
-    clusterId: config.clusterId,
-    hubAddress: config.hubAddress,
-    hubCaPem: config.hubCaPem,
-    identityStore:
-      config.identityStore ??
-      createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
-    controller,
-    agentVersion: AGENT_VERSION,
-    logger,
-    onState: (s) => metrics.session(s),
-    onCatalogSent: (u) => metrics.catalogSent(u.full, u.entries),
-    onConfigApplied: (r) => metrics.configApplied(r.ok),
-    ...(config.bootstrapToken === undefined ? {} : { bootstrapToken: config.bootstrapToken }),
-    ...(config.hubServerName === undefined ? {} : { serverNameOverride: config.hubServerName }),
-    ...(config.delay === undefined ? {} : { delay: config.delay }),
-    ...(config.random === undefined ? {} : { random: config.random }),
-    ...(config.debounceMs === undefined ? {} : { debounceMs: config.debounceMs }),
-    ...(config.maxDebounceMs === undefined ? {} : { maxDebounceMs: config.maxDebounceMs }),
-  });
+  const session = agentSession(config, client, controller, metrics, logger);
 
   let started = false;
   let stopped = false;
@@ -186,4 +163,64 @@ export function createAgent(config: AgentConfig): Agent {
       await server?.close();
     },
   };
+}
+
+function agentController(
+  config: AgentConfig,
+  client: KubeClient,
+  metrics: AgentMetrics,
+  logger: Logger,
+): Controller {
+  return createController(
+    assignDefined<ControllerOptions>(
+      {
+        client,
+        clusterId: config.clusterId,
+        logger,
+        onInformerStatus: (s) => metrics.informer(s),
+        onWrite: (op) => metrics.write(op),
+      },
+      {
+        istioNamespace: config.istioNamespace,
+        locality: config.locality,
+        delay: config.delay,
+        retryIntervalMs: config.retryIntervalMs,
+      },
+    ),
+  );
+}
+
+function agentSession(
+  config: AgentConfig,
+  client: KubeClient,
+  controller: Controller,
+  metrics: AgentMetrics,
+  logger: Logger,
+): Session {
+  return createSession(
+    assignDefined<SessionOptions>(
+      {
+        clusterId: config.clusterId,
+        hubAddress: config.hubAddress,
+        hubCaPem: config.hubCaPem,
+        identityStore:
+          config.identityStore ??
+          createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+        controller,
+        agentVersion: AGENT_VERSION,
+        logger,
+        onState: (s) => metrics.session(s),
+        onCatalogSent: (u) => metrics.catalogSent(u.full, u.entries),
+        onConfigApplied: (r) => metrics.configApplied(r.ok),
+      },
+      {
+        bootstrapToken: config.bootstrapToken,
+        serverNameOverride: config.hubServerName,
+        delay: config.delay,
+        random: config.random,
+        debounceMs: config.debounceMs,
+        maxDebounceMs: config.maxDebounceMs,
+      },
+    ),
+  );
 }

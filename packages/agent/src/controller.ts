@@ -1,5 +1,6 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
 import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
+import { assignDefined } from "./assign-defined.js";
 import {
   type ClusterCache,
   type ClusterCacheOptions,
@@ -43,13 +44,14 @@ export function createController(options: ControllerOptions): Controller {
     clusterId: options.clusterId,
     logger: logger.child({ module: "discovery" }),
   };
-  if (options.istioNamespace !== undefined) cacheOptions.istioNamespace = options.istioNamespace;
-  if (options.locality !== undefined) cacheOptions.locality = options.locality;
-  if (options.delay !== undefined) cacheOptions.delay = options.delay;
-  if (options.informerBackoff !== undefined) cacheOptions.backoff = options.informerBackoff;
-  if (options.onInformerStatus !== undefined)
-    cacheOptions.onInformerStatus = options.onInformerStatus;
-  if (options.now !== undefined) cacheOptions.now = options.now;
+  assignDefined(cacheOptions, {
+    istioNamespace: options.istioNamespace,
+    locality: options.locality,
+    delay: options.delay,
+    backoff: options.informerBackoff,
+    onInformerStatus: options.onInformerStatus,
+    now: options.now,
+  });
   const cache = createClusterCache(cacheOptions);
 
   const reconcilerOptions: ReconcilerOptions = {
@@ -57,11 +59,13 @@ export function createController(options: ControllerOptions): Controller {
     live: cache,
     logger: logger.child({ module: "apply" }),
   };
-  if (options.delay !== undefined) reconcilerOptions.delay = options.delay;
-  if (options.applyBackoff !== undefined) reconcilerOptions.backoff = options.applyBackoff;
-  if (options.maxAttempts !== undefined) reconcilerOptions.maxAttempts = options.maxAttempts;
-  if (options.onWrite !== undefined) reconcilerOptions.onWrite = options.onWrite;
-  if (options.now !== undefined) reconcilerOptions.now = options.now;
+  assignDefined(reconcilerOptions, {
+    delay: options.delay,
+    backoff: options.applyBackoff,
+    maxAttempts: options.maxAttempts,
+    onWrite: options.onWrite,
+    now: options.now,
+  });
   const reconciler = createReconciler(reconcilerOptions);
 
   cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));

@@ -1,6 +1,6 @@
 import type { KubeClient } from "./kube/client.js";
 import { SECRETS } from "./kube/resources.js";
-import type { KubeObject } from "./render/types.js";
+import type { KubeObject } from "./kube-object.js";
 
 export const IDENTITY_SECRET = "isthmus-agent-identity";
 

@@ -1,28 +1,25 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+// The agent's session with the hub: connect (enrollment.ts gives the certificate), Hello
+// and Welcome, the catalog (catalog-sender.ts), config deltas applied and answered with ACK or
+// NACK, ApplyReports of what the reconciler did on its own; reconnects with backoff.
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import { createAgentCsr } from "@isthmus/pki";
 import {
-  AgentService,
   type ClientBidiStream,
   type ConfigDelta,
   type ConnectRequestSchema,
   type ConnectResponseSchema,
-  clientCredentials,
-  createClient,
   forEachMessage,
   GrpcError,
-  type ServiceClient,
 } from "@isthmus/proto";
 import { createApplyReports } from "./apply-report.js";
+import { createCatalogSender } from "./catalog-sender.js";
 import type { Controller } from "./controller.js";
 import { type Clock, createDebouncer } from "./debounce.js";
-import type { CatalogChange } from "./discovery/cache.js";
 import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
-import { type AgentIdentity, type IdentityStore, renewalDue } from "./identity.js";
+import { type Client, createEnrollment } from "./enrollment.js";
+import type { AgentIdentity, IdentityStore } from "./identity.js";
 
 type Stream = ClientBidiStream<typeof ConnectRequestSchema, typeof ConnectResponseSchema>;
-type Client = ServiceClient<(typeof AgentService)["method"]>;
 
 export type SessionState =
   | "idle"
@@ -103,6 +100,10 @@ export function leaderHint(err: unknown): string | undefined {
  * backoff: a crashed leader's lease (leaderLeaseSeconds) plus an election, with room. */
 const REDIRECT_WINDOW_MS = 15_000;
 
+/**
+ * Long as a closure, not as one job: its inner functions share one session's state (stream,
+ * client, state, the acked version, the open session's callbacks); none is over about 80 lines.
+ */
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
     module: "session",
@@ -140,93 +141,18 @@ export function createSession(options: SessionOptions): Session {
     state = s;
     options.onState?.(s);
   };
-
-  const channel = (identity: AgentIdentity | undefined): Client => {
-    const tls =
-      identity === undefined
-        ? { caPem: options.hubCaPem }
-        : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
-    const address = hinted ?? endpoints[next % endpoints.length]!;
-    dialed = address;
-    return createClient(
-      AgentService,
-      address,
-      clientCredentials(tls),
-      options.serverNameOverride === undefined
-        ? {}
-        : { serverNameOverride: options.serverNameOverride },
-    );
-  };
-
-  async function enroll(): Promise<AgentIdentity> {
-    if (options.bootstrapToken === undefined || options.bootstrapToken === "") {
-      throw new Error(
-        "no agent identity and no bootstrap token: create the cluster at the hub (isthmus cluster create) and pass its token",
-      );
-    }
-    setState("enrolling");
-    const csr = await createAgentCsr(options.clusterId);
-    const c = channel(undefined);
-    try {
-      const res = await c.enroll(
-        {
-          clusterId: options.clusterId,
-          bootstrapToken: options.bootstrapToken,
-          csrPem: csr.csrPem,
-        },
-        { timeoutMs: 30_000 },
-      );
-      const identity: AgentIdentity = {
-        keyPem: csr.keyPem,
-        certChainPem: res.certificateChainPem,
-        caPem: res.caPem || options.hubCaPem,
-        notAfter:
-          res.notAfter === undefined
-            ? new Date(now().getTime() + 3600_000)
-            : new Date(Number(res.notAfter.seconds) * 1000),
-        issuedAt: now(),
-      };
-      await options.identityStore.save(identity);
-      logger.info("enrolled at the hub", { not_after: identity.notAfter.toISOString() });
-      return identity;
-    } finally {
-      c.close();
-    }
-  }
-
-  async function renew(identity: AgentIdentity): Promise<AgentIdentity> {
-    const csr = await createAgentCsr(options.clusterId);
-    const c = channel(identity);
-    try {
-      const res = await c.renew({ csrPem: csr.csrPem }, { timeoutMs: 30_000 });
-      const next: AgentIdentity = {
-        keyPem: csr.keyPem,
-        certChainPem: res.certificateChainPem,
-        caPem: res.caPem || identity.caPem,
-        notAfter:
-          res.notAfter === undefined
-            ? identity.notAfter
-            : new Date(Number(res.notAfter.seconds) * 1000),
-        issuedAt: now(),
-      };
-      await options.identityStore.save(next);
-      logger.info("renewed the client certificate", { not_after: next.notAfter.toISOString() });
-      return next;
-    } finally {
-      c.close();
-    }
-  }
-
-  async function credentials(): Promise<AgentIdentity> {
-    let identity = await options.identityStore.load();
-    if (identity === undefined) return enroll();
-    if (identity.notAfter.getTime() <= now().getTime()) {
-      logger.warn("client certificate expired", { not_after: identity.notAfter.toISOString() });
-      return enroll();
-    }
-    if (renewalDue(identity).getTime() <= now().getTime()) identity = await renew(identity);
-    return identity;
-  }
+  const { channel, credentials, scheduleRenewal } = createEnrollment(
+    {
+      ...options,
+      target: () => {
+        dialed = hinted ?? endpoints[next % endpoints.length]!;
+        return dialed;
+      },
+    },
+    logger,
+    now,
+    () => setState("enrolling"),
+  );
 
   /** One session: Hello, Welcome, snapshot, then deltas both ways until the stream ends. */
   async function runSession(identity: AgentIdentity): Promise<void> {
@@ -234,7 +160,6 @@ export function createSession(options: SessionOptions): Session {
     client = channel(identity);
     const s = client.connect();
     stream = s;
-    let revision = 0n;
     let sending = Promise.resolve();
     const send = (m: Parameters<Stream["send"]>[0]) => {
       sending = sending.then(() => s.send(m));
@@ -275,66 +200,11 @@ export function createSession(options: SessionOptions): Session {
       hub_version: welcome.hubVersion,
     });
 
-    const { snapshot, originTime } = cache.fullSnapshot();
-    revision++;
-    const services = [...snapshot.services.values()];
-    const identities = [...snapshot.identities.values()];
-    const limit = welcome.maxCatalogEntries;
-    if (limit > 0 && services.length + identities.length > limit) {
-      logger.warn("catalog larger than the hub accepts", {
-        entries: services.length + identities.length,
-        max: limit,
-      });
-    }
-    await send({
-      message: {
-        case: "catalogUpdate",
-        value: {
-          fullSnapshot: true,
-          revision,
-          upsertedServices: services,
-          upsertedIdentities: identities,
-          originTime: timestampFromDate(originTime),
-        },
-      },
-    });
-    options.onCatalogSent?.({ full: true, revision, entries: services.length + identities.length });
+    const catalog = createCatalogSender(cache, send, logger, options);
+    await catalog.snapshot(welcome.maxCatalogEntries);
 
     // Catalog deltas: trailing debounce with a bounded maximum wait.
-    const flush = () => {
-      const change: CatalogChange | undefined = cache.takeDelta();
-      if (change === undefined) return;
-      const d = change.delta;
-      revision++;
-      const rev = revision;
-      void send({
-        message: {
-          case: "catalogUpdate",
-          value: {
-            fullSnapshot: false,
-            revision: rev,
-            upsertedServices: d.upsertedServices,
-            removedServices: d.removedServices,
-            upsertedIdentities: d.upsertedIdentities,
-            removedIdentities: d.removedIdentities,
-            originTime: timestampFromDate(change.originTime),
-          },
-        },
-      })
-        .then(() =>
-          options.onCatalogSent?.({
-            full: false,
-            revision: rev,
-            entries:
-              d.upsertedServices.length +
-              d.removedServices.length +
-              d.upsertedIdentities.length +
-              d.removedIdentities.length,
-          }),
-        )
-        .catch(() => {});
-    };
-    const debouncer = createDebouncer(flush, {
+    const debouncer = createDebouncer(catalog.flush, {
       windowMs: debounceMs,
       maxMs: maxDebounceMs,
       ...(options.clock === undefined ? {} : { clock: options.clock }),
@@ -524,35 +394,6 @@ export function createSession(options: SessionOptions): Session {
       await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
     }
     setState("stopped");
-  }
-
-  /** Renews the certificate while connected, when two thirds of its lifetime have passed. */
-  function scheduleRenewal(identity: AgentIdentity): () => void {
-    let timer: NodeJS.Timeout | undefined;
-    let cancelled = false;
-    const arm = (current: AgentIdentity) => {
-      const due = renewalDue(current).getTime() - now().getTime();
-      timer = setTimeout(
-        () => {
-          renew(current).then(
-            (next) => {
-              if (!cancelled) arm(next);
-            },
-            (err: unknown) => {
-              logger.warn("renewal failed", { err: errorField(err) });
-              if (!cancelled) arm(current);
-            },
-          );
-        },
-        Math.max(1_000, Math.min(due, 2 ** 31 - 1)),
-      );
-      timer.unref();
-    };
-    arm(identity);
-    return () => {
-      cancelled = true;
-      if (timer !== undefined) clearTimeout(timer);
-    };
   }
 
   return {

@@ -78,7 +78,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (reason instanceof Error && reason.name === "ExitCode")
       return (reason as Error & { code: number }).code;
     // Library errors (PkiError…) carry a message that names the file or object and the problem.
-    process.stderr.write(`isthmus: ${reason instanceof Error ? reason.message : String(reason)}\n`);
+    // One line per problem (a policy file's validation reports every problem it finds).
+    const message = reason instanceof Error ? reason.message : String(reason);
+    process.stderr.write(
+      message
+        .split("\n")
+        .map((line) => `isthmus: ${line}\n`)
+        .join(""),
+    );
     return reason instanceof Error && reason.name === "UsageError" ? EXIT_USAGE : EXIT_ERROR;
   }
 }

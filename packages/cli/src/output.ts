@@ -1,8 +1,8 @@
 // Output of read commands: a table for people, JSON or YAML for scripts (-o).
-import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import Table from "cli-table3";
 import { Option } from "commander";
-import { stringify } from "yaml";
+import { plainJson, writeObject } from "./object-shape.js";
 
 export type OutputFormat = "table" | "json" | "yaml";
 
@@ -12,19 +12,23 @@ export function outputOption(): Option {
     .default("table");
 }
 
-/** Prints a proto message as JSON or YAML (proto3 JSON mapping), or runs `table` for people. */
+/**
+ * Prints a proto message as JSON or YAML (object-shape.ts: proto3 JSON with plain enum words,
+ * policies as ConnectionPolicy documents), or runs `table` for people. `object`, when given,
+ * is printed instead of the message (e.g. a `kind: List` of policies).
+ */
 export function print<Desc extends DescMessage>(
   format: OutputFormat,
   schema: Desc,
   message: MessageShape<Desc>,
   table: () => string,
+  object?: () => unknown,
 ): void {
   if (format === "table") {
     process.stdout.write(`${table()}\n`);
     return;
   }
-  const json = toJson(schema, message, { alwaysEmitImplicit: false });
-  process.stdout.write(format === "json" ? `${JSON.stringify(json, null, 2)}\n` : stringify(json));
+  writeObject(format, object === undefined ? plainJson(schema, message) : object());
 }
 
 export function table(head: string[], rows: (string | number)[][]): string {

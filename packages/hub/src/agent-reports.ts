@@ -4,14 +4,14 @@
 // is consistent in itself. A refused message ends the stream with a status naming the field
 // and value, and is counted in isthmus_hub_agent_reports_rejected_total{cluster,reason}.
 import { type CatalogUpdate, Code, GrpcError } from "@isthmus/proto";
-import type { HubContext } from "./hub.js";
+import type { ReportContext } from "./context.js";
 import { isStoreError } from "./store.js";
 
 export type RejectReason = "contract" | "trust-domain" | "catalog" | "engine";
 
 /** Counts a refused agent message; returns the error to end the stream with. */
 export function rejected(
-  ctx: HubContext,
+  ctx: ReportContext,
   clusterId: string,
   reason: RejectReason,
   err: GrpcError,
@@ -27,7 +27,7 @@ export function rejected(
  * another trust domain (or a wildcard) would let a cluster speak for identities not its own.
  */
 export async function acceptTrustDomain(
-  ctx: HubContext,
+  ctx: ReportContext,
   clusterId: string,
   reported: string,
   field: string,

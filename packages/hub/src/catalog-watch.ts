@@ -16,7 +16,7 @@ import {
   type Service,
   type WatchCatalogResponseSchema,
 } from "@isthmus/proto";
-import type { HubContext } from "./hub.js";
+import type { WatchContext } from "./context.js";
 
 type Event = MessageInitShape<typeof WatchCatalogResponseSchema>;
 
@@ -31,7 +31,7 @@ function matches(filter: CatalogFilter | undefined, clusterId: string, key: stri
 }
 
 /** The entries one watcher has not been sent since they changed, by cluster. */
-function createBacklog(ctx: HubContext) {
+function createBacklog(ctx: WatchContext) {
   const byCluster = new Map<string, Set<string>>();
   let size = 0;
   return {
@@ -72,7 +72,7 @@ function createBacklog(ctx: HubContext) {
 }
 
 /** The event that tells a watcher the current state of one entry. */
-function eventOf(ctx: HubContext, clusterId: string, key: string): Event {
+function eventOf(ctx: WatchContext, clusterId: string, key: string): Event {
   const cat = ctx.catalogs.get(clusterId);
   const service = cat?.services.get(key);
   if (cat !== undefined && service !== undefined)
@@ -89,7 +89,7 @@ function eventOf(ctx: HubContext, clusterId: string, key: string): Event {
 
 /** Serves one WatchCatalog call until the watcher goes away or is cut off. */
 export async function watchCatalog(
-  ctx: HubContext,
+  ctx: WatchContext,
   filter: CatalogFilter | undefined,
   stream: ServerStream<typeof WatchCatalogResponseSchema>,
   signal: AbortSignal,

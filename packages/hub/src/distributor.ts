@@ -2,18 +2,25 @@
 // applied and those it refused; on every change, a diff between the engine's desired set and
 // those versions (sent on the next tick when the cluster was idle, debounced during bursts),
 // at most one delta in flight, ACK/NACK and apply-report tracking, convergence measurement.
-// About 450 lines: one closure over the per-session state that every one of these parts
+// One closure over the per-session state (delivery-state.ts) that every one of these parts
 // reads and writes.
 import { randomUUID } from "node:crypto";
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "@isthmus/logging";
-import type {
-  ConfigDeltaSchema,
-  DriftRepair,
-  Intent,
-  NackRecord,
-  ResourceError,
-} from "@isthmus/proto";
+import type { DriftRepair, Intent, NackRecord, ResourceError } from "@isthmus/proto";
+import {
+  type History,
+  type InFlight,
+  MAX_DRIFT_REPAIRS,
+  MAX_NACKS,
+  newHistory,
+  REMOVAL,
+  type Sender,
+  type Session,
+  type SessionView,
+  type Tracker,
+} from "./delivery-state.js";
+
+export type { Sender, SessionView } from "./delivery-state.js";
 
 export interface DistributorOptions {
   /** A change to a cluster that was sent nothing within the last `windowMs` goes out on the
@@ -47,90 +54,10 @@ export interface DistributorOptions {
   clearTimer?: (t: unknown) => void;
 }
 
-export interface Sender {
-  send(delta: MessageInitShape<typeof ConfigDeltaSchema>): Promise<void>;
-}
-
-interface Tracker {
-  origin: number;
-  remaining: Set<string>;
-}
-
-interface InFlight {
-  nonce: string;
-  systemVersion: string;
-  sentAt: number;
-  upserted: Map<string, string>;
-  removed: string[];
-  trackers: Tracker[];
-}
-
-interface Session {
-  clusterId: string;
-  sender: Sender;
-  /** Intent name -> version the agent holds. */
-  applied: Map<string, string>;
-  /** Intent name -> the version the agent refused (REMOVAL: its removal) and why; not resent
-   * until the version changes. The agent may hold objects of a refused intent (an older
-   * version, a part), so a refused intent that leaves the desired set is removed. */
-  refused: Map<string, Refusal>;
-  inFlight: InFlight | undefined;
-  /** Intents whose desired version may differ from the agent's ("all": compare every one). */
-  dirty: Set<string> | "all";
-  dirtySince: number | undefined;
-  timer: unknown;
-  /** The pending timer is the idle one (0 ms): later changes join it. */
-  timerLeading: boolean;
-  /** When the last delta was sent. */
-  lastSent: number | undefined;
-  trackers: Tracker[];
-  sentComplete: boolean;
-  history: History;
-}
-
-interface Refusal {
-  version: string;
-  errors: ResourceError[];
-}
-
-/** The version of a refused removal. */
-const REMOVAL = "";
-
-/** What status shows of a cluster's deliveries; kept across sessions. */
-interface History {
-  ackedVersion: string;
-  nacks: NackRecord[];
-  /** The refusals of the last session: status shows them while the cluster is away. */
-  refused: Map<string, Refusal>;
-  driftRepairs: DriftRepair[];
-  driftRepairCount: number;
-}
-
-export interface SessionView {
-  ackedVersion: string;
-  pendingNonce: string;
-  nacks: NackRecord[];
-  /** Intents refused and not applied since: one error per object, by intent name. */
-  refused: ResourceError[];
-  /** Newest first. */
-  driftRepairs: DriftRepair[];
-  driftRepairCount: number;
-  /** Connected, nothing waiting to be sent, nothing in flight and nothing refused: the
-   * agent holds every desired intent at its desired version. */
-  inSync: boolean;
-}
-
-const MAX_NACKS = 10;
-const MAX_DRIFT_REPAIRS = 10;
-
-const newHistory = (): History => ({
-  ackedVersion: "",
-  nacks: [],
-  refused: new Map(),
-  driftRepairs: [],
-  driftRepairCount: 0,
-});
-
+/**
+ * Long as a closure, not as one job: its inner functions share the sessions and histories; none is
+ * over about 80 lines.
+ */
 export function createDistributor(options: DistributorOptions) {
   const now = options.now ?? Date.now;
   const setTimer =

@@ -152,7 +152,10 @@ export function stopReading(call: grpc.ServerInterceptingCallInterface): void {
   }
 }
 
-/** The gate as a grpc-js server interceptor (see the file comment). */
+/** The gate as a grpc-js server interceptor (see the file comment).
+ * Long as a closure, not as one job: its inner functions share the rate buckets and the open calls
+ * by client; none is over about 80 lines.
+ */
 export function createGate(options: GateOptions): grpc.ServerInterceptor {
   const { limits } = options;
   const now = options.now ?? Date.now;

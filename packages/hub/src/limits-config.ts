@@ -66,6 +66,8 @@ export const defaultLimits: LimitsConfig = {
     default: 64 * KiB,
     // A batch of policies: thousands of rules with their selectors.
     applyPolicies: 16 * MiB,
+    // Up to 10000 connections to explain (about 100 B each).
+    explainBatch: 2 * MiB,
     // Agent stream messages: a full catalog snapshot of a large cluster (about 100k
     // services and identities at 250 B each), as much as an agent may send.
     connect: 32 * MiB,

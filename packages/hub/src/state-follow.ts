@@ -1,6 +1,6 @@
 // What a replica that stops leading forgets: the soft state its agents brought.
 import type { GrpcError } from "@isthmus/proto";
-import type { HubContext } from "./hub.js";
+import type { HubContext } from "./context.js";
 
 /**
  * What a replica that stops leading does: ends every agent stream with `reason` (the leader

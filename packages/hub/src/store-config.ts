@@ -1,6 +1,7 @@
 // Opens the etcd store that hub.yaml's `store: etcd` and `etcd:` describe: reads the TLS and
 // password files, naming the field of one that cannot be read.
 import { readFile } from "node:fs/promises";
+import type { Logger } from "@isthmus/logging";
 import { ConfigError, type EtcdConfig } from "./config.js";
 import { type EtcdStore, type EtcdStoreOptions, openEtcdStore } from "./store-etcd.js";
 
@@ -13,8 +14,12 @@ async function read(file: string, field: string): Promise<string> {
 }
 
 /** The store options for `config`, with the files' contents. */
-export async function etcdStoreOptions(config: EtcdConfig): Promise<EtcdStoreOptions> {
+export async function etcdStoreOptions(
+  config: EtcdConfig,
+  logger?: Logger,
+): Promise<EtcdStoreOptions> {
   const options: EtcdStoreOptions = {
+    ...(logger !== undefined ? { logger } : {}),
     endpoints: config.endpoints,
     prefix: config.prefix,
     requestTimeoutMs: config.requestTimeoutMs,
@@ -39,6 +44,9 @@ export async function etcdStoreOptions(config: EtcdConfig): Promise<EtcdStoreOpt
   return options;
 }
 
-export async function openConfiguredEtcdStore(config: EtcdConfig): Promise<EtcdStore> {
-  return openEtcdStore(await etcdStoreOptions(config));
+export async function openConfiguredEtcdStore(
+  config: EtcdConfig,
+  logger?: Logger,
+): Promise<EtcdStore> {
+  return openEtcdStore(await etcdStoreOptions(config, logger));
 }

@@ -1,6 +1,8 @@
 // The Store on etcd v3, for hub replicas that share one state: keys under a prefix, an
 // entry's version is its etcd mod revision, a transaction is one etcd Txn whose compares are
 // the ops' expected versions, and watches follow etcd's revision order.
+
+import { type Logger, silentLogger } from "@isthmus/logging";
 import {
   CompareResult,
   CompareTarget,
@@ -36,6 +38,8 @@ export interface EtcdStoreOptions {
   /** Writes etcd takes in one transaction (its --max-txn-ops, default 128); a longer
    * transaction is refused with StoreError "too-large" before it is sent. */
   maxTxnOps?: number;
+  /** Where the store says that a watch broke and resumed. */
+  logger?: Logger;
 }
 
 /** The store and the etcd client it uses (leases and elections share its connections). */
@@ -70,6 +74,15 @@ export function createEtcdClient(options: EtcdStoreOptions): Etcd3 {
         }
       : {}),
     dialTimeout: timeout,
+    grpcOptions: {
+      // grpc-js shares connections (subchannels) between the clients of a process: a new
+      // or reset client would inherit another's reconnect backoff to a member that just
+      // restarted and fail at once. Own connections, and a short backoff, let a client
+      // reach a member again within a couple of seconds of its return.
+      "grpc.use_local_subchannel_pool": 1,
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 2000,
+    },
     // etcd3's default fault handling stays: a request fails over to another member when one
     // is down, each member behind a circuit breaker. Every request of the store carries one
     // deadline for all its tries, which keeps the whole request bounded.
@@ -129,6 +142,7 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
   const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
   const timeout = options.requestTimeoutMs ?? 5000;
   const maxTxnOps = options.maxTxnOps ?? 128;
+  const log = options.logger ?? silentLogger;
   const client = createEtcdClient(options);
   const location = `etcd ${options.endpoints.join(",")} (prefix ${prefix})`;
   const full = (key: string) => Buffer.from(prefix + key);
@@ -315,6 +329,19 @@ export function openEtcdStore(options: EtcdStoreOptions): EtcdStore {
         next = batch.revision + 1;
         onBatch(batch);
       }
+    });
+    // etcd3 reconnects a broken watch by itself: say so, so that a watch that stays down
+    // is seen in the log (the store's writes fail then too, naming etcd).
+    let down = false;
+    watcher.on("disconnected", (err: Error) => {
+      if (stopped || down) return;
+      down = true;
+      log.warn("etcd watch disconnected, reconnecting", { prefix: p, next, err: err.message });
+    });
+    watcher.on("connected", () => {
+      if (!down) return;
+      down = false;
+      log.info("etcd watch resumed", { prefix: p, next });
     });
     watcher.on("error", (err: Error) => {
       if (stopped) return;

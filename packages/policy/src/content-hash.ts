@@ -1,20 +1,22 @@
 /**
- * Canonical JSON: object keys sorted, `$typeName` left out, so that equal content gives
- * equal text whatever the construction order. Lists keep their order: callers sort them.
+ * The JSON of a message's content: object keys sorted, `$typeName` left out, so that equal
+ * content gives equal text whatever the construction order. Lists keep their order: callers
+ * sort them. Not the agent's `canonicalJson` (which keeps every key and writes an undefined
+ * list element as nothing, not `null`): the two hash different things and need not agree.
  */
-export function canonicalJson(value: unknown): string {
+export function contentJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
   if (Array.isArray(value)) {
     if (value.every((v) => typeof v === "string" || typeof v === "number")) {
       return JSON.stringify(value);
     }
-    return `[${value.map(canonicalJson).join(",")}]`;
+    return `[${value.map(contentJson).join(",")}]`;
   }
   const obj = value as Record<string, unknown>;
   const parts: string[] = [];
   for (const key of Object.keys(obj).sort()) {
     if (key === "$typeName" || obj[key] === undefined) continue;
-    parts.push(`${JSON.stringify(key)}:${canonicalJson(obj[key])}`);
+    parts.push(`${JSON.stringify(key)}:${contentJson(obj[key])}`);
   }
   return `{${parts.join(",")}}`;
 }
@@ -74,5 +76,5 @@ export function hash64(text: string): string {
 
 /** Content version of a value: the hash of its canonical JSON. */
 export function contentVersion(value: unknown): string {
-  return hash64(canonicalJson(value));
+  return hash64(contentJson(value));
 }

@@ -6,7 +6,7 @@ export type {
   IdentityRecord,
   ServiceRecord,
 } from "@isthmus/model";
-export { canonicalJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
+export { contentJson, contentVersion, Hash64, hash64 } from "./content-hash.js";
 export { isPolicyError, PolicyError, type PolicyErrorCode } from "./errors.js";
 export {
   compileGlob,
@@ -16,6 +16,15 @@ export {
   MAX_GLOB_WILDCARDS,
 } from "./glob.js";
 export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
+export { type LabelSelector, parseLabelSelector } from "./label-selector.js";
+export {
+  type DocumentProblem,
+  type Json,
+  policyFromObject,
+  policyListObject,
+  policyToObject,
+  type ReadPolicy,
+} from "./policy-document.js";
 export {
   type ClusterDelta,
   createPolicyEngine,
@@ -27,19 +36,33 @@ export {
   type SourceRefLike,
 } from "./policy-engine.js";
 export {
+  connectionPolicyCrd,
+  connectionPolicyJsonSchema,
+  POLICY_API_VERSION,
+  POLICY_GROUP,
+  POLICY_KIND,
+  POLICY_VERSION,
+} from "./policy-schema.js";
+export {
   comparePolicies,
   formatPath,
   freezePolicy,
+  isGlob,
   normalizePolicy,
   policyViolations,
+  samePolicy,
   sortPolicies,
   type Violation,
   validatePolicies,
   validatePolicy,
 } from "./policy-validate.js";
 export {
-  POLICY_API_VERSION,
-  POLICY_KIND,
+  type LocatedPolicy,
   parsePolicyYaml,
   policyToYaml,
+  problemsError,
+  type ReadPolicies,
+  readPolicyText,
+  type TextProblem,
 } from "./policy-yaml.js";
+export { type KnownObjects, type SelectorWarning, selectorWarnings } from "./selector-warnings.js";

@@ -35,22 +35,29 @@ const NO_INTENTS: ReadonlyMap<string, Intent> = new Map<string, Intent>();
 export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine {
   const state = createEngineState(options);
   const { catalog, defaults } = state;
+  let revision = 0;
   return {
     catalog,
+    revision: () => revision,
     get defaults() {
       return { ...defaults };
     },
 
     applyCatalog(changes) {
+      revision += 1;
       checkCatalogChanges(state, changes);
       const batch = newBatch();
       for (const c of changes) applyCatalogChange(state, batch, c);
       return settle(state, batch);
     },
 
-    setPolicies: (policies) => setPolicies(state, policies),
+    setPolicies(policies) {
+      revision += 1;
+      return setPolicies(state, policies);
+    },
 
     setDefaults(next) {
+      revision += 1;
       const same = checkDefault(next.sameCluster ?? defaults.sameCluster, "sameCluster");
       const cross = checkDefault(next.crossCluster ?? defaults.crossCluster, "crossCluster");
       const batch = newBatch();

@@ -10,6 +10,17 @@ import {
 } from "@isthmus/proto";
 import { PolicyError } from "./errors.js";
 import { compileGlob } from "./glob.js";
+import {
+  LABEL_KEY_PATTERN,
+  LABEL_PATTERN,
+  LABEL_VALUE_PATTERN,
+  MAX_DESCRIPTION,
+  MAX_ITEMS,
+  MAX_LABELS,
+  MAX_PORTS,
+  MAX_SELECTORS,
+  SUBDOMAIN_PATTERN,
+} from "./policy-schema.js";
 
 /** A field path: proto (camelCase) field names and list indexes, e.g. from, 1, clusters, 0. */
 export type FieldPath = readonly (string | number)[];
@@ -20,12 +31,11 @@ export interface Violation {
   problem: string;
 }
 
-const NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_NAME_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-const MAX_ITEMS = 256;
-const MAX_SELECTORS = 64;
-const MAX_PORTS = 64;
+// The patterns of policy-schema.ts carry the length limits too.
+const NAME_RE = new RegExp(SUBDOMAIN_PATTERN);
+const LABEL_RE = new RegExp(LABEL_PATTERN);
+const LABEL_KEY_RE = new RegExp(LABEL_KEY_PATTERN);
+const LABEL_VALUE_RE = new RegExp(LABEL_VALUE_PATTERN);
 
 /** Whether a pattern uses glob syntax rather than naming one object. */
 export function isGlob(pattern: string): boolean {
@@ -70,8 +80,7 @@ function checkPatterns(
       return;
     }
     const re = kind === "label" ? LABEL_RE : NAME_RE;
-    const max = kind === "label" ? 63 : 253;
-    if (v.length > max || !re.test(v)) {
+    if (!re.test(v)) {
       const what = kind === "label" ? "DNS-1123 label" : "DNS-1123 subdomain";
       out.push({ path: at, problem: `${JSON.stringify(v)} is neither a ${what} nor a glob` });
     }
@@ -79,17 +88,15 @@ function checkPatterns(
 }
 
 function checkLabels(out: Violation[], path: FieldPath, labels: Record<string, string>): void {
+  const count = Object.keys(labels).length;
+  if (count > MAX_LABELS) out.push({ path, problem: `at most ${MAX_LABELS} labels, got ${count}` });
   for (const [key, value] of Object.entries(labels)) {
     const at = [...path, key];
-    const slash = key.lastIndexOf("/");
-    const prefix = slash < 0 ? "" : key.slice(0, slash);
-    const name = slash < 0 ? key : key.slice(slash + 1);
-    const prefixOk = slash < 0 || (prefix.length <= 253 && NAME_RE.test(prefix));
-    if (!prefixOk || name.length > 63 || !LABEL_NAME_RE.test(name)) {
+    if (!LABEL_KEY_RE.test(key)) {
       out.push({ path: at, problem: `invalid label key ${JSON.stringify(key)}` });
     } else if (typeof value !== "string") {
       out.push({ path: at, problem: "must be a string" });
-    } else if (value !== "" && (value.length > 63 || !LABEL_NAME_RE.test(value))) {
+    } else if (!LABEL_VALUE_RE.test(value)) {
       out.push({ path: at, problem: `invalid label value ${JSON.stringify(value)}` });
     }
   }
@@ -156,7 +163,7 @@ function checkDestination(out: Violation[], path: FieldPath, d: DestinationSelec
 export function policyViolations(p: ConnectionPolicy): Violation[] {
   const out: Violation[] = [];
   if (p.name === "") out.push({ path: ["name"], problem: "required" });
-  else if (p.name.length > 253 || !NAME_RE.test(p.name)) {
+  else if (!NAME_RE.test(p.name)) {
     out.push({
       path: ["name"],
       problem: "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')",
@@ -187,12 +194,13 @@ export function policyViolations(p: ConnectionPolicy): Violation[] {
   p.to.forEach((d, i) => {
     checkDestination(out, ["to", i], d);
   });
-  if (p.description.length > 1024) {
+  if (p.description.length > MAX_DESCRIPTION) {
     out.push({
       path: ["description"],
-      problem: `at most 1024 characters, got ${p.description.length}`,
+      problem: `at most ${MAX_DESCRIPTION} characters, got ${p.description.length}`,
     });
   }
+  checkLabels(out, ["labels"], p.labels);
   return out;
 }
 
@@ -300,6 +308,7 @@ export function normalizePolicy(p: ConnectionPolicy): ConnectionPolicy {
     to,
     description: p.description,
     resourceVersion: p.resourceVersion,
+    labels: sortedMap(p.labels),
   });
 }
 
@@ -342,6 +351,7 @@ export function samePolicy(a: ConnectionPolicy, b: ConnectionPolicy): boolean {
     a.action !== b.action ||
     a.description !== b.description ||
     a.resourceVersion !== b.resourceVersion ||
+    !sameMap(a.labels, b.labels) ||
     a.from.length !== b.from.length ||
     a.to.length !== b.to.length
   ) {
@@ -386,6 +396,7 @@ export function freezePolicy(p: ConnectionPolicy): ConnectionPolicy {
   for (const selector of [...p.from, ...p.to]) freezeWithFields(selector);
   Object.freeze(p.from);
   Object.freeze(p.to);
+  Object.freeze(p.labels);
   return Object.freeze(p);
 }
 
@@ -398,6 +409,7 @@ export function isFrozenPolicy(p: ConnectionPolicy): boolean {
     Object.isFrozen(p) &&
     Object.isFrozen(p.from) &&
     Object.isFrozen(p.to) &&
+    Object.isFrozen(p.labels) &&
     p.from.every(frozenWithFields) &&
     p.to.every(frozenWithFields)
   );
@@ -424,6 +436,7 @@ export function copyPolicy(p: ConnectionPolicy): ConnectionPolicy {
     action: p.action,
     description: p.description,
     resourceVersion: p.resourceVersion,
+    labels: { ...p.labels },
     from: p.from.map((s) => ({
       clusters: [...s.clusters],
       clusterLabels: { ...s.clusterLabels },

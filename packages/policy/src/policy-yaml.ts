@@ -1,231 +1,38 @@
-import { create } from "@bufbuild/protobuf";
-import {
-  Action,
-  type ConnectionPolicy,
-  ConnectionPolicySchema,
-  type DestinationSelector,
-  DestinationSelectorSchema,
-  type SourceSelector,
-  SourceSelectorSchema,
-} from "@isthmus/proto";
+// ConnectionPolicy documents in YAML (JSON too: YAML reads it): one or more documents per
+// text, each a ConnectionPolicy or a List of them (`kind: List`, as `kubectl get -o yaml`
+// and `isthmus policy list -o yaml` print). Every problem of every document is reported.
+import type { ConnectionPolicy } from "@isthmus/proto";
 import { type Document, LineCounter, parseAllDocuments, stringify } from "yaml";
-import { PolicyError } from "./errors.js";
-import {
-  type FieldPath,
-  formatPath,
-  normalizePolicy,
-  policyViolations,
-} from "./policy-validate.js";
+import { PolicyError, type PolicyErrorCode } from "./errors.js";
+import { describe, type Json, policyFromObject, policyToObject } from "./policy-document.js";
+import { POLICY_API_VERSION, POLICY_KIND } from "./policy-schema.js";
+import { type FieldPath, formatPath } from "./policy-validate.js";
 
-/** apiVersion of ConnectionPolicy documents. */
-export const POLICY_API_VERSION = "isthmus.dev/v1alpha1";
-/** kind of ConnectionPolicy documents. */
-export const POLICY_KIND = "ConnectionPolicy";
+export { POLICY_API_VERSION, POLICY_KIND } from "./policy-schema.js";
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-
-/** A structural problem found while reading a document (path in document terms). */
-class DocumentProblem extends Error {
-  constructor(
-    readonly path: FieldPath,
-    readonly problem: string,
-  ) {
-    super(problem);
-  }
+/** A policy read from a text, with where it was written (for messages about it). */
+export interface LocatedPolicy {
+  policy: ConnectionPolicy;
+  /** `rules.yaml: document 2` or `rules.yaml: document 1, items[3]`, then `, line 12`. */
+  where: string;
 }
 
-function isMap(v: Json | undefined): v is { [key: string]: Json } {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+/** One problem of a text, as a one-line message naming source, document, line and field. */
+export interface TextProblem {
+  message: string;
+  code: PolicyErrorCode;
 }
 
-function describe(v: Json | undefined): string {
-  if (v === null || v === undefined) return "null";
-  if (Array.isArray(v)) return "a list";
-  if (typeof v === "object") return "a mapping";
-  return `${typeof v} ${JSON.stringify(v)}`;
+/** What a text holds: its policies when it has no problem, else every problem. */
+export interface ReadPolicies {
+  policies: LocatedPolicy[];
+  problems: TextProblem[];
 }
 
-function expectMap(v: Json | undefined, path: FieldPath): { [key: string]: Json } {
-  if (!isMap(v)) throw new DocumentProblem(path, `must be a mapping, got ${describe(v)}`);
-  return v;
-}
-
-function checkKeys(map: { [key: string]: Json }, path: FieldPath, allowed: readonly string[]) {
-  for (const key of Object.keys(map)) {
-    if (!allowed.includes(key)) {
-      throw new DocumentProblem(
-        [...path, key],
-        `unknown field (expected one of ${allowed.join(", ")})`,
-      );
-    }
-  }
-}
-
-function stringList(v: Json | undefined, path: FieldPath): string[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v))
-    throw new DocumentProblem(path, `must be a list of strings, got ${describe(v)}`);
-  return v.map((item, i) => {
-    if (typeof item !== "string") {
-      throw new DocumentProblem([...path, i], `must be a string, got ${describe(item)}`);
-    }
-    return item;
-  });
-}
-
-function portList(v: Json | undefined, path: FieldPath): number[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v))
-    throw new DocumentProblem(path, `must be a list of port numbers, got ${describe(v)}`);
-  return v.map((item, i) => {
-    if (typeof item !== "number" || !Number.isInteger(item)) {
-      throw new DocumentProblem([...path, i], `must be a port number, got ${describe(item)}`);
-    }
-    return item;
-  });
-}
-
-function labelMap(v: Json | undefined, path: FieldPath): Record<string, string> {
-  if (v === undefined || v === null) return {};
-  const map = expectMap(v, path);
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(map)) {
-    if (typeof val !== "string") {
-      const hint =
-        typeof val === "number" || typeof val === "boolean" ? ` (quote it: "${val}")` : "";
-      throw new DocumentProblem([...path, k], `must be a string, got ${describe(val)}${hint}`);
-    }
-    out[k] = val;
-  }
-  return out;
-}
-
-const SOURCE_FIELDS = [
-  "clusters",
-  "clusterLabels",
-  "namespaces",
-  "services",
-  "workloadLabels",
-  "serviceAccounts",
-] as const;
-const DESTINATION_FIELDS = [
-  "clusters",
-  "clusterLabels",
-  "namespaces",
-  "services",
-  "ports",
-] as const;
-
-function sourceSelector(v: Json, path: FieldPath): SourceSelector {
-  const map = expectMap(v, path);
-  checkKeys(map, path, SOURCE_FIELDS);
-  return create(SourceSelectorSchema, {
-    clusters: stringList(map.clusters, [...path, "clusters"]),
-    clusterLabels: labelMap(map.clusterLabels, [...path, "clusterLabels"]),
-    namespaces: stringList(map.namespaces, [...path, "namespaces"]),
-    services: stringList(map.services, [...path, "services"]),
-    workloadLabels: labelMap(map.workloadLabels, [...path, "workloadLabels"]),
-    serviceAccounts: stringList(map.serviceAccounts, [...path, "serviceAccounts"]),
-  });
-}
-
-function destinationSelector(v: Json, path: FieldPath): DestinationSelector {
-  const map = expectMap(v, path);
-  checkKeys(map, path, DESTINATION_FIELDS);
-  return create(DestinationSelectorSchema, {
-    clusters: stringList(map.clusters, [...path, "clusters"]),
-    clusterLabels: labelMap(map.clusterLabels, [...path, "clusterLabels"]),
-    namespaces: stringList(map.namespaces, [...path, "namespaces"]),
-    services: stringList(map.services, [...path, "services"]),
-    ports: portList(map.ports, [...path, "ports"]),
-  });
-}
-
-function selectorList<T>(
-  v: Json | undefined,
-  path: FieldPath,
-  one: (v: Json, p: FieldPath) => T,
-): T[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v))
-    throw new DocumentProblem(path, `must be a list of selectors, got ${describe(v)}`);
-  return v.map((item, i) => one(item, [...path, i]));
-}
-
-/** Reads one document into a policy; the name is returned as soon as it is known. */
-function readDocument(value: Json, named: (name: string) => void): ConnectionPolicy {
-  const root = expectMap(value, []);
-  checkKeys(root, [], ["apiVersion", "kind", "metadata", "spec"]);
-  if (root.apiVersion !== POLICY_API_VERSION) {
-    throw new DocumentProblem(
-      ["apiVersion"],
-      `must be ${JSON.stringify(POLICY_API_VERSION)}, got ${describe(root.apiVersion)}`,
-    );
-  }
-  if (root.kind !== POLICY_KIND) {
-    throw new DocumentProblem(
-      ["kind"],
-      `must be ${JSON.stringify(POLICY_KIND)}, got ${describe(root.kind)}`,
-    );
-  }
-  const metadata = expectMap(root.metadata, ["metadata"]);
-  checkKeys(metadata, ["metadata"], ["name", "labels", "annotations", "resourceVersion"]);
-  if (typeof metadata.name !== "string" || metadata.name === "") {
-    throw new DocumentProblem(["metadata", "name"], "required");
-  }
-  const name = metadata.name;
-  named(name);
-  labelMap(metadata.labels, ["metadata", "labels"]);
-  labelMap(metadata.annotations, ["metadata", "annotations"]);
-  const resourceVersion = metadata.resourceVersion ?? "";
-  if (typeof resourceVersion !== "string") {
-    throw new DocumentProblem(
-      ["metadata", "resourceVersion"],
-      `must be a string, got ${describe(resourceVersion)}`,
-    );
-  }
-  const spec = expectMap(root.spec, ["spec"]);
-  checkKeys(spec, ["spec"], ["priority", "action", "description", "from", "to"]);
-  const priority = spec.priority ?? 0;
-  if (typeof priority !== "number" || !Number.isInteger(priority)) {
-    throw new DocumentProblem(
-      ["spec", "priority"],
-      `must be an integer, got ${describe(priority)}`,
-    );
-  }
-  let action: Action;
-  if (spec.action === "ALLOW") action = Action.ALLOW;
-  else if (spec.action === "DENY") action = Action.DENY;
-  else if (spec.action === undefined)
-    throw new DocumentProblem(["spec", "action"], "required (ALLOW or DENY)");
-  else
-    throw new DocumentProblem(
-      ["spec", "action"],
-      `must be ALLOW or DENY, got ${describe(spec.action)}`,
-    );
-  const description = spec.description ?? "";
-  if (typeof description !== "string") {
-    throw new DocumentProblem(
-      ["spec", "description"],
-      `must be a string, got ${describe(description)}`,
-    );
-  }
-  return create(ConnectionPolicySchema, {
-    name,
-    priority,
-    action,
-    description,
-    resourceVersion,
-    from: selectorList(spec.from, ["spec", "from"], sourceSelector),
-    to: selectorList(spec.to, ["spec", "to"], destinationSelector),
-  });
-}
-
-/** Where a violation of the proto form sits in the document. */
-function documentPath(path: FieldPath): FieldPath {
-  if (path[0] === "name") return ["metadata", "name"];
-  return ["spec", ...path];
-}
+const LIST_KINDS: Record<string, string> = {
+  List: "v1",
+  [`${POLICY_KIND}List`]: POLICY_API_VERSION,
+};
 
 function lineOf(doc: Document, lines: LineCounter, path: FieldPath): number | undefined {
   for (let n = path.length; n >= 0; n--) {
@@ -236,123 +43,131 @@ function lineOf(doc: Document, lines: LineCounter, path: FieldPath): number | un
   return undefined;
 }
 
+/** The objects of one document: itself, or the items of a List (with their path). */
+function objectsOf(
+  value: Json,
+  fail: (path: FieldPath, problem: string) => void,
+): [Json, FieldPath][] {
+  const map = typeof value === "object" && value !== null && !Array.isArray(value) ? value : {};
+  const kind = typeof map.kind === "string" ? map.kind : "";
+  const listVersion = LIST_KINDS[kind];
+  if (listVersion === undefined) return [[value, []]];
+  if (map.apiVersion !== listVersion) {
+    fail(["apiVersion"], `must be ${JSON.stringify(listVersion)} for kind ${kind}`);
+    return [];
+  }
+  for (const key of Object.keys(map)) {
+    if (!["apiVersion", "kind", "metadata", "items"].includes(key))
+      fail([key], "unknown field (expected one of apiVersion, kind, metadata, items)");
+  }
+  const items = map.items ?? [];
+  if (!Array.isArray(items)) {
+    fail(["items"], `must be a list of ${POLICY_KIND} objects, got ${describe(items)}`);
+    return [];
+  }
+  return items.map((item, i) => [item, ["items", i]]);
+}
+
 /**
- * Parses ConnectionPolicy documents (multi-document YAML). Empty documents are skipped.
- * Every policy is validated and normalized; names must be unique within the text.
- * Throws a PolicyError naming the source, the document (1-based), its line and the field.
+ * Reads ConnectionPolicy documents (multi-document YAML or JSON; Lists expanded). Empty
+ * documents are skipped. Names must be unique within the text. Reports every problem.
  */
-export function parsePolicyYaml(text: string, source: string): ConnectionPolicy[] {
+export function readPolicyText(text: string, source: string): ReadPolicies {
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, {
     lineCounter: lines,
     prettyErrors: true,
     uniqueKeys: true,
   });
-  if (!Array.isArray(docs)) {
-    // parseAllDocuments returns an EmptyStream for empty input.
-    return [];
-  }
-  const out: ConnectionPolicy[] = [];
-  const names = new Map<string, number>();
+  const policies: LocatedPolicy[] = [];
+  const problems: TextProblem[] = [];
+  // parseAllDocuments returns an EmptyStream for empty input.
+  if (!Array.isArray(docs)) return { policies, problems };
+  const names = new Map<string, string>();
   docs.forEach((doc, i) => {
     const n = i + 1;
-    const where = (line: number | undefined) =>
-      `${source}: document ${n}${line === undefined || Number.isNaN(line) ? "" : `, line ${line}`}`;
+    const where = (line: number | undefined, prefix: FieldPath = []) =>
+      `${source}: document ${n}${prefix.length > 0 ? `, ${formatPath(prefix)}` : ""}${
+        line === undefined || Number.isNaN(line) ? "" : `, line ${line}`
+      }`;
     const [err] = doc.errors;
     if (err !== undefined) {
       const first = err.message.split("\n")[0]!;
       const line =
         err.linePos?.[0]?.line ?? Number(/ at line (\d+)/.exec(first)?.[1] ?? Number.NaN);
       const message = first.replace(/ at line \d+, column \d+:?$/, "");
-      throw new PolicyError(`${where(line)}: invalid YAML: ${message}`, "invalid-yaml", {
-        cause: err,
-      });
+      problems.push({ message: `${where(line)}: invalid YAML: ${message}`, code: "invalid-yaml" });
+      return;
     }
-    const value = doc.toJS({ maxAliasCount: 100 }) as Json | undefined;
-    if (value === null || value === undefined) return;
-    let name: string | undefined;
-    let policy: ConnectionPolicy;
+    let value: Json | undefined;
     try {
-      policy = readDocument(value, (v) => {
-        name = v;
-      });
+      value = doc.toJS({ maxAliasCount: 100 }) as Json | undefined;
     } catch (e) {
-      if (!(e instanceof DocumentProblem)) throw PolicyError.from(e, "invalid-document");
+      const why = e instanceof Error ? e.message : String(e);
+      problems.push({ message: `${where(undefined)}: invalid YAML: ${why}`, code: "invalid-yaml" });
+      return;
+    }
+    if (value === null || value === undefined) return;
+    const objects = objectsOf(value, (path, problem) =>
+      problems.push({
+        message: `${where(lineOf(doc, lines, path))}: invalid list: ${formatPath(path)}: ${problem}`,
+        code: "invalid-document",
+      }),
+    );
+    for (const [object, prefix] of objects) {
+      const read = policyFromObject(object);
       const subject =
-        name === undefined ? "invalid policy document" : `invalid policy ${JSON.stringify(name)}`;
-      const field = e.path.length === 0 ? "" : `${formatPath(e.path)}: `;
-      throw new PolicyError(
-        `${where(lineOf(doc, lines, e.path))}: ${subject}: ${field}${e.problem}`,
-        "invalid-document",
+        read.name === undefined
+          ? "invalid policy document"
+          : `invalid policy ${JSON.stringify(read.name)}`;
+      // In the order of the text (a stable sort keeps the order of one line's problems).
+      const located = read.problems
+        .map((p) => ({ p, line: lineOf(doc, lines, [...prefix, ...p.path]) }))
+        .sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+      for (const { p, line } of located) {
+        const field = p.path.length === 0 ? "" : `${formatPath(p.path)}: `;
+        problems.push({
+          message: `${where(line, prefix)}: ${subject}: ${field}${p.problem}`,
+          code: p.code,
+        });
+      }
+      if (read.policy === undefined) continue;
+      const at = where(lineOf(doc, lines, [...prefix, "metadata", "name"]), prefix);
+      const prev = names.get(read.policy.name);
+      if (prev !== undefined) {
+        problems.push({
+          message: `${at}: duplicate policy ${JSON.stringify(read.policy.name)}: also defined in ${prev}`,
+          code: "duplicate-policy",
+        });
+        continue;
+      }
+      names.set(
+        read.policy.name,
+        `document ${n}${prefix.length > 0 ? `, ${formatPath(prefix)}` : ""}`,
       );
+      policies.push({ policy: read.policy, where: at });
     }
-    const [violation] = policyViolations(policy);
-    if (violation !== undefined) {
-      const path = documentPath(violation.path);
-      throw new PolicyError(
-        `${where(lineOf(doc, lines, path))}: invalid policy ${JSON.stringify(policy.name)}: ${formatPath(path)}: ${violation.problem}`,
-        "invalid-policy",
-      );
-    }
-    const prev = names.get(policy.name);
-    if (prev !== undefined) {
-      throw new PolicyError(
-        `${where(lineOf(doc, lines, ["metadata", "name"]))}: duplicate policy ${JSON.stringify(policy.name)}: also defined in document ${prev}`,
-        "duplicate-policy",
-      );
-    }
-    names.set(policy.name, n);
-    out.push(normalizePolicy(policy));
   });
-  return out;
+  return { policies, problems };
 }
 
-function nonEmpty<T extends object>(obj: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(obj) as [keyof T, unknown][]) {
-    if (
-      Array.isArray(v)
-        ? v.length > 0
-        : typeof v === "object" && v !== null
-          ? Object.keys(v).length > 0
-          : true
-    ) {
-      out[k] = v as T[keyof T];
-    }
-  }
-  return out;
+/** A PolicyError carrying every problem: its message has one line per problem. */
+export function problemsError(problems: readonly TextProblem[]): PolicyError {
+  const err = new PolicyError(problems.map((p) => p.message).join("\n"), problems[0]!.code);
+  return Object.assign(err, { problems: problems.map((p) => p.message) });
+}
+
+/**
+ * Parses ConnectionPolicy documents; throws a PolicyError naming the source, the document
+ * (1-based), its line and the field of every problem, one line each.
+ */
+export function parsePolicyYaml(text: string, source: string): ConnectionPolicy[] {
+  const read = readPolicyText(text, source);
+  if (read.problems.length > 0) throw problemsError(read.problems);
+  return read.policies.map((p) => p.policy);
 }
 
 /** The YAML document of a policy (for `policy get -o yaml`); parsePolicyYaml reads it back. */
 export function policyToYaml(p: ConnectionPolicy): string {
-  const metadata: Record<string, string> = { name: p.name };
-  if (p.resourceVersion !== "") metadata.resourceVersion = p.resourceVersion;
-  const spec: Record<string, unknown> = {
-    priority: p.priority,
-    action: p.action === Action.DENY ? "DENY" : p.action === Action.ALLOW ? "ALLOW" : "UNSPECIFIED",
-  };
-  if (p.description !== "") spec.description = p.description;
-  spec.from = p.from.map((s) =>
-    nonEmpty({
-      clusters: s.clusters,
-      clusterLabels: s.clusterLabels,
-      namespaces: s.namespaces,
-      services: s.services,
-      workloadLabels: s.workloadLabels,
-      serviceAccounts: s.serviceAccounts,
-    }),
-  );
-  spec.to = p.to.map((d) =>
-    nonEmpty({
-      clusters: d.clusters,
-      clusterLabels: d.clusterLabels,
-      namespaces: d.namespaces,
-      services: d.services,
-      ports: d.ports,
-    }),
-  );
-  return stringify(
-    { apiVersion: POLICY_API_VERSION, kind: POLICY_KIND, metadata, spec },
-    { lineWidth: 0 },
-  );
+  return stringify(policyToObject(p), { lineWidth: 0 });
 }

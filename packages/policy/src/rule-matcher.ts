@@ -6,7 +6,7 @@ import {
   type SourceSelector,
   type WorkloadIdentity,
 } from "@isthmus/proto";
-import { canonicalJson } from "./content-hash.js";
+import { contentJson } from "./content-hash.js";
 import { compileGlob, type Glob } from "./glob.js";
 import { isGlob } from "./policy-validate.js";
 
@@ -96,7 +96,7 @@ export function compileRule(p: ConnectionPolicy): CompiledRule {
     priority: p.priority,
     deny: p.action === Action.DENY,
     policy: p,
-    signature: canonicalJson({ priority: p.priority, action: p.action, from: p.from, to: p.to }),
+    signature: contentJson({ priority: p.priority, action: p.action, from: p.from, to: p.to }),
     from: p.from.map(compileSource),
     to: p.to.map(compileDestination),
   };

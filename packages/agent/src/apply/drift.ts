@@ -1,6 +1,7 @@
 // Drift: what someone else did to an object the agent owns, and the object that undoes it.
-import { MANAGED_BY_LABEL } from "../render/meta.js";
-import type { KubeObject } from "../render/types.js";
+
+import type { KubeObject } from "../kube-object.js";
+import { MANAGED_BY_LABEL } from "../ownership.js";
 
 /** "changed": the live content differed from what the agent wrote; "deleted": it was gone. */
 export type DriftChange = "changed" | "deleted";

@@ -15,8 +15,9 @@ import {
   SERVICE_ENTRIES,
   SERVICES,
 } from "../kube/resources.js";
-import { canonicalJson } from "../render/meta.js";
-import type { KubeObject, LocalFacts, LocalServiceEndpoints } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
+import { canonicalJson } from "../kube-object.js";
+import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import {
   buildIdentity,
   buildService,
@@ -63,7 +64,9 @@ export interface ClusterCacheOptions {
   now?: () => Date;
 }
 
-export interface CatalogChange {
+/** A catalog delta and when it began (not the policy engine's `CatalogChange`, one change
+ * of a hub-wide catalog). */
+export interface TimedCatalogDelta {
   delta: CatalogDelta;
   /** When the earliest change in the delta was observed (watch event time). */
   originTime: Date;
@@ -85,7 +88,7 @@ export interface ClusterCache {
   /** Builds the whole catalog and makes it the baseline of later deltas. */
   fullSnapshot(): { snapshot: CatalogSnapshot; originTime: Date };
   /** The changes since the last snapshot or delta, undefined when nothing changed. */
-  takeDelta(): CatalogChange | undefined;
+  takeDelta(): TimedCatalogDelta | undefined;
   /** A live Istio object of a rendered kind (owned or not): apiVersion, kind and metadata
    * (name, namespace, labels, annotations, resourceVersion, uid), without spec; an owned one
    * carries the hash of its live content (`liveHashOf`). */
@@ -111,6 +114,10 @@ function getOrCreate<K, V>(map: Map<K, V>, key: K, make: () => V): V {
   return value;
 }
 
+/**
+ * Long as a closure, not as one job: its inner functions share the informers, their indexes and
+ * the catalog baseline; none is over about 80 lines.
+ */
 export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
   const logger = options.logger ?? silentLogger;
   const istioNs = options.istioNamespace ?? "istio-system";

@@ -10,8 +10,8 @@ import {
   type WorkloadIdentity,
   WorkloadIdentitySchema,
 } from "@isthmus/proto";
-import { canonicalJson } from "../render/meta.js";
-import type { LocalServiceEndpoints } from "../render/types.js";
+import { canonicalJson } from "../kube-object.js";
+import type { LocalServiceEndpoints } from "../local-facts.js";
 import {
   type EndpointSliceView,
   matchesSelector,
@@ -51,7 +51,9 @@ export function appProtocolOf(port: { name?: string; appProtocol?: string }): st
   return name.includes("-") && knownAppProtocols.has(prefix) ? prefix : "";
 }
 
-export function servicePorts(svc: ServiceView): ServicePort[] {
+/** The ports of a Service as the catalog reports them (the policy engine has its own
+ * `servicePorts`: the distinct port numbers a decision is kept for). */
+export function catalogPorts(svc: ServiceView): ServicePort[] {
   return (svc.spec.ports ?? []).map((p) =>
     create(ServicePortSchema, {
       name: p.name ?? "",
@@ -73,7 +75,7 @@ function sortedRecord(r: Record<string, string> | undefined): Record<string, str
 export function endpointsOf(
   slices: readonly EndpointSliceView[],
   inMesh: boolean,
-  servicePorts: ServiceView["spec"]["ports"] = [],
+  catalogPorts: ServiceView["spec"]["ports"] = [],
 ): LocalServiceEndpoints {
   const addresses = new Set<string>();
   const targetPorts: Record<string, number> = {};
@@ -89,7 +91,7 @@ export function endpointsOf(
   }
   const podPorts: Record<number, number> = {};
   let podPortsKnown = true;
-  for (const p of servicePorts ?? []) {
+  for (const p of catalogPorts ?? []) {
     const numeric =
       p.targetPort === undefined
         ? p.port
@@ -132,7 +134,7 @@ export function buildService(
   return create(ServiceSchema, {
     namespace: svc.metadata.namespace ?? "",
     name: svc.metadata.name,
-    ports: servicePorts(svc),
+    ports: catalogPorts(svc),
     labels: sortedRecord(svc.metadata.labels),
     selector: sortedRecord(selector),
     visibility:

@@ -9,9 +9,10 @@ import {
   type UPDATE,
   type Watch,
 } from "@kubernetes/client-node";
+import { assignDefined } from "../assign-defined.js";
 import type { KubeClient } from "../kube/client.js";
 import type { Resource } from "../kube/resources.js";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
 
 export type InformerEvent = typeof ADD | typeof UPDATE | typeof DELETE;
 export type Delay = (ms: number) => Promise<void>;
@@ -73,6 +74,10 @@ export interface Informer<T extends KubeObject> {
 
 type WatchFn = Watch["watch"];
 
+/**
+ * Long as a closure, not as one job: its inner functions share one informer's cache, watch
+ * and restart state; none is over about 80 lines.
+ */
 export function createInformer<T extends KubeObject = KubeObject>(
   options: InformerOptions<T>,
 ): Informer<T> {
@@ -115,9 +120,11 @@ export function createInformer<T extends KubeObject = KubeObject>(
 
   const listFn = async (): Promise<KubernetesListObject<T>> => {
     const listOptions: Parameters<KubeClient["list"]>[1] = {};
-    if (options.namespace !== undefined) listOptions.namespace = options.namespace;
-    if (options.labelSelector !== undefined) listOptions.labelSelector = options.labelSelector;
-    if (options.fieldSelector !== undefined) listOptions.fieldSelector = options.fieldSelector;
+    assignDefined(listOptions, {
+      namespace: options.namespace,
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+    });
     const result = await client.list(resource, listOptions);
     const items = result.items.map(transform);
     if (!status.synced) {

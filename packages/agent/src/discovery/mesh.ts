@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type MeshFacts, MeshFactsSchema, type Warning, WarningSchema } from "@isthmus/proto";
 import { parse } from "yaml";
-import type { KubeObject } from "../render/types.js";
+import type { KubeObject } from "../kube-object.js";
 import type { ServiceView } from "./objects.js";
 
 export const NETWORK_LABEL = "topology.istio.io/network";

@@ -1,5 +1,6 @@
-import { CONTENT_HASH_ANNOTATION, contentHash, isOwned, MANAGED_BY_LABEL } from "../render/meta.js";
-import type { KubeObject, ObjectMeta } from "../render/types.js";
+import { assignDefined } from "../assign-defined.js";
+import type { KubeObject, ObjectMeta } from "../kube-object.js";
+import { CONTENT_HASH_ANNOTATION, contentHash, isOwned, MANAGED_BY_LABEL } from "../ownership.js";
 
 type Meta = ObjectMeta;
 
@@ -83,9 +84,8 @@ export function slimPod(o: KubeObject): PodView {
   };
   const sa = spec.serviceAccountName ?? spec.serviceAccount;
   if (sa !== undefined) view.spec.serviceAccountName = sa;
-  if (spec.nodeName !== undefined) view.spec.nodeName = spec.nodeName;
-  if (status.phase !== undefined) view.status.phase = status.phase;
-  if (status.podIP !== undefined) view.status.podIP = status.podIP;
+  assignDefined(view.spec, { nodeName: spec.nodeName });
+  assignDefined(view.status, { phase: status.phase, podIP: status.podIP });
   return view;
 }
 
@@ -98,9 +98,7 @@ export function slimService(o: KubeObject): ServiceView {
     spec: {},
   };
   delete view.metadata.annotations;
-  if (spec.type !== undefined) view.spec.type = spec.type;
-  if (spec.selector !== undefined) view.spec.selector = spec.selector;
-  if (spec.ports !== undefined) view.spec.ports = spec.ports;
+  assignDefined(view.spec, { type: spec.type, selector: spec.selector, ports: spec.ports });
   if (o.status !== undefined) view.status = o.status as ServiceView["status"];
   return view;
 }
@@ -113,7 +111,7 @@ export function slimEndpointSlice(o: KubeObject): EndpointSliceView {
     metadata: pick(o.metadata),
   };
   delete view.metadata.annotations;
-  if (s.addressType !== undefined) view.addressType = s.addressType;
+  assignDefined(view, { addressType: s.addressType });
   if (s.endpoints !== undefined)
     view.endpoints = s.endpoints.map((e) => {
       const ep: { addresses: string[]; conditions?: { ready?: boolean | null } } = {

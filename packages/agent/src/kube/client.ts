@@ -1,3 +1,7 @@
+// The agent's Kubernetes REST client: the few calls it makes (list, get, create, replace,
+// server-side apply, delete, watch) as plain JSON over node:http(s), with the kubeconfig's
+// TLS settings and credentials. About 400 lines: one closure over the connection agents and
+// the reused credentials; errors are api-error.ts, kubeconfig loading kubeconfig.ts.
 import {
   Agent as HttpAgent,
   request as httpRequest,
@@ -5,39 +9,14 @@ import {
   STATUS_CODES,
 } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { KubeConfig } from "@kubernetes/client-node";
-import type { KubeObject } from "../render/types.js";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeObject } from "../kube-object.js";
+import { isKubeApiError, KubeApiError, parseError } from "./api-error.js";
 import { apiVersionOf, collectionPath, objectPath, type Resource } from "./resources.js";
 
-/** A failed Kubernetes API call, with the HTTP status and the Status reason. */
-export class KubeApiError extends Error {
-  override readonly name = "KubeApiError";
-
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-    readonly retryAfterSeconds: number | undefined = undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-
-  /** Conflicts, throttling, server errors and network failures: worth a retry. */
-  get transient(): boolean {
-    return this.code === 0 || this.code === 409 || this.code === 429 || this.code >= 500;
-  }
-
-  static from(err: unknown): KubeApiError {
-    if (isKubeApiError(err)) return err;
-    const message = err instanceof Error ? err.message : String(err);
-    return new KubeApiError(0, "NetworkError", message, undefined, { cause: err });
-  }
-}
-
-export function isKubeApiError(err: unknown): err is KubeApiError {
-  return err instanceof Error && err.name === "KubeApiError";
-}
+// Re-exported: callers import the client's errors and kubeconfig loaders from here.
+export { isKubeApiError, KubeApiError } from "./api-error.js";
+export { kubeConfigFromDefault, kubeConfigFromString } from "./kubeconfig.js";
 
 export interface ListResult {
   items: KubeObject[];
@@ -90,56 +69,6 @@ export interface KubeClient {
   ): Promise<AbortController>;
 }
 
-function parseError(
-  status: number,
-  text: string,
-  retryAfterHeader: string | undefined,
-  what: string,
-): KubeApiError {
-  let reason = "";
-  let message = text.slice(0, 500);
-  let retryAfter: number | undefined;
-  try {
-    const parsed = JSON.parse(text) as {
-      reason?: string;
-      message?: string;
-      details?: { retryAfterSeconds?: number };
-    };
-    reason = parsed.reason ?? "";
-    message = parsed.message ?? message;
-    retryAfter = parsed.details?.retryAfterSeconds;
-  } catch {
-    // not a Status object: keep the raw text
-  }
-  if (
-    retryAfter === undefined &&
-    retryAfterHeader !== undefined &&
-    /^[0-9]+$/.test(retryAfterHeader)
-  )
-    retryAfter = Number(retryAfterHeader);
-  return new KubeApiError(
-    status,
-    reason,
-    `${what}: ${status} ${reason} ${message}`.replace(/\s+/g, " ").trim(),
-    retryAfter,
-  );
-}
-
-/** A kubeconfig from YAML text (e.g. kubesim's `kubeconfig()`), for callers without client-node. */
-export function kubeConfigFromString(text: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromString(text);
-  return kc;
-}
-
-/** The kubeconfig in the usual places: KUBECONFIG, ~/.kube/config, or in-cluster. */
-export function kubeConfigFromDefault(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path !== undefined) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 /** How long credentials from an auth provider or exec plugin are reused before client-node
  * is asked again (it caches tokens itself and refreshes them when they expire). */
 const DYNAMIC_AUTH_TTL_MS = 1000;
@@ -168,7 +97,10 @@ export interface KubeClientOptions {
   now?: () => number;
 }
 
-/** A client over the kubeconfig's current context (its TLS settings and credentials). */
+/** A client over the kubeconfig's current context (its TLS settings and credentials).
+ * Long as a closure, not as one job: its inner functions share the connection agents and the
+ * reused credentials; none is over about 80 lines.
+ */
 export function createKubeClient(config: KubeConfig, options: KubeClientOptions = {}): KubeClient {
   const clock = options.now ?? Date.now;
   const server = config.getCurrentCluster()?.server;

@@ -1,8 +1,10 @@
 import type { AccessIntent, AccessRule } from "@isthmus/proto";
 import type { IAuthorizationPolicy } from "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy";
+import type { KubeObject } from "../kube-object.js";
+import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import type { IntentHeader } from "./import.js";
 import { finish, objectName } from "./meta.js";
-import type { KubeObject, LocalFacts, LocalServiceEndpoints, ObjectError } from "./types.js";
+import type { ObjectError } from "./types.js";
 
 /**
  * An Istio principal as the hub sends it: `<trust domain>/ns/<namespace>/sa/<service account>`

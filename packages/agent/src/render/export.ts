@@ -1,9 +1,10 @@
 import type { ExportIntent } from "@isthmus/proto";
+import type { KubeObject } from "../kube-object.js";
+import type { LocalFacts } from "../local-facts.js";
 import type { IntentHeader } from "./import.js";
 import { clusterHost, clustersetHost, finish, objectName } from "./meta.js";
 import { renderPorts } from "./ports.js";
 import { localEndpoints, seSpec } from "./service-entry.js";
-import type { KubeObject, LocalFacts } from "./types.js";
 
 /**
  * ExportIntent -> a ServiceEntry whose endpoints are the local ready pods, for the clusterset

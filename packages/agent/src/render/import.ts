@@ -1,9 +1,10 @@
 import type { ImportBackend, ImportBackendIntent, ImportIntent } from "@isthmus/proto";
 import type { IDestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
+import type { KubeObject } from "../kube-object.js";
+import type { LocalFacts } from "../local-facts.js";
 import { clusterHost, clustersetHost, finish, objectName } from "./meta.js";
 import { renderPorts } from "./ports.js";
 import { gatewayEndpoints, localEndpoints, seSpec } from "./service-entry.js";
-import type { KubeObject, LocalFacts } from "./types.js";
 
 export interface IntentHeader {
   name: string;

@@ -1,10 +1,12 @@
 import { toJsonString } from "@bufbuild/protobuf";
 import { type ImportBackend, type Intent, IntentSchema } from "@isthmus/proto";
+import type { LocalFacts } from "../local-facts.js";
+import { INTENT_SOURCE_ANNOTATION } from "../ownership.js";
 import { renderAccess } from "./access.js";
 import { renderExport } from "./export.js";
 import { type IntentHeader, renderImport, renderImportBackend } from "./import.js";
-import { INTENT_SOURCE_ANNOTATION, isDns1123Label } from "./meta.js";
-import type { LocalFacts, RenderResult } from "./types.js";
+import { isDns1123Label } from "./meta.js";
+import type { RenderResult } from "./types.js";
 
 export * from "./meta.js";
 export { istioProtocol, renderPorts } from "./ports.js";

@@ -1,15 +1,14 @@
-import { createHash } from "node:crypto";
-import type { KubeObject } from "./types.js";
-
-export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
-export const MANAGED_BY_VALUE = "isthmus";
-export const INTENT_LABEL = "isthmus.dev/intent";
-export const INTENT_NAME_ANNOTATION = "isthmus.dev/intent-name";
-export const INTENT_VERSION_ANNOTATION = "isthmus.dev/intent-version";
-export const CONTENT_HASH_ANNOTATION = "isthmus.dev/content-hash";
-/** JSON of the intent an Import or Export object was rendered from, so that a restarted
- * agent can re-render it when local endpoints change without asking the hub. */
-export const INTENT_SOURCE_ANNOTATION = "isthmus.dev/intent-source";
+import type { KubeObject } from "../kube-object.js";
+import {
+  CONTENT_HASH_ANNOTATION,
+  contentHash,
+  INTENT_LABEL,
+  INTENT_NAME_ANNOTATION,
+  INTENT_VERSION_ANNOTATION,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  sha256Hex,
+} from "../ownership.js";
 
 export const CLUSTERSET_DOMAIN = "svc.clusterset.local";
 
@@ -18,10 +17,6 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
 export function isDns1123Label(s: string): boolean {
   return s.length <= 63 && DNS1123_LABEL.test(s);
-}
-
-function sha256Hex(s: string): string {
-  return createHash("sha256").update(s).digest("hex");
 }
 
 /** `<name>.<ns>.svc.clusterset.local` */
@@ -64,66 +59,6 @@ export function escapeIntentName(name: string): string {
   return v;
 }
 
-/** JSON with object keys sorted, so that equal content gives equal text. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== "object") return JSON.stringify(value);
-  // One string built in place (no entry arrays): every rendered object is hashed this way.
-  if (Array.isArray(value)) {
-    let out = "[";
-    for (let i = 0; i < value.length; i++) {
-      if (i > 0) out += ",";
-      // An element JSON cannot hold (undefined, a function) stays empty, as in `join`.
-      out += canonicalJson(value[i]) ?? "";
-    }
-    return `${out}]`;
-  }
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  // Sorted in UTF-16 code units, as the default sort (and `<`) orders strings; a few keys
-  // (nearly every object here) by insertion in place, since Array.prototype.sort allocates
-  // a work area per call: every rendered object is hashed this way, and the garbage adds up.
-  if (keys.length > 32) keys.sort();
-  else
-    for (let i = 1; i < keys.length; i++) {
-      const k = keys[i]!;
-      let j = i - 1;
-      for (; j >= 0 && keys[j]! > k; j--) keys[j + 1] = keys[j]!;
-      keys[j + 1] = k;
-    }
-  let out = "{";
-  for (const k of keys) {
-    const v = record[k];
-    if (v === undefined) continue;
-    if (out.length > 1) out += ",";
-    out += `${JSON.stringify(k)}:${canonicalJson(v)}`;
-  }
-  return `${out}}`;
-}
-
-/**
- * The content hash of a rendered object: everything the agent writes (spec, labels,
- * annotations) except the hash annotation itself. Equal hashes mean a write would be a no-op.
- */
-export function contentHash(obj: KubeObject): string {
-  let annotations = obj.metadata.annotations ?? {};
-  if (annotations[CONTENT_HASH_ANNOTATION] !== undefined) {
-    annotations = { ...annotations };
-    delete annotations[CONTENT_HASH_ANNOTATION];
-  }
-  const content: Record<string, unknown> = {
-    apiVersion: obj.apiVersion,
-    kind: obj.kind,
-    name: obj.metadata.name,
-    namespace: obj.metadata.namespace,
-    labels: obj.metadata.labels,
-    annotations,
-  };
-  for (const k of Object.keys(obj)) {
-    if (k !== "metadata" && k !== "apiVersion" && k !== "kind") content[k] = obj[k];
-  }
-  return sha256Hex(canonicalJson(content)).slice(0, 32);
-}
-
 /** Completes an object with the ownership labels, version and content hash. */
 export function finish(
   obj: KubeObject & { metadata: { name: string; namespace: string } },
@@ -148,9 +83,4 @@ export function finish(
   };
   out.metadata.annotations![CONTENT_HASH_ANNOTATION] = contentHash(out);
   return out;
-}
-
-/** Whether a live object carries the Isthmus ownership label. */
-export function isOwned(obj: { metadata?: { labels?: Record<string, string> } }): boolean {
-  return obj.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE;
 }

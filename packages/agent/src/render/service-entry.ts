@@ -1,7 +1,7 @@
 import type { ImportBackend } from "@isthmus/proto";
 import type { IServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1/ServiceEntry";
+import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import type { RenderedPort } from "./ports.js";
-import type { LocalFacts, LocalServiceEndpoints } from "./types.js";
 
 /** Default port of the east-west gateway's AUTO_PASSTHROUGH listener. */
 export const DEFAULT_GATEWAY_PORT = 15443;

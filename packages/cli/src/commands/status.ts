@@ -1,4 +1,3 @@
-import { toJson } from "@bufbuild/protobuf";
 import {
   CatalogEventType,
   type ClusterStatus,
@@ -11,6 +10,7 @@ import {
 import type { Command } from "commander";
 import { stringify } from "yaml";
 import { type ConnectionFlags, withAdmin, withConnectionOptions } from "../connection.js";
+import { plainJson } from "../object-shape.js";
 import { age, type OutputFormat, outputOption, print, table } from "../output.js";
 
 type ReadFlags = ConnectionFlags & { output: OutputFormat };
@@ -137,7 +137,7 @@ export function registerStatusCommands(program: Command): void {
                 `${kind} ${s?.clusterId}/${s?.service?.namespace}/${s?.service?.name}\n`,
               );
             } else {
-              const json = toJson(WatchCatalogResponseSchema, ev);
+              const json = plainJson(WatchCatalogResponseSchema, ev);
               process.stdout.write(
                 flags.output === "json" ? `${JSON.stringify(json)}\n` : `---\n${stringify(json)}`,
               );

@@ -70,6 +70,12 @@ export interface PolicyEngine {
   /** Dry run: the connections whose decision setPolicies(next) would change. */
   impact(next: readonly ConnectionPolicy[]): DecisionChange[];
   readonly catalog: Catalog;
+  /**
+   * Counts the calls that may change what the engine computes (applyCatalog, setPolicies,
+   * setDefaults, counted as they start, whether they change anything or throw): whatever a
+   * caller derives from the engine stays valid while the revision is the same.
+   */
+  revision(): number;
 }
 
 export interface PolicyEngineOptions {

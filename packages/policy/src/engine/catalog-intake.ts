@@ -3,7 +3,7 @@
 // changed, logical services to recompute). Nothing is decided here; settle does that.
 import { type CatalogChange, type ClusterFacts, principalOf } from "@isthmus/model";
 import type { Service, WorkloadIdentity } from "@isthmus/proto";
-import { canonicalJson } from "../content-hash.js";
+import { contentJson } from "../content-hash.js";
 import { PolicyError } from "../errors.js";
 import {
   type Batch,
@@ -16,12 +16,12 @@ import { type EngineState, serviceIntentNames } from "./engine-state.js";
 import { markService } from "./imports-exports.js";
 
 function sameJson(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  return contentJson(a) === contentJson(b);
 }
 
 /** What of a service decides its compiled state (not its labels or annotations). */
 function serviceShapeKey(s: Service): string {
-  return canonicalJson({
+  return contentJson({
     ports: s.ports,
     selector: s.selector,
     inMesh: s.inMesh,

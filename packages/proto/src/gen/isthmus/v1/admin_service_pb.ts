@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/admin_service.proto.
  */
 export const file_isthmus_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5pc3RobXVzL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEiyQIKB0NsdXN0ZXISNgoCaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBJHCgZsYWJlbHMYAiADKAsyHy5pc3RobXVzLnYxLkNsdXN0ZXIuTGFiZWxzRW50cnlCFrpIE5oBEBBAIgZyBBABGD8qBHICGD8SLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcmVzb3VyY2VfdmVyc2lvbhgEIAEoCRJECgx0cnVzdF9kb21haW4YBSABKAlCLrpIK9gBAXImGP0BMiFeW2EtejAtOV0oWy1hLXowLTkuX10qW2EtejAtOV0pPyQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVCgpOYWNrUmVjb3JkEg0KBW5vbmNlGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgDIAMoCSL6BAoNQ2x1c3RlclN0YXR1cxIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhEKCWNvbm5lY3RlZBgCIAEoCBItCglsYXN0X3NlZW4YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWFnZW50X3ZlcnNpb24YBCABKAkSIwoEbWVzaBgFIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEhUKDWFja2VkX3ZlcnNpb24YBiABKAkSFQoNcGVuZGluZ19ub25jZRgHIAEoCRIlCgVuYWNrcxgIIAMoCzIWLmlzdGhtdXMudjEuTmFja1JlY29yZBIlCgh3YXJuaW5ncxgJIAMoCzITLmlzdGhtdXMudjEuV2FybmluZxIVCg1zZXJ2aWNlX2NvdW50GAogASgNEhYKDmlkZW50aXR5X2NvdW50GAsgASgNEi8KC3N0YWxlX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghlbnJvbGxlZBgNIAEoCBI0ChB0b2tlbl9leHBpcmVzX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdpbl9zeW5jGA8gASgIEhgKEGNhdGFsb2dfcmV2aXNpb24YECABKAQSKgoHcmVmdXNlZBgRIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvchIuCg1kcmlmdF9yZXBhaXJzGBIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpchIaChJkcmlmdF9yZXBhaXJfY291bnQYEyABKAQiRAoUQ3JlYXRlQ2x1c3RlclJlcXVlc3QSLAoHY2x1c3RlchgBIAEoCzITLmlzdGhtdXMudjEuQ2x1c3RlckIGukgDyAEBIqABChVDcmVhdGVDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmlzdGhtdXMudjEuQ2x1c3RlchIXCg9ib290c3RyYXBfdG9rZW4YAiABKAkSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKaHViX2NhX3BlbRgEIAEoCSIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IkMKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEisKCGNsdXN0ZXJzGAEgAygLMhkuaXN0aG11cy52MS5DbHVzdGVyU3RhdHVzIigKEUdldENsdXN0ZXJSZXF1ZXN0EhMKAmlkGAEgASgJQge6SARyAhABIj8KEkdldENsdXN0ZXJSZXNwb25zZRIpCgZzdGF0dXMYASABKAsyGS5pc3RobXVzLnYxLkNsdXN0ZXJTdGF0dXMiRQoURGVsZXRlQ2x1c3RlclJlcXVlc3QSEwoCaWQYASABKAlCB7pIBHICEAESGAoQcmVzb3VyY2VfdmVyc2lvbhgCIAEoCSIXChVEZWxldGVDbHVzdGVyUmVzcG9uc2UiMAoZUm90YXRlQ2x1c3RlclRva2VuUmVxdWVzdBITCgJpZBgBIAEoCUIHukgEcgIQASJ/ChpSb3RhdGVDbHVzdGVyVG9rZW5SZXNwb25zZRIXCg9ib290c3RyYXBfdG9rZW4YASABKAkSNAoQdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKaHViX2NhX3BlbRgDIAEoCSJkChRBcHBseVBvbGljaWVzUmVxdWVzdBI7Cghwb2xpY2llcxgBIAMoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeUILukgIkgEFCAEQkE4SDwoHZHJ5X3J1bhgCIAEoCCJzChVBcHBseVBvbGljaWVzUmVzcG9uc2USLgoIcG9saWNpZXMYASADKAsyHC5pc3RobXVzLnYxLkNvbm5lY3Rpb25Qb2xpY3kSKgoGaW1wYWN0GAIgAygLMhouaXN0aG11cy52MS5EZWNpc2lvbkNoYW5nZSIVChNMaXN0UG9saWNpZXNSZXF1ZXN0IkYKFExpc3RQb2xpY2llc1Jlc3BvbnNlEi4KCHBvbGljaWVzGAEgAygLMhwuaXN0aG11cy52MS5Db25uZWN0aW9uUG9saWN5IikKEEdldFBvbGljeVJlcXVlc3QSFQoEbmFtZRgBIAEoCUIHukgEcgIQASJBChFHZXRQb2xpY3lSZXNwb25zZRIsCgZwb2xpY3kYASABKAsyHC5pc3RobXVzLnYxLkNvbm5lY3Rpb25Qb2xpY3kiVwoTRGVsZXRlUG9saWN5UmVxdWVzdBIVCgRuYW1lGAEgASgJQge6SARyAhABEhgKEHJlc291cmNlX3ZlcnNpb24YAiABKAkSDwoHZHJ5X3J1bhgDIAEoCCJCChREZWxldGVQb2xpY3lSZXNwb25zZRIqCgZpbXBhY3QYASADKAsyGi5pc3RobXVzLnYxLkRlY2lzaW9uQ2hhbmdlIngKDkV4cGxhaW5SZXF1ZXN0Ei0KBnNvdXJjZRgBIAEoCzIVLmlzdGhtdXMudjEuU291cmNlUmVmQga6SAPIAQESNwoLZGVzdGluYXRpb24YAiABKAsyGi5pc3RobXVzLnYxLkRlc3RpbmF0aW9uUmVmQga6SAPIAQEiyAEKD0V4cGxhaW5SZXNwb25zZRImCghkZWNpc2lvbhgBIAEoDjIULmlzdGhtdXMudjEuRGVjaXNpb24SDAoEcnVsZRgCIAEoCRIWCg5kZWZhdWx0X3JlYXNvbhgDIAEoCRIRCglwcmluY2lwYWwYBCABKAkSJQoId2FybmluZ3MYBSADKAsyEy5pc3RobXVzLnYxLldhcm5pbmcSLQoIYmFja2VuZHMYBiADKAsyGy5pc3RobXVzLnYxLkJhY2tlbmREZWNpc2lvbiJbCg9CYWNrZW5kRGVjaXNpb24SEgoKY2x1c3Rlcl9pZBgBIAEoCRImCghkZWNpc2lvbhgCIAEoDjIULmlzdGhtdXMudjEuRGVjaXNpb24SDAoEcnVsZRgDIAEoCSJHCg1DYXRhbG9nRmlsdGVyEhIKCmNsdXN0ZXJfaWQYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEg8KB3NlcnZpY2UYAyABKAkiWQoOQ2F0YWxvZ1NlcnZpY2USEgoKY2x1c3Rlcl9pZBgBIAEoCRIkCgdzZXJ2aWNlGAIgASgLMhMuaXN0aG11cy52MS5TZXJ2aWNlEg0KBXN0YWxlGAMgASgIImgKD0NhdGFsb2dJZGVudGl0eRISCgpjbHVzdGVyX2lkGAEgASgJEi4KCGlkZW50aXR5GAIgASgLMhwuaXN0aG11cy52MS5Xb3JrbG9hZElkZW50aXR5EhEKCXByaW5jaXBhbBgDIAEoCSI/ChJMaXN0Q2F0YWxvZ1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuaXN0aG11cy52MS5DYXRhbG9nRmlsdGVyInQKE0xpc3RDYXRhbG9nUmVzcG9uc2USLAoIc2VydmljZXMYASADKAsyGi5pc3RobXVzLnYxLkNhdGFsb2dTZXJ2aWNlEi8KCmlkZW50aXRpZXMYAiADKAsyGy5pc3RobXVzLnYxLkNhdGFsb2dJZGVudGl0eSJAChNXYXRjaENhdGFsb2dSZXF1ZXN0EikKBmZpbHRlchgBIAEoCzIZLmlzdGhtdXMudjEuQ2F0YWxvZ0ZpbHRlciJvChRXYXRjaENhdGFsb2dSZXNwb25zZRIqCgR0eXBlGAEgASgOMhwuaXN0aG11cy52MS5DYXRhbG9nRXZlbnRUeXBlEisKB3NlcnZpY2UYAiABKAsyGi5pc3RobXVzLnYxLkNhdGFsb2dTZXJ2aWNlIhIKEEdldFN0YXR1c1JlcXVlc3QilwEKEUdldFN0YXR1c1Jlc3BvbnNlEhMKC2h1Yl92ZXJzaW9uGAEgASgJEhYKDnN5c3RlbV92ZXJzaW9uGAIgASgJEhQKDHBvbGljeV9jb3VudBgDIAEoDRIrCghjbHVzdGVycxgEIAMoCzIZLmlzdGhtdXMudjEuQ2x1c3RlclN0YXR1cxISCgp3YXJtaW5nX3VwGAUgASgIKncKEENhdGFsb2dFdmVudFR5cGUSIgoeQ0FUQUxPR19FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHwobQ0FUQUxPR19FVkVOVF9UWVBFX1VQU0VSVEVEEAESHgoaQ0FUQUxPR19FVkVOVF9UWVBFX1JFTU9WRUQQAjK4CAoMQWRtaW5TZXJ2aWNlElQKDUNyZWF0ZUNsdXN0ZXISIC5pc3RobXVzLnYxLkNyZWF0ZUNsdXN0ZXJSZXF1ZXN0GiEuaXN0aG11cy52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2USUQoMTGlzdENsdXN0ZXJzEh8uaXN0aG11cy52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiAuaXN0aG11cy52MS5MaXN0Q2x1c3RlcnNSZXNwb25zZRJLCgpHZXRDbHVzdGVyEh0uaXN0aG11cy52MS5HZXRDbHVzdGVyUmVxdWVzdBoeLmlzdGhtdXMudjEuR2V0Q2x1c3RlclJlc3BvbnNlElQKDURlbGV0ZUNsdXN0ZXISIC5pc3RobXVzLnYxLkRlbGV0ZUNsdXN0ZXJSZXF1ZXN0GiEuaXN0aG11cy52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2USYwoSUm90YXRlQ2x1c3RlclRva2VuEiUuaXN0aG11cy52MS5Sb3RhdGVDbHVzdGVyVG9rZW5SZXF1ZXN0GiYuaXN0aG11cy52MS5Sb3RhdGVDbHVzdGVyVG9rZW5SZXNwb25zZRJUCg1BcHBseVBvbGljaWVzEiAuaXN0aG11cy52MS5BcHBseVBvbGljaWVzUmVxdWVzdBohLmlzdGhtdXMudjEuQXBwbHlQb2xpY2llc1Jlc3BvbnNlElEKDExpc3RQb2xpY2llcxIfLmlzdGhtdXMudjEuTGlzdFBvbGljaWVzUmVxdWVzdBogLmlzdGhtdXMudjEuTGlzdFBvbGljaWVzUmVzcG9uc2USSAoJR2V0UG9saWN5EhwuaXN0aG11cy52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uaXN0aG11cy52MS5HZXRQb2xpY3lSZXNwb25zZRJRCgxEZWxldGVQb2xpY3kSHy5pc3RobXVzLnYxLkRlbGV0ZVBvbGljeVJlcXVlc3QaIC5pc3RobXVzLnYxLkRlbGV0ZVBvbGljeVJlc3BvbnNlEkIKB0V4cGxhaW4SGi5pc3RobXVzLnYxLkV4cGxhaW5SZXF1ZXN0GhsuaXN0aG11cy52MS5FeHBsYWluUmVzcG9uc2USTgoLTGlzdENhdGFsb2cSHi5pc3RobXVzLnYxLkxpc3RDYXRhbG9nUmVxdWVzdBofLmlzdGhtdXMudjEuTGlzdENhdGFsb2dSZXNwb25zZRJTCgxXYXRjaENhdGFsb2cSHy5pc3RobXVzLnYxLldhdGNoQ2F0YWxvZ1JlcXVlc3QaIC5pc3RobXVzLnYxLldhdGNoQ2F0YWxvZ1Jlc3BvbnNlMAESSAoJR2V0U3RhdHVzEhwuaXN0aG11cy52MS5HZXRTdGF0dXNSZXF1ZXN0Gh0uaXN0aG11cy52MS5HZXRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_agent_service, file_isthmus_v1_catalog, file_isthmus_v1_policy]);
+  fileDesc("Ch5pc3RobXVzL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmlzdGhtdXMudjEiyQIKB0NsdXN0ZXISNgoCaWQYASABKAlCKrpIJ3IlEAEYPzIfXlthLXowLTldKFstYS16MC05XSpbYS16MC05XSk/JBJHCgZsYWJlbHMYAiADKAsyHy5pc3RobXVzLnYxLkNsdXN0ZXIuTGFiZWxzRW50cnlCFrpIE5oBEBBAIgZyBBABGD8qBHICGD8SLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcmVzb3VyY2VfdmVyc2lvbhgEIAEoCRJECgx0cnVzdF9kb21haW4YBSABKAlCLrpIK9gBAXImGP0BMiFeW2EtejAtOV0oWy1hLXowLTkuX10qW2EtejAtOV0pPyQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVCgpOYWNrUmVjb3JkEg0KBW5vbmNlGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgDIAMoCSL6BAoNQ2x1c3RlclN0YXR1cxIkCgdjbHVzdGVyGAEgASgLMhMuaXN0aG11cy52MS5DbHVzdGVyEhEKCWNvbm5lY3RlZBgCIAEoCBItCglsYXN0X3NlZW4YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWFnZW50X3ZlcnNpb24YBCABKAkSIwoEbWVzaBgFIAEoCzIVLmlzdGhtdXMudjEuTWVzaEZhY3RzEhUKDWFja2VkX3ZlcnNpb24YBiABKAkSFQoNcGVuZGluZ19ub25jZRgHIAEoCRIlCgVuYWNrcxgIIAMoCzIWLmlzdGhtdXMudjEuTmFja1JlY29yZBIlCgh3YXJuaW5ncxgJIAMoCzITLmlzdGhtdXMudjEuV2FybmluZxIVCg1zZXJ2aWNlX2NvdW50GAogASgNEhYKDmlkZW50aXR5X2NvdW50GAsgASgNEi8KC3N0YWxlX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghlbnJvbGxlZBgNIAEoCBI0ChB0b2tlbl9leHBpcmVzX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdpbl9zeW5jGA8gASgIEhgKEGNhdGFsb2dfcmV2aXNpb24YECABKAQSKgoHcmVmdXNlZBgRIAMoCzIZLmlzdGhtdXMudjEuUmVzb3VyY2VFcnJvchIuCg1kcmlmdF9yZXBhaXJzGBIgAygLMhcuaXN0aG11cy52MS5EcmlmdFJlcGFpchIaChJkcmlmdF9yZXBhaXJfY291bnQYEyABKAQiRAoUQ3JlYXRlQ2x1c3RlclJlcXVlc3QSLAoHY2x1c3RlchgBIAEoCzITLmlzdGhtdXMudjEuQ2x1c3RlckIGukgDyAEBIqABChVDcmVhdGVDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmlzdGhtdXMudjEuQ2x1c3RlchIXCg9ib290c3RyYXBfdG9rZW4YAiABKAkSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKaHViX2NhX3BlbRgEIAEoCSIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IkMKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEisKCGNsdXN0ZXJzGAEgAygLMhkuaXN0aG11cy52MS5DbHVzdGVyU3RhdHVzIigKEUdldENsdXN0ZXJSZXF1ZXN0EhMKAmlkGAEgASgJQge6SARyAhABIj8KEkdldENsdXN0ZXJSZXNwb25zZRIpCgZzdGF0dXMYASABKAsyGS5pc3RobXVzLnYxLkNsdXN0ZXJTdGF0dXMiRQoURGVsZXRlQ2x1c3RlclJlcXVlc3QSEwoCaWQYASABKAlCB7pIBHICEAESGAoQcmVzb3VyY2VfdmVyc2lvbhgCIAEoCSIXChVEZWxldGVDbHVzdGVyUmVzcG9uc2UiMAoZUm90YXRlQ2x1c3RlclRva2VuUmVxdWVzdBITCgJpZBgBIAEoCUIHukgEcgIQASJ/ChpSb3RhdGVDbHVzdGVyVG9rZW5SZXNwb25zZRIXCg9ib290c3RyYXBfdG9rZW4YASABKAkSNAoQdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKaHViX2NhX3BlbRgDIAEoCSKEAQoUQXBwbHlQb2xpY2llc1JlcXVlc3QSOQoIcG9saWNpZXMYASADKAsyHC5pc3RobXVzLnYxLkNvbm5lY3Rpb25Qb2xpY3lCCbpIBpIBAxCQThIPCgdkcnlfcnVuGAIgASgIEiAKDnBydW5lX3NlbGVjdG9yGAMgASgJQgi6SAVyAxiAICI+Cg1Qb2xpY3lXYXJuaW5nEg4KBnBvbGljeRgBIAEoCRIMCgRwYXRoGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiwwEKFUFwcGx5UG9saWNpZXNSZXNwb25zZRIuCghwb2xpY2llcxgBIAMoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeRIqCgZpbXBhY3QYAiADKAsyGi5pc3RobXVzLnYxLkRlY2lzaW9uQ2hhbmdlEg4KBnBydW5lZBgDIAMoCRIrCgh3YXJuaW5ncxgEIAMoCzIZLmlzdGhtdXMudjEuUG9saWN5V2FybmluZxIRCgl1bmNoYW5nZWQYBSADKAkiFQoTTGlzdFBvbGljaWVzUmVxdWVzdCJGChRMaXN0UG9saWNpZXNSZXNwb25zZRIuCghwb2xpY2llcxgBIAMoCzIcLmlzdGhtdXMudjEuQ29ubmVjdGlvblBvbGljeSIpChBHZXRQb2xpY3lSZXF1ZXN0EhUKBG5hbWUYASABKAlCB7pIBHICEAEiQQoRR2V0UG9saWN5UmVzcG9uc2USLAoGcG9saWN5GAEgASgLMhwuaXN0aG11cy52MS5Db25uZWN0aW9uUG9saWN5IlcKE0RlbGV0ZVBvbGljeVJlcXVlc3QSFQoEbmFtZRgBIAEoCUIHukgEcgIQARIYChByZXNvdXJjZV92ZXJzaW9uGAIgASgJEg8KB2RyeV9ydW4YAyABKAgiQgoURGVsZXRlUG9saWN5UmVzcG9uc2USKgoGaW1wYWN0GAEgAygLMhouaXN0aG11cy52MS5EZWNpc2lvbkNoYW5nZSJ4Cg5FeHBsYWluUmVxdWVzdBItCgZzb3VyY2UYASABKAsyFS5pc3RobXVzLnYxLlNvdXJjZVJlZkIGukgDyAEBEjcKC2Rlc3RpbmF0aW9uGAIgASgLMhouaXN0aG11cy52MS5EZXN0aW5hdGlvblJlZkIGukgDyAEBIsgBCg9FeHBsYWluUmVzcG9uc2USJgoIZGVjaXNpb24YASABKA4yFC5pc3RobXVzLnYxLkRlY2lzaW9uEgwKBHJ1bGUYAiABKAkSFgoOZGVmYXVsdF9yZWFzb24YAyABKAkSEQoJcHJpbmNpcGFsGAQgASgJEiUKCHdhcm5pbmdzGAUgAygLMhMuaXN0aG11cy52MS5XYXJuaW5nEi0KCGJhY2tlbmRzGAYgAygLMhsuaXN0aG11cy52MS5CYWNrZW5kRGVjaXNpb24iqgEKE0V4cGxhaW5CYXRjaFJlcXVlc3QSNAoFcGFpcnMYASADKAsyGi5pc3RobXVzLnYxLkV4cGxhaW5SZXF1ZXN0Qgm6SAaSAQMQkE4SLAoNZnJvbV9zZWxlY3RvchgCIAEoCzIVLmlzdGhtdXMudjEuU291cmNlUmVmEi8KC3RvX3NlbGVjdG9yGAMgASgLMhouaXN0aG11cy52MS5EZXN0aW5hdGlvblJlZiKoAQoNRXhwbGFpblJlc3VsdBIlCgZzb3VyY2UYASABKAsyFS5pc3RobXVzLnYxLlNvdXJjZVJlZhIvCgtkZXN0aW5hdGlvbhgCIAEoCzIaLmlzdGhtdXMudjEuRGVzdGluYXRpb25SZWYSMAoLZXhwbGFuYXRpb24YAyABKAsyGy5pc3RobXVzLnYxLkV4cGxhaW5SZXNwb25zZRINCgVlcnJvchgEIAEoCSJCChRFeHBsYWluQmF0Y2hSZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkuaXN0aG11cy52MS5FeHBsYWluUmVzdWx0IlsKD0JhY2tlbmREZWNpc2lvbhISCgpjbHVzdGVyX2lkGAEgASgJEiYKCGRlY2lzaW9uGAIgASgOMhQuaXN0aG11cy52MS5EZWNpc2lvbhIMCgRydWxlGAMgASgJIkcKDUNhdGFsb2dGaWx0ZXISEgoKY2x1c3Rlcl9pZBgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSDwoHc2VydmljZRgDIAEoCSJZCg5DYXRhbG9nU2VydmljZRISCgpjbHVzdGVyX2lkGAEgASgJEiQKB3NlcnZpY2UYAiABKAsyEy5pc3RobXVzLnYxLlNlcnZpY2USDQoFc3RhbGUYAyABKAgiaAoPQ2F0YWxvZ0lkZW50aXR5EhIKCmNsdXN0ZXJfaWQYASABKAkSLgoIaWRlbnRpdHkYAiABKAsyHC5pc3RobXVzLnYxLldvcmtsb2FkSWRlbnRpdHkSEQoJcHJpbmNpcGFsGAMgASgJIj8KEkxpc3RDYXRhbG9nUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5pc3RobXVzLnYxLkNhdGFsb2dGaWx0ZXIidAoTTGlzdENhdGFsb2dSZXNwb25zZRIsCghzZXJ2aWNlcxgBIAMoCzIaLmlzdGhtdXMudjEuQ2F0YWxvZ1NlcnZpY2USLwoKaWRlbnRpdGllcxgCIAMoCzIbLmlzdGhtdXMudjEuQ2F0YWxvZ0lkZW50aXR5IkAKE1dhdGNoQ2F0YWxvZ1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuaXN0aG11cy52MS5DYXRhbG9nRmlsdGVyIm8KFFdhdGNoQ2F0YWxvZ1Jlc3BvbnNlEioKBHR5cGUYASABKA4yHC5pc3RobXVzLnYxLkNhdGFsb2dFdmVudFR5cGUSKwoHc2VydmljZRgCIAEoCzIaLmlzdGhtdXMudjEuQ2F0YWxvZ1NlcnZpY2UiEgoQR2V0U3RhdHVzUmVxdWVzdCKXAQoRR2V0U3RhdHVzUmVzcG9uc2USEwoLaHViX3ZlcnNpb24YASABKAkSFgoOc3lzdGVtX3ZlcnNpb24YAiABKAkSFAoMcG9saWN5X2NvdW50GAMgASgNEisKCGNsdXN0ZXJzGAQgAygLMhkuaXN0aG11cy52MS5DbHVzdGVyU3RhdHVzEhIKCndhcm1pbmdfdXAYBSABKAgqdwoQQ2F0YWxvZ0V2ZW50VHlwZRIiCh5DQVRBTE9HX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIfChtDQVRBTE9HX0VWRU5UX1RZUEVfVVBTRVJURUQQARIeChpDQVRBTE9HX0VWRU5UX1RZUEVfUkVNT1ZFRBACMosJCgxBZG1pblNlcnZpY2USVAoNQ3JlYXRlQ2x1c3RlchIgLmlzdGhtdXMudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QaIS5pc3RobXVzLnYxLkNyZWF0ZUNsdXN0ZXJSZXNwb25zZRJRCgxMaXN0Q2x1c3RlcnMSHy5pc3RobXVzLnYxLkxpc3RDbHVzdGVyc1JlcXVlc3QaIC5pc3RobXVzLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlEksKCkdldENsdXN0ZXISHS5pc3RobXVzLnYxLkdldENsdXN0ZXJSZXF1ZXN0Gh4uaXN0aG11cy52MS5HZXRDbHVzdGVyUmVzcG9uc2USVAoNRGVsZXRlQ2x1c3RlchIgLmlzdGhtdXMudjEuRGVsZXRlQ2x1c3RlclJlcXVlc3QaIS5pc3RobXVzLnYxLkRlbGV0ZUNsdXN0ZXJSZXNwb25zZRJjChJSb3RhdGVDbHVzdGVyVG9rZW4SJS5pc3RobXVzLnYxLlJvdGF0ZUNsdXN0ZXJUb2tlblJlcXVlc3QaJi5pc3RobXVzLnYxLlJvdGF0ZUNsdXN0ZXJUb2tlblJlc3BvbnNlElQKDUFwcGx5UG9saWNpZXMSIC5pc3RobXVzLnYxLkFwcGx5UG9saWNpZXNSZXF1ZXN0GiEuaXN0aG11cy52MS5BcHBseVBvbGljaWVzUmVzcG9uc2USUQoMTGlzdFBvbGljaWVzEh8uaXN0aG11cy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0GiAuaXN0aG11cy52MS5MaXN0UG9saWNpZXNSZXNwb25zZRJICglHZXRQb2xpY3kSHC5pc3RobXVzLnYxLkdldFBvbGljeVJlcXVlc3QaHS5pc3RobXVzLnYxLkdldFBvbGljeVJlc3BvbnNlElEKDERlbGV0ZVBvbGljeRIfLmlzdGhtdXMudjEuRGVsZXRlUG9saWN5UmVxdWVzdBogLmlzdGhtdXMudjEuRGVsZXRlUG9saWN5UmVzcG9uc2USQgoHRXhwbGFpbhIaLmlzdGhtdXMudjEuRXhwbGFpblJlcXVlc3QaGy5pc3RobXVzLnYxLkV4cGxhaW5SZXNwb25zZRJRCgxFeHBsYWluQmF0Y2gSHy5pc3RobXVzLnYxLkV4cGxhaW5CYXRjaFJlcXVlc3QaIC5pc3RobXVzLnYxLkV4cGxhaW5CYXRjaFJlc3BvbnNlEk4KC0xpc3RDYXRhbG9nEh4uaXN0aG11cy52MS5MaXN0Q2F0YWxvZ1JlcXVlc3QaHy5pc3RobXVzLnYxLkxpc3RDYXRhbG9nUmVzcG9uc2USUwoMV2F0Y2hDYXRhbG9nEh8uaXN0aG11cy52MS5XYXRjaENhdGFsb2dSZXF1ZXN0GiAuaXN0aG11cy52MS5XYXRjaENhdGFsb2dSZXNwb25zZTABEkgKCUdldFN0YXR1cxIcLmlzdGhtdXMudjEuR2V0U3RhdHVzUmVxdWVzdBodLmlzdGhtdXMudjEuR2V0U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_isthmus_v1_agent_service, file_isthmus_v1_catalog, file_isthmus_v1_policy]);
 
 /**
  * A cluster registered at the hub.
@@ -508,7 +508,7 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
   /**
    * Policies to create or update. A policy with resource_version set is an update that
    * fails with ABORTED unless the stored version matches; empty resource_version creates
-   * the policy or replaces it unconditionally.
+   * the policy or replaces it unconditionally. At least one, unless prune_selector is set.
    *
    * @generated from field: repeated isthmus.v1.ConnectionPolicy policies = 1;
    */
@@ -520,6 +520,14 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
    * @generated from field: bool dry_run = 2;
    */
   dryRun: boolean;
+
+  /**
+   * When set, a Kubernetes label selector (`team=a,env in (prod)`): stored policies whose
+   * labels match it and that are not in `policies` are deleted in the same batch (GitOps).
+   *
+   * @generated from field: string prune_selector = 3;
+   */
+  pruneSelector: string;
 };
 
 /**
@@ -528,6 +536,41 @@ export type ApplyPoliciesRequest = Message<"isthmus.v1.ApplyPoliciesRequest"> & 
  */
 export const ApplyPoliciesRequestSchema: GenMessage<ApplyPoliciesRequest> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_admin_service, 13);
+
+/**
+ * A policy selector that matches nothing the hub knows (a likely typo); not an error.
+ *
+ * @generated from message isthmus.v1.PolicyWarning
+ */
+export type PolicyWarning = Message<"isthmus.v1.PolicyWarning"> & {
+  /**
+   * The policy.
+   *
+   * @generated from field: string policy = 1;
+   */
+  policy: string;
+
+  /**
+   * Field path in the document, e.g. spec.from[0].clusters[1].
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * What matches nothing, e.g. no cluster "prod-euu".
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message isthmus.v1.PolicyWarning.
+ * Use `create(PolicyWarningSchema)` to create a new message.
+ */
+export const PolicyWarningSchema: GenMessage<PolicyWarning> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 14);
 
 /**
  * Result of an apply.
@@ -548,6 +591,28 @@ export type ApplyPoliciesResponse = Message<"isthmus.v1.ApplyPoliciesResponse"> 
    * @generated from field: repeated isthmus.v1.DecisionChange impact = 2;
    */
   impact: DecisionChange[];
+
+  /**
+   * Stored policies deleted by prune_selector (that would be, on dry run), by name.
+   *
+   * @generated from field: repeated string pruned = 3;
+   */
+  pruned: string[];
+
+  /**
+   * Selectors of the given policies that match no cluster, namespace, service or identity
+   * the hub knows now.
+   *
+   * @generated from field: repeated isthmus.v1.PolicyWarning warnings = 4;
+   */
+  warnings: PolicyWarning[];
+
+  /**
+   * Given policies equal to the stored ones: not written, their version kept.
+   *
+   * @generated from field: repeated string unchanged = 5;
+   */
+  unchanged: string[];
 };
 
 /**
@@ -555,7 +620,7 @@ export type ApplyPoliciesResponse = Message<"isthmus.v1.ApplyPoliciesResponse"> 
  * Use `create(ApplyPoliciesResponseSchema)` to create a new message.
  */
 export const ApplyPoliciesResponseSchema: GenMessage<ApplyPoliciesResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 14);
+  messageDesc(file_isthmus_v1_admin_service, 15);
 
 /**
  * Lists policies.
@@ -570,7 +635,7 @@ export type ListPoliciesRequest = Message<"isthmus.v1.ListPoliciesRequest"> & {
  * Use `create(ListPoliciesRequestSchema)` to create a new message.
  */
 export const ListPoliciesRequestSchema: GenMessage<ListPoliciesRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 15);
+  messageDesc(file_isthmus_v1_admin_service, 16);
 
 /**
  * Policies in evaluation order.
@@ -591,7 +656,7 @@ export type ListPoliciesResponse = Message<"isthmus.v1.ListPoliciesResponse"> & 
  * Use `create(ListPoliciesResponseSchema)` to create a new message.
  */
 export const ListPoliciesResponseSchema: GenMessage<ListPoliciesResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 16);
+  messageDesc(file_isthmus_v1_admin_service, 17);
 
 /**
  * Gets one policy.
@@ -612,7 +677,7 @@ export type GetPolicyRequest = Message<"isthmus.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 17);
+  messageDesc(file_isthmus_v1_admin_service, 18);
 
 /**
  * One policy.
@@ -633,7 +698,7 @@ export type GetPolicyResponse = Message<"isthmus.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 18);
+  messageDesc(file_isthmus_v1_admin_service, 19);
 
 /**
  * Deletes one policy.
@@ -668,7 +733,7 @@ export type DeletePolicyRequest = Message<"isthmus.v1.DeletePolicyRequest"> & {
  * Use `create(DeletePolicyRequestSchema)` to create a new message.
  */
 export const DeletePolicyRequestSchema: GenMessage<DeletePolicyRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 19);
+  messageDesc(file_isthmus_v1_admin_service, 20);
 
 /**
  * Deletion result.
@@ -689,7 +754,7 @@ export type DeletePolicyResponse = Message<"isthmus.v1.DeletePolicyResponse"> & 
  * Use `create(DeletePolicyResponseSchema)` to create a new message.
  */
 export const DeletePolicyResponseSchema: GenMessage<DeletePolicyResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 20);
+  messageDesc(file_isthmus_v1_admin_service, 21);
 
 /**
  * Explains one connection.
@@ -717,7 +782,7 @@ export type ExplainRequest = Message<"isthmus.v1.ExplainRequest"> & {
  * Use `create(ExplainRequestSchema)` to create a new message.
  */
 export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 21);
+  messageDesc(file_isthmus_v1_admin_service, 22);
 
 /**
  * Why a connection is allowed or denied.
@@ -773,7 +838,109 @@ export type ExplainResponse = Message<"isthmus.v1.ExplainResponse"> & {
  * Use `create(ExplainResponseSchema)` to create a new message.
  */
 export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 22);
+  messageDesc(file_isthmus_v1_admin_service, 23);
+
+/**
+ * Explains many connections.
+ *
+ * @generated from message isthmus.v1.ExplainBatchRequest
+ */
+export type ExplainBatchRequest = Message<"isthmus.v1.ExplainBatchRequest"> & {
+  /**
+   * Connections to explain.
+   *
+   * @generated from field: repeated isthmus.v1.ExplainRequest pairs = 1;
+   */
+  pairs: ExplainRequest[];
+
+  /**
+   * With to_selector: every catalog identity whose cluster, namespace and service account
+   * match these names or globs is a source.
+   *
+   * @generated from field: isthmus.v1.SourceRef from_selector = 2;
+   */
+  fromSelector?: SourceRef | undefined;
+
+  /**
+   * With from_selector: every catalog service whose cluster, namespace and name match these
+   * names or globs is a destination (empty cluster: each logical service once, any backing
+   * cluster); port as given (0: any).
+   *
+   * @generated from field: isthmus.v1.DestinationRef to_selector = 3;
+   */
+  toSelector?: DestinationRef | undefined;
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainBatchRequest.
+ * Use `create(ExplainBatchRequestSchema)` to create a new message.
+ */
+export const ExplainBatchRequestSchema: GenMessage<ExplainBatchRequest> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 24);
+
+/**
+ * One explained connection.
+ *
+ * @generated from message isthmus.v1.ExplainResult
+ */
+export type ExplainResult = Message<"isthmus.v1.ExplainResult"> & {
+  /**
+   * The source.
+   *
+   * @generated from field: isthmus.v1.SourceRef source = 1;
+   */
+  source?: SourceRef | undefined;
+
+  /**
+   * The destination.
+   *
+   * @generated from field: isthmus.v1.DestinationRef destination = 2;
+   */
+  destination?: DestinationRef | undefined;
+
+  /**
+   * The decision and why; unset when error is set.
+   *
+   * @generated from field: isthmus.v1.ExplainResponse explanation = 3;
+   */
+  explanation?: ExplainResponse | undefined;
+
+  /**
+   * Why the connection could not be explained (e.g. an unknown destination service).
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainResult.
+ * Use `create(ExplainResultSchema)` to create a new message.
+ */
+export const ExplainResultSchema: GenMessage<ExplainResult> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 25);
+
+/**
+ * Every connection explained, pairs first, then the matrix (sources, then destinations, in
+ * catalog order).
+ *
+ * @generated from message isthmus.v1.ExplainBatchResponse
+ */
+export type ExplainBatchResponse = Message<"isthmus.v1.ExplainBatchResponse"> & {
+  /**
+   * One result per connection.
+   *
+   * @generated from field: repeated isthmus.v1.ExplainResult results = 1;
+   */
+  results: ExplainResult[];
+};
+
+/**
+ * Describes the message isthmus.v1.ExplainBatchResponse.
+ * Use `create(ExplainBatchResponseSchema)` to create a new message.
+ */
+export const ExplainBatchResponseSchema: GenMessage<ExplainBatchResponse> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_admin_service, 26);
 
 /**
  * The decision for one backing cluster of a destination.
@@ -808,7 +975,7 @@ export type BackendDecision = Message<"isthmus.v1.BackendDecision"> & {
  * Use `create(BackendDecisionSchema)` to create a new message.
  */
 export const BackendDecisionSchema: GenMessage<BackendDecision> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 23);
+  messageDesc(file_isthmus_v1_admin_service, 27);
 
 /**
  * Filters for the catalog.
@@ -843,7 +1010,7 @@ export type CatalogFilter = Message<"isthmus.v1.CatalogFilter"> & {
  * Use `create(CatalogFilterSchema)` to create a new message.
  */
 export const CatalogFilterSchema: GenMessage<CatalogFilter> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 24);
+  messageDesc(file_isthmus_v1_admin_service, 28);
 
 /**
  * A service in the catalog with where it lives.
@@ -878,7 +1045,7 @@ export type CatalogService = Message<"isthmus.v1.CatalogService"> & {
  * Use `create(CatalogServiceSchema)` to create a new message.
  */
 export const CatalogServiceSchema: GenMessage<CatalogService> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 25);
+  messageDesc(file_isthmus_v1_admin_service, 29);
 
 /**
  * A workload identity in the catalog with where it lives.
@@ -913,7 +1080,7 @@ export type CatalogIdentity = Message<"isthmus.v1.CatalogIdentity"> & {
  * Use `create(CatalogIdentitySchema)` to create a new message.
  */
 export const CatalogIdentitySchema: GenMessage<CatalogIdentity> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 26);
+  messageDesc(file_isthmus_v1_admin_service, 30);
 
 /**
  * Lists the catalog.
@@ -934,7 +1101,7 @@ export type ListCatalogRequest = Message<"isthmus.v1.ListCatalogRequest"> & {
  * Use `create(ListCatalogRequestSchema)` to create a new message.
  */
 export const ListCatalogRequestSchema: GenMessage<ListCatalogRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 27);
+  messageDesc(file_isthmus_v1_admin_service, 31);
 
 /**
  * Catalog entries.
@@ -962,7 +1129,7 @@ export type ListCatalogResponse = Message<"isthmus.v1.ListCatalogResponse"> & {
  * Use `create(ListCatalogResponseSchema)` to create a new message.
  */
 export const ListCatalogResponseSchema: GenMessage<ListCatalogResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 28);
+  messageDesc(file_isthmus_v1_admin_service, 32);
 
 /**
  * Watches the catalog.
@@ -983,7 +1150,7 @@ export type WatchCatalogRequest = Message<"isthmus.v1.WatchCatalogRequest"> & {
  * Use `create(WatchCatalogRequestSchema)` to create a new message.
  */
 export const WatchCatalogRequestSchema: GenMessage<WatchCatalogRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 29);
+  messageDesc(file_isthmus_v1_admin_service, 33);
 
 /**
  * One catalog change.
@@ -1011,7 +1178,7 @@ export type WatchCatalogResponse = Message<"isthmus.v1.WatchCatalogResponse"> & 
  * Use `create(WatchCatalogResponseSchema)` to create a new message.
  */
 export const WatchCatalogResponseSchema: GenMessage<WatchCatalogResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 30);
+  messageDesc(file_isthmus_v1_admin_service, 34);
 
 /**
  * Gets status.
@@ -1026,7 +1193,7 @@ export type GetStatusRequest = Message<"isthmus.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 31);
+  messageDesc(file_isthmus_v1_admin_service, 35);
 
 /**
  * The hub's view of the system.
@@ -1075,7 +1242,7 @@ export type GetStatusResponse = Message<"isthmus.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_admin_service, 32);
+  messageDesc(file_isthmus_v1_admin_service, 36);
 
 /**
  * What happened to a catalog entry.
@@ -1218,6 +1385,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ExplainRequestSchema;
     output: typeof ExplainResponseSchema;
+  },
+  /**
+   * Explains many connections in one call: given pairs, or a matrix of the catalog's
+   * identities and services that match two selectors.
+   *
+   * @generated from rpc isthmus.v1.AdminService.ExplainBatch
+   */
+  explainBatch: {
+    methodKind: "unary";
+    input: typeof ExplainBatchRequestSchema;
+    output: typeof ExplainBatchResponseSchema;
   },
   /**
    * Lists the catalog.
