@@ -61,18 +61,26 @@ async function startHubProcess(): Promise<HubProcess> {
   );
   const child = spawn(process.execPath, [CLI, "hub", "--config", config], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ISTHMUS_LOG_LEVEL: "error" },
+    // Info: the "hub started" record holds the ports. The hub logs per agent, not per call.
+    env: { ...process.env, ISTHMUS_LOG_LEVEL: "info", ISTHMUS_LOG_FORMAT: "json" },
     // A session of its own: with Linux's autogroup scheduling, its own share of the CPU,
     // as on a machine of its own, not one taken from the abusers' or the benchmark's.
     detached: true,
   });
-  child.stderr!.resume();
+  child.stdout!.resume();
+  // The hub logs JSON lines on stderr; its "hub started" record holds the ports.
   const ports = await new Promise<[number, number]>((resolve, reject) => {
     let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /hub listening on port (\d+), metrics on port (\d+)/.exec(out);
-      if (m) resolve([Number(m[1]), Number(m[2])]);
+      for (const line of out.split("\n").slice(0, -1)) {
+        const r = JSON.parse(line) as { message?: string; port?: number; metricsPort?: number };
+        if (r.message !== "hub started") continue;
+        child.stderr!.removeAllListeners("data");
+        child.stderr!.resume();
+        resolve([r.port!, r.metricsPort!]);
+        return;
+      }
     });
     child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${out}`)));
   });

@@ -7,6 +7,7 @@
 // each mismatch.
 import {
   endpointsOf,
+  expandDefaultAccess,
   type LocalFacts,
   type LocalServiceEndpoints,
   renderIntent,
@@ -80,7 +81,14 @@ function renderCluster(
   clusterId: string,
   objects: readonly KubeObject[],
 ): ClusterObjects {
-  const intents = [...engine.intents(clusterId).values()];
+  // What the agent's cache lists as covered by the DefaultAccessIntent: its Services in the
+  // mesh with a selector.
+  const targets = new Map<string, Readonly<Record<string, string>>>();
+  for (const { service: s } of engine.catalog.servicesIn(clusterId).values()) {
+    if (s.inMesh && Object.keys(s.selector).length > 0)
+      targets.set(`${s.namespace}/${s.name}`, s.selector);
+  }
+  const intents = expandDefaultAccess(engine.intents(clusterId).values(), targets);
   const facts = factsOf(engine, clusterId, objects);
   const backends = new Map<string, ImportBackend[]>();
   for (const i of intents) {
@@ -98,9 +106,10 @@ function renderCluster(
   };
   const start = performance.now();
   for (const i of intents) {
-    const v = i.kind.value;
     const extra =
-      i.kind.case === "importIntent" ? (backends.get(`${v?.namespace}/${v?.service}`) ?? []) : [];
+      i.kind.case === "importIntent"
+        ? (backends.get(`${i.kind.value.namespace}/${i.kind.value.service}`) ?? [])
+        : [];
     out.rendered.push(...renderIntent(i, facts, extra).objects);
   }
   out.renderMs = performance.now() - start;

@@ -130,6 +130,7 @@ describe("chart isthmus-agent: templates", () => {
       "--namespace=$(POD_NAMESPACE)",
       "--istio-namespace=istio-system",
       "--listen=0.0.0.0:9090",
+      "--log-format=json",
     ]);
     assert.deepEqual(
       container.env.find((e) => e.name === "POD_NAMESPACE"),

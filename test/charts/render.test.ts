@@ -62,6 +62,14 @@ const AGENT_RBAC: readonly AllowedRule[] = [
     resourceNames: ["isthmus-agent-identity"],
     namespacedOnly: true,
   },
+  // meshCaSecret (agent-everything.yaml): Istio's plug-in CA Secret, read by name.
+  {
+    apiGroup: "",
+    resources: ["secrets"],
+    verbs: ["get"],
+    resourceNames: ["cacerts"],
+    namespacedOnly: true,
+  },
   { apiGroup: "", resources: ["secrets"], verbs: ["create"], namespacedOnly: true },
 ];
 
@@ -89,11 +97,13 @@ const CASES: Case[] = [
     files: ["hub-production.yaml"],
     kinds: [
       "ConfigMap",
+      "ConfigMap",
       "CustomResourceDefinition",
       "Deployment",
       "NetworkPolicy",
       "PersistentVolumeClaim",
       "PodDisruptionBudget",
+      "PrometheusRule",
       "Secret",
       "Service",
       "ServiceAccount",
@@ -205,6 +215,7 @@ describe("charts rendered by the Go template engine", function () {
     sim = await startKubeSim({ namespaces: ["default", NAMESPACE, "istio-system"] });
     sim.create(monitoringCrd("ServiceMonitor", "servicemonitors"));
     sim.create(monitoringCrd("PodMonitor", "podmonitors"));
+    sim.create(monitoringCrd("PrometheusRule", "prometheusrules"));
     kubeconfig = await sim.writeKubeconfig(join(dir, "kubeconfig"));
   });
 
@@ -247,7 +258,7 @@ describe("charts rendered by the Go template engine", function () {
     });
   }
 
-  it("the agent's flags come from values: cluster, hub, server name, locality, extra args", () => {
+  it("the agent's flags come from values: cluster, hub, log format, server name, locality, extra args", () => {
     const { objects } = renderChart(join(CHARTS_DIR, "isthmus-agent"), [
       values("agent-cli.yaml"),
       values("agent-everything.yaml"),
@@ -264,8 +275,10 @@ describe("charts rendered by the Go template engine", function () {
       "--namespace=$(POD_NAMESPACE)",
       "--istio-namespace=istio-system",
       "--listen=0.0.0.0:9090",
+      "--log-format=text",
       "--hub-server-name=hub.internal.example.com",
       "--locality=eu-west-1/eu-west-1a",
+      "--mesh-ca-secret=cacerts",
       "--kubeconfig=/etc/kube/config",
     ]);
     assert.equal(

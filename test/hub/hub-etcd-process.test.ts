@@ -11,21 +11,27 @@ import { isthmusBin, runIsthmus } from "../helpers/cli.js";
 import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
 import { ADMIN_TOKEN, admin } from "../helpers/hub-fixture.js";
 
-/** Starts `isthmus hub` with `args`; resolves with its port once it listens. */
+/** Starts `isthmus hub` with `args`; resolves with its port once it listens (the "hub
+ * started" record of its JSON log on stderr). */
 async function startHub(args: string[]): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [isthmusBin, "hub", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString();
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ISTHMUS_LOG_FORMAT: "json", ISTHMUS_LOG_LEVEL: "info" },
   });
   const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /hub listening on port (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      for (const line of stderr.split("\n").slice(0, -1)) {
+        const record = JSON.parse(line) as { message?: string; port?: number; store?: string };
+        if (record.message === "hub started") {
+          assert.match(
+            record.store ?? "",
+            /^etcd http:\/\/127\.0\.0\.1:\d+ \(prefix \/process\/\)$/,
+          );
+          resolve(record.port!);
+        }
+      }
     });
     child.once("exit", (code) => reject(new Error(`hub exited with ${code}: ${stderr}`)));
   });

@@ -210,13 +210,9 @@ describe("hub", function () {
     agents.push(a, b, c);
     await join_(a, [], [frontendIdentity]);
     await join_(b, [payments], [paymentsIdentity]);
-    // Before any policy, b's service gets the default DENY of other clusters.
-    const defaults = await b.nextDelta();
-    assert.deepEqual(
-      defaults.upserted.map((i) => `${i.name} ${i.kind.case}`),
-      ["access/payments/payments-api accessIntent"],
-    );
-    await b.ackDelta(defaults);
+    // Before any policy, b's service is under the default DENY of other clusters: the
+    // DefaultAccessIntent of b's first delta covers it, with no AccessIntent of its own.
+    assert.deepEqual([...b.applied.keys()], ["default-access"]);
     await join_(c, [], [frontendIdentity]);
 
     const listed = await f.admin.listCatalog({ filter: { service: "payments-api" } }, viewer);
@@ -490,7 +486,7 @@ describe("hub", function () {
     await join_(b, [payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     await a.ackDelta(await a.nextDelta());
-    assert.equal(a.applied.size, 2);
+    assert.equal(a.applied.size, 3); // the import, its backend and the DefaultAccessIntent
     a.stream!.cancel();
     const again = agentWithCert(f, "a", a.certPem, a.keyPem);
     agents.push(again);
@@ -510,6 +506,7 @@ describe("hub", function () {
     const d = await stale.nextDelta();
     assert.deepEqual(d.removed, ["import/old/gone"]);
     assert.deepEqual(d.upserted.map((i) => i.name).sort(), [
+      "default-access",
       "import/payments/payments-api",
       "import/payments/payments-api/b",
     ]);
@@ -630,7 +627,15 @@ describe("hub reliability", function () {
     a2.applied = new Map([["import/old/gone", "v1"]]);
     await a2.connect();
     assert.equal((await a2.next()).message.case, "welcome");
-    // Nothing to add and removals withheld: the hub sends a2 nothing while b is missing.
+    // Additions go out (the DefaultAccessIntent a2 lacks); removals are withheld while b is
+    // missing.
+    const warming = await a2.nextDelta();
+    assert.deepEqual(
+      warming.upserted.map((i) => i.name),
+      ["default-access"],
+    );
+    assert.deepEqual(warming.removed, []);
+    await a2.ackDelta(warming);
     await snapshot(a2, 1n, [], [frontendIdentity]);
     assert.equal((await f.admin.getStatus({}, viewer)).warmingUp, true);
 

@@ -108,7 +108,10 @@ export function runSeed(seed: number) {
   engine.applyCatalog(discovered.flatMap((d) => d.changes) as CatalogChange[]);
   const inputs = scene.map((c, i) => ({
     id: c.id,
-    objects: [...c.objects, ...renderCluster(engine, c.id, discovered[i]!.local)] as KubeObject[],
+    objects: [
+      ...c.objects,
+      ...renderCluster(engine, c.id, discovered[i]!.local, discovered[i]!.accessTargets),
+    ] as KubeObject[],
   }));
   return compareEngine(seed, engine, buildMesh(inputs));
 }

@@ -2,10 +2,12 @@
 // them: the catalog the hub gets (discovery) and the Istio objects it renders from intents.
 import {
   type KubeObject as AgentObject,
+  accessSelectorOf,
   buildMesh as agentMeshFacts,
   buildIdentity,
   buildService,
   endpointsOf,
+  expandDefaultAccess,
   importOf,
   type LocalFacts,
   namespaceInMesh,
@@ -308,6 +310,8 @@ export function discover(c: KubeCluster): {
   facts: ClusterFacts;
   changes: CatalogChange[];
   local: LocalFacts;
+  /** The Services a DefaultAccessIntent covers, as the agent's cache lists them. */
+  accessTargets: Map<string, Readonly<Record<string, string>>>;
 } {
   const o = c.objects;
   const nsLabels = (ns: string) => find(o, "Namespace", undefined, ns)[0]?.metadata.labels;
@@ -374,7 +378,13 @@ export function discover(c: KubeCluster): {
       );
     },
   };
-  return { facts, changes, local };
+  const accessTargets = new Map<string, Readonly<Record<string, string>>>();
+  for (const s of services) {
+    const ns = s.metadata.namespace!;
+    const selector = accessSelectorOf(s as never, nsLabels(ns));
+    if (selector !== undefined) accessTargets.set(`${ns}/${s.metadata.name}`, selector);
+  }
+  return { facts, changes, local, accessTargets };
 }
 
 /** Every object the agent renders from a cluster's intents (import backends joined to their import). */
@@ -382,8 +392,9 @@ export function renderCluster(
   engine: PolicyEngine,
   clusterId: string,
   local: LocalFacts,
+  accessTargets: ReadonlyMap<string, Readonly<Record<string, string>>>,
 ): KubeObject[] {
-  const intents = [...engine.intents(clusterId).values()];
+  const intents = expandDefaultAccess(engine.intents(clusterId).values(), accessTargets);
   const backends = new Map<string, ImportBackend[]>();
   for (const i of intents) {
     const imp = importOf(i);

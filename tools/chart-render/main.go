@@ -1,7 +1,7 @@
 // Command chart-render renders a Helm chart the way `helm template` does, without helm:
 // Go's text/template with sprig and Helm's own functions (include, tpl, toYaml, fromYaml,
 // fromYamlArray, toJson, required, fail, lookup), the .Values, .Release, .Chart,
-// .Capabilities and .Template objects, missingkey=zero and "<no value>" removed. Helm's
+// .Capabilities, .Template and .Files (Get) objects, missingkey=zero and "<no value>" removed. Helm's
 // engine is this same stack; the chart tests (test/charts/) use it where no helm binary is
 // available. Build: tools/chart-render/build.sh (Debian golang-go and
 // golang-github-masterminds-sprig-dev, GOPATH mode, no network).
@@ -109,6 +109,7 @@ func render(o options) (string, error) {
 		"Chart":        helmChart(chartMeta),
 		"Release":      release(o),
 		"Capabilities": capabilities(o),
+		"Files":        chartFiles{root: o.chart},
 	}
 	var out strings.Builder
 	for _, file := range files {
@@ -223,4 +224,16 @@ func withTemplate(top map[string]interface{}, name, chartName string) map[string
 	}
 	out["Template"] = map[string]interface{}{"Name": name, "BasePath": chartName + "/templates"}
 	return out
+}
+
+// chartFiles is .Files: Get reads a file of the chart by its path in the chart, as Helm's
+// does (the dashboards a ConfigMap ships); a missing file is "", as in Helm.
+type chartFiles struct{ root string }
+
+func (f chartFiles) Get(name string) string {
+	b, err := os.ReadFile(filepath.Join(f.root, filepath.FromSlash(name)))
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }

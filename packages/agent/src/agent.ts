@@ -1,6 +1,13 @@
-import { createLogger, type Logger } from "@isthmus/logging";
+import { createLogger, type LogFormat, type Logger } from "@isthmus/logging";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { assignDefined } from "./assign-defined.js";
+import {
+  identitySources,
+  MESH_ROOT_CONFIG_MAP,
+  meshCaSources,
+  meshRootSources,
+  observedIdentity,
+} from "./certificate-sources.js";
 import { type Controller, type ControllerOptions, createController } from "./controller.js";
 import type { Delay } from "./discovery/informer.js";
 import { startHealthServer } from "./http.js";
@@ -36,8 +43,12 @@ export interface AgentConfig {
   istioNamespace?: string;
   /** Cluster locality (region/zone); default from the nodes' topology labels. */
   locality?: string;
+  /** Istio's plug-in CA Secret (in istioNamespace) whose certificates' expiry is exported. */
+  meshCaSecret?: string;
   /** host:port of /healthz, /readyz and /metrics; port 0 picks one; undefined: no server. */
   listen?: string;
+  /** Format of the logger the agent creates when none is given; default json. */
+  logFormat?: LogFormat;
   logger?: Logger;
   /** Identity storage; default the Secret isthmus-agent-identity in `namespace`. */
   identityStore?: IdentityStore;
@@ -86,18 +97,31 @@ function loadKubeConfig(config: AgentConfig): KubeConfig {
 
 /** One agent: the Kubernetes controller, the hub session, health and metrics. */
 export function createAgent(config: AgentConfig): Agent {
-  const logger = (config.logger ?? createLogger({ component: "agent" })).child({
+  const format = config.logFormat === undefined ? {} : { format: config.logFormat };
+  const logger = (config.logger ?? createLogger({ component: "agent", ...format })).child({
     cluster: config.clusterId,
   });
   const client = createKubeClient(loadKubeConfig(config));
+  const identityStore = observedIdentity(
+    config.identityStore ?? createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+  );
+  const istioNamespace = config.istioNamespace ?? "istio-system";
   const metrics = createAgentMetrics(config.clusterId, {
     defaultMetrics: config.listen !== undefined,
+    version: AGENT_VERSION,
+    certificates: async () => [
+      ...identitySources(identityStore.current()),
+      ...meshRootSources(controller.cache.istioConfigMap(MESH_ROOT_CONFIG_MAP), istioNamespace),
+      ...(config.meshCaSecret === undefined
+        ? []
+        : await meshCaSources(client, istioNamespace, config.meshCaSecret)),
+    ],
   });
   const controller = agentController(config, client, metrics, logger);
   controller.reconciler.onEvent((e) => {
     if (e.type === "drift") metrics.driftRepaired(e.repair.kind);
   });
-  const session = agentSession(config, client, controller, metrics, logger);
+  const session = agentSession(config, identityStore, controller, metrics, logger);
 
   let started = false;
   let stopped = false;
@@ -192,7 +216,7 @@ function agentController(
 
 function agentSession(
   config: AgentConfig,
-  client: KubeClient,
+  identityStore: IdentityStore,
   controller: Controller,
   metrics: AgentMetrics,
   logger: Logger,
@@ -203,9 +227,7 @@ function agentSession(
         clusterId: config.clusterId,
         hubAddress: config.hubAddress,
         hubCaPem: config.hubCaPem,
-        identityStore:
-          config.identityStore ??
-          createSecretIdentityStore(client, config.namespace ?? "isthmus-system"),
+        identityStore,
         controller,
         agentVersion: AGENT_VERSION,
         logger,

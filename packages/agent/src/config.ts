@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { parseLogFormat } from "@isthmus/logging";
 import type { AgentConfig } from "./agent.js";
 
 /** Flags, their environment variables and meaning (also in packages/agent/README.md). */
@@ -35,6 +36,11 @@ export const AGENT_FLAGS = {
     help: "cluster locality region/zone (default from node labels)",
   },
   listen: { env: "ISTHMUS_LISTEN", help: "health and metrics address (default 0.0.0.0:9090)" },
+  "mesh-ca-secret": {
+    env: "ISTHMUS_MESH_CA_SECRET",
+    help: "Istio's plug-in CA Secret in the Istio namespace (cacerts) to export the intermediates' expiry of; needs get on it",
+  },
+  "log-format": { env: "ISTHMUS_LOG_FORMAT", help: "log line format: json (default) or text" },
 } as const;
 
 type Flag = keyof typeof AGENT_FLAGS;
@@ -106,6 +112,12 @@ export function parseAgentConfig(
     hubCaPem,
     listen: get("listen") ?? "0.0.0.0:9090",
   };
+  const logFormat = get("log-format");
+  if (logFormat !== undefined)
+    config.logFormat = parseLogFormat(
+      logFormat,
+      `agent: --log-format (or ${AGENT_FLAGS["log-format"].env})`,
+    );
   const tokenFile = get("bootstrap-token-file");
   const token =
     tokenFile !== undefined
@@ -118,6 +130,7 @@ export function parseAgentConfig(
     ["namespace", "namespace"],
     ["istio-namespace", "istioNamespace"],
     ["locality", "locality"],
+    ["mesh-ca-secret", "meshCaSecret"],
   ];
   for (const [flag, key] of optional) {
     const v = get(flag);

@@ -1,4 +1,5 @@
 import { type Logger, silentLogger } from "@isthmus/logging";
+import { withDefaultAccess } from "./apply/default-access.js";
 import { createReconciler, type Reconciler, type ReconcilerOptions } from "./apply/reconciler.js";
 import { assignDefined } from "./assign-defined.js";
 import {
@@ -66,9 +67,12 @@ export function createController(options: ControllerOptions): Controller {
     onWrite: options.onWrite,
     now: options.now,
   });
-  const reconciler = createReconciler(reconcilerOptions);
+  const reconciler = withDefaultAccess(createReconciler(reconcilerOptions), cache);
 
-  cache.onEndpoints((ns, name) => reconciler.endpointsChanged(ns, name));
+  cache.onEndpoints((ns, name) => {
+    reconciler.endpointsChanged(ns, name);
+    void reconciler.serviceChanged(ns, name);
+  });
   cache.onMesh(() => reconciler.meshChanged());
   cache.onRendered((event, obj) => reconciler.objectChanged(obj, event === "delete"));
 

@@ -1,5 +1,5 @@
 import { createLogger, errorField, type Logger } from "@isthmus/logging";
-import { type Agent, createAgent } from "./agent.js";
+import { type Agent, type AgentConfig, createAgent } from "./agent.js";
 import { parseAgentConfig } from "./config.js";
 
 /**
@@ -10,10 +10,19 @@ export async function runAgent(
   argv: string[],
   options: { env?: NodeJS.ProcessEnv; logger?: Logger; signal?: AbortSignal } = {},
 ): Promise<number> {
-  const logger = options.logger ?? createLogger({ component: "agent" });
+  let config: AgentConfig | undefined;
+  let invalid: unknown;
+  try {
+    config = parseAgentConfig(argv, options.env ?? process.env);
+  } catch (err) {
+    invalid = err;
+  }
+  // The format of every line, the first one included, from --log-format or its variable.
+  const logger =
+    options.logger ?? createLogger({ component: "agent", format: config?.logFormat ?? "json" });
   let agent: Agent;
   try {
-    const config = parseAgentConfig(argv, options.env ?? process.env);
+    if (config === undefined) throw invalid;
     agent = createAgent({ ...config, logger });
   } catch (err) {
     logger.error("invalid agent configuration", { err: errorField(err) });
@@ -28,7 +37,7 @@ export async function runAgent(
   try {
     await Promise.race([agent.start(), stopped]);
   } catch (err) {
-    logger.error("agent failed to start", { err: errorField(err) });
+    logger.error("agent failed to start", { err });
     await agent.stop().catch(() => {});
     return 1;
   }

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { type CertificateSources, certificateExpiryGauge } from "./cert-expiry.js";
 import type { InformerStatus } from "./discovery/informer.js";
 import type { SessionState } from "./session.js";
 
@@ -13,14 +14,25 @@ export interface AgentMetrics {
   driftRepaired(kind: string): void;
 }
 
-export function createAgentMetrics(
-  clusterId: string,
-  options: { defaultMetrics?: boolean } = {},
-): AgentMetrics {
+export interface AgentMetricsOptions {
+  /** Node's standard process metrics, unprefixed (`process_*`, `nodejs_*`); default true. */
+  defaultMetrics?: boolean;
+  version: string;
+  /** The certificates whose expiry is exported, read at every scrape. */
+  certificates?: CertificateSources;
+}
+
+export function createAgentMetrics(clusterId: string, options: AgentMetricsOptions): AgentMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ cluster: clusterId });
-  if (options.defaultMetrics !== false)
-    collectDefaultMetrics({ register: registry, prefix: "isthmus_agent_" });
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: "isthmus_build_info",
+    help: "Always 1; the labels tell which build runs",
+    labelNames: ["component", "version", "node"],
+    registers: [registry],
+  }).set({ component: "agent", version: options.version, node: process.versions.node }, 1);
+  if (options.certificates !== undefined) certificateExpiryGauge(registry, options.certificates);
   const informerHealthy = new Gauge({
     name: "isthmus_agent_informer_healthy",
     help: "1 when the informer is listed and watching, 0 while it fails and restarts",
@@ -33,12 +45,14 @@ export function createAgentMetrics(
     labelNames: ["informer"],
     registers: [registry],
   });
-  const informerRestarts = new Gauge({
-    name: "isthmus_agent_informer_restarts",
-    help: "List/watch restarts after errors since the agent started",
+  const informerRestarts = new Counter({
+    name: "isthmus_agent_informer_restarts_total",
+    help: "List/watch restarts after errors",
     labelNames: ["informer"],
     registers: [registry],
   });
+  // The informers report their running count of restarts; the counter adds what is new.
+  const restartsSeen = new Map<string, number>();
   const writes = new Counter({
     name: "isthmus_agent_object_writes_total",
     help: "Istio object reconciliations by outcome (apply, delete, noop, error)",
@@ -78,7 +92,10 @@ export function createAgentMetrics(
     informer(s) {
       informerHealthy.set({ informer: s.name }, s.healthy ? 1 : 0);
       informerSynced.set({ informer: s.name }, s.synced ? 1 : 0);
-      informerRestarts.set({ informer: s.name }, s.restarts);
+      const added = s.restarts - (restartsSeen.get(s.name) ?? 0);
+      restartsSeen.set(s.name, s.restarts);
+      // Created at 0 so that rate() sees the first restart of an informer.
+      informerRestarts.inc({ informer: s.name }, Math.max(0, added));
     },
     write: (op) => writes.inc({ op }),
     session: (state) => connected.set(state === "connected" ? 1 : 0),

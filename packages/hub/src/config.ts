@@ -24,6 +24,8 @@ export interface HubConfig {
   listen: string;
   /** Address of /metrics, /healthz and /readyz; empty disables the HTTP server. */
   metricsListen: string;
+  /** Plaintext gRPC address serving grpc.health.v1 alone (Kubernetes gRPC probes); empty: none. */
+  grpcHealthListen: string;
   /** Directory of the embedded store and the control-plane CA. */
   dataDir: string;
   /** Plaintext gRPC, for local use only. Agents then cannot prove their identity, so the
@@ -53,6 +55,8 @@ export interface HubConfig {
   /** Replicas on etcd: "host:port" at which agents and the CLI reach this replica, sent by
    * followers as the leader hint; empty: the listen address unless its host is a wildcard. */
   advertiseAddress: string;
+  /** Log line format of `isthmus hub`; undefined: ISTHMUS_LOG_FORMAT, else json. */
+  logFormat: "json" | "text" | undefined;
   /** Where clusters, tokens and policies live: `file` (state.json in dataDir, one hub) or
    * `etcd` (shared by hub replicas; `etcd` says where). */
   store: "file" | "etcd";
@@ -80,6 +84,7 @@ export interface EtcdConfig {
 export const defaultHubConfig: HubConfig = {
   listen: "0.0.0.0:8443",
   metricsListen: "0.0.0.0:9090",
+  grpcHealthListen: "",
   dataDir: "/var/lib/isthmus",
   insecure: false,
   tls: undefined,
@@ -94,6 +99,7 @@ export const defaultHubConfig: HubConfig = {
   defaults: { sameCluster: "ALLOW", crossCluster: "DENY" },
   limits: defaultLimits,
   watch: defaultWatch,
+  logFormat: undefined,
   store: "file",
   etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
   leaderLeaseSeconds: 5,
@@ -158,6 +164,18 @@ export function resolveHubConfig(
       c.metricsListen = input.metricsListen;
     }
     if (input.dataDir !== undefined) c.dataDir = str(input.dataDir, "dataDir");
+    if (input.grpcHealthListen !== undefined) {
+      if (typeof input.grpcHealthListen !== "string")
+        throw new ConfigError("grpcHealthListen: must be a string (host:port, or empty)");
+      c.grpcHealthListen = input.grpcHealthListen;
+    }
+    if (input.logFormat !== undefined && input.logFormat !== null) {
+      if (input.logFormat !== "json" && input.logFormat !== "text")
+        throw new ConfigError(
+          `logFormat: must be json or text, got ${JSON.stringify(input.logFormat)}`,
+        );
+      c.logFormat = input.logFormat;
+    }
     if (input.insecure !== undefined) {
       if (typeof input.insecure !== "boolean")
         throw new ConfigError("insecure: must be true or false");

@@ -246,6 +246,7 @@ export function createGate(options: GateOptions): grpc.ServerInterceptor {
 
   return (descriptor, call) => {
     const rule = rules.get(descriptor.path);
+    // No rule: grpc.health.v1 and reflection (health.ts), open to probes without credentials.
     if (rule === undefined) return new grpc.ServerInterceptingCall(call);
     let client: string | undefined;
     let refusing = false;

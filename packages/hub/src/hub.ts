@@ -12,12 +12,13 @@ import type { HubConfig } from "./config.js";
 import type { ClusterCatalog, EngineWarning, HubContext } from "./context.js";
 import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type DistributorOptions } from "./distributor.js";
+import type { HubHealth } from "./health.js";
 import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
 import { soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
 import { openRegistry, type Registry } from "./registry.js";
 import { followRegistry } from "./registry-changes.js";
-import { advertisedAddress, followElection, notStarted } from "./replica-role.js";
+import { advertisedAddress, followElection, notStarted, readiness } from "./replica-role.js";
 import { serveGrpc, serveMetrics } from "./serve.js";
 import { dropAgents } from "./state-follow.js";
 import { openFileStore, type Store } from "./store.js";
@@ -32,9 +33,13 @@ export interface Hub {
   port: number;
   /** Bound metrics port, 0 when disabled. */
   metricsPort: number;
+  /** Bound plaintext gRPC health port, 0 when disabled. */
+  grpcHealthPort: number;
   /** The control-plane CA that agents verify the hub with. */
   caPem: string;
   context: HubContext;
+  /** Readiness: gRPC health (grpc.health.v1) and /readyz; SERVING once listening. */
+  health: HubHealth;
   close(): Promise<void>;
 }
 
@@ -78,7 +83,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const election =
     options.election === false ? undefined : (options.election ?? electionOf(store, config));
   const self = { id: randomUUID(), address: "" };
-  const metrics = createHubMetrics();
+  const metrics = createHubMetrics({ defaultMetrics: config.metricsListen !== "" });
+  metrics.certificates("ca", hubCa.certPem);
   const startedAt = Date.now();
   let version = 0;
   const catalogs = new Map<string, ClusterCatalog>();
@@ -147,7 +153,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   }
   followRegistry(ctx);
 
-  const { server, port } = await serveGrpc(ctx, auth, warmup, {
+  const { server, port, health } = await serveGrpc(ctx, auth, warmup, {
     electionWaitMs: (election?.ttlSeconds ?? 0) * 1000,
     advertisedHost: hostOf(election?.advertiseAddress),
   });
@@ -175,15 +181,25 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     );
     elected.onChange((v) => metrics.leader.set(v.leading ? 1 : 0));
   }
-  const { http, port: metricsPort } = await serveMetrics(
-    metrics,
-    config.metricsListen,
-    () => ctx.leadership,
-  );
+  // Ready: serving (not starting or stopping), and in a role (docs/high-availability.md).
+  const ready = () =>
+    health.ready() ? readiness(ctx.leadership) : { ready: false, detail: "not serving" };
+  metrics.observe({
+    ready: () => ready().ready,
+    clusters: () =>
+      [...registry.clusters.keys()].map((id) => [id, catalogs.get(id)?.connected === true]),
+  });
+  const { http, port: metricsPort } = await serveMetrics(metrics, config.metricsListen, ready);
+  const plainHealth =
+    config.grpcHealthListen === ""
+      ? undefined
+      : await health.servePlaintext(config.grpcHealthListen);
+  health.setReady(true);
   logger.info("hub started", {
     store: store.location,
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     clusters: registry.clusters.size,
     policies: registry.policies.size,
     warmingUp: !warmup.warm(),
@@ -193,15 +209,19 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   return {
     port,
     metricsPort,
+    grpcHealthPort: plainHealth?.port ?? 0,
     caPem: hubCa.certPem,
     context: ctx,
+    health,
     async close() {
+      health.setReady(false);
       // Resigning first hands the lead over at once, without waiting for the lease to expire.
       await ctx.leadership.close();
       warmup.stop();
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       for (const s of ctx.streams.values()) s.abort();
       distributor.stop();
+      await plainHealth?.close();
       await shutdown(server, 1000);
       if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
       await registry.close();

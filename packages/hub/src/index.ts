@@ -9,6 +9,8 @@ export {
   resolveHubConfig,
 } from "./config.js";
 export { createDistributor, type Distributor, type DistributorOptions } from "./distributor.js";
+export { createGrpcServerMetrics } from "./grpc-metrics.js";
+export type { HubHealth } from "./health.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
 export {
   type LeaderInfo,
@@ -18,6 +20,7 @@ export {
   soleLeadership,
   startLeadership,
 } from "./leadership.js";
+export { createHubMetrics, type HubMetrics, type HubMetricsOptions } from "./metrics.js";
 export {
   type ClusterRecord,
   openRegistry,

@@ -1,11 +1,53 @@
 import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { parseCertificatesPem } from "@isthmus/pki";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { HUB_VERSION } from "./version.js";
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+export interface HubMetricsOptions {
+  /** Node's standard process metrics (`process_*`, `nodejs_*`, unprefixed as Prometheus'
+   * client libraries name them); default true. Off for hubs that serve no /metrics (tests). */
+  defaultMetrics?: boolean;
+}
+
 /** The hub's Prometheus metrics, on a registry of its own. */
-export function createHubMetrics() {
+export function createHubMetrics(options: HubMetricsOptions = {}) {
   const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: "isthmus_build_info",
+    help: "Always 1; the labels tell which build runs",
+    labelNames: ["component", "version", "node"],
+    registers: [registry],
+  }).set({ component: "hub", version: HUB_VERSION, node: process.versions.node }, 1);
+  const certificateExpiry = new Gauge({
+    name: "isthmus_hub_certificate_expiry_timestamp_seconds",
+    help: "notAfter of each certificate the hub holds (certificate: ca, server), Unix seconds",
+    labelNames: ["certificate", "subject", "serial"],
+    registers: [registry],
+  });
+  let clusters: () => Iterable<[id: string, connected: boolean]> = () => [];
+  new Gauge({
+    name: "isthmus_hub_agent_connected",
+    help: "1 while the agent of a registered cluster has an open stream, 0 while it has none",
+    labelNames: ["cluster"],
+    registers: [registry],
+    collect() {
+      // Read at scrape time: a deleted cluster's series goes with it.
+      this.reset();
+      for (const [cluster, connected] of clusters()) this.set({ cluster }, connected ? 1 : 0);
+    },
+  });
+  let ready: () => boolean = () => false;
+  new Gauge({
+    name: "isthmus_hub_ready",
+    help: "1 while the hub serves (gRPC health SERVING, /readyz 200), else 0",
+    registers: [registry],
+    collect() {
+      this.set(ready() ? 1 : 0);
+    },
+  });
   const m = {
     registry,
     leader: new Gauge({
@@ -13,6 +55,21 @@ export function createHubMetrics() {
       help: "1 while this replica leads (always with the file store), else 0",
       registers: [registry],
     }),
+    /** Where the scrape-time gauges read from: registered clusters and readiness. */
+    observe(sources: {
+      clusters: () => Iterable<[id: string, connected: boolean]>;
+      ready: () => boolean;
+    }): void {
+      clusters = sources.clusters;
+      ready = sources.ready;
+    },
+    /** Publishes the expiry of every certificate of a PEM bundle under the role `certificate`. */
+    certificates(certificate: "ca" | "server", pem: string): void {
+      for (const c of parseCertificatesPem(pem, certificate)) {
+        const labels = { certificate, subject: c.subject, serial: c.serialNumber.toLowerCase() };
+        certificateExpiry.set(labels, Math.floor(c.notAfter.getTime() / 1000));
+      }
+    },
     connectedAgents: new Gauge({
       name: "isthmus_hub_connected_agents",
       help: "Agents with an open stream",

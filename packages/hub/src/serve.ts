@@ -1,5 +1,6 @@
 // The hub's listeners: the gRPC server (the gate, AgentService and AdminService, TLS with
-// optional client certificates) and the HTTP server of /healthz, /readyz and /metrics.
+// optional client certificates; gRPC health and reflection) and the HTTP server of /healthz,
+// /readyz and /metrics.
 import { readFile } from "node:fs/promises";
 import type { Server as HttpServer } from "node:http";
 import { Metadata, type ServerCredentials } from "@grpc/grpc-js";
@@ -18,9 +19,10 @@ import { createAgentHandlers } from "./agent-service.js";
 import type { HubAuth } from "./auth.js";
 import type { HubContext } from "./context.js";
 import { createGate } from "./gate.js";
-import type { Leadership } from "./leadership.js";
+import { createGrpcServerMetrics } from "./grpc-metrics.js";
+import { addHealthAndReflection, type HubHealth } from "./health.js";
 import { type HubMetrics, serveHttp } from "./metrics.js";
-import { createRoleGate, HUB_PATHS, readiness } from "./replica-role.js";
+import { createRoleGate, HUB_PATHS } from "./replica-role.js";
 
 export type GrpcServer = ReturnType<typeof createServer>;
 
@@ -32,7 +34,7 @@ function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[
   };
 }
 
-/** Binds the gRPC server on `config.listen`; returns it and its port. */
+/** Binds the gRPC server on `config.listen`; returns it, its port and its health service. */
 export async function serveGrpc(
   ctx: HubContext,
   auth: HubAuth,
@@ -40,7 +42,7 @@ export async function serveGrpc(
   /** Followers wait this long for an election before refusing a call; the host agents reach
    * this replica at (in the self-issued certificate). */
   role: { electionWaitMs: number; advertisedHost: string | undefined },
-): Promise<{ server: GrpcServer; port: number }> {
+): Promise<{ server: GrpcServer; port: number; health: HubHealth }> {
   const { config, hubCa, metrics } = ctx;
   const { limits } = config;
   const gate = createGate({
@@ -65,8 +67,13 @@ export async function serveGrpc(
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
     // The role gate first: a follower refuses before anything else is checked.
-    interceptors: [createRoleGate(() => ctx.leadership, HUB_PATHS, role.electionWaitMs), gate],
+    interceptors: [
+      createRoleGate(() => ctx.leadership, HUB_PATHS, role.electionWaitMs),
+      gate,
+      createGrpcServerMetrics(metrics.registry),
+    ],
   });
+  const health = addHealthAndReflection(server);
   addService(
     server,
     AgentService,
@@ -92,6 +99,7 @@ export async function serveGrpc(
               : [...config.serverNames, role.advertisedHost],
           ),
         );
+    metrics.certificates("server", serverCert.certPem);
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
       keyPem: serverCert.keyPem,
@@ -105,17 +113,17 @@ export async function serveGrpc(
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     onRefused: (reason) => metrics.refusedConnections.inc({ reason }),
   });
-  return { server, port };
+  return { server, port, health };
 }
 
 /** Binds the metrics server on `address` ("" for none); returns it and its port (0: none). */
 export async function serveMetrics(
   metrics: HubMetrics,
   address: string,
-  leadership: () => Leadership,
+  ready: () => { ready: boolean; detail: string },
 ): Promise<{ http: HttpServer | undefined; port: number }> {
   if (address === "") return { http: undefined, port: 0 };
-  const http = serveHttp(metrics, () => readiness(leadership()));
+  const http = serveHttp(metrics, ready);
   const [host, p] = splitHostPort(address);
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);

@@ -1,3 +1,4 @@
+export { type ParsedCertificate, parseCertificatesPem } from "./certificate.js";
 export {
   type AgentCsr,
   type CertifiedKey,

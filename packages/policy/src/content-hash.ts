@@ -60,10 +60,14 @@ export class Hash64 {
     return [h1, h2];
   }
 
-  /** 16 hex characters. */
+  /** 16 hex characters, as one flat string: `+` would make a 16-character string a rope of
+   * two halves, more than twice its size, and the hub keeps one version per intent. */
   hex(): string {
     const [h1, h2] = this.lanes();
-    return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+    return [
+      (h1 >>> 0).toString(16).padStart(8, "0"),
+      (h2 >>> 0).toString(16).padStart(8, "0"),
+    ].join("");
   }
 }
 

@@ -1,13 +1,15 @@
 import type { ClusterFacts, ServiceRecord } from "@isthmus/model";
-import type {
-  AccessIntent,
-  AccessRule,
-  ExportIntent,
-  GatewayAddress,
-  ImportBackendIntent,
-  ImportIntent,
-  Intent,
-  ServicePort,
+import {
+  type AccessIntent,
+  type AccessRule,
+  DEFAULT_ACCESS_INTENT_NAME,
+  type DefaultAccessIntent,
+  type ExportIntent,
+  type GatewayAddress,
+  type ImportBackendIntent,
+  type ImportIntent,
+  type Intent,
+  type ServicePort,
 } from "@isthmus/proto";
 import { Hash64 } from "./content-hash.js";
 
@@ -20,6 +22,8 @@ export const importBackendName = (ns: string, svc: string, cluster: string) =>
   ["import", ns, svc, cluster].join("/");
 export const exportName = (ns: string, svc: string) => ["export", ns, svc].join("/");
 export const accessName = (ns: string, svc: string) => ["access", ns, svc].join("/");
+/** The one DefaultAccessIntent of a cluster. */
+export const DEFAULT_ACCESS_NAME = DEFAULT_ACCESS_INTENT_NAME;
 
 function copyPort(p: ServicePort): ServicePort {
   return {
@@ -41,7 +45,11 @@ export function unionPorts(services: readonly ServiceRecord[]): ServicePort[] {
   return [...byPort.values()].sort((a, b) => a.port - b.port);
 }
 
+/** The map with its keys in order: the map itself when they are (the catalog shares label
+ * maps between clusters, and an intent then shares its service's). */
 function sortedMap(map: Record<string, string>): Record<string, string> {
+  const keys = Object.keys(map);
+  if (keys.every((k, i) => i === 0 || keys[i - 1]! < k)) return map;
   const out: Record<string, string> = {};
   for (const k of Object.keys(map).sort()) out[k] = map[k]!;
   return out;
@@ -49,6 +57,15 @@ function sortedMap(map: Record<string, string>): Record<string, string> {
 
 /** Intents versioned from their content alone (access intents: by `buildAccess`). */
 type ContentKind = Exclude<Intent["kind"], { case: "accessIntent" }>;
+
+/** A cluster's DefaultAccessIntent: what every service no AccessIntent names gets. */
+export function buildDefaultAccess(allowLocalTrustDomain: boolean): Intent {
+  const value: DefaultAccessIntent = {
+    $typeName: "isthmus.v1.DefaultAccessIntent",
+    allowLocalTrustDomain,
+  };
+  return intent(DEFAULT_ACCESS_NAME, { case: "defaultAccessIntent", value });
+}
 
 /**
  * The version of an intent's content: a hash of every field in a fixed order, lists and
@@ -84,6 +101,9 @@ function versionOf(kind: ContentKind): string {
       for (const c of v.importingClusters) h.str(c);
       break;
     }
+    case "defaultAccessIntent":
+      h.str("default-access").int(kind.value.allowLocalTrustDomain ? 1 : 0);
+      break;
   }
   return h.hex();
 }

@@ -3,6 +3,7 @@
 // (catalog intake, rule set, defaults), settle it (engine/settle.ts), return the deltas.
 // The pipeline and its invariants: packages/policy/README.md.
 import type { ConnectionPolicy, Intent, Warning } from "@isthmus/proto";
+import { accessPresent, finalizeDefaultAccess } from "./engine/access-intents.js";
 import type { Deltas, PolicyEngine, PolicyEngineOptions } from "./engine/api.js";
 import { finishBatch, newBatch } from "./engine/batch.js";
 import { applyCatalogChange, checkCatalogChanges } from "./engine/catalog-intake.js";
@@ -16,7 +17,6 @@ import { explain } from "./engine/explain.js";
 import { impact } from "./engine/impact.js";
 import { installPlan, planRules } from "./engine/rule-set.js";
 import { settle } from "./engine/settle.js";
-import { accessName } from "./intent-builder.js";
 import { sortPolicies } from "./policy-validate.js";
 
 export type {
@@ -66,6 +66,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       }
       defaults.sameCluster = same;
       defaults.crossCluster = cross;
+      for (const id of catalog.clusterIds()) finalizeDefaultAccess(state, batch, id);
       for (const record of catalog.allServices()) batch.recompile.set(record.key, record);
       for (const key of catalog.logicalServiceKeys()) batch.logicalServices.set(key, null);
       return settle(state, batch);
@@ -107,10 +108,9 @@ function clusterWarnings(state: EngineState, clusterId: string): Warning[] {
   const destinations = [...(state.destinationsByCluster.get(clusterId) ?? [])].sort((a, b) =>
     a.key < b.key ? -1 : 1,
   );
-  const intents = state.intentsByCluster.get(clusterId);
   for (const d of destinations) {
     // A shared principal matters only where an AccessIntent enforces decisions.
-    const enforced = intents?.has(accessName(d.record.service.namespace, d.record.service.name));
+    const enforced = accessPresent(state, d);
     for (const w of d.warnings) if (enforced || w.code !== "shared-principal") out.push(w);
   }
   return out;

@@ -6,5 +6,6 @@ export * from "./gen/isthmus/v1/catalog_pb.js";
 export * from "./gen/isthmus/v1/intents_pb.js";
 export * from "./gen/isthmus/v1/policy_pb.js";
 export * from "./grpc.js";
+export * from "./intent-names.js";
 export * from "./server.js";
 export { validateMessage } from "./validation.js";

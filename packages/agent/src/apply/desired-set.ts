@@ -93,7 +93,9 @@ export function createDesiredSet(facts: () => LocalFacts) {
   }
 
   const serviceKey = (i: Intent) =>
-    i.kind.case === undefined ? undefined : `${i.kind.value.namespace}/${i.kind.value.service}`;
+    i.kind.case === undefined || i.kind.case === "defaultAccessIntent"
+      ? undefined
+      : `${i.kind.value.namespace}/${i.kind.value.service}`;
 
   function isDesiredIntent(name: string): boolean {
     return intents.has(name) || adoptedOnly.has(name);

@@ -19,6 +19,7 @@ import type { KubeObject } from "../kube-object.js";
 import { canonicalJson } from "../kube-object.js";
 import type { LocalFacts, LocalServiceEndpoints } from "../local-facts.js";
 import {
+  accessSelectorOf,
   buildIdentity,
   buildService,
   type CatalogDelta,
@@ -95,6 +96,13 @@ export interface ClusterCache {
   liveObject(kind: string, namespace: string, name: string): KubeObject | undefined;
   /** Every live object of the rendered kinds. */
   liveObjects(): KubeObject[];
+  /** A ConfigMap of the Istio namespace (`istio`, `istio-ca-root-cert`), as listed. */
+  istioConfigMap(name: string): KubeObject | undefined;
+  /** The pod selector of a Service a DefaultAccessIntent covers (it exists, its namespace is
+   * in the mesh, its selector is not empty), else undefined. */
+  accessTarget(namespace: string, service: string): Readonly<Record<string, string>> | undefined;
+  /** Every Service a DefaultAccessIntent covers, as `namespace/name` -> its selector. */
+  accessTargets(): Map<string, Readonly<Record<string, string>>>;
   /** Local endpoints of a Service changed (slices, the Service, or its namespace). */
   onEndpoints(cb: (namespace: string, service: string) => void): void;
   /** The catalog has pending changes. */
@@ -340,6 +348,9 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
     return id.podCount > 0 ? id : undefined;
   }
 
+  const accessSelector = (svc: ServiceView) =>
+    accessSelectorOf(svc, namespaces.get(svc.metadata.namespace ?? "")?.metadata.labels);
+
   function podsByNamespace(): Map<string, PodView[]> {
     const out = new Map<string, PodView[]>();
     for (const p of pods.list()) {
@@ -438,12 +449,26 @@ export function createClusterCache(options: ClusterCacheOptions): ClusterCache {
       dirtySince = undefined;
       return { delta, originTime };
     },
+    accessTarget(ns, name) {
+      const svc = services.get(name, ns);
+      return svc === undefined ? undefined : accessSelector(svc);
+    },
+    accessTargets() {
+      const out = new Map<string, Readonly<Record<string, string>>>();
+      for (const svc of services.list()) {
+        const selector = accessSelector(svc);
+        if (selector !== undefined)
+          out.set(keyOf(svc.metadata.namespace ?? "", svc.metadata.name), selector);
+      }
+      return out;
+    },
     liveObject(kind, ns, name) {
       return rendered[kind]?.get(name, ns);
     },
     liveObjects() {
       return Object.keys(RENDERED_KINDS).flatMap((k) => [...(rendered[k]?.list() ?? [])]);
     },
+    istioConfigMap: (name) => configMaps.get(name, istioNs),
     onEndpoints: (cb) => void endpointListeners.push(cb),
     onCatalog: (cb) => void catalogListeners.push(cb),
     onMesh: (cb) => void meshListeners.push(cb),

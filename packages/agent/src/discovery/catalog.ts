@@ -113,6 +113,20 @@ function podActive(p: PodView): boolean {
   return p.status.phase !== "Succeeded" && p.status.phase !== "Failed";
 }
 
+/**
+ * The pod selector of a Service under access control (in the mesh, with a selector: the
+ * hub's `isEnforceable` of the Service this builds), which a DefaultAccessIntent covers;
+ * undefined otherwise.
+ */
+export function accessSelectorOf(
+  svc: ServiceView,
+  namespaceLabels: Record<string, string> | undefined,
+): Readonly<Record<string, string>> | undefined {
+  const selector = svc.spec.selector;
+  if (selector === undefined || Object.keys(selector).length === 0) return undefined;
+  return namespaceInMesh(namespaceLabels) ? selector : undefined;
+}
+
 /** A catalog Service from the cache's view of a Kubernetes Service. */
 export function buildService(
   svc: ServiceView,

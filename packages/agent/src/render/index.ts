@@ -34,6 +34,9 @@ export function renderIntent(
   };
   const kind = intent.kind;
   if (kind.case === undefined) return fail(`intent "${intent.name}" has no kind`);
+  if (kind.case === "defaultAccessIntent") {
+    return fail(`intent "${intent.name}": a DefaultAccessIntent is expanded, not rendered`);
+  }
   const { namespace, service } = kind.value;
   if (!isDns1123Label(namespace))
     return fail(`intent "${intent.name}": namespace "${namespace}" is not a DNS-1123 label`);

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { UsageError } from "../connection.js";
+import { ExitCode } from "../output.js";
 
 /** `isthmus agent`: runs the in-cluster agent until SIGINT/SIGTERM (flags in packages/agent/README.md). */
 export function registerAgentCommand(program: Command): void {
@@ -8,7 +9,7 @@ export function registerAgentCommand(program: Command): void {
     .description(
       "run the agent of one cluster until interrupted; flags: --cluster-id, --hub, --hub-ca-file, " +
         "--bootstrap-token-file, --hub-server-name, --kubeconfig, --namespace, --istio-namespace, --locality, " +
-        "--listen (each also from its environment variable, see packages/agent/README.md)",
+        "--listen, --mesh-ca-secret, --log-format (each also from its environment variable, see packages/agent/README.md)",
     )
     .helpOption(false)
     .allowUnknownOption()
@@ -21,6 +22,7 @@ export function registerAgentCommand(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       const code = await runAgent(command.args);
-      if (code !== 0) throw new Error(`agent stopped with exit code ${code} (see its log above)`);
+      // Its log said why, on the one stream (stderr) and in its format: no line of our own.
+      if (code !== 0) throw new ExitCode(code);
     });
 }

@@ -1,4 +1,6 @@
 import type { Command } from "commander";
+import { UsageError } from "../connection.js";
+import { ExitCode } from "../output.js";
 
 interface HubFlags {
   config?: string;
@@ -8,6 +10,7 @@ interface HubFlags {
   insecure?: boolean;
   adminTokenFile?: string;
   init?: boolean;
+  logFormat?: string;
   store?: string;
   etcdEndpoints?: string;
   etcdPrefix?: string;
@@ -46,6 +49,10 @@ export function registerHubCommand(program: Command): void {
     .option("--insecure", "plaintext gRPC for local use (agents cannot connect)")
     .option("--admin-token-file <file>", "file holding an admin-role bearer token")
     .option(
+      "--log-format <format>",
+      "json (default) or text; also logFormat in hub.yaml, ISTHMUS_LOG_FORMAT",
+    )
+    .option(
       "--init",
       "start with an empty store in a data dir whose state.json is missing (refused when it exists)",
     )
@@ -62,7 +69,7 @@ export function registerHubCommand(program: Command): void {
       const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
         "@isthmus/hub"
       );
-      const { createLogger } = await import("@isthmus/logging");
+      const { createLogger, parseLogFormat } = await import("@isthmus/logging");
       const base = flags.config === undefined ? defaultHubConfig : loadHubConfigFile(flags.config);
       const overrides: Record<string, unknown> = {};
       if (flags.listen !== undefined) overrides.listen = flags.listen;
@@ -72,6 +79,13 @@ export function registerHubCommand(program: Command): void {
       if (flags.store !== undefined) overrides.store = flags.store;
       const etcd = etcdOverrides(flags);
       if (etcd !== undefined) overrides.etcd = etcd;
+      if (flags.logFormat !== undefined) {
+        try {
+          overrides.logFormat = parseLogFormat(flags.logFormat, "--log-format");
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+      }
       const config = resolveHubConfig(overrides, "flags", base);
       if (flags.adminTokenFile !== undefined) {
         const [token] = resolveHubConfig(
@@ -80,12 +94,19 @@ export function registerHubCommand(program: Command): void {
         ).adminTokens;
         config.adminTokens = [...config.adminTokens, token!];
       }
-      const logger = createLogger({ component: "hub" });
-      const hub = await createHub({ config, logger, init: flags.init === true });
-      // One line on stdout that scripts and tests can wait for.
-      process.stdout.write(
-        `hub listening on port ${hub.port}, metrics on port ${hub.metricsPort}\n`,
-      );
+      // Everything from here on is a log line on one stream (stderr), in one format: the hub's
+      // "hub started" record tells its ports, and a failure to start is a record too.
+      const logger = createLogger({
+        component: "hub",
+        ...(config.logFormat === undefined ? {} : { format: config.logFormat }),
+      });
+      let hub: Awaited<ReturnType<typeof createHub>>;
+      try {
+        hub = await createHub({ config, logger, init: flags.init === true });
+      } catch (err) {
+        logger.error("hub failed to start", { err });
+        throw new ExitCode(1);
+      }
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);

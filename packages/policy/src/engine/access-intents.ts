@@ -5,8 +5,15 @@
 // at once: DENY wins.
 import type { IdentityRecord } from "@isthmus/model";
 import { trustDomainOf } from "@isthmus/model";
-import { Decision, type Warning } from "@isthmus/proto";
-import { addToGroup, buildAccess, NO_GROUPS, PrincipalGroups } from "../intent-builder.js";
+import { Decision, type Intent, type Warning } from "@isthmus/proto";
+import {
+  addToGroup,
+  buildAccess,
+  buildDefaultAccess,
+  DEFAULT_ACCESS_NAME,
+  NO_GROUPS,
+  PrincipalGroups,
+} from "../intent-builder.js";
 import { type Batch, setIntent } from "./batch.js";
 import {
   crossClusterAllowed,
@@ -333,9 +340,10 @@ export function rebuildDestination(
 }
 
 /**
- * Whether a destination has an access intent: every enforceable one while a default denies
- * (the east-west gateway routes any `*.local` name, so an unnamed service is reachable from
- * other clusters and only authorization at the destination holds the default DENY).
+ * Whether a destination is under access control: every enforceable one while a default
+ * denies (the east-west gateway routes any `*.local` name, so an unnamed service is
+ * reachable from other clusters and only authorization at the destination holds the default
+ * DENY).
  */
 export function accessPresent(state: EngineState, d: Destination): boolean {
   return (
@@ -347,16 +355,43 @@ export function accessPresent(state: EngineState, d: Destination): boolean {
   );
 }
 
-/** Whether its cluster holds a destination's access intent now. */
+/** The DefaultAccessIntent every cluster holds while a default denies, else null. */
+export function defaultAccess(state: EngineState): Intent | null {
+  const denies =
+    state.defaults.sameCluster === Decision.DENY || state.defaults.crossCluster === Decision.DENY;
+  return denies ? buildDefaultAccess(sameClusterAllowed(state)) : null;
+}
+
+/** Sets (or removes) a cluster's DefaultAccessIntent from the defaults. */
+export function finalizeDefaultAccess(state: EngineState, batch: Batch, clusterId: string): void {
+  setIntent(state, batch, clusterId, DEFAULT_ACCESS_NAME, defaultAccess(state));
+}
+
+/**
+ * Whether a destination needs an AccessIntent of its own: under access control, and not
+ * what its cluster's DefaultAccessIntent renders (no principal allowed or denied). Most
+ * services are named by no rule: one intent per cluster instead of one per service is what
+ * keeps the hub's memory per service small.
+ */
+export function accessExplicit(state: EngineState, d: Destination): boolean {
+  if (!accessPresent(state, d)) return false;
+  const defaulted =
+    (d.allowGroups ?? NO_GROUPS).size === 0 &&
+    (d.denyGroups ?? NO_GROUPS).size === 0 &&
+    (state.defaults.sameCluster === Decision.DENY || state.defaults.crossCluster === Decision.DENY);
+  return !defaulted;
+}
+
+/** Whether its cluster holds a destination's own access intent now. */
 export function accessHeld(state: EngineState, d: Destination): boolean {
   const name = serviceIntentNames(state, d.record).access;
   return state.intentsByCluster.get(d.record.clusterId)?.has(name) ?? false;
 }
 
-/** Sets (or removes) a destination's access intent from its principal groups. */
+/** Sets (or removes) a destination's own access intent from its principal groups. */
 export function finalizeAccess(state: EngineState, batch: Batch, d: Destination): void {
   const name = serviceIntentNames(state, d.record).access;
-  if (!accessPresent(state, d)) {
+  if (!accessExplicit(state, d)) {
     if (accessHeld(state, d)) setIntent(state, batch, d.record.clusterId, name, null);
     return;
   }

@@ -5,6 +5,7 @@ import { type CatalogChange, type ClusterFacts, principalOf } from "@isthmus/mod
 import type { Service, WorkloadIdentity } from "@isthmus/proto";
 import { contentJson } from "../content-hash.js";
 import { PolicyError } from "../errors.js";
+import { finalizeDefaultAccess } from "./access-intents.js";
 import {
   type Batch,
   markIdentity,
@@ -150,6 +151,7 @@ function upsertCluster(state: EngineState, batch: Batch, facts: ClusterFacts): v
   const { catalog } = state;
   const prev = catalog.upsertCluster(facts);
   const next = catalog.cluster(facts.id)!;
+  if (prev === undefined) finalizeDefaultAccess(state, batch, facts.id);
   if (prev === undefined || prev.trustDomain !== next.trustDomain) {
     compileAllServices(state, batch, next.trustDomain);
   }

@@ -9,8 +9,8 @@
 //      intents                                                  imports-exports.ts)
 import { trustDomainOf } from "@isthmus/model";
 import {
+  accessExplicit,
   accessHeld,
-  accessPresent,
   finalizeAccess,
   type PrincipalListsMemo,
   rebuildDestination,
@@ -91,7 +91,7 @@ function rebuildMarked(state: EngineState, batch: Batch, recompiled: Set<Destina
       d.allowGroups !== allowGroups ||
       d.denyGroups !== denyGroups ||
       d.enforceable !== enforceable ||
-      accessPresent(state, d) !== accessHeld(state, d)
+      accessExplicit(state, d) !== accessHeld(state, d)
     ) {
       finalize.add(d);
     }

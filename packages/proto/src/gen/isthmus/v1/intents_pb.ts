@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file isthmus/v1/intents.proto.
  */
 export const file_isthmus_v1_intents: GenFile = /*@__PURE__*/
-  fileDesc("Chhpc3RobXVzL3YxL2ludGVudHMucHJvdG8SCmlzdGhtdXMudjEihAEKDUltcG9ydEJhY2tlbmQSEgoKY2x1c3Rlcl9pZBgBIAEoCRIPCgduZXR3b3JrGAIgASgJEiwKCGdhdGV3YXlzGAMgAygLMhouaXN0aG11cy52MS5HYXRld2F5QWRkcmVzcxIQCghsb2NhbGl0eRgEIAEoCRIOCgZ3ZWlnaHQYBSABKA0igQEKDEltcG9ydEludGVudBIRCgluYW1lc3BhY2UYASABKAkSDwoHc2VydmljZRgCIAEoCRImCgVwb3J0cxgDIAMoCzIXLmlzdGhtdXMudjEuU2VydmljZVBvcnQSFQoNbG9jYWxfYmFja2VuZBgEIAEoCEoECAUQBlIIYmFja2VuZHMijQEKE0ltcG9ydEJhY2tlbmRJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSJgoFcG9ydHMYAyADKAsyFy5pc3RobXVzLnYxLlNlcnZpY2VQb3J0EioKB2JhY2tlbmQYBCABKAsyGS5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmQidgoMRXhwb3J0SW50ZW50EhEKCW5hbWVzcGFjZRgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEiYKBXBvcnRzGAMgAygLMhcuaXN0aG11cy52MS5TZXJ2aWNlUG9ydBIaChJpbXBvcnRpbmdfY2x1c3RlcnMYBCADKAkiLwoKQWNjZXNzUnVsZRISCgpwcmluY2lwYWxzGAEgAygJEg0KBXBvcnRzGAIgAygNIowCCgxBY2Nlc3NJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSOAoIc2VsZWN0b3IYAyADKAsyJi5pc3RobXVzLnYxLkFjY2Vzc0ludGVudC5TZWxlY3RvckVudHJ5EiUKBWFsbG93GAQgAygLMhYuaXN0aG11cy52MS5BY2Nlc3NSdWxlEiQKBGRlbnkYBSADKAsyFi5pc3RobXVzLnYxLkFjY2Vzc1J1bGUSIAoYYWxsb3dfbG9jYWxfdHJ1c3RfZG9tYWluGAYgASgIGi8KDVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKKAgoGSW50ZW50EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIxCg1pbXBvcnRfaW50ZW50GAMgASgLMhguaXN0aG11cy52MS5JbXBvcnRJbnRlbnRIABIxCg1leHBvcnRfaW50ZW50GAQgASgLMhguaXN0aG11cy52MS5FeHBvcnRJbnRlbnRIABIxCg1hY2Nlc3NfaW50ZW50GAUgASgLMhguaXN0aG11cy52MS5BY2Nlc3NJbnRlbnRIABJAChVpbXBvcnRfYmFja2VuZF9pbnRlbnQYBiABKAsyHy5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmRJbnRlbnRIAEIGCgRraW5kYgZwcm90bzM", [file_isthmus_v1_catalog]);
+  fileDesc("Chhpc3RobXVzL3YxL2ludGVudHMucHJvdG8SCmlzdGhtdXMudjEihAEKDUltcG9ydEJhY2tlbmQSEgoKY2x1c3Rlcl9pZBgBIAEoCRIPCgduZXR3b3JrGAIgASgJEiwKCGdhdGV3YXlzGAMgAygLMhouaXN0aG11cy52MS5HYXRld2F5QWRkcmVzcxIQCghsb2NhbGl0eRgEIAEoCRIOCgZ3ZWlnaHQYBSABKA0igQEKDEltcG9ydEludGVudBIRCgluYW1lc3BhY2UYASABKAkSDwoHc2VydmljZRgCIAEoCRImCgVwb3J0cxgDIAMoCzIXLmlzdGhtdXMudjEuU2VydmljZVBvcnQSFQoNbG9jYWxfYmFja2VuZBgEIAEoCEoECAUQBlIIYmFja2VuZHMijQEKE0ltcG9ydEJhY2tlbmRJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSJgoFcG9ydHMYAyADKAsyFy5pc3RobXVzLnYxLlNlcnZpY2VQb3J0EioKB2JhY2tlbmQYBCABKAsyGS5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmQidgoMRXhwb3J0SW50ZW50EhEKCW5hbWVzcGFjZRgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEiYKBXBvcnRzGAMgAygLMhcuaXN0aG11cy52MS5TZXJ2aWNlUG9ydBIaChJpbXBvcnRpbmdfY2x1c3RlcnMYBCADKAkiLwoKQWNjZXNzUnVsZRISCgpwcmluY2lwYWxzGAEgAygJEg0KBXBvcnRzGAIgAygNIowCCgxBY2Nlc3NJbnRlbnQSEQoJbmFtZXNwYWNlGAEgASgJEg8KB3NlcnZpY2UYAiABKAkSOAoIc2VsZWN0b3IYAyADKAsyJi5pc3RobXVzLnYxLkFjY2Vzc0ludGVudC5TZWxlY3RvckVudHJ5EiUKBWFsbG93GAQgAygLMhYuaXN0aG11cy52MS5BY2Nlc3NSdWxlEiQKBGRlbnkYBSADKAsyFi5pc3RobXVzLnYxLkFjY2Vzc1J1bGUSIAoYYWxsb3dfbG9jYWxfdHJ1c3RfZG9tYWluGAYgASgIGi8KDVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI3ChNEZWZhdWx0QWNjZXNzSW50ZW50EiAKGGFsbG93X2xvY2FsX3RydXN0X2RvbWFpbhgBIAEoCCLMAgoGSW50ZW50EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIxCg1pbXBvcnRfaW50ZW50GAMgASgLMhguaXN0aG11cy52MS5JbXBvcnRJbnRlbnRIABIxCg1leHBvcnRfaW50ZW50GAQgASgLMhguaXN0aG11cy52MS5FeHBvcnRJbnRlbnRIABIxCg1hY2Nlc3NfaW50ZW50GAUgASgLMhguaXN0aG11cy52MS5BY2Nlc3NJbnRlbnRIABJAChVpbXBvcnRfYmFja2VuZF9pbnRlbnQYBiABKAsyHy5pc3RobXVzLnYxLkltcG9ydEJhY2tlbmRJbnRlbnRIABJAChVkZWZhdWx0X2FjY2Vzc19pbnRlbnQYByABKAsyHy5pc3RobXVzLnYxLkRlZmF1bHRBY2Nlc3NJbnRlbnRIAEIGCgRraW5kYgZwcm90bzM", [file_isthmus_v1_catalog]);
 
 /**
  * One remote cluster that backs an imported service.
@@ -287,6 +287,31 @@ export const AccessIntentSchema: GenMessage<AccessIntent> = /*@__PURE__*/
   messageDesc(file_isthmus_v1_intents, 5);
 
 /**
+ * The AccessIntent of every local service no AccessIntent of its own names: the default
+ * decision, so that the hub need not send one AccessIntent per unnamed service. The agent
+ * renders it, for each Service it discovers in the mesh with a selector and no AccessIntent,
+ * as the AccessIntent of that service with no principals allowed or denied. Sent (one per
+ * cluster, named "default-access") while a default decision denies.
+ *
+ * @generated from message isthmus.v1.DefaultAccessIntent
+ */
+export type DefaultAccessIntent = Message<"isthmus.v1.DefaultAccessIntent"> & {
+  /**
+   * Local callers (this cluster's trust domain) keep access by default.
+   *
+   * @generated from field: bool allow_local_trust_domain = 1;
+   */
+  allowLocalTrustDomain: boolean;
+};
+
+/**
+ * Describes the message isthmus.v1.DefaultAccessIntent.
+ * Use `create(DefaultAccessIntentSchema)` to create a new message.
+ */
+export const DefaultAccessIntentSchema: GenMessage<DefaultAccessIntent> = /*@__PURE__*/
+  messageDesc(file_isthmus_v1_intents, 6);
+
+/**
  * One intent with its stable name and content version.
  *
  * @generated from message isthmus.v1.Intent
@@ -343,6 +368,14 @@ export type Intent = Message<"isthmus.v1.Intent"> & {
      */
     value: ImportBackendIntent;
     case: "importBackendIntent";
+  } | {
+    /**
+     * Authorize callers of every local service without an AccessIntent.
+     *
+     * @generated from field: isthmus.v1.DefaultAccessIntent default_access_intent = 7;
+     */
+    value: DefaultAccessIntent;
+    case: "defaultAccessIntent";
   } | { case: undefined; value?: undefined };
 };
 
@@ -351,5 +384,5 @@ export type Intent = Message<"isthmus.v1.Intent"> & {
  * Use `create(IntentSchema)` to create a new message.
  */
 export const IntentSchema: GenMessage<Intent> = /*@__PURE__*/
-  messageDesc(file_isthmus_v1_intents, 6);
+  messageDesc(file_isthmus_v1_intents, 7);
 
