@@ -71,7 +71,8 @@ async function readCa(endpoints: string[]): Promise<string> {
 export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
   if (!etcdAvailable) throw new Error("failover: no `etcd` on PATH (Debian package etcd-server)");
   const agents = smoke ? 5 : 200;
-  const rounds = smoke ? 1 : 3;
+  // ISTHMUS_BENCH_FAILOVER_ROUNDS: kills per setup (default 3; each setup enrolls every agent).
+  const rounds = smoke ? 1 : Number(process.env.ISTHMUS_BENCH_FAILOVER_ROUNDS ?? 3);
   const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-failover-"));
   const etcd = await startEtcd();
   const failover = { welcomed: [] as number[], synced: [] as number[] };
