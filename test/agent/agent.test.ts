@@ -217,6 +217,10 @@ describe("parseAgentConfig", () => {
       /--hub "nohostport" must be host:port/,
     );
     assert.throws(
+      () => parseAgentConfig(["--cluster-id", "a", "--hub", "h1:8443,h2"], {}),
+      /--hub "h2" must be host:port/,
+    );
+    assert.throws(
       () =>
         parseAgentConfig(
           ["--cluster-id", "a", "--hub", "h:1", "--hub-ca-file", join(dir, "missing.pem")],

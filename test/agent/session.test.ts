@@ -225,6 +225,38 @@ describe("agent hub session (in-test gRPC hub over mTLS)", () => {
     assert.equal(hub.enrollments, 1);
   });
 
+  it("refuses a delta of a lower leader term than one it applied (a deposed hub replica)", async () => {
+    await startAgent(hub.token);
+    const conn = await hub.nextConnection();
+    await conn.next("hello");
+    await conn.send({
+      nonce: "n1",
+      systemVersion: "sv1",
+      upserted: [accessPayments],
+      complete: true,
+      leaderTerm: 7n,
+    });
+    await conn.next("ack");
+    await conn.send({
+      nonce: "n2",
+      systemVersion: "sv2",
+      upserted: [exportPayments],
+      leaderTerm: 6n,
+    });
+    // Not applied: the agent ends the session and connects again (to whoever leads now).
+    await hub.nextConnection();
+    assert.equal(
+      c.sim.find(
+        "networking.istio.io/v1",
+        "ServiceEntry",
+        "isthmus-export-payments-api",
+        "payments",
+      ),
+      undefined,
+      "the deposed replica's delta is not applied",
+    );
+  });
+
   it("renews the certificate once two thirds of its lifetime have passed", async () => {
     await hub.close();
     hub = await startHub({ validitySeconds: 3 });

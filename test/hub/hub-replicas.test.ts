@@ -57,12 +57,14 @@ const allowFrontend = {
   to: [{ namespaces: ["payments"], services: ["payments-api"] }],
 };
 
-/** A hub on `dataDir` whose store is etcd under `prefix`. */
+/** A hub on `dataDir` whose store is etcd under `prefix`. Without election, so that both
+ * serve: what is tested here is the state they share (ha-failover.test.ts tests the election). */
 async function replica(etcd: EtcdCluster, prefix: string, dataDir: string): Promise<HubFixture> {
   const hub = await createHub({
     config: hubConfig(dataDir),
     // A short request timeout: the test of an etcd that does not answer waits for it.
     store: openEtcdStore({ endpoints: etcd.endpoints, prefix, requestTimeoutMs: 1500 }),
+    election: false,
   });
   const address = `localhost:${hub.port}`;
   const client = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));

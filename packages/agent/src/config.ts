@@ -6,7 +6,10 @@ import type { AgentConfig } from "./agent.js";
 /** Flags, their environment variables and meaning (also in packages/agent/README.md). */
 export const AGENT_FLAGS = {
   "cluster-id": { env: "ISTHMUS_CLUSTER_ID", help: "this cluster's id at the hub (required)" },
-  hub: { env: "ISTHMUS_HUB_ADDRESS", help: "hub address host:port (required)" },
+  hub: {
+    env: "ISTHMUS_HUB_ADDRESS",
+    help: "hub address host:port, or the addresses of a highly available hub's replicas separated by commas (required)",
+  },
   "hub-ca-file": {
     env: "ISTHMUS_HUB_CA_FILE",
     help: "PEM file of the CA of the hub's server certificate (required)",
@@ -96,8 +99,12 @@ export function parseAgentConfig(
     );
   }
   const hubAddress = need("hub");
-  if (!/^.+:[0-9]{1,5}$/.test(hubAddress))
-    throw new Error(`agent: --hub "${hubAddress}" must be host:port`);
+  for (const address of hubAddress.split(",")) {
+    if (!/^[^,\s]+:[0-9]{1,5}$/.test(address.trim()))
+      throw new Error(
+        `agent: --hub "${address.trim()}" must be host:port (several: separated by commas)`,
+      );
+  }
   const caFile = need("hub-ca-file");
   const hubCaPem = readFile("hub-ca-file", caFile);
   if (!hubCaPem.includes("-----BEGIN CERTIFICATE-----"))

@@ -25,6 +25,9 @@ export interface EnrollmentOptions {
   bootstrapToken?: string;
   serverNameOverride?: string;
   identityStore: IdentityStore;
+  /** The address to dial now (the session picks among several and follows hints); default
+   * hubAddress. */
+  target?: () => string;
 }
 
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: enrollment, renewal and the renewal timer share the options, the logger and the clock; none is over 80 lines
@@ -42,7 +45,7 @@ export function createEnrollment(
         : { caPem: identity.caPem, certChainPem: identity.certChainPem, keyPem: identity.keyPem };
     return createClient(
       AgentService,
-      options.hubAddress,
+      options.target?.() ?? options.hubAddress,
       clientCredentials(tls),
       options.serverNameOverride === undefined
         ? {}

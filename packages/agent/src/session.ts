@@ -1,6 +1,8 @@
 // The agent's session with the hub: connect (enrollment.ts gives the certificate), Hello
 // and Welcome, the catalog (catalog-sender.ts), config deltas applied and answered with ACK or
 // NACK, ApplyReports of what the reconciler did on its own; reconnects with backoff.
+// Long file: the reconnection rules (backoff, the leader's hint, the term fence) and the loop
+// that applies them share one session's state; they are read together.
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import {
   type ClientBidiStream,
@@ -33,7 +35,8 @@ export type SessionState =
 
 export interface SessionOptions {
   clusterId: string;
-  /** Hub address, host:port. */
+  /** Hub address, host:port; several (the replicas of a highly available hub) separated by
+   * commas: the agent tries them in turn and follows a follower's hint to the leader. */
   hubAddress: string;
   /** CA that issued the hub's server certificate (before enrollment gives the hub CA). */
   hubCaPem: string;
@@ -52,8 +55,10 @@ export interface SessionOptions {
   /** Injected randomness for jitter, in [0, 1). */
   random?: () => number;
   now?: () => Date;
-  /** Reconnect backoff: initial and maximum, in ms; full jitter. Default 500 ms .. 30 s. */
+  /** Reconnect backoff: initial and maximum, in ms; full jitter. Default 500 ms .. 30 s. A
+   * follower's hint to the leader is followed after at most `hintDelayMs` (default 100), random. */
   backoff?: { initialMs: number; maxMs: number };
+  hintDelayMs?: number;
   /** Catalog deltas: trailing debounce window and maximum wait, in ms. Default 100 / 1000. */
   debounceMs?: number;
   maxDebounceMs?: number;
@@ -85,6 +90,22 @@ export function backoffDelay(
   return Math.max(initialMs / 2, Math.floor(random() * cap));
 }
 
+/** Trailer in which a hub follower names the leader's address (hub replica-role.ts). */
+export const LEADER_HINT = "isthmus-leader";
+
+/** The leader address a follower's refusal names; "" when the refusal comes from a follower
+ * that names none (no leader elected yet); undefined when it is no follower's refusal. */
+export function leaderHint(err: unknown): string | undefined {
+  if (!(err instanceof GrpcError) || err.metadata === undefined) return undefined;
+  const value = err.metadata.get(LEADER_HINT)[0];
+  if (value === "") return "";
+  return typeof value === "string" && /^[^\s,]+:[0-9]{1,5}$/.test(value) ? value : undefined;
+}
+
+/** How long redirects (follower refusals, hinted addresses that failed) are retried without
+ * backoff: a crashed leader's lease (leaderLeaseSeconds) plus an election, with room. */
+const REDIRECT_WINDOW_MS = 15_000;
+
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share one session's state (stream, client, state, the acked version, the open session's callbacks); none is over 80 lines
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -107,13 +128,33 @@ export function createSession(options: SessionOptions): Session {
   let stream: Stream | undefined;
   let client: Client | undefined;
   let acked = "";
+  // Where to connect: the configured addresses in turn, or the leader a follower named.
+  const endpoints = options.hubAddress
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
+  let next = 0;
+  let hinted: string | undefined;
+  let dialed: string | undefined;
+  const hintDelayMs = options.hintDelayMs ?? 100;
+  /** Highest leader term of a delta applied: a replica of a lower term was deposed. */
+  let highestTerm = 0n;
   let wake: (() => void) | undefined;
   const setState = (s: SessionState) => {
     state = s;
     options.onState?.(s);
   };
-  const { channel, credentials, scheduleRenewal } = createEnrollment(options, logger, now, () =>
-    setState("enrolling"),
+  const { channel, credentials, scheduleRenewal } = createEnrollment(
+    {
+      ...options,
+      target: () => {
+        dialed = hinted ?? endpoints[next % endpoints.length]!;
+        return dialed;
+      },
+    },
+    logger,
+    now,
+    () => setState("enrolling"),
   );
 
   /** One session: Hello, Welcome, snapshot, then deltas both ways until the stream ends. */
@@ -152,6 +193,10 @@ export function createSession(options: SessionOptions): Session {
       );
     }
     const welcome = first.value.message.value;
+    if (welcome.leaderTerm < highestTerm)
+      throw new Error(
+        `hub replica of leader term ${welcome.leaderTerm} was deposed (term ${highestTerm} seen)`,
+      );
     setState("connected");
     logger.info("connected to the hub", {
       session: welcome.sessionId,
@@ -204,6 +249,13 @@ export function createSession(options: SessionOptions): Session {
     delta: ConfigDelta,
     send: (m: Parameters<Stream["send"]>[0]) => Promise<void>,
   ): Promise<void> {
+    // Fencing: a delta of a lower term comes from a deposed leader; applying it could undo
+    // what the newer leader pushed. Ending the session sends the agent to the leader.
+    if (delta.leaderTerm < highestTerm)
+      throw new Error(
+        `config delta of leader term ${delta.leaderTerm} refused: term ${highestTerm} seen (deposed hub replica)`,
+      );
+    highestTerm = delta.leaderTerm;
     const report = await controller.reconciler.applyDelta({
       upserted: delta.upserted,
       removed: delta.removed,
@@ -217,6 +269,7 @@ export function createSession(options: SessionOptions): Session {
       logger.info("config applied", {
         nonce: delta.nonce,
         system_version: delta.systemVersion,
+        leader_term: String(delta.leaderTerm),
         upserted: delta.upserted.length,
         removed: delta.removed.length,
       });
@@ -269,10 +322,49 @@ export function createSession(options: SessionOptions): Session {
   controller.conflicts.onChange(() => active?.findings.conflictsChanged());
   options.policySource?.onChange(() => active?.findings.policiesChanged());
 
+  /** When the current run of redirects began (follower refusals, or a hinted address that
+   * failed): they retry soon, without backoff, for REDIRECT_WINDOW_MS. */
+  let redirectedSince: number | undefined;
+  /** A hinted address that failed to answer: a follower may name it until the dead leader's
+   * lease expires, so it is not followed again for a while. */
+  let deadHint: { address: string; until: number } | undefined;
+  let redirectWait = 0;
+  /**
+   * Whether `failure` (of a session dialed at `followed` when that was a hint) is part of a
+   * redirect: a follower's refusal, or a hinted address that did not answer. Sets where to go
+   * (`hinted`, `next`) and `redirectWait`. A follower that names the leader is followed at once
+   * (0 .. hintDelayMs of jitter, which spreads a failover's reconnections); one that names none
+   * (its election is under way: it waited for one before refusing), or names an address that
+   * just failed, is retried soon at the next configured address (2 .. 4 × hintDelayMs).
+   */
+  function redirect(failure: unknown, followed: string | undefined): boolean {
+    const hint = leaderHint(failure);
+    if (hint === undefined && followed === undefined) return false;
+    const t = now().getTime();
+    redirectedSince ??= t;
+    if (t - redirectedSince > REDIRECT_WINDOW_MS) return false;
+    if (hint === undefined && followed !== undefined)
+      deadHint = { address: followed, until: t + REDIRECT_WINDOW_MS / 3 };
+    const usable =
+      hint !== undefined &&
+      hint !== "" &&
+      !(deadHint !== undefined && deadHint.address === hint && t < deadHint.until);
+    if (usable) {
+      hinted = hint;
+      redirectWait = Math.floor(random() * hintDelayMs);
+    } else {
+      if (dialed === endpoints[next % endpoints.length]) next++;
+      redirectWait = hintDelayMs * 2 + Math.floor(random() * hintDelayMs * 2);
+    }
+    logger.info("following the hub leader", { leader: hint ?? "", wait_ms: redirectWait });
+    return true;
+  }
+
   async function run(): Promise<void> {
     let attempt = 0;
     while (!stopped) {
       let welcomed = false;
+      let failure: unknown;
       try {
         const identity = await credentials();
         if (stopped) break;
@@ -287,6 +379,7 @@ export function createSession(options: SessionOptions): Session {
         if (!stopped) logger.warn("hub closed the stream");
       } catch (err) {
         if (stopped) break;
+        failure = err;
         const e = err instanceof GrpcError ? `${err.codeName}: ${err.message}` : errorField(err);
         logger.warn("hub session failed", { err: e });
       } finally {
@@ -295,6 +388,17 @@ export function createSession(options: SessionOptions): Session {
         client = undefined;
       }
       if (stopped) break;
+      if (welcomed) redirectedSince = undefined;
+      const followed = hinted;
+      hinted = undefined;
+      if (redirect(failure, followed)) {
+        await Promise.race([delay(redirectWait), new Promise<void>((resolve) => (wake = resolve))]);
+        continue;
+      }
+      redirectedSince = undefined;
+      // Otherwise the next configured address after the one that failed: with one, the same (a
+      // Service in front of the replicas picks a replica per connection).
+      if (dialed === endpoints[next % endpoints.length]) next++;
       attempt = welcomed ? 0 : attempt + 1;
       const wait = backoffDelay(attempt, initialMs, maxMs, random);
       setState("backoff");

@@ -130,25 +130,46 @@ export function adminClient(conn: Connection): { client: AdminClient; call: Call
   };
 }
 
-/** Runs `fn` with an admin client built from the command's flags, and closes it. */
+/** The leader's address a follower of a highly available hub names in its refusal. */
+function leaderHint(err: unknown): string | undefined {
+  if (!isGrpcError(err) || err.code !== Code.UNAVAILABLE) return undefined;
+  const value = err.metadata?.get("isthmus-leader")[0];
+  // Empty: a follower that knows no leader yet; nowhere to go.
+  return typeof value === "string" && /^[^\s,]+:\d+$/.test(value) ? value : undefined;
+}
+
+/**
+ * Runs `fn` with an admin client built from the command's flags, and closes it. A follower of
+ * a highly available hub refuses every call before reading it and names the leader
+ * (docs/high-availability.md): `fn` runs again there, a few hops at most.
+ */
 export async function withAdmin<T>(
   flags: ConnectionFlags,
   fn: (client: AdminClient, call: CallOptions) => Promise<T>,
 ): Promise<T> {
   const conn = resolveConnection(flags);
-  const { client, call } = adminClient(conn);
-  try {
-    return await fn(client, call);
-  } catch (err) {
-    if (!isGrpcError(err)) throw err;
-    // One line naming the problem: the hub's message already names the object.
-    const first = err.message.split("\n")[0];
-    if (err.code === Code.UNAVAILABLE)
-      throw new Error(`cannot reach the hub at ${conn.address}: ${first}`);
-    if (err.code === Code.DEADLINE_EXCEEDED)
-      throw new Error(`the hub at ${conn.address} did not answer in time`);
-    throw new Error(`${err.codeName.toLowerCase().replace(/_/g, " ")}: ${first}`);
-  } finally {
-    client.close();
+  for (let hops = 0; ; hops++) {
+    const { client, call } = adminClient(conn);
+    try {
+      return await fn(client, call);
+    } catch (err) {
+      const hint = leaderHint(err);
+      if (hint === undefined || hops >= 3) throw adminError(conn, err);
+      conn.address = hint;
+    } finally {
+      client.close();
+    }
   }
+}
+
+/** A failed admin call as one line naming the problem. */
+function adminError(conn: Connection, err: unknown): unknown {
+  if (!isGrpcError(err)) return err;
+  // One line naming the problem: the hub's message already names the object.
+  const first = err.message.split("\n")[0];
+  if (err.code === Code.UNAVAILABLE)
+    return new Error(`cannot reach the hub at ${conn.address}: ${first}`);
+  if (err.code === Code.DEADLINE_EXCEEDED)
+    return new Error(`the hub at ${conn.address} did not answer in time`);
+  return new Error(`${err.codeName.toLowerCase().replace(/_/g, " ")}: ${first}`);
 }

@@ -18,6 +18,7 @@ import { acceptTrustDomain, catalogProblems, rejected } from "./agent-reports.js
 import { emptyCatalog, mergeCatalog, meshFacts, startGrace } from "./cluster-catalog.js";
 import type { ClusterCatalog, SessionContext } from "./context.js";
 import type { Sender } from "./distributor.js";
+import { notLeader } from "./replica-role.js";
 import { HUB_VERSION } from "./version.js";
 
 type Connect = ServiceHandlers<(typeof AgentService)["method"]>["connect"];
@@ -40,6 +41,29 @@ interface AgentStream {
 }
 
 /** The Connect handler; `snapshotReceived` is called on each full catalog snapshot. */
+/**
+ * Fencing: a delta goes out only while this replica still leads in the term the stream began
+ * in (checked by the local clock against the lease), and names that term, so that an agent
+ * refuses a deposed leader's delta after a newer leader's.
+ */
+function fencedSender(
+  ctx: SessionContext,
+  abort: AbortController,
+  send: (delta: Parameters<Sender["send"]>[0] & { leaderTerm: bigint }) => Promise<void>,
+): Sender {
+  const term = ctx.leadership.view().term;
+  return {
+    send: (delta) => {
+      if (!ctx.leadership.leading() || ctx.leadership.view().term !== term) {
+        const e = notLeader(ctx.leadership);
+        abort.abort(e);
+        return Promise.reject(e);
+      }
+      return send({ ...delta, leaderTerm: term });
+    },
+  };
+}
+
 export function createConnectHandler(
   ctx: SessionContext,
   hooks: { snapshotReceived(): void },
@@ -56,9 +80,9 @@ export function createConnectHandler(
       sessionId,
       log: log.child({ cluster: clusterId, session: sessionId }),
       abort,
-      sender: {
-        send: (delta) => stream.send({ message: { case: "configDelta", value: delta } }),
-      },
+      sender: fencedSender(ctx, abort, (delta) =>
+        stream.send({ message: { case: "configDelta", value: delta } }),
+      ),
       send: (m) => stream.send(m),
       cat: undefined,
       lastRevision: 0n,
@@ -186,6 +210,7 @@ async function onHello(ctx: SessionContext, s: AgentStream, hello: Hello): Promi
         sessionId: s.sessionId,
         hubVersion: HUB_VERSION,
         maxCatalogEntries: ctx.config.maxCatalogEntries,
+        leaderTerm: ctx.leadership.view().term,
       },
     },
   });

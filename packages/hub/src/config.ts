@@ -1,3 +1,5 @@
+// hub.yaml: its fields, their defaults and the check of each, with errors naming the field.
+// Long file: one check per field of the file, in the order of the file's reference.
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import {
@@ -51,6 +53,12 @@ export interface HubConfig {
   limits: LimitsConfig;
   /** What one catalog watcher may cost the hub. */
   watch: WatchConfig;
+  /** Replicas on etcd: TTL of the leader's election lease, in seconds (etcd's minimum is 2):
+   * how long a crashed leader holds on before another replica takes over. */
+  leaderLeaseSeconds: number;
+  /** Replicas on etcd: "host:port" at which agents and the CLI reach this replica, sent by
+   * followers as the leader hint; empty: the listen address unless its host is a wildcard. */
+  advertiseAddress: string;
   /** Log line format of `isthmus hub`; undefined: ISTHMUS_LOG_FORMAT, else json. */
   logFormat: "json" | "text" | undefined;
   /** The one cluster whose agent may forward ConnectionPolicy objects ("": none). */
@@ -101,6 +109,8 @@ export const defaultHubConfig: HubConfig = {
   policySource: { cluster: "" },
   store: "file",
   etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
+  leaderLeaseSeconds: 5,
+  advertiseAddress: "",
 };
 
 export class ConfigError extends Error {
@@ -247,6 +257,16 @@ export function resolveHubConfig(
     if (input.etcd !== undefined) c.etcd = resolveEtcd(input.etcd, c.etcd);
     if (c.store === "etcd" && c.etcd.endpoints.length === 0)
       throw new ConfigError("etcd.endpoints: needed with store: etcd (etcd client URLs)");
+    if (input.leaderLeaseSeconds !== undefined)
+      c.leaderLeaseSeconds = int(input.leaderLeaseSeconds, "leaderLeaseSeconds", 2);
+    if (input.advertiseAddress !== undefined) {
+      const a = input.advertiseAddress;
+      if (typeof a !== "string" || (a !== "" && !/^[^\s,]+:[0-9]{1,5}$/.test(a)))
+        throw new ConfigError(
+          `advertiseAddress: must be host:port or "", got ${JSON.stringify(a)}`,
+        );
+      c.advertiseAddress = a;
+    }
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);

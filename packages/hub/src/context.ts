@@ -7,6 +7,7 @@ import type { CatalogChange, Deltas, PolicyEngine } from "@isthmus/policy";
 import type { CallContext, Conflict, Service, WorkloadIdentity } from "@isthmus/proto";
 import type { HubConfig, Role } from "./config.js";
 import type { Distributor } from "./distributor.js";
+import type { Leadership } from "./leadership.js";
 import type { HubMetrics } from "./metrics.js";
 import type { ObjectRequests } from "./object-requests.js";
 import type { Registry } from "./registry.js";
@@ -54,6 +55,8 @@ export interface HubContext {
   metrics: HubMetrics;
   hubCa: CertifiedKey;
   catalogs: Map<string, ClusterCatalog>;
+  /** This replica's role; a hub without election always leads, in term 0. */
+  leadership: Leadership;
   /** Active stream per cluster, to cut it when the cluster is deleted. */
   streams: Map<string, AbortController>;
   warmingUp(): boolean;
@@ -114,6 +117,7 @@ export type SessionContext = ReportContext &
     | "objectRequests"
     | "engine"
     | "deliver"
+    | "leadership"
   >;
 
 /** What a catalog watcher uses (catalog-watch.ts). */

@@ -31,7 +31,10 @@ export interface DistributorOptions {
   desired(clusterId: string): ReadonlyMap<string, Intent>;
   /** Current system version. */
   systemVersion(): string;
-  /** Whether removals may be sent (false during warm-up). */
+  /** Whether removals, and changes of intents the agent holds, may be sent (false during
+   * warm-up: computed from the catalogs of the clusters that reconnected so far, a change of a
+   * held intent could replace or remove its objects, e.g. an ALLOW policy that names remote
+   * identities not reported yet; new intents only add objects and go out at once). */
   removalsAllowed(): boolean;
   logger: Logger;
   metrics: {
@@ -86,7 +89,8 @@ export function createDistributor(options: DistributorOptions) {
         if (removals && (s.applied.has(name) || s.refused.has(name))) removed.push(name);
       } else if (
         s.applied.get(name) !== intent.version &&
-        s.refused.get(name)?.version !== intent.version
+        s.refused.get(name)?.version !== intent.version &&
+        (removals || !s.applied.has(name))
       ) {
         upserted.push(intent);
       }

@@ -146,7 +146,7 @@ function statusOf(r: Refusal): Partial<grpc.StatusObject> & { code: grpc.status;
  * grpc-js offers no API for it; the first interceptor's call is its own call object, which
  * holds the HTTP/2 stream. Without one (another grpc-js) the body is drained as before.
  */
-function stopReading(call: grpc.ServerInterceptingCallInterface): void {
+export function stopReading(call: grpc.ServerInterceptingCallInterface): void {
   const stream = (call as { stream?: unknown }).stream;
   if (typeof stream === "object" && stream !== null && "rstCode" in stream) {
     const http2Stream = stream as http2.ServerHttp2Stream;

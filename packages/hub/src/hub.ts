@@ -1,9 +1,11 @@
 // The hub: durable registry, catalog merged from agent streams, the policy engine, and
 // delivery of intents; serves AgentService and AdminService on one TLS port.
+import { randomUUID } from "node:crypto";
 import { type Logger, silentLogger } from "@isthmus/logging";
 import type { CertifiedKey } from "@isthmus/pki";
 import { createPolicyEngine, type PolicyEngine } from "@isthmus/policy";
 import { Code, Decision, GrpcError, shutdown } from "@isthmus/proto";
+import type { Etcd3 } from "etcd3";
 import { createAuth } from "./auth.js";
 import { createCatalogQueue } from "./catalog-queue.js";
 import type { HubConfig } from "./config.js";
@@ -12,13 +14,17 @@ import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type DistributorOptions } from "./distributor.js";
 import type { HubHealth } from "./health.js";
 import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
+import { soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
 import { createObjectRequests } from "./object-requests.js";
 import { openRegistry, type Registry } from "./registry.js";
 import { followRegistry } from "./registry-changes.js";
+import { advertisedAddress, followElection, notStarted, readiness } from "./replica-role.js";
 import { serveGrpc, serveMetrics } from "./serve.js";
+import { dropAgents } from "./state-follow.js";
 import { openFileStore, type Store } from "./store.js";
 import { openConfiguredEtcdStore } from "./store-config.js";
+import type { EtcdStore } from "./store-etcd.js";
 import { createWarmup } from "./warmup.js";
 
 export { HUB_VERSION } from "./version.js";
@@ -47,6 +53,22 @@ export interface CreateHubOptions {
   /** Start with an empty store although the data dir was initialised and its state.json is
    * missing (`isthmus hub --init`); refused when state.json exists. */
   init?: boolean;
+  /** The election among the replicas sharing an etcd store: only the leader serves agents
+   * and admin calls and pushes (docs/high-availability.md). Default: on an etcd store, an
+   * election with config.leaderLeaseSeconds and config.advertiseAddress. `false`: no election,
+   * this hub always serves (tests of the shared state; never two such hubs for agents, since
+   * each would know only the catalogs of the agents connected to it). */
+  election?: ElectionOptions | false;
+}
+
+export interface ElectionOptions {
+  client: Etcd3;
+  /** The hub's key prefix in etcd; the election lives under `<prefix>election/`. */
+  prefix: string;
+  ttlSeconds: number;
+  /** The address agents and the CLI reach this replica at, sent to them by followers; default
+   * the listen address with its bound port when its host is not a wildcard, else none. */
+  advertiseAddress?: string;
 }
 
 /** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
@@ -55,6 +77,10 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   const { config } = options;
   const logger = options.logger ?? silentLogger;
   const { store, registry, hubCa } = await openState(options, logger);
+  // Replicas on etcd elect a leader; a hub on its own (file store) always leads.
+  const election =
+    options.election === false ? undefined : (options.election ?? electionOf(store, config));
+  const self = { id: randomUUID(), address: "" };
   const metrics = createHubMetrics({ defaultMetrics: config.metricsListen !== "" });
   metrics.certificates("ca", hubCa.certPem);
   const startedAt = Date.now();
@@ -104,6 +130,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metrics,
     hubCa,
     catalogs,
+    leadership: election === undefined ? soleLeadership(self) : notStarted(self),
     streams: new Map(),
     catalogEvents: new Set(),
     objectRequests: createObjectRequests(now),
@@ -125,16 +152,43 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   }
   followRegistry(ctx);
 
-  warmup.start();
-  const { server, port, health } = await serveGrpc(ctx, auth, warmup);
+  const { server, port, health } = await serveGrpc(ctx, auth, warmup, {
+    electionWaitMs: (election?.ttlSeconds ?? 0) * 1000,
+    advertisedHost: hostOf(election?.advertiseAddress),
+  });
+  if (election === undefined) {
+    warmup.start();
+    metrics.leader.set(1);
+  } else {
+    self.address = election.advertiseAddress ?? advertisedAddress(config.listen, port);
+    const elected = startLeadership({
+      client: election.client,
+      prefix: election.prefix,
+      ttlSeconds: election.ttlSeconds,
+      self,
+      where: store.location,
+      logger,
+    });
+    ctx.leadership = followElection(
+      elected,
+      {
+        resync: () => registry.catchUp(),
+        beginWarmup: () => warmup.begin(),
+        dropAgents: (reason) => dropAgents(ctx, reason),
+      },
+      logger,
+    );
+    elected.onChange((v) => metrics.leader.set(v.leading ? 1 : 0));
+  }
+  // Ready: serving (not starting or stopping), and in a role (docs/high-availability.md).
+  const ready = () =>
+    health.ready() ? readiness(ctx.leadership) : { ready: false, detail: "not serving" };
   metrics.observe({
-    ready: () => health.ready(),
+    ready: () => ready().ready,
     clusters: () =>
       [...registry.clusters.keys()].map((id) => [id, catalogs.get(id)?.connected === true]),
   });
-  const { http, port: metricsPort } = await serveMetrics(metrics, config.metricsListen, () =>
-    health.ready(),
-  );
+  const { http, port: metricsPort } = await serveMetrics(metrics, config.metricsListen, ready);
   const plainHealth =
     config.grpcHealthListen === ""
       ? undefined
@@ -160,6 +214,8 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     health,
     async close() {
       health.setReady(false);
+      // Resigning first hands the lead over at once, without waiting for the lease to expire.
+      await ctx.leadership.close();
       warmup.stop();
       for (const c of catalogs.values()) if (c.graceTimer !== undefined) clearTimeout(c.graceTimer);
       // UNAVAILABLE: the agent reconnects later; the stream's end is no failure to warn about.
@@ -218,6 +274,24 @@ function clusterFacts(
       locality: facts?.locality ?? "",
     },
   };
+}
+
+/** The election of replicas on an etcd store (one that exposes its client and prefix). */
+function electionOf(store: Store, config: HubConfig): ElectionOptions | undefined {
+  const etcd = store as Partial<EtcdStore>;
+  if (etcd.client === undefined || etcd.prefix === undefined) return undefined;
+  return {
+    client: etcd.client,
+    prefix: etcd.prefix,
+    ttlSeconds: config.leaderLeaseSeconds,
+    ...(config.advertiseAddress === "" ? {} : { advertiseAddress: config.advertiseAddress }),
+  };
+}
+
+/** The host of a "host:port" address, for the self-issued certificate. */
+function hostOf(address: string | undefined): string | undefined {
+  if (address === undefined || address === "") return undefined;
+  return address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
 }
 
 /** Prepares the data dir, then opens the store, the registry and the hub CA. */

@@ -12,6 +12,14 @@ export { createDistributor, type Distributor, type DistributorOptions } from "./
 export { createGrpcServerMetrics } from "./grpc-metrics.js";
 export type { HubHealth } from "./health.js";
 export { type CreateHubOptions, createHub, HUB_VERSION, type Hub } from "./hub.js";
+export {
+  type LeaderInfo,
+  type Leadership,
+  type LeadershipOptions,
+  type LeadershipView,
+  soleLeadership,
+  startLeadership,
+} from "./leadership.js";
 export { createHubMetrics, type HubMetrics, type HubMetricsOptions } from "./metrics.js";
 export {
   type ClusterRecord,

@@ -51,6 +51,11 @@ export function createHubMetrics(options: HubMetricsOptions = {}) {
   });
   const m = {
     registry,
+    leader: new Gauge({
+      name: "isthmus_hub_leader",
+      help: "1 while this replica leads (always with the file store), else 0",
+      registers: [registry],
+    }),
     /** Where the scrape-time gauges read from: registered clusters and readiness. */
     observe(sources: {
       clusters: () => Iterable<[id: string, connected: boolean]>;
@@ -148,16 +153,19 @@ export function createHubMetrics(options: HubMetricsOptions = {}) {
 export type HubMetrics = ReturnType<typeof createHubMetrics>;
 
 /** Serves /metrics, /healthz and /readyz. */
-export function serveHttp(metrics: HubMetrics, ready: () => boolean): Server {
+export function serveHttp(
+  metrics: HubMetrics,
+  ready: () => { ready: boolean; detail: string },
+): Server {
   return createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
-      const ok = ready();
+      const { ready: ok, detail } = ready();
       res
         .writeHead(ok ? 200 : 503, { "content-type": "text/plain" })
-        .end(ok ? "ready\n" : "not ready\n");
+        .end(`${ok ? "ready" : "not ready"}: ${detail}\n`);
     } else if (path === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),

@@ -85,6 +85,13 @@ export interface Registry {
    * replicas') reaches the maps once, then `onChange`, once per transaction.
    */
   follow(onChange: (change: RegistryChange) => void): void;
+  /**
+   * Reads the whole store (with etcd a linearizable read: it holds every write acknowledged
+   * before it began, whichever replica took it) and applies what the watch has not brought
+   * yet; the watch then skips what this read covered. A replica taking over calls it before
+   * it serves, so that it never pushes from state older than an acknowledged write.
+   */
+  catchUp(): Promise<void>;
   /** Stops following the store. */
   close(): Promise<void>;
 }
@@ -219,6 +226,8 @@ export async function openRegistry(store: Store, options: RegistryOptions = {}):
   };
 
   const applyWatched = (batch: StoreBatch) => {
+    // Already in the maps: catchUp read a snapshot at or after this revision.
+    if (batch.revision <= watched) return;
     watched = batch.revision;
     const change: RegistryChange = { policies: false, clusters: [] };
     for (const e of batch.events) {
@@ -255,24 +264,28 @@ export async function openRegistry(store: Store, options: RegistryOptions = {}):
         return;
       }
       if (closed) return;
-      const events: StoreEvent[] = snap.entries.map((e) => ({ type: "put", ...e }));
-      const present = new Set(snap.entries.map((e) => e.key));
-      for (const id of clusters.keys())
-        if (!present.has(CLUSTERS + id))
-          events.push({ type: "delete", key: CLUSTERS + id, version: snap.revision });
-      for (const name of policies.keys())
-        if (!present.has(POLICIES + name))
-          events.push({ type: "delete", key: POLICIES + name, version: snap.revision });
-      const unchanged = (e: StoreEvent) =>
-        e.type === "put" &&
-        (e.key.startsWith(CLUSTERS)
-          ? clusters.get(e.key.slice(CLUSTERS.length))?.version === e.version
-          : policies.get(e.key.slice(POLICIES.length))?.resourceVersion === String(e.version));
-      aheadOfWatch.clear();
-      applyWatched({ revision: snap.revision, events: events.filter((e) => !unchanged(e)) });
+      applySnapshot(snap);
       startWatch();
     }, delayMs);
     retry.unref();
+  };
+  /** Applies what differs between the maps and a snapshot of the whole store. */
+  const applySnapshot = (snap: StoreSnapshot) => {
+    const events: StoreEvent[] = snap.entries.map((e) => ({ type: "put", ...e }));
+    const present = new Set(snap.entries.map((e) => e.key));
+    for (const id of clusters.keys())
+      if (!present.has(CLUSTERS + id))
+        events.push({ type: "delete", key: CLUSTERS + id, version: snap.revision });
+    for (const name of policies.keys())
+      if (!present.has(POLICIES + name))
+        events.push({ type: "delete", key: POLICIES + name, version: snap.revision });
+    const unchanged = (e: StoreEvent) =>
+      e.type === "put" &&
+      (e.key.startsWith(CLUSTERS)
+        ? clusters.get(e.key.slice(CLUSTERS.length))?.version === e.version
+        : policies.get(e.key.slice(POLICIES.length))?.resourceVersion === String(e.version));
+    aheadOfWatch.clear();
+    applyWatched({ revision: snap.revision, events: events.filter((e) => !unchanged(e)) });
   };
 
   return {
@@ -282,6 +295,9 @@ export async function openRegistry(store: Store, options: RegistryOptions = {}):
       if (onChange !== undefined) throw new Error("registry: follow() called twice");
       onChange = listener;
       startWatch();
+    },
+    async catchUp() {
+      applySnapshot(await store.snapshot(""));
     },
     async close() {
       closed = true;

@@ -22,6 +22,7 @@ import { createGate } from "./gate.js";
 import { createGrpcServerMetrics } from "./grpc-metrics.js";
 import { addHealthAndReflection, type HubHealth } from "./health.js";
 import { type HubMetrics, serveHttp } from "./metrics.js";
+import { createRoleGate, HUB_PATHS } from "./replica-role.js";
 
 export type GrpcServer = ReturnType<typeof createServer>;
 
@@ -38,6 +39,9 @@ export async function serveGrpc(
   ctx: HubContext,
   auth: HubAuth,
   agentHooks: { snapshotReceived(): void },
+  /** Followers wait this long for an election before refusing a call; the host agents reach
+   * this replica at (in the self-issued certificate). */
+  role: { electionWaitMs: number; advertisedHost: string | undefined },
 ): Promise<{ server: GrpcServer; port: number; health: HubHealth }> {
   const { config, hubCa, metrics } = ctx;
   const { limits } = config;
@@ -62,7 +66,12 @@ export async function serveGrpc(
     idleTimeoutMs: limits.idleTimeoutMs,
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
-    interceptors: [gate, createGrpcServerMetrics(metrics.registry)],
+    // The role gate first: a follower refuses before anything else is checked.
+    interceptors: [
+      createRoleGate(() => ctx.leadership, HUB_PATHS, role.electionWaitMs),
+      gate,
+      createGrpcServerMetrics(metrics.registry),
+    ],
   });
   const health = addHealthAndReflection(server);
   addService(
@@ -82,7 +91,14 @@ export async function serveGrpc(
           certPem: await readFile(config.tls.certFile, "utf8"),
           keyPem: await readFile(config.tls.keyFile, "utf8"),
         }
-      : await issueServerCertificate(hubCa, splitNames(config.serverNames));
+      : await issueServerCertificate(
+          hubCa,
+          splitNames(
+            role.advertisedHost === undefined
+              ? config.serverNames
+              : [...config.serverNames, role.advertisedHost],
+          ),
+        );
     metrics.certificates("server", serverCert.certPem);
     credentials = serverCredentials({
       certChainPem: serverCert.certPem,
@@ -104,7 +120,7 @@ export async function serveGrpc(
 export async function serveMetrics(
   metrics: HubMetrics,
   address: string,
-  ready: () => boolean,
+  ready: () => { ready: boolean; detail: string },
 ): Promise<{ http: HttpServer | undefined; port: number }> {
   if (address === "") return { http: undefined, port: 0 };
   const http = serveHttp(metrics, ready);

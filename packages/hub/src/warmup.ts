@@ -10,6 +10,8 @@ export interface Warmup {
   warm(): boolean;
   /** Starts the grace period's timer. */
   start(): void;
+  /** Begins a warm-up anew (a replica taking over as leader) and starts its timer. */
+  begin(): void;
   /** A cluster sent a full snapshot: warm-up ends when every enrolled one has. */
   snapshotReceived(): void;
   stop(): void;
@@ -47,6 +49,11 @@ export function createWarmup(options: {
         options.warmupSeconds * 1000,
       );
       warmupTimer.unref();
+    },
+    begin() {
+      if (warmupTimer !== undefined) clearTimeout(warmupTimer);
+      warm = enrolled().length === 0 || options.warmupSeconds === 0;
+      this.start();
     },
     snapshotReceived() {
       if (warm) return;

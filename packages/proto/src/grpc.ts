@@ -97,9 +97,13 @@ function callContext(call: AnyServerCall): CallContext {
   };
 }
 
+/** The status a failed handler answers with; a GrpcError's metadata goes in the trailers
+ * (e.g. the leader hint of a hub follower). */
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   const e = GrpcError.from(err);
-  return { code: e.code, details: e.message };
+  return e.metadata === undefined
+    ? { code: e.code, details: e.message }
+    : { code: e.code, details: e.message, metadata: e.metadata };
 }
 
 // A handler that stops reading must still be able to end the call with a status, so leaving
