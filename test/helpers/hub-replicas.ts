@@ -68,20 +68,34 @@ function startProcess(replica: {
       "--admin-token-file",
       replica.tokenFile,
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ISTHMUS_LOG_FORMAT: "json", ISTHMUS_LOG_LEVEL: "info" },
+    },
   );
   let logs = "";
   const keep = (d: Buffer) => {
     logs = (logs + d.toString()).slice(-400_000);
   };
-  child.stderr!.on("data", keep);
+  child.stdout!.on("data", keep);
+  // The hub writes only its JSON log, on stderr; the "hub started" record holds its port.
   const port = new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => {
+    let pending = "";
+    child.stderr!.on("data", (d: Buffer) => {
       keep(d);
-      out += d.toString();
-      const m = /hub listening on port (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+      pending += d.toString();
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) {
+        let record: { message?: string; port?: number };
+        try {
+          record = JSON.parse(line) as typeof record;
+        } catch {
+          continue;
+        }
+        if (record.message === "hub started" && typeof record.port === "number")
+          resolve(record.port);
+      }
     });
     child.once("exit", (code, signal) =>
       reject(
