@@ -58,7 +58,11 @@ export function createWarmup(options: {
     snapshotReceived() {
       if (warm) return;
       const waiting = enrolled().filter((id) => (catalogs.get(id)?.revision ?? 0n) === 0n);
-      if (waiting.length === 0) endWarmup("every known cluster reconnected");
+      if (waiting.length > 0) return;
+      // The snapshot waits in the catalog queue until its turn of the event loop ends: end the
+      // warm-up after that (a later setImmediate), or the removals it releases are computed by
+      // an engine that lacks the last cluster's catalog.
+      setImmediate(() => endWarmup("every known cluster reconnected"));
     },
     stop() {
       if (warmupTimer !== undefined) clearTimeout(warmupTimer);
