@@ -110,7 +110,9 @@ export async function startBenchHub(
       // above the default of 64 connections per address.
       limits: { ...defaultHubConfig.limits, maxConnectionsPerAddress: 10_000 },
     },
-    ...(store !== undefined ? { store } : {}),
+    // On etcd: no election, this hub serves at once (the store benchmark measures writes and
+    // a second replica's view of them, not leadership).
+    ...(store !== undefined ? { store, election: false as const } : {}),
   });
   const address = `localhost:${hub.port}`;
   const admin = createClient(AdminService, address, clientCredentials({ caPem: hub.caPem }));

@@ -66,10 +66,12 @@ export async function serveGrpc(
     idleTimeoutMs: limits.idleTimeoutMs,
     maxConnectionAgeMs: limits.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: limits.maxConnectionAgeGraceMs,
-    // The role gate first: a follower refuses before anything else is checked.
+    // The gate first: its refusals stop the client's upload (RST_STREAM on the raw call,
+    // which a wrapping interceptor would hide), and a follower names the leader only to
+    // callers it has authenticated.
     interceptors: [
-      createRoleGate(() => ctx.leadership, HUB_PATHS, role.electionWaitMs),
       gate,
+      createRoleGate(() => ctx.leadership, HUB_PATHS, role.electionWaitMs),
       createGrpcServerMetrics(metrics.registry),
     ],
   });
