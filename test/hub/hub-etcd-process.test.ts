@@ -9,6 +9,7 @@ import { openEtcdStore } from "@isthmus/hub";
 import { Action, AdminService, clientCredentials, createClient } from "@isthmus/proto";
 import { isthmusBin, runIsthmus } from "../helpers/cli.js";
 import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
+import { eventually } from "../helpers/eventually.js";
 import { ADMIN_TOKEN, admin } from "../helpers/hub-fixture.js";
 
 /** Starts `isthmus hub` with `args`; resolves with its port once it listens (the "hub
@@ -108,7 +109,9 @@ describe("isthmus hub --store etcd", function () {
       clientCredentials({ caPem: await etcdCa(etcd!) }),
     );
     try {
-      const listed = await client.listPolicies({}, admin);
+      // The first hub's election key lives until its lease ends: until then the second one
+      // answers UNAVAILABLE ("retry"), as a replica that does not lead yet.
+      const listed = await eventually(() => client.listPolicies({}, admin), 30_000, 200);
       assert.deepEqual(
         listed.policies.map((p) => p.name),
         ["deny-x"],
