@@ -8,6 +8,7 @@ import { connect, createServer, type TLSSocket } from "node:tls";
 import {
   type CertifiedKey,
   clusterIdFromCertificate,
+  clusterIdFromX509,
   createAgentCsr,
   createHubCa,
   isPkiError,
@@ -179,6 +180,45 @@ describe("pki: control-plane certificates", () => {
             "csr for cluster rsa-cluster: unsupported key RSA 1024; use ECDSA P-256 or RSA of at least 2048 bits",
         },
       );
+    } finally {
+      await cleanup(dir);
+    }
+  });
+
+  it("reads the cluster id from Node's parse as the full parser does, or defers to it", async () => {
+    const dir = await tempFolder("san-fast-path");
+    try {
+      const issued = await signAgentCsr(hubCa, (await createAgentCsr("x")).csrPem, {
+        clusterId: "prod-eu",
+      });
+      assert.equal(clusterIdFromX509(new X509Certificate(issued.certPem)), "prod-eu");
+      // Two cluster URIs: the full parser decides, and refuses.
+      const sans = { two: "URI:spiffe://isthmus/cluster/a,URI:spiffe://isthmus/cluster/b" };
+      for (const [name, san] of Object.entries(sans)) {
+        await openssl(
+          ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+            .concat(["-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "1"])
+            .concat(["-subj", "/CN=x", "-addext", `subjectAltName=${san}`]),
+          dir,
+        );
+        const pem = await readFile(join(dir, `${name}.pem`), "utf8");
+        const expected = (() => {
+          try {
+            return clusterIdFromCertificate(pem);
+          } catch (reason) {
+            return String(reason);
+          }
+        })();
+        const got = (() => {
+          try {
+            return clusterIdFromX509(new X509Certificate(pem));
+          } catch (reason) {
+            return String(reason);
+          }
+        })();
+        assert.equal(got, expected, name);
+        assert.match(got, /found 2/, name);
+      }
     } finally {
       await cleanup(dir);
     }

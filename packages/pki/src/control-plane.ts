@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject, type X509Certificate } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { assertClusterName, BACKDATE_MS } from "./ca-files.js";
@@ -243,6 +243,33 @@ export async function signAgentCsr(
  * `tlsSocket.getPeerCertificate().raw`). It reads the identity only: the TLS layer must
  * already have verified the certificate against the hub CA.
  */
+/**
+ * The cluster id of a client certificate Node has already parsed: read from Node's own
+ * rendering of the subject alternative names when that is plain (no entry quoted or escaped;
+ * cluster ids are DNS labels), else by clusterIdFromCertificate's full parser. The hub checks
+ * every agent call this way; the full parser costs milliseconds.
+ */
+export function clusterIdFromX509(certificate: X509Certificate): string {
+  const san = certificate.subjectAltName;
+  if (san !== undefined && !/["\\]/.test(san)) {
+    const ids = san
+      .split(", ")
+      .filter((entry) => entry.startsWith(`URI:${CLUSTER_SPIFFE_PREFIX}`))
+      .map((entry) => entry.slice(`URI:${CLUSTER_SPIFFE_PREFIX}`.length));
+    if (ids.length === 1 && isClusterName(ids[0]!)) return ids[0]!;
+  }
+  return clusterIdFromCertificate(new Uint8Array(certificate.raw));
+}
+
+function isClusterName(id: string): boolean {
+  try {
+    assertClusterName(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function clusterIdFromCertificate(certificate: string | Uint8Array): string {
   const source = "client certificate";
   const parsed =

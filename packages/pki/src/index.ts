@@ -24,6 +24,7 @@ export {
   type CertifiedKey,
   CLUSTER_SPIFFE_PREFIX,
   clusterIdFromCertificate,
+  clusterIdFromX509,
   clusterSpiffeId,
   createAgentCsr,
   createHubCa,
