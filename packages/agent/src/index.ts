@@ -13,6 +13,7 @@ export * from "./discovery/informer.js";
 export * from "./discovery/mesh.js";
 export { type PodView, podHasIstio, slimPod } from "./discovery/objects.js";
 export * from "./http.js";
+export * from "./hub-endpoints.js";
 export * from "./identity.js";
 export * from "./kube/client.js";
 export * from "./kube/resources.js";

@@ -1,8 +1,7 @@
 // The agent's session with the hub: connect (enrollment.ts gives the certificate), Hello
 // and Welcome, the catalog (catalog-sender.ts), config deltas applied and answered with ACK or
-// NACK, ApplyReports of what the reconciler did on its own; reconnects with backoff.
-// Long file: the reconnection rules (backoff, the leader's hint, the term fence) and the loop
-// that applies them share one session's state; they are read together.
+// NACK, ApplyReports of what the reconciler did on its own; reconnects as hub-endpoints.ts
+// says, and refuses a deposed leader's deltas (the term fence).
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import {
   type ClientBidiStream,
@@ -20,6 +19,7 @@ import type { Delay } from "./discovery/informer.js";
 import { realDelay } from "./discovery/informer.js";
 import { type Client, createEnrollment } from "./enrollment.js";
 import { createFindingsSender, type FindingsSender } from "./findings-sender.js";
+import { createHubEndpoints } from "./hub-endpoints.js";
 import type { AgentIdentity, IdentityStore } from "./identity.js";
 import type { PolicySource } from "./policy-source.js";
 
@@ -79,33 +79,6 @@ export interface Session {
   systemVersion(): string;
 }
 
-/** Full-jitter exponential backoff: a random wait in [0, min(max, initial * 2^attempt)]. */
-export function backoffDelay(
-  attempt: number,
-  initialMs: number,
-  maxMs: number,
-  random: () => number,
-): number {
-  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  return Math.max(initialMs / 2, Math.floor(random() * cap));
-}
-
-/** Trailer in which a hub follower names the leader's address (hub replica-role.ts). */
-export const LEADER_HINT = "isthmus-leader";
-
-/** The leader address a follower's refusal names; "" when the refusal comes from a follower
- * that names none (no leader elected yet); undefined when it is no follower's refusal. */
-export function leaderHint(err: unknown): string | undefined {
-  if (!(err instanceof GrpcError) || err.metadata === undefined) return undefined;
-  const value = err.metadata.get(LEADER_HINT)[0];
-  if (value === "") return "";
-  return typeof value === "string" && /^[^\s,]+:[0-9]{1,5}$/.test(value) ? value : undefined;
-}
-
-/** How long redirects (follower refusals, hinted addresses that failed) are retried without
- * backoff: a crashed leader's lease (leaderLeaseSeconds) plus an election, with room. */
-const REDIRECT_WINDOW_MS = 15_000;
-
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share one session's state (stream, client, state, the acked version, the open session's callbacks); none is over 80 lines
 export function createSession(options: SessionOptions): Session {
   const logger = (options.logger ?? silentLogger).child({
@@ -115,8 +88,6 @@ export function createSession(options: SessionOptions): Session {
   const delay = options.delay ?? realDelay;
   const random = options.random ?? Math.random;
   const now = options.now ?? (() => new Date());
-  const initialMs = options.backoff?.initialMs ?? 500;
-  const maxMs = options.backoff?.maxMs ?? 30_000;
   const debounceMs = options.debounceMs ?? 100;
   const maxDebounceMs = options.maxDebounceMs ?? 1_000;
   const { controller } = options;
@@ -128,15 +99,14 @@ export function createSession(options: SessionOptions): Session {
   let stream: Stream | undefined;
   let client: Client | undefined;
   let acked = "";
-  // Where to connect: the configured addresses in turn, or the leader a follower named.
-  const endpoints = options.hubAddress
-    .split(",")
-    .map((a) => a.trim())
-    .filter((a) => a !== "");
-  let next = 0;
-  let hinted: string | undefined;
-  let dialed: string | undefined;
-  const hintDelayMs = options.hintDelayMs ?? 100;
+  // Where to connect, and how long to wait before: hub-endpoints.ts.
+  const endpoints = createHubEndpoints({
+    addresses: options.hubAddress,
+    random,
+    nowMs: () => now().getTime(),
+    ...(options.hintDelayMs === undefined ? {} : { hintDelayMs: options.hintDelayMs }),
+    ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+  });
   /** Highest leader term of a delta applied: a replica of a lower term was deposed. */
   let highestTerm = 0n;
   let wake: (() => void) | undefined;
@@ -147,10 +117,7 @@ export function createSession(options: SessionOptions): Session {
   const { channel, credentials, scheduleRenewal } = createEnrollment(
     {
       ...options,
-      target: () => {
-        dialed = hinted ?? endpoints[next % endpoints.length]!;
-        return dialed;
-      },
+      target: () => endpoints.target(),
     },
     logger,
     now,
@@ -322,46 +289,7 @@ export function createSession(options: SessionOptions): Session {
   controller.conflicts.onChange(() => active?.findings.conflictsChanged());
   options.policySource?.onChange(() => active?.findings.policiesChanged());
 
-  /** When the current run of redirects began (follower refusals, or a hinted address that
-   * failed): they retry soon, without backoff, for REDIRECT_WINDOW_MS. */
-  let redirectedSince: number | undefined;
-  /** A hinted address that failed to answer: a follower may name it until the dead leader's
-   * lease expires, so it is not followed again for a while. */
-  let deadHint: { address: string; until: number } | undefined;
-  let redirectWait = 0;
-  /**
-   * Whether `failure` (of a session dialed at `followed` when that was a hint) is part of a
-   * redirect: a follower's refusal, or a hinted address that did not answer. Sets where to go
-   * (`hinted`, `next`) and `redirectWait`. A follower that names the leader is followed at once
-   * (0 .. hintDelayMs of jitter, which spreads a failover's reconnections); one that names none
-   * (its election is under way: it waited for one before refusing), or names an address that
-   * just failed, is retried soon at the next configured address (2 .. 4 × hintDelayMs).
-   */
-  function redirect(failure: unknown, followed: string | undefined): boolean {
-    const hint = leaderHint(failure);
-    if (hint === undefined && followed === undefined) return false;
-    const t = now().getTime();
-    redirectedSince ??= t;
-    if (t - redirectedSince > REDIRECT_WINDOW_MS) return false;
-    if (hint === undefined && followed !== undefined)
-      deadHint = { address: followed, until: t + REDIRECT_WINDOW_MS / 3 };
-    const usable =
-      hint !== undefined &&
-      hint !== "" &&
-      !(deadHint !== undefined && deadHint.address === hint && t < deadHint.until);
-    if (usable) {
-      hinted = hint;
-      redirectWait = Math.floor(random() * hintDelayMs);
-    } else {
-      if (dialed === endpoints[next % endpoints.length]) next++;
-      redirectWait = hintDelayMs * 2 + Math.floor(random() * hintDelayMs * 2);
-    }
-    logger.info("following the hub leader", { leader: hint ?? "", wait_ms: redirectWait });
-    return true;
-  }
-
   async function run(): Promise<void> {
-    let attempt = 0;
     while (!stopped) {
       let welcomed = false;
       let failure: unknown;
@@ -388,22 +316,14 @@ export function createSession(options: SessionOptions): Session {
         client = undefined;
       }
       if (stopped) break;
-      if (welcomed) redirectedSince = undefined;
-      const followed = hinted;
-      hinted = undefined;
-      if (redirect(failure, followed)) {
-        await Promise.race([delay(redirectWait), new Promise<void>((resolve) => (wake = resolve))]);
-        continue;
+      const next = endpoints.ended(welcomed, failure);
+      if (next.redirect) {
+        logger.info("following the hub leader", { leader: next.hint ?? "", wait_ms: next.waitMs });
+      } else {
+        setState("backoff");
+        logger.info("reconnecting", { backoff_ms: next.waitMs, attempt: next.attempt });
       }
-      redirectedSince = undefined;
-      // Otherwise the next configured address after the one that failed: with one, the same (a
-      // Service in front of the replicas picks a replica per connection).
-      if (dialed === endpoints[next % endpoints.length]) next++;
-      attempt = welcomed ? 0 : attempt + 1;
-      const wait = backoffDelay(attempt, initialMs, maxMs, random);
-      setState("backoff");
-      logger.info("reconnecting", { backoff_ms: wait, attempt });
-      await Promise.race([delay(wait), new Promise<void>((resolve) => (wake = resolve))]);
+      await Promise.race([delay(next.waitMs), new Promise<void>((resolve) => (wake = resolve))]);
     }
     setState("stopped");
   }

@@ -10,6 +10,7 @@ import {
   createClient,
   insecureClientCredentials,
   isGrpcError,
+  leaderHint,
   type ServiceClient,
 } from "@isthmus/proto";
 import { type Command, Option } from "commander";
@@ -130,14 +131,6 @@ export function adminClient(conn: Connection): { client: AdminClient; call: Call
   };
 }
 
-/** The leader's address a follower of a highly available hub names in its refusal. */
-function leaderHint(err: unknown): string | undefined {
-  if (!isGrpcError(err) || err.code !== Code.UNAVAILABLE) return undefined;
-  const value = err.metadata?.get("isthmus-leader")[0];
-  // Empty: a follower that knows no leader yet; nowhere to go.
-  return typeof value === "string" && /^[^\s,]+:\d+$/.test(value) ? value : undefined;
-}
-
 /**
  * Runs `fn` with an admin client built from the command's flags, and closes it. A follower of
  * a highly available hub refuses every call before reading it and names the leader
@@ -153,7 +146,8 @@ export async function withAdmin<T>(
     try {
       return await fn(client, call);
     } catch (err) {
-      const hint = leaderHint(err);
+      // Empty: a follower that knows no leader yet; nowhere to go.
+      const hint = leaderHint(err) || undefined;
       if (hint === undefined || hops >= 3) throw adminError(conn, err);
       conn.address = hint;
     } finally {

@@ -5,6 +5,7 @@
 import { performance } from "node:perf_hooks";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
 import type { Campaign, Etcd3, Lease } from "etcd3";
+import { createLeaderProbe } from "./leader-probe.js";
 
 /** What a candidate announces in its election key. */
 export interface LeaderInfo {
@@ -92,7 +93,23 @@ export function startLeadership(options: LeadershipOptions): Leadership {
   const ttlMs = options.ttlSeconds * 1000;
   const retryMs = options.retryMs ?? 500;
   const root = options.client.namespace(options.prefix);
-  const election = root.election(options.name ?? "hub-leader", options.ttlSeconds);
+  const electionName = options.name ?? "hub-leader";
+  const election = root.election(electionName, options.ttlSeconds);
+  // etcd3's Election keeps its candidates' keys here (named by lease); read for the leader's.
+  const candidates = root.namespace(`election/${electionName}/`);
+  const probe = createLeaderProbe({
+    logger: log,
+    revoke: async (lease) => {
+      await options.client.leaseClient.leaseRevoke({ ID: lease });
+    },
+    // Until the election names the next leader, name none: followers then hold calls for
+    // it (replica-role.ts) instead of sending callers to the dead address.
+    gone: (target) => {
+      if (leader === undefined || leader.address !== target.address) return;
+      leader = undefined;
+      changed();
+    },
+  });
   const listeners = new Set<(view: LeadershipView) => void>();
   let closed = false;
   let campaign: Campaign | undefined;
@@ -191,16 +208,24 @@ export function startLeadership(options: LeadershipOptions): Leadership {
       .then((o) => {
         observer = o;
         const refresh = () => {
-          election.leader().then(
-            (value) => {
-              const next = parseInfo(value);
-              if (next?.id === leader?.id && next?.address === leader?.address) return;
-              if (elected && next?.id !== options.self.id) return; // our key still leads
-              leader = next;
-              changed();
-            },
-            (err: unknown) => log.warn("cannot read the election leader", { err: errorField(err) }),
-          );
+          candidates
+            .getAll()
+            .sort("Create", "Ascend")
+            .limit(1)
+            .exec()
+            .then(
+              ({ kvs }) => {
+                const next = parseInfo(kvs[0]?.value.toString());
+                const other = next !== undefined && next.id !== options.self.id;
+                probe.watch(other ? { address: next.address, lease: kvs[0]!.lease } : undefined);
+                if (next?.id === leader?.id && next?.address === leader?.address) return;
+                if (elected && next?.id !== options.self.id) return; // our key still leads
+                leader = next;
+                changed();
+              },
+              (err: unknown) =>
+                log.warn("cannot read the election leader", { err: errorField(err) }),
+            );
         };
         refresh();
         o.on("change", refresh);
@@ -253,6 +278,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
       campaign = undefined;
       if (deadline !== undefined) clearTimeout(deadline);
       if (wasLeading) changed();
+      probe.close();
       await observer?.cancel().catch(() => {});
       await c?.resign().catch((err: unknown) => {
         log.warn("cannot resign; the lease expires by itself", { err: errorField(err) });

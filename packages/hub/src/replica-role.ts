@@ -2,15 +2,12 @@
 // gRPC call; a follower answers each with UNAVAILABLE and the leader's address in the
 // `isthmus-leader` trailer, so that agents and the CLI go to the leader. A call that arrives
 // while no replica leads (a failover) waits for the election up to a bound first.
+import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { errorField, type Logger } from "@isthmus/logging";
-import { AdminService, AgentService, Code, GrpcError } from "@isthmus/proto";
+import { AdminService, AgentService, Code, GrpcError, LEADER_HINT } from "@isthmus/proto";
 import { stopReading } from "./gate.js";
 import type { LeaderInfo, Leadership } from "./leadership.js";
-
-/** Trailer naming the leader's address on a follower's UNAVAILABLE answer (empty when the
- * follower knows no leader, or the leader advertises no address). */
-export const LEADER_HINT = "isthmus-leader";
 
 /** The answer of a replica that does not lead: UNAVAILABLE, with the leader's address when
  * another replica leads and advertises one. */
@@ -117,6 +114,8 @@ export interface RoleHooks {
 export function followElection(elected: Leadership, hooks: RoleHooks, logger: Logger): Leadership {
   let servingTerm = 0n;
   let wasLeading = false;
+  /** Calls held for this replica's re-read to end (it was just elected). */
+  const servingWaiters = new Set<() => void>();
   const serving = () => elected.leading() && elected.view().term === servingTerm;
   const role: Leadership = {
     ...elected,
@@ -124,6 +123,22 @@ export function followElection(elected: Leadership, hooks: RoleHooks, logger: Lo
     view: () => {
       const v = elected.view();
       return serving() ? v : { leading: false, term: 0n, leader: v.leader };
+    },
+    // Elected but still re-reading the store: wait for that too, rather than refuse.
+    async leaderWithin(ms) {
+      const since = performance.now();
+      const leader = await elected.leaderWithin(ms);
+      if (leader?.id !== elected.id || serving()) return leader;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          servingWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(0, ms - (performance.now() - since)));
+        servingWaiters.add(done);
+      });
+      return leader;
     },
   };
   elected.onChange((v) => {
@@ -136,6 +151,7 @@ export function followElection(elected: Leadership, hooks: RoleHooks, logger: Lo
           servingTerm = term;
           wasLeading = true;
           logger.info("serving as leader", { term: String(term) });
+          for (const done of [...servingWaiters]) done();
         },
         (err: unknown) => {
           logger.error("cannot re-read the store on takeover; resigning", {

@@ -9,5 +9,6 @@ export * from "./grpc.js";
 export * from "./grpc-client.js";
 export { forEachMessage } from "./grpc-streams.js";
 export * from "./intent-names.js";
+export * from "./leader-hint.js";
 export * from "./server.js";
 export { validateMessage } from "./validation.js";
