@@ -12,6 +12,7 @@ import {
   type ServiceRecord,
 } from "@isthmus/model";
 import {
+  accessIntentName,
   type ConnectionPolicy,
   Decision,
   type Intent,
@@ -19,7 +20,7 @@ import {
   WarningSchema,
 } from "@isthmus/proto";
 import { PolicyError } from "../errors.js";
-import { accessName, exportName, importName, type PrincipalGroups } from "../intent-builder.js";
+import { exportName, importName, type PrincipalGroups } from "../intent-builder.js";
 import { type CompiledRule, servicePorts } from "../rule-matcher.js";
 import type { PolicyDefaults, PolicyEngineOptions } from "./api.js";
 
@@ -216,7 +217,7 @@ export function intentNamesOf(
     names = {
       import: importName(namespace, name),
       export: exportName(namespace, name),
-      access: accessName(namespace, name),
+      access: accessIntentName(namespace, name),
     };
     state.intentNames.set(key, names);
   }
