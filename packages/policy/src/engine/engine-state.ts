@@ -16,6 +16,7 @@ import {
   type ConnectionPolicy,
   Decision,
   type Intent,
+  isEnforceableService,
   type Warning,
   WarningSchema,
 } from "@isthmus/proto";
@@ -228,10 +229,6 @@ export function serviceIntentNames(state: EngineState, record: ServiceRecord): I
   return intentNamesOf(state, record.logicalKey, record.service.namespace, record.service.name);
 }
 
-export function isEnforceable(record: ServiceRecord): boolean {
-  return record.service.inMesh && Object.keys(record.service.selector).length > 0;
-}
-
 /** State of a destination; unregistered ones serve explain and impact. */
 export function createDestination(
   state: EngineState,
@@ -250,7 +247,7 @@ export function createDestination(
     allowedClusters: NO_CLUSTERS,
     allowGroups: null,
     denyGroups: null,
-    enforceable: isEnforceable(record),
+    enforceable: isEnforceableService(record.service),
     exported: false,
     warnings: NO_WARNINGS,
     live: register,
