@@ -5,27 +5,12 @@
 import assert from "node:assert/strict";
 import type { Sandbox } from "@isthmus/cli/sandbox";
 import type { KubeObject } from "@isthmus/kubesim";
-import { Action } from "@isthmus/proto";
 import { type CliRun, runIsthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
+import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 
-const policies = [
-  {
-    name: "frontend-to-payments",
-    priority: 100,
-    action: Action.ALLOW,
-    from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-    to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-  },
-  {
-    name: "no-dev-to-prod",
-    priority: 10,
-    action: Action.DENY,
-    from: [{ clusterLabels: { env: "dev" } }],
-    to: [{ clusterLabels: { env: "prod" } }],
-  },
-];
+const policies = sandboxPolicies;
 
 const isthmus = (args: string[]): Promise<CliRun> =>
   runIsthmus(args, {

@@ -2,27 +2,12 @@
 // agents): it agrees with the clusters, then reports the mismatch a broken mesh config makes.
 import assert from "node:assert/strict";
 import { type Sandbox, waitConverged } from "@isthmus/cli/sandbox";
-import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
 import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 
-const policies = [
-  {
-    name: "frontend-to-payments",
-    priority: 100,
-    action: Action.ALLOW,
-    from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-    to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-  },
-  {
-    name: "no-dev-to-prod",
-    priority: 10,
-    action: Action.DENY,
-    from: [{ clusterLabels: { env: "dev" } }],
-    to: [{ clusterLabels: { env: "prod" } }],
-  },
-];
+const policies = sandboxPolicies;
 
 /** The CLI with no hub settings from this machine's environment or config file. */
 const isthmus = (args: string[]): Promise<CliRun> =>
