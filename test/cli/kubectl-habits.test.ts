@@ -8,19 +8,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createProgram, main } from "@isthmus/cli";
 import { parse } from "yaml";
-import { type CliRun, isthmusBin, repoRoot, runIsthmus } from "../helpers/cli.js";
+import { type CliRun, isolatedIsthmus as isthmus, isthmusBin, repoRoot } from "../helpers/cli.js";
 import { ADMIN_TOKEN, admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
-
-/** The CLI with no connection settings from this machine's environment or config file. */
-function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-    ...env,
-  });
-}
 
 function assertUsage(run: CliRun, message: string | RegExp): void {
   assert.equal(run.code, 2, run.stderr);

@@ -4,18 +4,10 @@
 // with its retry timer off, so the namespace watch alone does it.
 import assert from "node:assert/strict";
 import type { Sandbox } from "@isthmus/cli/sandbox";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { frontendToPayments } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
-
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 describe("cli: an import waits for its namespace in the importing cluster", function () {
   this.timeout(180_000);

@@ -3,20 +3,9 @@
 import assert from "node:assert/strict";
 import { type Sandbox, waitConverged } from "@isthmus/cli/sandbox";
 import { parse, stringify } from "yaml";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
-
-const policies = sandboxPolicies;
-
-/** The CLI with no hub settings from this machine's environment or config file. */
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 const SUMMARY = /^(\d+) pairs compared, (\d+) skipped \(not enforced\), (\d+) mismatch(es)?$/m;
 
@@ -36,7 +25,7 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
   before(async () => {
     // A stopped agent's services stay for the whole run: a verify of a loaded machine takes
     // longer than the default grace of 3 s.
-    quick = await startQuickSandbox("verify", { policies, graceSeconds: 600 });
+    quick = await startQuickSandbox("verify", { policies: sandboxPolicies, graceSeconds: 600 });
     sandbox = quick.sandbox;
   });
   after(async () => {
