@@ -277,6 +277,25 @@ describe("isthmus as a kubectl user expects it", function () {
     assert.equal((JSON.parse(jsonBefore.stdout) as { clusters: unknown[] }).clusters.length, 1);
   });
 
+  it("takes the global flags between a command group and its subcommand too", async () => {
+    const c = ["--hub", f.address, "--token", ADMIN_TOKEN, "--ca", caFile];
+    const [json, noHeaders, nearest, after, notTaken, invalid] = await Promise.all([
+      isthmus(["cluster", "-o", "json", "list", ...c]),
+      isthmus(["cluster", "--no-headers", "list", ...c]),
+      isthmus(["-o", "yaml", "cluster", "-o", "name", "list", ...c]),
+      isthmus(["cluster", "-o", "yaml", "list", ...c, "-o", "name"]),
+      isthmus(["cluster", "-o", "json", "delete", "zz-not-there", ...c]),
+      isthmus(["policy", "-o", "xml", "list", ...c]),
+    ]);
+    for (const r of [json, noHeaders, nearest, after]) assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(json.stdout) as { clusters: unknown[] }).clusters.length, 1);
+    assert.equal(noHeaders.stdout, "prod-eu   env=prod   no   no   <never>   0   <none>   0   0\n");
+    assert.equal(nearest.stdout, "cluster/prod-eu\n");
+    assert.equal(after.stdout, "cluster/prod-eu\n");
+    assertUsage(notTaken, "option '--output' does not apply to 'isthmus cluster delete'");
+    assertUsage(invalid, /^isthmus: option '-o, --output <format>' argument 'xml' is invalid\. /);
+  });
+
   it("prints the agent chart's values, hub CA included, when a cluster is created", async () => {
     const c = ["--hub", f.address, "--token", ADMIN_TOKEN, "--ca", caFile];
     const created = await isthmus([
