@@ -16,7 +16,7 @@ import type { KubeObject } from "@isthmus/kubesim";
 import { buildMesh } from "@isthmus/mesh-model";
 import { createRandom } from "@isthmus/model";
 import { createPolicyEngine, freezePolicy, type PolicyEngine } from "@isthmus/policy";
-import type { ImportBackend } from "@isthmus/proto";
+import { type ImportBackend, isEnforceableService } from "@isthmus/proto";
 import { decisionOf, judge } from "../test/mesh-model/differential.js";
 import { benchSeed, type Figure } from "./harness.js";
 import { clusterObjects } from "./lib/kube-scene.js";
@@ -85,8 +85,7 @@ function renderCluster(
   // mesh with a selector.
   const targets = new Map<string, Readonly<Record<string, string>>>();
   for (const { service: s } of engine.catalog.servicesIn(clusterId).values()) {
-    if (s.inMesh && Object.keys(s.selector).length > 0)
-      targets.set(`${s.namespace}/${s.name}`, s.selector);
+    if (isEnforceableService(s)) targets.set(`${s.namespace}/${s.name}`, s.selector);
   }
   const intents = expandDefaultAccess(engine.intents(clusterId).values(), targets);
   const facts = factsOf(engine, clusterId, objects);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type Agent, createAgent, createMemoryIdentityStore } from "@isthmus/agent";
 import { type KubeSim, sampleApp } from "@isthmus/kubesim";
 import { silentLogger } from "@isthmus/logging";
-import { Action } from "@isthmus/proto";
+import { frontendToPayments } from "../helpers/fixtures.js";
 import { admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
 import { eventually, noDelay } from "./cluster.js";
 import { startIstioCluster } from "./two-clusters.js";
@@ -63,15 +63,7 @@ describe("agent e2e with the real hub", () => {
 
     await hub.admin.applyPolicies(
       {
-        policies: [
-          {
-            name: "frontend-to-payments",
-            priority: 100,
-            action: Action.ALLOW,
-            from: [{ clusters: ["b"], namespaces: ["web"] }],
-            to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-          },
-        ],
+        policies: [frontendToPayments("b")],
       },
       admin,
     );

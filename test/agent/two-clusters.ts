@@ -8,6 +8,7 @@ import { type Agent, createAgent, createMemoryIdentityStore } from "@isthmus/age
 import { istioScene, type KubeSim, sampleApp, startKubeSim } from "@isthmus/kubesim";
 import { silentLogger } from "@isthmus/logging";
 import { Action } from "@isthmus/proto";
+import { frontendToPayments as frontendToPaymentsFrom } from "../helpers/fixtures.js";
 import { admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
 import { noDelay } from "./cluster.js";
 
@@ -96,13 +97,7 @@ export const paymentsNamespace = {
 };
 
 /** b/web may call payments-api (an import in b, an export and an ALLOW policy in a). */
-export const frontendToPayments = {
-  name: "frontend-to-payments",
-  priority: 100,
-  action: Action.ALLOW,
-  from: [{ clusters: ["b"], namespaces: ["web"] }],
-  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-};
+export const frontendToPayments = frontendToPaymentsFrom("b");
 
 /** b/web may not call payments-api (a DENY above the ALLOW). */
 export const denyFrontendToPayments = {

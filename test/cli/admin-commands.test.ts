@@ -2,21 +2,8 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { ADMIN_TOKEN, type HubFixture, startHub } from "../helpers/hub-fixture.js";
-
-/** The CLI with no connection settings from this machine's environment or config file. */
-function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    ISTHMUS_CONFIG: "",
-    ISTHMUS_CONTEXT: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-    ...env,
-  });
-}
 
 const policyYaml = `apiVersion: isthmus.dev/v1alpha1
 kind: ConnectionPolicy

@@ -12,18 +12,9 @@ import {
 } from "@isthmus/kubesim";
 import { renderCacertsSecret } from "@isthmus/pki";
 import { parse, stringify } from "yaml";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { type CliRun, isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { ADMIN_TOKEN, admin, enrollAgent, startHub } from "../helpers/hub-fixture.js";
-
-/** The CLI with no hub settings from this machine's environment or config file. */
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 const CLUSTERS = ["east", "west"] as const;
 

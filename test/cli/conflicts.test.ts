@@ -5,35 +5,10 @@
 import assert from "node:assert/strict";
 import type { Sandbox } from "@isthmus/cli/sandbox";
 import type { KubeObject } from "@isthmus/kubesim";
-import { Action } from "@isthmus/proto";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
+import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
-
-const policies = [
-  {
-    name: "frontend-to-payments",
-    priority: 100,
-    action: Action.ALLOW,
-    from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-    to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-  },
-  {
-    name: "no-dev-to-prod",
-    priority: 10,
-    action: Action.DENY,
-    from: [{ clusterLabels: { env: "dev" } }],
-    to: [{ clusterLabels: { env: "prod" } }],
-  },
-];
-
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 const authorizationPolicy = (namespace: string, name: string, spec: unknown): KubeObject => ({
   apiVersion: "security.istio.io/v1",
@@ -73,7 +48,7 @@ describe("cli: conflicts with foreign policies in status and explain", function 
   }
 
   before(async () => {
-    quick = await startQuickSandbox("conflicts", { policies });
+    quick = await startQuickSandbox("conflicts", { policies: sandboxPolicies });
     sandbox = quick.sandbox;
   });
   after(async () => {

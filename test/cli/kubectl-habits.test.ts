@@ -8,19 +8,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createProgram, main } from "@isthmus/cli";
 import { parse } from "yaml";
-import { type CliRun, isthmusBin, repoRoot, runIsthmus } from "../helpers/cli.js";
+import { type CliRun, isolatedIsthmus as isthmus, isthmusBin, repoRoot } from "../helpers/cli.js";
 import { ADMIN_TOKEN, admin, type HubFixture, startHub } from "../helpers/hub-fixture.js";
-
-/** The CLI with no connection settings from this machine's environment or config file. */
-function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-    ...env,
-  });
-}
 
 function assertUsage(run: CliRun, message: string | RegExp): void {
   assert.equal(run.code, 2, run.stderr);
@@ -286,6 +275,25 @@ describe("isthmus as a kubectl user expects it", function () {
     assert.equal(name.stdout, "cluster/prod-eu\n");
     assert.equal(jsonpath.stdout, "prod\n");
     assert.equal((JSON.parse(jsonBefore.stdout) as { clusters: unknown[] }).clusters.length, 1);
+  });
+
+  it("takes the global flags between a command group and its subcommand too", async () => {
+    const c = ["--hub", f.address, "--token", ADMIN_TOKEN, "--ca", caFile];
+    const [json, noHeaders, nearest, after, notTaken, invalid] = await Promise.all([
+      isthmus(["cluster", "-o", "json", "list", ...c]),
+      isthmus(["cluster", "--no-headers", "list", ...c]),
+      isthmus(["-o", "yaml", "cluster", "-o", "name", "list", ...c]),
+      isthmus(["cluster", "-o", "yaml", "list", ...c, "-o", "name"]),
+      isthmus(["cluster", "-o", "json", "delete", "zz-not-there", ...c]),
+      isthmus(["policy", "-o", "xml", "list", ...c]),
+    ]);
+    for (const r of [json, noHeaders, nearest, after]) assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(json.stdout) as { clusters: unknown[] }).clusters.length, 1);
+    assert.equal(noHeaders.stdout, "prod-eu   env=prod   no   no   <never>   0   <none>   0   0\n");
+    assert.equal(nearest.stdout, "cluster/prod-eu\n");
+    assert.equal(after.stdout, "cluster/prod-eu\n");
+    assertUsage(notTaken, "option '--output' does not apply to 'isthmus cluster delete'");
+    assertUsage(invalid, /^isthmus: option '-o, --output <format>' argument 'xml' is invalid\. /);
   });
 
   it("prints the agent chart's values, hub CA included, when a cluster is created", async () => {

@@ -4,26 +4,10 @@
 // with its retry timer off, so the namespace watch alone does it.
 import assert from "node:assert/strict";
 import type { Sandbox } from "@isthmus/cli/sandbox";
-import { Action } from "@isthmus/proto";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
+import { frontendToPayments } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
-
-const frontendToPayments = {
-  name: "frontend-to-payments",
-  priority: 100,
-  action: Action.ALLOW,
-  from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-};
-
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 describe("cli: an import waits for its namespace in the importing cluster", function () {
   this.timeout(180_000);
@@ -44,7 +28,7 @@ describe("cli: an import waits for its namespace in the importing cluster", func
     eu.delete("v1", "Namespace", "payments");
     const { client, call } = sandbox.admin();
     try {
-      await client.applyPolicies({ policies: [frontendToPayments] }, call);
+      await client.applyPolicies({ policies: [frontendToPayments("prod-eu")] }, call);
       await eventually(async () => {
         const res = await client.getStatus({}, call);
         const c = res.clusters.find((x) => x.cluster?.id === "prod-eu");

@@ -3,12 +3,11 @@
 // validation error with its path, --prune -l, warnings for selectors that match nothing,
 // and batch explain.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Visibility } from "@isthmus/proto";
 import { parse } from "yaml";
-import { type CliRun, isthmusBin, repoRoot } from "../helpers/cli.js";
+import { type CliRun, isolatedIsthmus, repoRoot } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import {
   ADMIN_TOKEN,
@@ -20,31 +19,7 @@ import {
 } from "../helpers/hub-fixture.js";
 
 /** `isthmus <args>` with `input` on standard input, and no settings from this machine. */
-function isthmus(args: string[], input = ""): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [isthmusBin, ...args], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        ISTHMUS_HUB: "",
-        ISTHMUS_TOKEN: "",
-        ISTHMUS_CA: "",
-        XDG_CONFIG_HOME: "/nonexistent",
-      },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const isthmus = (args: string[], input = ""): Promise<CliRun> => isolatedIsthmus(args, {}, input);
 
 const doc = (name: string, spec: string, labels = "") =>
   `apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata:\n  name: ${name}\n${labels}spec:\n${spec}`;

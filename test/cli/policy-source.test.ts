@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Sandbox } from "@isthmus/cli/sandbox";
 import type { KubeObject } from "@isthmus/kubesim";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
 import { eventually } from "../helpers/eventually.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 
@@ -50,14 +50,6 @@ const policy = (name: string, action: string): KubeObject => ({
     to: [{ namespaces: ["payments"], services: ["payments-api"] }],
   },
 });
-
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 describe("cli: policies from a designated config cluster", function () {
   this.timeout(180_000);

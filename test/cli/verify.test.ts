@@ -2,36 +2,10 @@
 // agents): it agrees with the clusters, then reports the mismatch a broken mesh config makes.
 import assert from "node:assert/strict";
 import { type Sandbox, waitConverged } from "@isthmus/cli/sandbox";
-import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
-import { type CliRun, runIsthmus } from "../helpers/cli.js";
+import { isolatedIsthmus as isthmus } from "../helpers/cli.js";
+import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
-
-const policies = [
-  {
-    name: "frontend-to-payments",
-    priority: 100,
-    action: Action.ALLOW,
-    from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-    to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-  },
-  {
-    name: "no-dev-to-prod",
-    priority: 10,
-    action: Action.DENY,
-    from: [{ clusterLabels: { env: "dev" } }],
-    to: [{ clusterLabels: { env: "prod" } }],
-  },
-];
-
-/** The CLI with no hub settings from this machine's environment or config file. */
-const isthmus = (args: string[]): Promise<CliRun> =>
-  runIsthmus(args, {
-    ISTHMUS_HUB: "",
-    ISTHMUS_TOKEN: "",
-    ISTHMUS_CA: "",
-    XDG_CONFIG_HOME: "/nonexistent",
-  });
 
 const SUMMARY = /^(\d+) pairs compared, (\d+) skipped \(not enforced\), (\d+) mismatch(es)?$/m;
 
@@ -51,7 +25,7 @@ describe("cli: isthmus verify (hub decisions against the clusters' live objects)
   before(async () => {
     // A stopped agent's services stay for the whole run: a verify of a loaded machine takes
     // longer than the default grace of 3 s.
-    quick = await startQuickSandbox("verify", { policies, graceSeconds: 600 });
+    quick = await startQuickSandbox("verify", { policies: sandboxPolicies, graceSeconds: 600 });
     sandbox = quick.sandbox;
   });
   after(async () => {

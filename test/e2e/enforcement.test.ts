@@ -6,6 +6,7 @@ import type { KubeObject, KubeSim } from "@isthmus/kubesim";
 import { buildMesh, type ClusterInput, connect } from "@isthmus/mesh-model";
 import { Action } from "@isthmus/proto";
 import { parse, stringify } from "yaml";
+import { sandboxPolicies } from "../helpers/fixtures.js";
 import { type QuickSandbox, startQuickSandbox } from "../helpers/quick-sandbox.js";
 import {
   decisionOf,
@@ -15,20 +16,7 @@ import {
 } from "../mesh-model/differential.js";
 
 const policies = [
-  {
-    name: "frontend-to-payments",
-    priority: 100,
-    action: Action.ALLOW,
-    from: [{ clusters: ["prod-eu"], namespaces: ["web"] }],
-    to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-  },
-  {
-    name: "no-dev-to-prod",
-    priority: 10,
-    action: Action.DENY,
-    from: [{ clusterLabels: { env: "dev" } }],
-    to: [{ clusterLabels: { env: "prod" } }],
-  },
+  ...sandboxPolicies,
   {
     name: "shop-across-prod",
     priority: 50,

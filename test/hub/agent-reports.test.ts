@@ -10,6 +10,7 @@ import {
   Visibility,
 } from "@isthmus/proto";
 import { eventually } from "../helpers/eventually.js";
+import { paymentsService as payments } from "../helpers/fixtures.js";
 import {
   admin,
   agentWithCert,
@@ -20,16 +21,6 @@ import {
   viewer,
 } from "../helpers/hub-fixture.js";
 
-const payments = {
-  namespace: "payments",
-  name: "payments-api",
-  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
-  selector: { app: "payments" },
-  visibility: Visibility.PRIVATE,
-  readyEndpoints: 2,
-  serviceAccounts: ["payments"],
-  inMesh: true,
-};
 const frontend = {
   namespace: "web",
   name: "frontend",

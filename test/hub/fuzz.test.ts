@@ -10,13 +10,8 @@ import assert from "node:assert/strict";
 import type { ClientHttp2Session } from "node:http2";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { createAgentCsr } from "@isthmus/pki";
-import {
-  Action,
-  AdminService,
-  AgentService,
-  ConnectRequestSchema,
-  Visibility,
-} from "@isthmus/proto";
+import { Action, AdminService, AgentService, ConnectRequestSchema } from "@isthmus/proto";
+import { paymentsService } from "../helpers/fixtures.js";
 import {
   admin,
   enrollAgent,
@@ -51,17 +46,7 @@ function seeded(seed: number) {
 }
 type Random = ReturnType<typeof seeded>;
 
-const service = {
-  namespace: "payments",
-  name: "payments-api",
-  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
-  selector: { app: "payments" },
-  labels: { tier: "backend" },
-  visibility: Visibility.PRIVATE,
-  readyEndpoints: 2,
-  serviceAccounts: ["payments"],
-  inMesh: true,
-};
+const service = { ...paymentsService, labels: { tier: "backend" } };
 const policy = {
   name: "fuzz-policy",
   priority: 100,

@@ -6,17 +6,15 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHub, openEtcdStore } from "@isthmus/hub";
-import {
-  Action,
-  AdminService,
-  Code,
-  clientCredentials,
-  createClient,
-  GrpcError,
-  Visibility,
-} from "@isthmus/proto";
+import { AdminService, Code, clientCredentials, createClient, GrpcError } from "@isthmus/proto";
 import { type EtcdCluster, skipWithoutEtcd, startEtcd } from "../helpers/etcd.js";
 import { eventually } from "../helpers/eventually.js";
+import {
+  frontendIdentity,
+  frontendToPayments,
+  paymentsService as payments,
+  paymentsIdentity,
+} from "../helpers/fixtures.js";
 import {
   admin,
   agentWithCert,
@@ -27,35 +25,7 @@ import {
   viewer,
 } from "../helpers/hub-fixture.js";
 
-const payments = {
-  namespace: "payments",
-  name: "payments-api",
-  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
-  selector: { app: "payments" },
-  visibility: Visibility.PRIVATE,
-  readyEndpoints: 2,
-  serviceAccounts: ["payments"],
-  inMesh: true,
-};
-const paymentsIdentity = {
-  namespace: "payments",
-  serviceAccount: "payments",
-  labelSets: [{ labels: { app: "payments" }, podCount: 2 }],
-  podCount: 2,
-};
-const frontendIdentity = {
-  namespace: "web",
-  serviceAccount: "frontend",
-  labelSets: [{ labels: { app: "frontend" }, podCount: 1 }],
-  podCount: 1,
-};
-const allowFrontend = {
-  name: "frontend-to-payments",
-  priority: 100,
-  action: Action.ALLOW,
-  from: [{ clusters: ["a"], namespaces: ["web"] }],
-  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-};
+const allowFrontend = frontendToPayments("a");
 
 /** A hub on `dataDir` whose store is etcd under `prefix`. Without election, so that both
  * serve: what is tested here is the state they share (ha-failover.test.ts tests the election). */

@@ -4,16 +4,20 @@ import { join } from "node:path";
 import { createHub } from "@isthmus/hub";
 import { createAgentCsr } from "@isthmus/pki";
 import {
-  Action,
   AgentService,
   CatalogEventType,
   Code,
   clientCredentials,
   createClient,
   GrpcError,
-  Visibility,
 } from "@isthmus/proto";
 import { eventually } from "../helpers/eventually.js";
+import {
+  frontendIdentity,
+  frontendToPayments,
+  paymentsService as payments,
+  paymentsIdentity,
+} from "../helpers/fixtures.js";
 import {
   admin,
   agentWithCert,
@@ -25,35 +29,7 @@ import {
   viewer,
 } from "../helpers/hub-fixture.js";
 
-const payments = {
-  namespace: "payments",
-  name: "payments-api",
-  ports: [{ name: "https", port: 8443, protocol: "TCP" }],
-  selector: { app: "payments" },
-  visibility: Visibility.PRIVATE,
-  readyEndpoints: 2,
-  serviceAccounts: ["payments"],
-  inMesh: true,
-};
-const paymentsIdentity = {
-  namespace: "payments",
-  serviceAccount: "payments",
-  labelSets: [{ labels: { app: "payments" }, podCount: 2 }],
-  podCount: 2,
-};
-const frontendIdentity = {
-  namespace: "web",
-  serviceAccount: "frontend",
-  labelSets: [{ labels: { app: "frontend" }, podCount: 1 }],
-  podCount: 1,
-};
-const allowFrontend = {
-  name: "frontend-to-payments",
-  priority: 100,
-  action: Action.ALLOW,
-  from: [{ clusters: ["a"], namespaces: ["web"] }],
-  to: [{ namespaces: ["payments"], services: ["payments-api"] }],
-};
+const allowFrontend = frontendToPayments("a");
 
 function rejectsWith(code: Code, pattern: RegExp) {
   return (err: unknown) => {

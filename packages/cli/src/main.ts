@@ -38,14 +38,18 @@ const COMMAND_MODULES: readonly [names: readonly string[], load: () => Promise<R
   ],
 ];
 
-/** Options of the program that every command taking the same option accepts before its name
- * too (`isthmus -o json status` as `isthmus status -o json`), as kubectl's global flags. */
-const GLOBAL_OPTIONS = [
+/** Options of the program and of every command group that every command taking the same
+ * option accepts before its name too (`isthmus -o json status` as `isthmus status -o json`,
+ * `isthmus cluster -o json list` as `isthmus cluster list -o json`), as kubectl's global
+ * flags. The program parses positionally (its options end at the command's name), and so do
+ * groups: an option before a subcommand's name is the group's, which passes it on. */
+const globalOptions = () => [
   new Option("--config <file>", "CLI config file (env ISTHMUS_CONFIG)"),
   new Option("--context <name>", "context of the config file (env ISTHMUS_CONTEXT)"),
   new Option("-o, --output <format>", "output format of the command"),
   new Option("--no-headers", "tables without their header line"),
 ];
+const GLOBAL_OPTIONS = globalOptions();
 const VALUED_GLOBALS = new Set(["--config", "--context", "-o", "--output"]);
 
 /** The first argument that is not an option or the value of a global option: the command's
@@ -67,34 +71,38 @@ function ownOption(command: Command, long: string): Option | undefined {
 }
 
 /**
- * Before an action: each global option given before the command name becomes the command's
- * own (parsed and checked as the command parses it), unless the command got it after its name
- * too; an option the command does not take is a usage error. Then the table settings.
+ * Before an action: each global option given before the command name (to the program or to
+ * a group above the command) becomes the command's own (parsed and checked as the command
+ * parses it). The nearest wins: the command's own after its name, then its group's, then the
+ * program's. An option the command does not take is a usage error. Then the table settings.
  */
-function applyGlobalOptions(program: Command, action: Command): void {
-  for (const global of GLOBAL_OPTIONS) {
-    const key = global.attributeName();
-    if (program.getOptionValueSource(key) !== "cli") continue;
-    const own = ownOption(action, global.long!);
-    if (own === undefined)
-      throw new UsageError(`option '${global.long}' does not apply to '${fullName(action)}'`);
-    const ownKey = own.attributeName();
-    if (action.getOptionValueSource(ownKey) === "cli") continue;
-    let value = program.getOptionValue(key) as unknown;
-    if (own.parseArg !== undefined && typeof value === "string") {
-      try {
-        value = own.parseArg(value, action.getOptionValue(ownKey));
-      } catch (err) {
-        if (!(err instanceof InvalidArgumentError)) throw err;
-        throw new UsageError(
-          `option '${own.flags}' argument '${value}' is invalid. ${err.message}`,
-        );
-      }
-    }
-    action.setOptionValueWithSource(ownKey, value, "cli");
+function applyGlobalOptions(action: Command): void {
+  for (let holder = action.parent; holder !== null; holder = holder.parent) {
+    for (const global of GLOBAL_OPTIONS) passOptionOn(holder, global, action);
   }
   const opts = action.opts();
   tableSettings.noHeaders = opts.headers === false;
+}
+
+/** The value `holder` got for a global option, as `action`'s, unless that is set already. */
+function passOptionOn(holder: Command, global: Option, action: Command): void {
+  const key = global.attributeName();
+  if (holder.getOptionValueSource(key) !== "cli") return;
+  const own = ownOption(action, global.long!);
+  if (own === undefined)
+    throw new UsageError(`option '${global.long}' does not apply to '${fullName(action)}'`);
+  const ownKey = own.attributeName();
+  if (action.getOptionValueSource(ownKey) === "cli") return;
+  let value = holder.getOptionValue(key) as unknown;
+  if (own.parseArg !== undefined && typeof value === "string") {
+    try {
+      value = own.parseArg(value, action.getOptionValue(ownKey));
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      throw new UsageError(`option '${own.flags}' argument '${value}' is invalid. ${err.message}`);
+    }
+  }
+  action.setOptionValueWithSource(ownKey, value, "cli");
 }
 
 function fullName(command: Command): string {
@@ -104,12 +112,14 @@ function fullName(command: Command): string {
 }
 
 /**
- * Finishes the command tree: a command with subcommands but no action of its own answers
- * without a subcommand, or with an unknown one, with one usage line (commander prints its
- * whole help on stderr there); a command whose `-o` prints tables takes `--no-headers`.
+ * Finishes the command tree: a command with subcommands but no action of its own takes the
+ * global options and answers without a subcommand, or with an unknown one, with one usage
+ * line (commander prints its whole help on stderr there); a command whose `-o` prints tables
+ * takes `--no-headers`.
  */
 function finishTree(command: Command): void {
   if (command.commands.length > 0 && command.parent !== null) {
+    for (const option of globalOptions()) command.addOption(option);
     command.allowExcessArguments().action((_flags: unknown, self: Command) => {
       const names = self.commands.map((c) => c.name()).join(", ");
       const given = self.args[0];
@@ -149,7 +159,7 @@ export async function createProgram(argv?: readonly string[]): Promise<Command> 
         ),
     });
   for (const option of GLOBAL_OPTIONS) program.addOption(option);
-  program.hook("preAction", (_self, action) => applyGlobalOptions(program, action));
+  program.hook("preAction", (_self, action) => applyGlobalOptions(action));
   const name = argv === undefined ? undefined : commandName(argv);
   const named =
     name === "completion"

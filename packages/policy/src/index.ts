@@ -15,7 +15,7 @@ export {
   MAX_GLOB_LENGTH,
   MAX_GLOB_WILDCARDS,
 } from "./glob.js";
-export { accessName, exportName, importBackendName, importName } from "./intent-builder.js";
+export { exportName, importBackendName, importName } from "./intent-builder.js";
 export { type LabelSelector, parseLabelSelector } from "./label-selector.js";
 export {
   comparePolicies,

@@ -2,6 +2,7 @@ import type { ClusterFacts, ServiceRecord } from "@isthmus/model";
 import {
   type AccessIntent,
   type AccessRule,
+  accessIntentName,
   DEFAULT_ACCESS_INTENT_NAME,
   type DefaultAccessIntent,
   type ExportIntent,
@@ -15,13 +16,13 @@ import { Hash64 } from "./content-hash.js";
 
 /**
  * Stable intent names, built with `join`: one flat string each (a template literal makes a
- * rope of 32 B per joint; the engine keeps a name per intent, 233k in the benchmark).
+ * rope of 32 B per joint; the engine keeps a name per intent, 233k in the benchmark). The
+ * AccessIntent's name is `accessIntentName` of @isthmus/proto, since agents make it too.
  */
 export const importName = (ns: string, svc: string) => ["import", ns, svc].join("/");
 export const importBackendName = (ns: string, svc: string, cluster: string) =>
   ["import", ns, svc, cluster].join("/");
 export const exportName = (ns: string, svc: string) => ["export", ns, svc].join("/");
-export const accessName = (ns: string, svc: string) => ["access", ns, svc].join("/");
 /** The one DefaultAccessIntent of a cluster. */
 export const DEFAULT_ACCESS_NAME = DEFAULT_ACCESS_INTENT_NAME;
 
@@ -314,7 +315,7 @@ export function buildAccess(
     .int(allowLocalTrustDomain ? 1 : 0);
   return {
     $typeName: "isthmus.v1.Intent",
-    name: accessName(value.namespace, value.service),
+    name: accessIntentName(value.namespace, value.service),
     version: h.hex(),
     kind: { case: "accessIntent", value },
   };

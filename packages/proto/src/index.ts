@@ -1,4 +1,5 @@
 export * from "./credentials.js";
+export * from "./enforceable-service.js";
 export * from "./errors.js";
 export * from "./gen/isthmus/v1/admin_service_pb.js";
 export * from "./gen/isthmus/v1/agent_service_pb.js";

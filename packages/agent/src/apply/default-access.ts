@@ -7,7 +7,12 @@
 // Expanding here also means that a new Service in the mesh is covered as soon as the agent
 // sees it, before the hub has heard of it: a default that denies holds from the first moment.
 import { createHash } from "node:crypto";
-import { DEFAULT_ACCESS_INTENT_NAME as DEFAULT_ACCESS_NAME, type Intent } from "@isthmus/proto";
+import {
+  accessIntentName,
+  DEFAULT_ACCESS_INTENT_NAME as DEFAULT_ACCESS_NAME,
+  type Intent,
+  serviceOfAccessIntentName,
+} from "@isthmus/proto";
 import type { ApplyReport, DeltaInput, Reconciler, ReconcilerEvent } from "./reconciler.js";
 
 /** The local Services a DefaultAccessIntent covers (see ClusterCache.accessTarget). */
@@ -21,9 +26,16 @@ export interface DefaultAccessReconciler extends Reconciler {
   serviceChanged(namespace: string, service: string): Promise<void>;
 }
 
-const accessNameOf = (key: string) => `access/${key}`;
-const keyOfAccessName = (name: string) =>
-  name.startsWith("access/") ? name.slice("access/".length) : undefined;
+/** A key of `AccessTargets.accessTargets()`, `namespace/service`, split in its two parts. */
+function splitServiceKey(key: string): [namespace: string, service: string] {
+  const slash = key.indexOf("/");
+  return [key.slice(0, slash), key.slice(slash + 1)];
+}
+const accessNameOf = (key: string) => accessIntentName(...splitServiceKey(key));
+function keyOfAccessName(name: string): string | undefined {
+  const service = serviceOfAccessIntentName(name);
+  return service && `${service.namespace}/${service.service}`;
+}
 
 /** Wraps a reconciler so that it applies DefaultAccessIntents as per-service AccessIntents. */
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: its inner functions share the default intent, the named intents and the expanded ones; none is over 80 lines
@@ -48,8 +60,7 @@ export function withDefaultAccess(
   }
 
   function targetOf(key: string) {
-    const slash = key.indexOf("/");
-    return targets.accessTarget(key.slice(0, slash), key.slice(slash + 1));
+    return targets.accessTarget(...splitServiceKey(key));
   }
 
   /** Brings the expanded intents of `keys` up to date, adding the changes to `out`. */
@@ -198,7 +209,7 @@ export function expandDefaultAccess(
  * default says. Its version follows the default's and the Service's selector. */
 function expand(d: Intent, key: string, selector: Readonly<Record<string, string>>): Intent {
   if (d.kind.case !== "defaultAccessIntent") throw new Error("not a DefaultAccessIntent");
-  const slash = key.indexOf("/");
+  const [namespace, service] = splitServiceKey(key);
   const sorted = Object.fromEntries(
     Object.entries(selector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   );
@@ -208,14 +219,14 @@ function expand(d: Intent, key: string, selector: Readonly<Record<string, string
     .slice(0, 16);
   return {
     $typeName: "isthmus.v1.Intent",
-    name: accessNameOf(key),
+    name: accessIntentName(namespace, service),
     version,
     kind: {
       case: "accessIntent",
       value: {
         $typeName: "isthmus.v1.AccessIntent",
-        namespace: key.slice(0, slash),
-        service: key.slice(slash + 1),
+        namespace,
+        service,
         selector: sorted,
         allow: [],
         deny: [],

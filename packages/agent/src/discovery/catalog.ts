@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  isEnforceableService,
   type LabelSet,
   LabelSetSchema,
   type Service,
@@ -114,17 +115,17 @@ function podActive(p: PodView): boolean {
 }
 
 /**
- * The pod selector of a Service under access control (in the mesh, with a selector: the
- * hub's `isEnforceable` of the Service this builds), which a DefaultAccessIntent covers;
+ * The pod selector of a Service under access control (`isEnforceableService` of the catalog
+ * Service `buildService` makes of it, as the hub decides), which a DefaultAccessIntent covers;
  * undefined otherwise.
  */
 export function accessSelectorOf(
   svc: ServiceView,
   namespaceLabels: Record<string, string> | undefined,
 ): Readonly<Record<string, string>> | undefined {
-  const selector = svc.spec.selector;
-  if (selector === undefined || Object.keys(selector).length === 0) return undefined;
-  return namespaceInMesh(namespaceLabels) ? selector : undefined;
+  const selector = svc.spec.selector ?? {};
+  const inMesh = namespaceInMesh(namespaceLabels);
+  return isEnforceableService({ inMesh, selector }) ? selector : undefined;
 }
 
 /** A catalog Service from the cache's view of a Kubernetes Service. */

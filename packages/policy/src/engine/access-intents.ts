@@ -5,7 +5,7 @@
 // at once: DENY wins.
 import type { IdentityRecord } from "@isthmus/model";
 import { trustDomainOf } from "@isthmus/model";
-import { Decision, type Warning } from "@isthmus/proto";
+import { Decision, isEnforceableService, type Warning } from "@isthmus/proto";
 import { addToGroup, buildAccess, NO_GROUPS, PrincipalGroups } from "../intent-builder.js";
 import { type Batch, setIntent } from "./batch.js";
 import {
@@ -15,7 +15,6 @@ import {
   defaultAllows,
   type EngineState,
   type IdentityState,
-  isEnforceable,
   NO_CLUSTERS,
   NO_WARNINGS,
   type SlotRules,
@@ -293,7 +292,7 @@ export function rebuildDestination(
 ): void {
   const svc = d.record.service;
   const localTd = state.catalog.cluster(d.record.clusterId)!.trustDomain;
-  d.enforceable = isEnforceable(d.record);
+  d.enforceable = isEnforceableService(d.record.service);
   if (
     d.decisions.size === 0 &&
     !crossClusterAllowed(state) &&

@@ -12,14 +12,16 @@ import {
   type ServiceRecord,
 } from "@isthmus/model";
 import {
+  accessIntentName,
   type ConnectionPolicy,
   Decision,
   type Intent,
+  isEnforceableService,
   type Warning,
   WarningSchema,
 } from "@isthmus/proto";
 import { PolicyError } from "../errors.js";
-import { accessName, exportName, importName, type PrincipalGroups } from "../intent-builder.js";
+import { exportName, importName, type PrincipalGroups } from "../intent-builder.js";
 import { type CompiledRule, servicePorts } from "../rule-matcher.js";
 import type { PolicyDefaults, PolicyEngineOptions } from "./api.js";
 
@@ -216,7 +218,7 @@ export function intentNamesOf(
     names = {
       import: importName(namespace, name),
       export: exportName(namespace, name),
-      access: accessName(namespace, name),
+      access: accessIntentName(namespace, name),
     };
     state.intentNames.set(key, names);
   }
@@ -225,10 +227,6 @@ export function intentNamesOf(
 
 export function serviceIntentNames(state: EngineState, record: ServiceRecord): IntentNames {
   return intentNamesOf(state, record.logicalKey, record.service.namespace, record.service.name);
-}
-
-export function isEnforceable(record: ServiceRecord): boolean {
-  return record.service.inMesh && Object.keys(record.service.selector).length > 0;
 }
 
 /** State of a destination; unregistered ones serve explain and impact. */
@@ -249,7 +247,7 @@ export function createDestination(
     allowedClusters: NO_CLUSTERS,
     allowGroups: null,
     denyGroups: null,
-    enforceable: isEnforceable(record),
+    enforceable: isEnforceableService(record.service),
     exported: false,
     warnings: NO_WARNINGS,
     live: register,

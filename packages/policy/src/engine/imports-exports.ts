@@ -3,14 +3,13 @@
 // and the backers that export it (an ExportIntent naming the importing clusters). Derived
 // from the destinations' allowed clusters after the batch rebuilt them.
 import type { ServiceRecord } from "@isthmus/model";
-import type { Intent } from "@isthmus/proto";
+import { type Intent, isEnforceableService } from "@isthmus/proto";
 import { buildExport, buildImport, buildImportBackend } from "../intent-builder.js";
 import { type Batch, type LogicalServiceChanges, setIntent } from "./batch.js";
 import {
   type Destination,
   type EngineState,
   intentNamesOf,
-  isEnforceable,
   type LogicalServiceState,
   NO_DESTINATIONS,
   serviceIntentNames,
@@ -79,7 +78,7 @@ function localBackend(
   c: string,
 ): ServiceRecord | undefined {
   const record = state.catalog.logicalService(ns, name).get(c);
-  return record !== undefined && isEnforceable(record) ? record : undefined;
+  return record !== undefined && isEnforceableService(record.service) ? record : undefined;
 }
 
 /**
