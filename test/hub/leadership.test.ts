@@ -24,15 +24,13 @@ describe("hub leadership on etcd", function () {
     etcd = await startEtcd();
   });
   after(async () => {
+    for (const p of ports) p.server.close();
     for (const c of clients) c.close();
     await etcd?.close();
   });
 
   // Each replica's advertised port, listening as a live hub's does (followers probe it).
   const ports: { server: Server; sockets: Set<Socket> }[] = [];
-  after(() => {
-    for (const p of ports) p.server.close();
-  });
   const listening = async () => {
     const sockets = new Set<Socket>();
     const server = createServer((s) => {
