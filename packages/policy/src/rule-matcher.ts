@@ -203,12 +203,29 @@ function matchDestinationScope(m: DestinationMatcher, rec: ServiceRecord, facts:
   );
 }
 
-/** The distinct service ports of a service, sorted; slots of decisions. */
-export function servicePorts(rec: ServiceRecord): number[] {
+const SHARED_PORTS_MAX = 10_000;
+const sharedPorts = new Map<string, readonly number[]>();
+
+/**
+ * The distinct service ports of a service, sorted; slots of decisions. One shared, frozen
+ * copy per list: every destination keeps its list, and the clusters that back a service
+ * report the same ports (a list per destination was about 60 B of heap per service).
+ * Bounded as `intern` is.
+ */
+export function servicePorts(rec: ServiceRecord): readonly number[] {
   const ports = rec.service.ports;
   // Most services have one port: no set, no sort.
-  if (ports.length === 1) return [ports[0]!.port];
-  return [...new Set(ports.map((p) => p.port))].sort((a, b) => a - b);
+  const list =
+    ports.length === 1
+      ? [ports[0]!.port]
+      : [...new Set(ports.map((p) => p.port))].sort((a, b) => a - b);
+  const key = list.join(",");
+  const known = sharedPorts.get(key);
+  if (known !== undefined) return known;
+  if (sharedPorts.size >= SHARED_PORTS_MAX) sharedPorts.clear();
+  Object.freeze(list);
+  sharedPorts.set(key, list);
+  return list;
 }
 
 /**

@@ -63,9 +63,11 @@ export type DecisionMap = Map<IdentityState, SlotRules>;
 export interface Destination {
   key: string;
   record: ServiceRecord;
-  ports: number[];
+  /** Shared by the destinations with the same ports (`servicePorts`): never mutated. */
+  ports: readonly number[];
   slotCount: number;
-  /** Rules whose destinations match, in evaluation order, with the port slots they cover. */
+  /** Rules whose destinations match, in evaluation order, with the port slots they cover
+   * (NO_HITS, shared, when none: most destinations; replaced on write). */
   rules: RuleHit[];
   /**
    * Identities some rule decides on some slot. Destinations with the same rules on the same
@@ -140,6 +142,8 @@ export const NO_DECISIONS: DecisionMap = new Map<never, never>();
 export const NO_CLUSTERS: ReadonlySet<string> = new Set();
 export const NO_WARNINGS: Warning[] = [];
 export const NO_DESTINATIONS: ReadonlySet<never> = new Set();
+/** The rule hits of a destination no rule matches (most of them): never added to. */
+export const NO_HITS: RuleHit[] = Object.freeze([]) as unknown as RuleHit[];
 /** The rules of an identity no rule selects (most of them): one set, never added to. */
 export const NO_RULES = new Set<never>();
 
@@ -241,7 +245,7 @@ export function createDestination(
     record,
     ports,
     slotCount: Math.max(1, ports.length),
-    rules: [],
+    rules: NO_HITS,
     decisions: NO_DECISIONS,
     decisionsOwned: false,
     allowedClusters: NO_CLUSTERS,

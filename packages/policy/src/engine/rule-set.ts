@@ -20,6 +20,7 @@ import {
   type Destination,
   type EngineState,
   type IdentityState,
+  NO_HITS,
   NO_RULES,
   type Rule,
   type RuleHit,
@@ -196,10 +197,16 @@ export function installPlan(
   state.evaluationOrder = plan.next;
   state.sourcesByService = plan.next.some((r) => r.from.some((m) => m.services !== null));
   for (const d of affected) {
-    d.rules = d.rules.filter((h) => !removedSet.has(h.rule)).concat(addedHits.get(d) ?? []);
-    d.rules.sort(hitOrder);
+    const rules = d.rules.filter((h) => !removedSet.has(h.rule)).concat(addedHits.get(d) ?? []);
+    d.rules = rules.length === 0 ? NO_HITS : rules.sort(hitOrder);
     batch.redecide.add(d);
   }
+}
+
+/** Adds a hit to a destination's rules, giving it a list of its own first. */
+function addHit(d: Destination, hit: RuleHit): void {
+  if (d.rules === NO_HITS) d.rules = [hit];
+  else d.rules.push(hit);
 }
 
 /** Whether a batch is large enough to match rule by rule through the catalog indexes. */
@@ -218,7 +225,7 @@ export function matchRecompiledDestinations(state: EngineState, batch: Batch): S
     const d = state.destinations.get(record.key) ?? createDestination(state, record);
     d.record = record;
     for (const hit of d.rules) hit.rule.destinations.delete(d);
-    d.rules = [];
+    d.rules = NO_HITS;
     d.ports = servicePorts(record);
     d.slotCount = Math.max(1, d.ports.length);
     recompiled.add(d);
@@ -229,7 +236,7 @@ export function matchRecompiledDestinations(state: EngineState, batch: Batch): S
         const d = state.destinations.get(record.key);
         if (d === undefined || !recompiled.has(d)) continue;
         const slots = destinationSlots(r, record, catalog.cluster(record.clusterId)!, d.ports);
-        if (slots !== null) d.rules.push({ rule: r, slots });
+        if (slots !== null) addHit(d, { rule: r, slots });
       }
     }
   } else {
@@ -237,11 +244,12 @@ export function matchRecompiledDestinations(state: EngineState, batch: Batch): S
       const facts = catalog.cluster(d.record.clusterId)!;
       for (const r of state.evaluationOrder) {
         const slots = destinationSlots(r, d.record, facts, d.ports);
-        if (slots !== null) d.rules.push({ rule: r, slots });
+        if (slots !== null) addHit(d, { rule: r, slots });
       }
     }
   }
   for (const d of recompiled) {
+    if (d.rules === NO_HITS) continue;
     d.rules.sort(hitOrder);
     for (const hit of d.rules) hit.rule.destinations.add(d);
   }
