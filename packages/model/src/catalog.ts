@@ -58,27 +58,41 @@ function removeFrom<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
 
 /**
  * The same for indexes whose keys almost always hold one value (a principal, a service
- * account of a cluster): a one-element array costs a third of a Set, and there are as many of
- * them as identities.
+ * account of a cluster): the value itself while it is alone, an array from the second on.
+ * There are as many such keys as identities and services, and a one-element array (56 B)
+ * would cost more than the map's entry. Values are records (objects), never arrays.
  */
-function addToList<K, V>(index: Map<K, V[]>, key: K, value: V): void {
-  const list = index.get(key);
-  if (list === undefined) index.set(key, [value]);
-  else if (!list.includes(value)) index.set(key, [...list, value]);
-}
-
-function removeFromList<K, V>(index: Map<K, V[]>, key: K, value: V): void {
-  const list = index.get(key);
-  if (list === undefined || !list.includes(value)) return;
-  if (list.length === 1) index.delete(key);
-  else
-    index.set(
-      key,
-      list.filter((v) => v !== value),
-    );
-}
+type OneOrMore<V> = V | readonly V[];
 
 const NO_VALUES: readonly never[] = [];
+
+function addToList<K, V extends object>(index: Map<K, OneOrMore<V>>, key: K, value: V): void {
+  const held = index.get(key);
+  if (held === undefined) index.set(key, value);
+  else if (!Array.isArray(held)) {
+    if (held !== value) index.set(key, [held as V, value]);
+  } else if (!held.includes(value)) index.set(key, [...held, value]);
+}
+
+function removeFromList<K, V extends object>(index: Map<K, OneOrMore<V>>, key: K, value: V): void {
+  const held = index.get(key);
+  if (held === undefined) return;
+  if (!Array.isArray(held)) {
+    if (held === value) index.delete(key);
+    return;
+  }
+  const list = held as readonly V[];
+  if (!list.includes(value)) return;
+  // Two or more: one left is held alone again.
+  const rest = list.filter((v) => v !== value);
+  index.set(key, rest.length === 1 ? rest[0]! : rest);
+}
+
+/** The values of a key of such an index, as a list. */
+function listOf<V extends object>(held: OneOrMore<V> | undefined): readonly V[] {
+  if (held === undefined) return NO_VALUES;
+  return Array.isArray(held) ? (held as readonly V[]) : [held as V];
+}
 
 interface ClusterEntry {
   facts: ClusterFacts;
@@ -86,7 +100,7 @@ interface ClusterEntry {
   identities: Map<string, IdentityRecord>;
   /** Services by `namespace/serviceAccount` (interned): per cluster, so that the keys are
    * the strings every cluster shares rather than one `cluster/namespace/sa` per service. */
-  servicesBySa: Map<string, ServiceRecord[]>;
+  servicesBySa: Map<string, OneOrMore<ServiceRecord>>;
 }
 
 /** An empty catalog. */
@@ -100,7 +114,7 @@ export function createCatalog(): MutableCatalog {
   const identitiesByNamespace = new Map<string, Set<IdentityRecord>>();
   const identitiesBySa = new Map<string, Set<IdentityRecord>>();
   const identitiesByNsSa = new Map<string, Set<IdentityRecord>>();
-  const identitiesByPrincipal = new Map<string, IdentityRecord[]>();
+  const identitiesByPrincipal = new Map<string, OneOrMore<IdentityRecord>>();
   let serviceCount = 0;
   let identityCount = 0;
   let sharedTrustDomains = 0;
@@ -214,7 +228,7 @@ export function createCatalog(): MutableCatalog {
     serviceNamespaces: () => servicesByNamespace.keys(),
     serviceNames: () => servicesByName.keys(),
     servicesWithServiceAccount: (clusterId, namespace, sa) =>
-      clusters.get(clusterId)?.servicesBySa.get(`${namespace}/${sa}`) ?? NO_VALUES,
+      listOf(clusters.get(clusterId)?.servicesBySa.get(`${namespace}/${sa}`)),
 
     identity: (clusterId, namespace, sa) =>
       clusters.get(clusterId)?.identities.get(`${namespace}/${sa}`),
@@ -228,7 +242,7 @@ export function createCatalog(): MutableCatalog {
       identitiesByNsSa.get(`${namespace}/${sa}`) ?? EMPTY_SET,
     identityNamespaces: () => identitiesByNamespace.keys(),
     serviceAccountNames: () => identitiesBySa.keys(),
-    identitiesWithPrincipal: (principal) => identitiesByPrincipal.get(principal) ?? NO_VALUES,
+    identitiesWithPrincipal: (principal) => listOf(identitiesByPrincipal.get(principal)),
 
     get serviceCount() {
       return serviceCount;
