@@ -2,7 +2,13 @@
 // agent holds, what is in flight, what waits) and the history that status shows across
 // sessions.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ConfigDeltaSchema, DriftRepair, NackRecord, ResourceError } from "@isthmus/proto";
+import type {
+  ConfigDeltaSchema,
+  DriftRepair,
+  Intent,
+  NackRecord,
+  ResourceError,
+} from "@isthmus/proto";
 
 export interface Sender {
   send(delta: MessageInitShape<typeof ConfigDeltaSchema>): Promise<void>;
@@ -17,7 +23,11 @@ export interface InFlight {
   nonce: string;
   systemVersion: string;
   sentAt: number;
-  upserted: Map<string, string>;
+  /** The intents sent, as the delta holds them (the engine replaces an intent, never changes
+   * it in place, so their names and versions are those sent): a name -> version copy would
+   * cost a map and a pair per intent until the ACK, hundreds of MB across a fleet's first
+   * compile. */
+  upserted: readonly Intent[];
   removed: string[];
   trackers: Tracker[];
 }

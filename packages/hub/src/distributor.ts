@@ -127,7 +127,7 @@ export function createDistributor(options: DistributorOptions) {
       nonce,
       systemVersion,
       sentAt: now(),
-      upserted: new Map(upserted.map((i) => [i.name, i.version])),
+      upserted,
       removed,
       // Convergence is measured to the ACK of the change's last delta.
       trackers: rest.length === 0 ? s.trackers : [],
@@ -259,10 +259,10 @@ export function createDistributor(options: DistributorOptions) {
       const s = sessions.get(clusterId);
       const f = s?.inFlight;
       if (s === undefined || f === undefined || f.nonce !== nonce) return false;
-      f.upserted.forEach((version, name) => {
+      for (const { name, version } of f.upserted) {
         s.applied.set(name, version);
         s.refused.delete(name);
-      });
+      }
       for (const name of f.removed) {
         s.applied.delete(name);
         s.refused.delete(name);
@@ -288,13 +288,13 @@ export function createDistributor(options: DistributorOptions) {
         if (list === undefined) byIntent.set(e.intentName, [e as ResourceError]);
         else list.push(e as ResourceError);
       }
-      f.upserted.forEach((version, name) => {
+      for (const { name, version } of f.upserted) {
         const why = byIntent.get(name);
         if (why === undefined) {
           s.applied.set(name, version);
           s.refused.delete(name);
         } else s.refused.set(name, { version, errors: why });
-      });
+      }
       for (const name of f.removed) {
         const why = byIntent.get(name);
         if (why === undefined) s.refused.delete(name);
