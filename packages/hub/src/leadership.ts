@@ -4,7 +4,7 @@
 // leader's election key: etcd orders candidates by it, so terms only grow.
 import { performance } from "node:perf_hooks";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import type { Campaign, Etcd3, Lease } from "etcd3";
+import { type Campaign, type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import { createLeaderProbe } from "./leader-probe.js";
 
 /** What a candidate announces in its election key. */
@@ -109,7 +109,12 @@ export function startLeadership(options: LeadershipOptions): Leadership {
   const probe = createLeaderProbe({
     logger: log,
     revoke: async (lease) => {
-      await options.client.leaseClient.leaseRevoke({ ID: lease });
+      try {
+        await options.client.leaseClient.leaseRevoke({ ID: lease });
+      } catch (err) {
+        // Another follower revoked it first, or it expired: the same outcome.
+        if (!(err instanceof EtcdLeaseInvalidError)) throw err;
+      }
     },
     // Until the election names the next leader, name none: followers then hold calls for
     // it (replica-role.ts) instead of sending callers to the dead address.
