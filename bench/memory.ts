@@ -1,7 +1,10 @@
 // Hub memory per catalog service: the RSS and heap growth of the hub's process from empty
 // (every cluster enrolled and connected) to holding the whole catalog, compiled and ACKed by
-// every agent. The simulated agents run in a child process (bench/lib/memory-agents.ts): only
-// the hub is in this one.
+// every agent; and what one more service costs, the growth from holding half the clusters'
+// catalogs to holding all of them, which leaves out what does not grow with the catalog (V8's
+// young generation, up to 128 MiB on Node 24 and resident after the first feed however small;
+// compiled code; the first connections' buffers). The simulated agents run in a child process
+// (bench/lib/memory-agents.ts): only the hub is in this one.
 import { type BenchOptions, createRandom, type Figure } from "./harness.js";
 import { startBenchHub } from "./lib/bench-hub.js";
 import { clusterId, policies, scale, startAgents } from "./lib/memory-agents.js";
@@ -11,6 +14,8 @@ const MiB = 1024 * 1024;
 const RSS_PER = "hub RSS per catalog service";
 const HEAP_PER = "hub heap per catalog service";
 const OUTSIDE_PER = "hub RSS outside the V8 heap per catalog service";
+const ADDED_PER = "hub RSS per added catalog service (half to full)";
+const ADDED_HEAP_PER = "hub heap per added catalog service (half to full)";
 const EMPTY_RSS = "empty hub RSS (process)";
 const FULL_RSS = "hub RSS with the catalog (process)";
 const EMPTY_HEAP = "empty hub heap used";
@@ -57,26 +62,34 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
     const empty = process.memoryUsage();
 
     const t0 = performance.now();
-    await agents.feed();
-    for (;;) {
-      const st = await status();
-      const done = st.clusters.every(
-        (c) => c.serviceCount === s.servicesPerCluster && c.pendingNonce === "" && c.inSync,
-      );
-      if (done) break;
-      await sleep(100);
-    }
+    const half = Math.floor(s.clusters / 2);
+    const order = new Map(clusters.map((c, i) => [c.id, i]));
+    const fed = async (clusters: number) => {
+      for (;;) {
+        const st = await status();
+        const done = st.clusters.every(
+          (c) =>
+            c.serviceCount ===
+              (order.get(c.cluster?.id ?? "")! < clusters ? s.servicesPerCluster : 0) &&
+            c.pendingNonce === "" &&
+            c.inSync,
+        );
+        if (done) break;
+        await sleep(100);
+      }
+      await sleep(500);
+      settle();
+      return process.memoryUsage();
+    };
+    await agents.feed(0, half);
+    const halfway = await fed(half);
+    await agents.feed(half, s.clusters);
+    const full = await fed(s.clusters);
     const feedMs = performance.now() - t0;
-    await sleep(500);
-    settle();
-    const full = process.memoryUsage();
+    const added = (s.clusters - half) * s.servicesPerCluster;
     const intents = await agents.intents();
     return [
-      {
-        name: RSS_PER,
-        unit: "B",
-        samples: [(full.rss - empty.rss) / total],
-      },
+      { name: RSS_PER, unit: "B", samples: [(full.rss - empty.rss) / total] },
       {
         name: HEAP_PER,
         unit: "B",
@@ -89,6 +102,18 @@ export default async function run({ smoke }: BenchOptions): Promise<Figure[]> {
         unit: "B",
         samples: [(full.rss - full.heapTotal - (empty.rss - empty.heapTotal)) / total],
         reference: RSS_PER,
+      },
+      {
+        name: ADDED_PER,
+        unit: "B",
+        samples: [(full.rss - halfway.rss) / added],
+        reference: RSS_PER,
+      },
+      {
+        name: ADDED_HEAP_PER,
+        unit: "B",
+        samples: [(full.heapUsed - halfway.heapUsed) / added],
+        reference: ADDED_PER,
       },
       { name: EMPTY_RSS, unit: "MiB", samples: [empty.rss / MiB] },
       { name: FULL_RSS, unit: "MiB", samples: [full.rss / MiB], reference: EMPTY_RSS },

@@ -127,8 +127,8 @@ type ToAgents =
       caPem: string;
       clusters: { id: string; token: string }[];
     }
-  /** Send every cluster's catalog (full snapshots). */
-  | { type: "feed" }
+  /** Send the catalogs (full snapshots) of clusters [from, to). */
+  | { type: "feed"; from: number; to: number }
   | { type: "count" };
 
 type FromAgents =
@@ -138,8 +138,8 @@ type FromAgents =
   | { type: "error"; message: string };
 
 export interface AgentsProcess {
-  /** Sends every cluster's catalog; resolves once all are sent. */
-  feed(): Promise<void>;
+  /** Sends the catalogs of clusters [from, to); resolves once all are sent. */
+  feed(from: number, to: number): Promise<void>;
   /** Distinct intent names the agents hold, summed. */
   intents(): Promise<number>;
   stop(): void;
@@ -169,8 +169,8 @@ export async function startAgents(
     });
   await ask({ type: "start", ...start }, "ready");
   return {
-    feed: async () => {
-      await ask({ type: "feed" }, "fed");
+    feed: async (from, to) => {
+      await ask({ type: "feed", from, to }, "fed");
     },
     intents: async () => (await ask({ type: "count" }, "count")).intents,
     stop: () => child.kill(),
@@ -219,6 +219,7 @@ async function main(): Promise<void> {
         return { type: "ready" };
       case "feed":
         for (const [c, agent] of agents.entries()) {
+          if (c < m.from || c >= m.to) continue;
           const list = backed(s!, c);
           for (let at = 0; at < list.length; at += CHUNK) {
             await agent.send({

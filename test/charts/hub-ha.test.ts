@@ -52,6 +52,17 @@ describe("chart isthmus-hub: replicas", () => {
       term[0]?.podAffinityTerm.labelSelector.matchLabels,
       at(deployment, "spec.selector.matchLabels"),
     );
+    // Each replica tells the others its pod IP, for the crashed-leader probe.
+    const container = (at(deployment, "spec.template.spec.containers") as Values[])[0]!;
+    const args = container.args as string[];
+    assert.equal(args[args.indexOf("--peer-address") + 1], "$(POD_IP):8443");
+    assert.deepEqual(
+      (container.env as Values[]).find((e) => e.name === "POD_IP"),
+      {
+        name: "POD_IP",
+        valueFrom: { fieldRef: { fieldPath: "status.podIP" } },
+      },
+    );
     const pdb = rendered.get("poddisruptionbudget.yaml")![0]!;
     assert.equal(at(pdb, "spec.maxUnavailable"), 1);
     assert.deepEqual(

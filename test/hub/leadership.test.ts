@@ -47,14 +47,23 @@ describe("hub leadership on etcd", function () {
     return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, crash };
   };
 
-  const start = async (id: string, prefix: string, options: { ttlSeconds?: number } = {}) => {
+  /** `advertise`: the address agents are given, when the port is only the peer address. */
+  const start = async (
+    id: string,
+    prefix: string,
+    options: { ttlSeconds?: number; advertise?: string } = {},
+  ) => {
     const port = await listening();
     const etcdClient = client();
+    const self =
+      options.advertise === undefined
+        ? { id, address: port.address }
+        : { id, address: options.advertise, peer: port.address };
     const leadership = startLeadership({
       client: etcdClient,
       prefix,
       ttlSeconds: options.ttlSeconds ?? 2,
-      self: { id, address: port.address },
+      self,
       where: "etcd under test",
       retryMs: 100,
     });
@@ -96,10 +105,12 @@ describe("hub leadership on etcd", function () {
 
   it("takes over from a crashed leader at once: a follower finds its port closed and revokes its lease", async () => {
     // Leases of 60 s: a takeover within the test's timeout is the revocation, not the TTL.
-    const a = await start("3001", "/t3/", { ttlSeconds: 60 });
+    // The leader advertises a name nobody resolves: the probe goes to its peer address.
+    const a = await start("3001", "/t3/", { ttlSeconds: 60, advertise: "hub-a.invalid:443" });
     await eventually(() => assert.ok(a.leading()));
     const b = await start("3002", "/t3/", { ttlSeconds: 60 });
     await eventually(() => assert.equal(b.view().leader?.id, "3001"));
+    assert.equal(b.view().leader?.address, "hub-a.invalid:443");
     // A crash: the port closes and the lease is no longer renewed, but never revoked by a.
     a.port.crash();
     a.etcdClient.close();

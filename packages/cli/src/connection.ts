@@ -134,27 +134,36 @@ export function adminClient(conn: Connection): { client: AdminClient; call: Call
 /**
  * Runs `fn` with an admin client built from the command's flags, and closes it. A follower of
  * a highly available hub refuses every call before reading it and names the leader
- * (docs/high-availability.md): `fn` runs again there, a few hops at most.
+ * (docs/high-availability.md): `fn` runs again there. A follower that names none (the leader
+ * advertises no address: replicas behind one Service) is asked again on a new connection,
+ * which the Service may send to another replica. A few hops at most.
  */
 export async function withAdmin<T>(
   flags: ConnectionFlags,
   fn: (client: AdminClient, call: CallOptions) => Promise<T>,
 ): Promise<T> {
   const conn = resolveConnection(flags);
+  const started = Date.now();
   for (let hops = 0; ; hops++) {
     const { client, call } = adminClient(conn);
     try {
       return await fn(client, call);
     } catch (err) {
-      // Empty: a follower that knows no leader yet; nowhere to go.
-      const hint = leaderHint(err) || undefined;
-      if (hint === undefined || hops >= 3) throw adminError(conn, err);
-      conn.address = hint;
+      const hint = leaderHint(err);
+      // No hint, too many hops, or no leader found for 10 s (etcd down: no election).
+      const giveUp = hops >= MAX_HOPS || (hint === "" && Date.now() - started > 10_000);
+      if (hint === undefined || giveUp) throw adminError(conn, err);
+      if (hint === "") await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+      else conn.address = hint;
     } finally {
       client.close();
     }
   }
 }
+
+/** Calls made before giving up on finding the leader: with three replicas behind a Service
+ * and no hint, the chance of missing it this often is (2/3)^8, under 4%. */
+const MAX_HOPS = 8;
 
 /** A failed admin call as one line naming the problem. */
 function adminError(conn: Connection, err: unknown): unknown {

@@ -59,6 +59,9 @@ export interface HubConfig {
   /** Replicas on etcd: "host:port" at which agents and the CLI reach this replica, sent by
    * followers as the leader hint; empty: the listen address unless its host is a wildcard. */
   advertiseAddress: string;
+  /** With the etcd store: where the other replicas reach this one ("host:port"), for the
+   * probe that finds a crashed leader (docs/high-availability.md); "" = advertiseAddress. */
+  peerAddress: string;
   /** Log line format of `isthmus hub`; undefined: ISTHMUS_LOG_FORMAT, else json. */
   logFormat: "json" | "text" | undefined;
   /** The one cluster whose agent may forward ConnectionPolicy objects ("": none). */
@@ -111,6 +114,7 @@ export const defaultHubConfig: HubConfig = {
   etcd: { endpoints: [], prefix: "/isthmus/", requestTimeoutMs: 5000, maxTxnOps: 128 },
   leaderLeaseSeconds: 5,
   advertiseAddress: "",
+  peerAddress: "",
 };
 
 export class ConfigError extends Error {
@@ -147,6 +151,13 @@ function decision(v: unknown, path: string): "ALLOW" | "DENY" {
   if (v !== "ALLOW" && v !== "DENY")
     throw new ConfigError(`${path}: must be ALLOW or DENY, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** A "host:port" address, or "" for none. */
+function hostPortOrEmpty(value: unknown, field: string): string {
+  if (typeof value !== "string" || (value !== "" && !/^[^\s,]+:[0-9]{1,5}$/.test(value)))
+    throw new ConfigError(`${field}: must be host:port or "", got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /**
@@ -259,14 +270,10 @@ export function resolveHubConfig(
       throw new ConfigError("etcd.endpoints: needed with store: etcd (etcd client URLs)");
     if (input.leaderLeaseSeconds !== undefined)
       c.leaderLeaseSeconds = int(input.leaderLeaseSeconds, "leaderLeaseSeconds", 2);
-    if (input.advertiseAddress !== undefined) {
-      const a = input.advertiseAddress;
-      if (typeof a !== "string" || (a !== "" && !/^[^\s,]+:[0-9]{1,5}$/.test(a)))
-        throw new ConfigError(
-          `advertiseAddress: must be host:port or "", got ${JSON.stringify(a)}`,
-        );
-      c.advertiseAddress = a;
-    }
+    if (input.advertiseAddress !== undefined)
+      c.advertiseAddress = hostPortOrEmpty(input.advertiseAddress, "advertiseAddress");
+    if (input.peerAddress !== undefined)
+      c.peerAddress = hostPortOrEmpty(input.peerAddress, "peerAddress");
     return c;
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(at + err.message);

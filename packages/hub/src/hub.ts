@@ -14,7 +14,7 @@ import { loadOrCreateHubCa, prepareDataDir } from "./data-dir.js";
 import { createDistributor, type DistributorOptions } from "./distributor.js";
 import type { HubHealth } from "./health.js";
 import { loadOrCreateStoredHubCa } from "./hub-ca-store.js";
-import { soleLeadership, startLeadership } from "./leadership.js";
+import { type LeaderInfo, soleLeadership, startLeadership } from "./leadership.js";
 import { createHubMetrics, type HubMetrics } from "./metrics.js";
 import { createObjectRequests } from "./object-requests.js";
 import { openRegistry, type Registry } from "./registry.js";
@@ -69,6 +69,9 @@ export interface ElectionOptions {
   /** The address agents and the CLI reach this replica at, sent to them by followers; default
    * the listen address with its bound port when its host is not a wildcard, else none. */
   advertiseAddress?: string;
+  /** Where the other replicas reach this one (the crashed-leader probe); default the
+   * advertised address. */
+  peerAddress?: string;
 }
 
 /** Starts a hub: opens the store, binds gRPC and metrics, and begins warm-up. */
@@ -80,7 +83,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
   // Replicas on etcd elect a leader; a hub on its own (file store) always leads.
   const election =
     options.election === false ? undefined : (options.election ?? electionOf(store, config));
-  const self = { id: randomUUID(), address: "" };
+  const self: LeaderInfo = { id: randomUUID(), address: "" };
   const metrics = createHubMetrics({ defaultMetrics: config.metricsListen !== "" });
   metrics.certificates("ca", hubCa.certPem);
   const startedAt = Date.now();
@@ -161,6 +164,7 @@ export async function createHub(options: CreateHubOptions): Promise<Hub> {
     metrics.leader.set(1);
   } else {
     self.address = election.advertiseAddress ?? advertisedAddress(config.listen, port);
+    if (election.peerAddress !== undefined) self.peer = election.peerAddress;
     const elected = startLeadership({
       client: election.client,
       prefix: election.prefix,
@@ -285,6 +289,7 @@ function electionOf(store: Store, config: HubConfig): ElectionOptions | undefine
     prefix: etcd.prefix,
     ttlSeconds: config.leaderLeaseSeconds,
     ...(config.advertiseAddress === "" ? {} : { advertiseAddress: config.advertiseAddress }),
+    ...(config.peerAddress === "" ? {} : { peerAddress: config.peerAddress }),
   };
 }
 

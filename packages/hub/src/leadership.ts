@@ -4,7 +4,7 @@
 // leader's election key: etcd orders candidates by it, so terms only grow.
 import { performance } from "node:perf_hooks";
 import { errorField, type Logger, silentLogger } from "@isthmus/logging";
-import type { Campaign, Etcd3, Lease } from "etcd3";
+import { type Campaign, type Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import { createLeaderProbe } from "./leader-probe.js";
 
 /** What a candidate announces in its election key. */
@@ -13,7 +13,12 @@ export interface LeaderInfo {
   id: string;
   /** Where agents reach this replica ("host:port"); empty when it advertises none. */
   address: string;
+  /** Where the other replicas reach it, when not at `address` (leader-probe.ts). */
+  peer?: string;
 }
+
+/** The address followers probe to find a crashed leader ("" for none). */
+const peerOf = (info: LeaderInfo) => info.peer ?? info.address;
 
 export interface LeadershipView {
   leading: boolean;
@@ -80,7 +85,11 @@ function parseInfo(value: string | undefined): LeaderInfo | undefined {
   try {
     const v = JSON.parse(value) as Partial<LeaderInfo>;
     if (typeof v.id === "string" && typeof v.address === "string")
-      return { id: v.id, address: v.address };
+      return {
+        id: v.id,
+        address: v.address,
+        ...(typeof v.peer === "string" ? { peer: v.peer } : {}),
+      };
   } catch {
     // A foreign value under our election prefix: a leader we cannot point to.
   }
@@ -100,12 +109,17 @@ export function startLeadership(options: LeadershipOptions): Leadership {
   const probe = createLeaderProbe({
     logger: log,
     revoke: async (lease) => {
-      await options.client.leaseClient.leaseRevoke({ ID: lease });
+      try {
+        await options.client.leaseClient.leaseRevoke({ ID: lease });
+      } catch (err) {
+        // Another follower revoked it first, or it expired: the same outcome.
+        if (!(err instanceof EtcdLeaseInvalidError)) throw err;
+      }
     },
     // Until the election names the next leader, name none: followers then hold calls for
     // it (replica-role.ts) instead of sending callers to the dead address.
     gone: (target) => {
-      if (leader === undefined || leader.address !== target.address) return;
+      if (leader === undefined || peerOf(leader) !== target.address) return;
       leader = undefined;
       changed();
     },
@@ -217,7 +231,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
               ({ kvs }) => {
                 const next = parseInfo(kvs[0]?.value.toString());
                 const other = next !== undefined && next.id !== options.self.id;
-                probe.watch(other ? { address: next.address, lease: kvs[0]!.lease } : undefined);
+                probe.watch(other ? { address: peerOf(next), lease: kvs[0]!.lease } : undefined);
                 if (next?.id === leader?.id && next?.address === leader?.address) return;
                 if (elected && next?.id !== options.self.id) return; // our key still leads
                 leader = next;

@@ -21,6 +21,8 @@ interface HubFlags {
   etcdKeyFile?: string;
   etcdUsername?: string;
   etcdPasswordFile?: string;
+  advertiseAddress?: string;
+  peerAddress?: string;
 }
 
 /** The `etcd:` keys the --etcd-* flags set. */
@@ -100,6 +102,14 @@ export function registerHubCommand(program: Command): void {
     .option("--etcd-key-file <file>", "key of the client certificate (PEM)")
     .option("--etcd-username <user>", "etcd user (with --etcd-password-file)")
     .option("--etcd-password-file <file>", "file holding the etcd user's password")
+    .option(
+      "--advertise-address <host:port>",
+      "with etcd: where agents and the CLI reach this replica (the leader hint)",
+    )
+    .option(
+      "--peer-address <host:port>",
+      "with etcd: where the other replicas reach this one (default: --advertise-address)",
+    )
     .action(async (flags: HubFlags) => {
       // Loaded here so that other commands start without the hub's code.
       const { createHub, defaultHubConfig, loadHubConfigFile, resolveHubConfig } = await import(
@@ -113,6 +123,8 @@ export function registerHubCommand(program: Command): void {
       if (flags.dataDir !== undefined) overrides.dataDir = flags.dataDir;
       if (flags.insecure) overrides.insecure = true;
       if (flags.store !== undefined) overrides.store = flags.store;
+      if (flags.advertiseAddress !== undefined) overrides.advertiseAddress = flags.advertiseAddress;
+      if (flags.peerAddress !== undefined) overrides.peerAddress = flags.peerAddress;
       const etcd = etcdOverrides(flags);
       if (etcd !== undefined) overrides.etcd = etcd;
       if (flags.logFormat !== undefined) {
