@@ -63,7 +63,7 @@ export function createPolicyEngine(options?: PolicyEngineOptions): PolicyEngine 
       const cross = checkDefault(next.crossCluster ?? defaults.crossCluster, "crossCluster");
       const batch = newBatch();
       if (same === defaults.sameCluster && cross === defaults.crossCluster) {
-        return finishBatch(batch);
+        return finishBatch(state, batch);
       }
       defaults.sameCluster = same;
       defaults.crossCluster = cross;

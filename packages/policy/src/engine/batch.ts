@@ -21,12 +21,6 @@ export interface LogicalServiceChanges {
   backers: Set<Destination>;
 }
 
-/** An intent the batch changed: its version before (null: absent) and what it is now. */
-export interface IntentTouch {
-  before: string | null;
-  now: Intent | null;
-}
-
 /** Work of one batch. */
 export interface Batch {
   /** Destinations whose matching rules and decisions are recomputed, by service key. */
@@ -43,8 +37,10 @@ export interface Batch {
   logicalServices: Map<string, LogicalServiceChanges | null>;
   /** Every destination of these clusters is rebuilt. */
   rebuildClusters: Set<string>;
-  /** cluster -> intent name -> its version before the batch and the intent now. */
-  touched: Map<string, Map<string, IntentTouch>>;
+  /** cluster -> intent name -> its version before the batch (null: absent). What it is now
+   * is in `intentsByCluster`: a first compile touches every intent, and an object per touch
+   * would be hundreds of MB of garbage across a fleet. */
+  touched: Map<string, Map<string, string | null>>;
 }
 
 export function newBatch(): Batch {
@@ -77,9 +73,7 @@ export function setIntent(
     touched = new Map();
     batch.touched.set(clusterId, touched);
   }
-  const touch = touched.get(name);
-  if (touch === undefined) touched.set(name, { before: prev?.version ?? null, now: next });
-  else touch.now = next;
+  if (!touched.has(name)) touched.set(name, prev?.version ?? null);
   if (next === null) {
     if (map !== undefined) {
       map.delete(name);
@@ -95,13 +89,16 @@ export function setIntent(
 }
 
 /** The deltas of a batch: intents whose version differs from before it, by cluster. */
-export function finishBatch(batch: Batch): Deltas {
+export function finishBatch(state: EngineState, batch: Batch): Deltas {
   const out: Deltas = new Map();
   for (const [clusterId, names] of [...batch.touched].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const upserted: Intent[] = [];
     const removed: string[] = [];
+    const held = state.intentsByCluster.get(clusterId);
     // forEach: a for-of over entries allocates a pair per entry.
-    names.forEach(({ before, now }, name) => {
+    names.forEach((before, name) => {
+      // setIntent writes every touch through to intentsByCluster: what it holds is the last.
+      const now = held?.get(name) ?? null;
       if ((now?.version ?? null) === before) return;
       if (now === null) removed.push(name);
       else upserted.push(now);

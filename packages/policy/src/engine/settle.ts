@@ -36,7 +36,7 @@ export function settle(state: EngineState, batch: Batch): Deltas {
   decideDestinations(batch, recompiled);
   markSharedPrincipals(state, batch, new Set(memberships.changed.keys()));
   rebuildMarked(state, batch, recompiled);
-  return finishBatch(batch);
+  return finishBatch(state, batch);
 }
 
 /**
