@@ -4,7 +4,7 @@
 import type { ServiceRecord } from "@isthmus/model";
 import type { Intent, Service } from "@isthmus/proto";
 import type { Deltas } from "./api.js";
-import { addToIndex, type Destination, type EngineState } from "./engine-state.js";
+import type { Destination, EngineState } from "./engine-state.js";
 
 /** An identity to re-match against the rules. */
 export interface IdentityRef {
@@ -29,8 +29,10 @@ export interface Batch {
   redecide: Set<Destination>;
   /** Identities whose rule memberships are recomputed, by key. */
   identities: Map<string, IdentityRef>;
-  /** Principals whose holders changed, with the clusters concerned. */
-  principals: Map<string, Set<string>>;
+  /** Principals whose holders changed, with the clusters concerned: the cluster itself while
+   * it is the only one (nearly always: a trust domain per cluster), a set from the second on.
+   * A first compile marks every principal: a set each was 100k sets of one. */
+  principals: Map<string, string | Set<string>>;
   /** Destinations whose principal lists are rebuilt. */
   rebuild: Set<Destination>;
   /** Logical services to recompute: every importer (null), or the changes named. */
@@ -123,7 +125,10 @@ export function markIdentity(
 }
 
 export function markPrincipal(batch: Batch, principal: string, clusterId: string): void {
-  addToIndex(batch.principals, principal, clusterId);
+  const held = batch.principals.get(principal);
+  if (held === undefined) batch.principals.set(principal, clusterId);
+  else if (typeof held !== "string") held.add(clusterId);
+  else if (held !== clusterId) batch.principals.set(principal, new Set([held, clusterId]));
 }
 
 /** The service accounts of a service, when some rule selects sources by service. */

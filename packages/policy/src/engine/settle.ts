@@ -46,7 +46,8 @@ export function settle(state: EngineState, batch: Batch): Deltas {
  */
 function markSharedPrincipals(state: EngineState, batch: Batch, done: Set<Rule>): void {
   const { catalog } = state;
-  for (const [principal, clusters] of batch.principals) {
+  // forEach: a for-of over entries allocates a pair per entry.
+  batch.principals.forEach((concerned, principal) => {
     for (const h of catalog.identitiesWithPrincipal(principal)) {
       const identity = state.identities.get(h.key);
       if (identity === undefined) continue;
@@ -61,13 +62,18 @@ function markSharedPrincipals(state: EngineState, batch: Batch, done: Set<Rule>)
     } else if (sameClusterAllowed(state)) {
       // Remote holders in the local trust domain are candidates of every destination of
       // the trust domain's clusters (per-cluster trust domains: nothing to do).
-      const sharing = new Set([
-        ...catalog.clustersWithTrustDomain(trustDomainOf(principal)),
-        ...clusters,
-      ]);
-      if (sharing.size > 1) for (const c of sharing) batch.rebuildClusters.add(c);
+      const sharing = catalog.clustersWithTrustDomain(trustDomainOf(principal));
+      const alone = typeof concerned === "string";
+      let more = 0;
+      if (alone) more = sharing.has(concerned) ? 0 : 1;
+      else for (const c of concerned) if (!sharing.has(c)) more++;
+      if (sharing.size + more > 1) {
+        for (const c of sharing) batch.rebuildClusters.add(c);
+        if (alone) batch.rebuildClusters.add(concerned);
+        else for (const c of concerned) batch.rebuildClusters.add(c);
+      }
     }
-  }
+  });
   for (const c of batch.rebuildClusters) {
     for (const d of state.destinationsByCluster.get(c) ?? []) batch.rebuild.add(d);
   }
