@@ -11,6 +11,7 @@ import { finalizeDefaultAccess } from "./engine/default-access.js";
 import {
   checkDefault,
   createEngineState,
+  type Destination,
   type EngineState,
   warning,
 } from "./engine/engine-state.js";
@@ -106,9 +107,12 @@ function clusterWarnings(state: EngineState, clusterId: string): Warning[] {
       ),
     );
   }
-  const destinations = [...(state.destinationsByCluster.get(clusterId) ?? [])].sort((a, b) =>
-    a.key < b.key ? -1 : 1,
-  );
+  // Only the destinations with warnings are sorted (few): status asks for every cluster's
+  // warnings, and a sorted copy of each cluster's destinations was garbage of their size.
+  const destinations: Destination[] = [];
+  for (const d of state.destinationsByCluster.get(clusterId) ?? [])
+    if (d.warnings.length > 0) destinations.push(d);
+  destinations.sort((a, b) => (a.key < b.key ? -1 : 1));
   for (const d of destinations) {
     // A shared principal matters only where an AccessIntent enforces decisions.
     const enforced = accessPresent(state, d);
