@@ -147,7 +147,13 @@ describe("highly available hub on etcd (processes)", function () {
           c.connected && c.inSync && c.catalogRevision > 0n,
           `${c.cluster?.id}: connected ${c.connected}, in sync ${c.inSync}`,
         );
-    }, 30_000);
+    }, 30_000).catch((err: unknown) => {
+      // What each replica said last: why no leader serves, when that is the failure.
+      const tails = hubs.replicas.map(
+        (r) => `replica ${r.index}:\n${r.logs().trim().split("\n").slice(-15).join("\n")}`,
+      );
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n${tails.join("\n")}`);
+    });
   const ownedCount = () =>
     sims.reduce(
       (n, sim) =>

@@ -46,6 +46,8 @@ export interface Leadership {
   leaderWithin(ms: number): Promise<LeaderInfo | undefined>;
   /** Called on every change of the view; returns the unsubscribe function. */
   onChange(listener: (view: LeadershipView) => void): () => void;
+  /** Steps down (another replica may take over at once) and campaigns again. */
+  resign(reason: string): void;
   /** Resigns (the lease is revoked, so another replica takes over at once) and stops. */
   close(): Promise<void>;
 }
@@ -76,6 +78,7 @@ export function soleLeadership(self: LeaderInfo): Leadership {
     view: () => view,
     leaderWithin: async () => self,
     onChange: () => () => {},
+    resign: () => {},
     close: async () => {},
   };
 }
@@ -195,52 +198,69 @@ export function startLeadership(options: LeadershipOptions): Leadership {
       fired.length = 0;
     });
     c.on("error", (err) => lose(c, errorField(err)));
-    c.on("elected", () => {
-      void (async () => {
-        const key = await c.getCampaignKey();
-        const res = await options.client.get(key).exec();
-        const kv = res.kvs[0];
-        if (c !== campaign) return;
-        if (kv === undefined) throw new Error(`election key ${key} vanished: lease expired`);
-        elected = true;
-        term = BigInt(kv.create_revision);
-        leader = options.self;
-        problem = undefined;
-        armDeadline();
-        log.info("elected leader", { term: String(term), waitedMs: performance.now() - started });
-        changed();
-      })().catch((err: unknown) => lose(c, errorField(err)));
-    });
+    c.on("elected", () => becomeLeader(c, started));
   };
 
-  /** Follows who leads; etcd3's observer may name the wrong candidate when several keys
-   * arrive in one watch batch, so every change is confirmed with a read. */
+  /** `c` leads: etcd3 said so, or a read found its key first (refresh). Once per campaign. */
+  const becomeLeader = (c: Campaign, started: number) => {
+    void (async () => {
+      const key = await c.getCampaignKey();
+      const res = await options.client.get(key).exec();
+      const kv = res.kvs[0];
+      if (c !== campaign || elected) return;
+      if (kv === undefined) throw new Error(`election key ${key} vanished: lease expired`);
+      elected = true;
+      term = BigInt(kv.create_revision);
+      leader = options.self;
+      problem = undefined;
+      armDeadline();
+      log.info("elected leader", { term: String(term), waitedMs: performance.now() - started });
+      changed();
+    })().catch((err: unknown) => lose(c, errorField(err)));
+  };
+
+  /**
+   * Reads who leads (etcd3's observer may name the wrong candidate when several keys arrive
+   * in one watch batch, so every change is confirmed here). Also run every TTL: etcd3's
+   * observer and campaign wait on watches that can miss a deletion when etcd's stream breaks
+   * (a paused etcd), and a candidate whose key is first would then never learn it leads
+   * while the others name it: this read catches it up.
+   */
+  const refresh = () => {
+    const c = campaign;
+    candidates
+      .getAll()
+      .sort("Create", "Ascend")
+      .limit(1)
+      .exec()
+      .then(async ({ kvs }) => {
+        const first = kvs[0];
+        const next = parseInfo(first?.value.toString());
+        const other = next !== undefined && next.id !== options.self.id;
+        probe.watch(other ? { address: peerOf(next), lease: first!.lease } : undefined);
+        if (first !== undefined && !other && !elected && c !== undefined && c === campaign) {
+          const ours = await (c as unknown as { lease: Lease }).lease.grant();
+          if (ours === first.lease) becomeLeader(c, performance.now());
+        }
+        if (next?.id === leader?.id && next?.address === leader?.address) return;
+        if (elected && next?.id !== options.self.id) return; // our key still leads
+        leader = next;
+        changed();
+      })
+      .catch((err: unknown) =>
+        log.warn("cannot read the election leader", { err: errorField(err) }),
+      );
+  };
+  const polling = setInterval(refresh, ttlMs);
+  polling.unref();
+
+  /** Follows who leads: every change the observer sees is confirmed by `refresh`. */
   const observe = () => {
     if (closed) return;
     election
       .observe()
       .then((o) => {
         observer = o;
-        const refresh = () => {
-          candidates
-            .getAll()
-            .sort("Create", "Ascend")
-            .limit(1)
-            .exec()
-            .then(
-              ({ kvs }) => {
-                const next = parseInfo(kvs[0]?.value.toString());
-                const other = next !== undefined && next.id !== options.self.id;
-                probe.watch(other ? { address: peerOf(next), lease: kvs[0]!.lease } : undefined);
-                if (next?.id === leader?.id && next?.address === leader?.address) return;
-                if (elected && next?.id !== options.self.id) return; // our key still leads
-                leader = next;
-                changed();
-              },
-              (err: unknown) =>
-                log.warn("cannot read the election leader", { err: errorField(err) }),
-            );
-        };
         refresh();
         o.on("change", refresh);
         o.on("error", (err) => {
@@ -283,6 +303,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    resign: (reason) => lose(campaign, reason),
     async close() {
       if (closed) return;
       const c = campaign;
@@ -293,6 +314,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
       if (deadline !== undefined) clearTimeout(deadline);
       if (wasLeading) changed();
       probe.close();
+      clearInterval(polling);
       await observer?.cancel().catch(() => {});
       await c?.resign().catch((err: unknown) => {
         log.warn("cannot resign; the lease expires by itself", { err: errorField(err) });

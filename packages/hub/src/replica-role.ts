@@ -75,6 +75,7 @@ export function notStarted(self: LeaderInfo): Leadership {
     view: () => ({ leading: false, term: 0n, leader: undefined }),
     leaderWithin: async () => undefined,
     onChange: () => () => {},
+    resign: () => {},
     close: async () => {},
   };
 }
@@ -158,7 +159,7 @@ export function followElection(elected: Leadership, hooks: RoleHooks, logger: Lo
             err: errorField(err),
           });
           // Campaigning again is the retry: another replica may read the store better.
-          void elected.close();
+          elected.resign("cannot re-read the store on takeover");
         },
       );
     } else if (!v.leading && wasLeading) {
