@@ -51,14 +51,14 @@ describe("hub leadership on etcd", function () {
   const start = async (
     id: string,
     prefix: string,
-    options: { ttlSeconds?: number; advertise?: string } = {},
+    options: { ttlSeconds?: number; advertise?: string; peer?: string } = {},
   ) => {
     const port = await listening();
     const etcdClient = client();
     const self =
       options.advertise === undefined
         ? { id, address: port.address }
-        : { id, address: options.advertise, peer: port.address };
+        : { id, address: options.advertise, peer: options.peer ?? port.address };
     const leadership = startLeadership({
       client: etcdClient,
       prefix,
@@ -129,5 +129,24 @@ describe("hub leadership on etcd", function () {
     assert.equal(b.leading(), false);
     assert.equal(b.view().leader?.id, "4001");
     await b.close();
+  });
+
+  it("never revokes a leader whose peer address never accepted a connection", async () => {
+    // A wrong peer address (nothing ever listened there) must not cost every leader its lease.
+    const closed = await listening();
+    closed.crash();
+    const a = await start("5001", "/t5/", {
+      ttlSeconds: 60,
+      advertise: "hub-a.invalid:443",
+      peer: closed.address,
+    });
+    await eventually(() => assert.ok(a.leading()));
+    const b = await start("5002", "/t5/", { ttlSeconds: 60 });
+    await eventually(() => assert.equal(b.view().leader?.id, "5001"));
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.ok(a.leading(), "the leader kept its lease");
+    assert.equal(b.view().leader?.id, "5001");
+    await b.close();
+    await a.close();
   });
 });

@@ -5,7 +5,9 @@
 // are refused twice in a row, nothing listens there any more: a live leader never closes its
 // listener, so the process is gone, and the follower revokes the leader's lease for the
 // election to move on at once. A leader that is paused or cut off (connects hang or time out
-// rather than being refused) is left to its lease, as is one that advertises no address.
+// rather than being refused) is left to its lease, as is one that advertises no address, and
+// one whose port never accepted a connection (a wrong peer address must not make every
+// leader lose its lease).
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { errorField, type Logger } from "@isthmus/logging";
@@ -57,6 +59,10 @@ export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
     let socket: Socket | undefined;
     let timer: NodeJS.Timeout | undefined;
     let refused = 0;
+    /** Whether the leader ever accepted a connection here: a port that never did may be a
+     * wrong peerAddress, and revoking every leader for it would make leadership flap. */
+    let accepted = false;
+    let warned = false;
     /** Connections in a row the leader closed within retryMs of accepting them. */
     let quickCloses = 0;
     const later = (ms: number) => {
@@ -72,6 +78,7 @@ export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
       let connectedAt = 0;
       s.on("connect", () => {
         connected = true;
+        accepted = true;
         connectedAt = performance.now();
         refused = 0;
         s.setTimeout(0);
@@ -84,7 +91,7 @@ export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
       });
       s.on("close", () => {
         if (stopped || s !== socket) return;
-        if (refused >= 2) {
+        if (refused >= 2 && accepted) {
           log.warn("the leader's port refuses connections; revoking its lease", {
             leader: target.address,
           });
@@ -93,6 +100,16 @@ export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
           options.revoke(target.lease).catch((err: unknown) => {
             log.warn("cannot revoke the leader's lease", { err: errorField(err) });
           });
+          return;
+        }
+        if (refused >= 2) {
+          if (!warned)
+            log.warn("the leader's peer address never accepted a connection; check peerAddress", {
+              leader: target.address,
+            });
+          warned = true;
+          refused = 0;
+          later(retryMs);
           return;
         }
         // Ended after connecting (the leader went away, or its handshake timeout): dial again
