@@ -143,14 +143,20 @@ function statusOf(r: Refusal): Partial<grpc.StatusObject> & { code: grpc.status;
  * Asks the client to stop sending a refused call's request (RST_STREAM NO_ERROR after the
  * complete response, as HTTP/2 §8.1 allows): grpc-js would otherwise read and discard the rest
  * of it, and a 13.6 MiB body costs the hub its transfer and decryption on every refusal.
- * grpc-js offers no API for it; the first interceptor's call is its own call object, which
- * holds the HTTP/2 stream. Without one (another grpc-js) the body is drained as before.
+ * grpc-js offers no API for it: its own call object holds the HTTP/2 stream, and an
+ * interceptor after the first sees it wrapped (`nextCall` of each ServerInterceptingCall).
+ * Without one (another grpc-js) the body is drained as before.
  */
 export function stopReading(call: grpc.ServerInterceptingCallInterface): void {
-  const stream = (call as { stream?: unknown }).stream;
-  if (typeof stream === "object" && stream !== null && "rstCode" in stream) {
-    const http2Stream = stream as http2.ServerHttp2Stream;
-    if (!http2Stream.closed) http2Stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  let at: unknown = call;
+  for (let depth = 0; depth < 8 && typeof at === "object" && at !== null; depth++) {
+    const stream = (at as { stream?: unknown }).stream;
+    if (typeof stream === "object" && stream !== null && "rstCode" in stream) {
+      const http2Stream = stream as http2.ServerHttp2Stream;
+      if (!http2Stream.closed) http2Stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      return;
+    }
+    at = (at as { nextCall?: unknown }).nextCall;
   }
 }
 
