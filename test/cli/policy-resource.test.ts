@@ -24,24 +24,6 @@ const isthmus = (args: string[], input = ""): Promise<CliRun> => isolatedIsthmus
 const doc = (name: string, spec: string, labels = "") =>
   `apiVersion: isthmus.dev/v1alpha1\nkind: ConnectionPolicy\nmetadata:\n  name: ${name}\n${labels}spec:\n${spec}`;
 
-/** Catalog: cluster a runs web/frontend, cluster b serves payments/payments-api. */
-async function joinWithCatalog(agent: TestAgent, services: object[], identities: object[]) {
-  await agent.connect();
-  await agent.next();
-  await agent.ackDelta(await agent.nextDelta());
-  await agent.send({
-    message: {
-      case: "catalogUpdate",
-      value: {
-        fullSnapshot: true,
-        revision: 1n,
-        upsertedServices: services,
-        upsertedIdentities: identities,
-      },
-    },
-  });
-}
-
 describe("isthmus policy as a resource", function () {
   // Each step starts the CLI (under tsx, from the sources): seconds each on a loaded machine.
   this.timeout(240_000);
@@ -62,13 +44,11 @@ describe("isthmus policy as a resource", function () {
     const a = await enrollAgent(f, "prod-eu", { env: "prod" });
     const b = await enrollAgent(f, "prod-us", { env: "prod" });
     agents.push(a, b);
-    await joinWithCatalog(
-      a,
+    await a.join(
       [],
       [{ namespace: "web", serviceAccount: "frontend", labelSets: [], podCount: 1 }],
     );
-    await joinWithCatalog(
-      b,
+    await b.join(
       [
         {
           namespace: "payments",

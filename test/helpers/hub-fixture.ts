@@ -1,5 +1,6 @@
 // A hub on loopback TLS with an admin client, and agents that enroll and stream like the
 // real agent does, for hub tests.
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import { createAgentCsr } from "@isthmus/pki";
 import {
   AdminService,
   AgentService,
+  type CatalogUpdateSchema,
   type ClientBidiStream,
   type ConfigDelta,
   type ConnectRequestSchema,
@@ -89,6 +91,15 @@ export interface TestAgent {
   /** Applied intent versions, as the agent tracks them from ACKed deltas. */
   applied: Map<string, string>;
   ackDelta(delta: ConfigDelta): Promise<void>;
+  /** Sends a full catalog snapshot (revision 1 unless given). */
+  sendSnapshot(services: object[], identities: object[], revision?: bigint): Promise<void>;
+  /** Connects, checks the Welcome, ACKs the first delta (which must be complete) and sends a
+   * full snapshot of revision 1. */
+  join(
+    services: object[],
+    identities: object[],
+    hello?: Partial<MessageInitShape<typeof HelloSchema>>,
+  ): Promise<void>;
   close(): void;
 }
 
@@ -170,6 +181,26 @@ export function agentWithCert(
       await agent.send({
         message: { case: "ack", value: { nonce: delta.nonce, systemVersion: delta.systemVersion } },
       });
+    },
+    sendSnapshot: (services, identities, revision = 1n) =>
+      agent.send({
+        message: {
+          case: "catalogUpdate",
+          value: {
+            fullSnapshot: true,
+            revision,
+            upsertedServices: services,
+            upsertedIdentities: identities,
+          } as MessageInitShape<typeof CatalogUpdateSchema>,
+        },
+      }),
+    async join(services, identities, hello = {}) {
+      await agent.connect(hello);
+      assert.equal((await agent.next()).message.case, "welcome", clusterId);
+      const first = await agent.nextDelta();
+      assert.equal(first.complete, true, `${clusterId}: the first delta is complete`);
+      await agent.ackDelta(first);
+      await agent.sendSnapshot(services, identities);
     },
     close() {
       agent.stream?.cancel();

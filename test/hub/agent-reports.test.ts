@@ -51,23 +51,9 @@ const mesh = (trustDomain: string) => ({
   eastWestGateways: [{ address: "192.0.2.1", port: 15443 }],
 });
 
-/** Connects, reads the welcome and the first delta, and sends a full snapshot. */
-async function join(agent: TestAgent, services: object[], identities: object[], td?: string) {
-  await agent.connect(td === undefined ? {} : { mesh: mesh(td) });
-  assert.equal((await agent.next()).message.case, "welcome");
-  await agent.ackDelta(await agent.nextDelta());
-  await agent.send({
-    message: {
-      case: "catalogUpdate",
-      value: {
-        fullSnapshot: true,
-        revision: 1n,
-        upsertedServices: services,
-        upsertedIdentities: identities,
-      },
-    },
-  });
-}
+/** `agent.join`, with the mesh facts of trust domain `td` when given. */
+const join = (agent: TestAgent, services: object[], identities: object[], td?: string) =>
+  agent.join(services, identities, td === undefined ? {} : { mesh: mesh(td) });
 
 /** Waits for the hub to end the agent's stream; checks the status code and message. */
 async function endedWith(agent: TestAgent, code: Code, pattern: RegExp): Promise<void> {
@@ -140,17 +126,7 @@ describe("hub: what agents report", function () {
     // Service account "*" in a trust domain of its own.
     await attacker.connect();
     await attacker.next();
-    await attacker.send({
-      message: {
-        case: "catalogUpdate",
-        value: {
-          fullSnapshot: true,
-          revision: 1n,
-          upsertedServices: [{ ...frontend, serviceAccounts: ["*"] }],
-          upsertedIdentities: [identity("web", "*")],
-        },
-      },
-    });
+    await attacker.sendSnapshot([{ ...frontend, serviceAccounts: ["*"] }], [identity("web", "*")]);
     await endedWith(
       attacker,
       Code.INVALID_ARGUMENT,
@@ -159,23 +135,17 @@ describe("hub: what agents report", function () {
     // Visibility 99, a control character in a label key, a path with a NUL as service account.
     await attacker.connect();
     await attacker.next();
-    await attacker.send({
-      message: {
-        case: "catalogUpdate",
-        value: {
-          fullSnapshot: true,
-          revision: 1n,
-          upsertedServices: [
-            {
-              ...frontend,
-              visibility: 99 as Visibility,
-              labels: { "app\u0007x": "v" },
-              serviceAccounts: ["../../x\0"],
-            },
-          ],
+    await attacker.sendSnapshot(
+      [
+        {
+          ...frontend,
+          visibility: 99 as Visibility,
+          labels: { "app\u0007x": "v" },
+          serviceAccounts: ["../../x\0"],
         },
-      },
-    });
+      ],
+      [],
+    );
     await endedWith(
       attacker,
       Code.INVALID_ARGUMENT,
@@ -184,17 +154,10 @@ describe("hub: what agents report", function () {
     // (the whole message, checked piece by piece)
     await attacker.connect();
     await attacker.next();
-    await attacker.send({
-      message: {
-        case: "catalogUpdate",
-        value: {
-          fullSnapshot: true,
-          revision: 1n,
-          upsertedServices: [{ ...frontend, visibility: 99 as Visibility }],
-          upsertedIdentities: [identity("web", "../../x\0")],
-        },
-      },
-    });
+    await attacker.sendSnapshot(
+      [{ ...frontend, visibility: 99 as Visibility }],
+      [identity("web", "../../x\0")],
+    );
     await endedWith(
       attacker,
       Code.INVALID_ARGUMENT,

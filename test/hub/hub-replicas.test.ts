@@ -52,24 +52,6 @@ async function replica(etcd: EtcdCluster, prefix: string, dataDir: string): Prom
   };
 }
 
-/** Connects, answers the first delta, and reports a snapshot. */
-async function join_(agent: TestAgent, services: object[], identities: object[]) {
-  await agent.connect();
-  assert.equal((await agent.next()).message.case, "welcome");
-  await agent.ackDelta(await agent.nextDelta());
-  await agent.send({
-    message: {
-      case: "catalogUpdate",
-      value: {
-        fullSnapshot: true,
-        revision: 1n,
-        upsertedServices: services,
-        upsertedIdentities: identities,
-      },
-    },
-  });
-}
-
 describe("hub replicas on one etcd", function () {
   this.timeout(60_000);
   let etcd: EtcdCluster | undefined;
@@ -115,8 +97,8 @@ describe("hub replicas on one etcd", function () {
     enrolledA.close();
     enrolledB.close();
     agents.push(agentA, agentB);
-    await join_(agentA, [], [frontendIdentity]);
-    await join_(agentB, [payments], [paymentsIdentity]);
+    await agentA.join([], [frontendIdentity]);
+    await agentB.join([payments], [paymentsIdentity]);
 
     const applied = await a!.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     const delta = await agentA.nextDelta();

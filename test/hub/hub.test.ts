@@ -40,36 +40,6 @@ function rejectsWith(code: Code, pattern: RegExp) {
   };
 }
 
-async function snapshot(
-  agent: TestAgent,
-  revision: bigint,
-  services: object[],
-  identities: object[],
-) {
-  await agent.send({
-    message: {
-      case: "catalogUpdate",
-      value: {
-        fullSnapshot: true,
-        revision,
-        upsertedServices: services,
-        upsertedIdentities: identities,
-      },
-    },
-  });
-}
-
-/** Connects, answers the first (complete) delta, and reports a snapshot. */
-async function join_(agent: TestAgent, services: object[], identities: object[]) {
-  await agent.connect();
-  const welcome = await agent.next();
-  assert.equal(welcome.message.case, "welcome");
-  const first = await agent.nextDelta();
-  assert.equal(first.complete, true);
-  await agent.ackDelta(first);
-  await snapshot(agent, 1n, services, identities);
-}
-
 describe("hub", function () {
   this.timeout(60_000);
   let f: HubFixture;
@@ -184,12 +154,12 @@ describe("hub", function () {
     const b = await enrollAgent(f, "b", { env: "prod" });
     const c = await enrollAgent(f, "c", { env: "dev" });
     agents.push(a, b, c);
-    await join_(a, [], [frontendIdentity]);
-    await join_(b, [payments], [paymentsIdentity]);
+    await a.join([], [frontendIdentity]);
+    await b.join([payments], [paymentsIdentity]);
     // Before any policy, b's service is under the default DENY of other clusters: the
     // DefaultAccessIntent of b's first delta covers it, with no AccessIntent of its own.
     assert.deepEqual([...b.applied.keys()], ["default-access"]);
-    await join_(c, [], [frontendIdentity]);
+    await c.join([], [frontendIdentity]);
 
     const listed = await f.admin.listCatalog({ filter: { service: "payments-api" } }, viewer);
     assert.deepEqual(
@@ -249,8 +219,8 @@ describe("hub", function () {
     const b = await enrollAgent(f, "b", { env: "prod" });
     agents.push(a, b);
     const labelled = { ...payments, labels: { app: "payments", team: "pay" } };
-    await join_(a, [labelled], [paymentsIdentity]);
-    await join_(b, [{ ...labelled, readyEndpoints: 3 }], [paymentsIdentity]);
+    await a.join([labelled], [paymentsIdentity]);
+    await b.join([{ ...labelled, readyEndpoints: 3 }], [paymentsIdentity]);
     const entries = async () => {
       await eventually(async () => {
         const st = await f.admin.getStatus({}, viewer);
@@ -376,11 +346,11 @@ describe("hub", function () {
     const b = await enrollAgent(f, "b");
     const c = await enrollAgent(f, "c");
     agents.push(a, b, c);
-    await join_(c, [], [frontendIdentity]);
+    await c.join([], [frontendIdentity]);
 
     await a.connect();
     await a.next();
-    await snapshot(a, 1n, [{ ...payments, name: "Not_A_Name" }], []);
+    await a.sendSnapshot([{ ...payments, name: "Not_A_Name" }], []);
     await assert.rejects(
       async () => {
         for (;;) await a.next();
@@ -394,7 +364,7 @@ describe("hub", function () {
     await b.connect();
     await b.next();
     const many = ["s1", "s2", "s3", "s4"].map((name) => ({ ...payments, name }));
-    await snapshot(b, 1n, many, []);
+    await b.sendSnapshot(many, []);
     await assert.rejects(
       async () => {
         for (;;) await b.next();
@@ -424,8 +394,8 @@ describe("hub", function () {
     const a = await enrollAgent(f, "a");
     const b = await enrollAgent(f, "b");
     agents.push(a, b);
-    await join_(a, [], [frontendIdentity]);
-    await join_(b, [payments], [paymentsIdentity]);
+    await a.join([], [frontendIdentity]);
+    await b.join([payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     const da = await a.nextDelta();
     await a.send({
@@ -458,8 +428,8 @@ describe("hub", function () {
     const a = await enrollAgent(f, "a");
     const b = await enrollAgent(f, "b");
     agents.push(a, b);
-    await join_(a, [], [frontendIdentity]);
-    await join_(b, [payments], [paymentsIdentity]);
+    await a.join([], [frontendIdentity]);
+    await b.join([payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     await a.ackDelta(await a.nextDelta());
     assert.equal(a.applied.size, 3); // the import, its backend and the DefaultAccessIntent
@@ -563,7 +533,7 @@ describe("hub", function () {
   it("revokes a deleted cluster's certificate and ends its stream", async () => {
     const a = await enrollAgent(f, "a");
     agents.push(a);
-    await join_(a, [], [frontendIdentity]);
+    await a.join([], [frontendIdentity]);
     await f.admin.deleteCluster({ id: "a" }, admin);
     await assert.rejects(
       async () => {
@@ -612,14 +582,14 @@ describe("hub reliability", function () {
     );
     assert.deepEqual(warming.removed, []);
     await a2.ackDelta(warming);
-    await snapshot(a2, 1n, [], [frontendIdentity]);
+    await a2.sendSnapshot([], [frontendIdentity]);
     assert.equal((await f.admin.getStatus({}, viewer)).warmingUp, true);
 
     const b2 = agentWithCert(f, "b", b.certPem, b.keyPem);
     agents.push(b2);
     await b2.connect();
     assert.equal((await b2.next()).message.case, "welcome");
-    await snapshot(b2, 1n, [payments], [paymentsIdentity]);
+    await b2.sendSnapshot([payments], [paymentsIdentity]);
 
     const afterWarmup = await a2.nextDelta();
     assert.equal(afterWarmup.complete, true);
@@ -632,8 +602,8 @@ describe("hub reliability", function () {
     const a = await enrollAgent(f, "a");
     const b = await enrollAgent(f, "b");
     agents.push(a, b);
-    await join_(a, [], [frontendIdentity]);
-    await join_(b, [payments], [paymentsIdentity]);
+    await a.join([], [frontendIdentity]);
+    await b.join([payments], [paymentsIdentity]);
     await f.admin.applyPolicies({ policies: [allowFrontend] }, admin);
     const imported = await a.nextDelta();
     assert.deepEqual(imported.upserted.map((i) => i.name).sort(), [
@@ -693,7 +663,7 @@ describe("hub observability and catalog watch", function () {
         if (!(err instanceof GrpcError && err.code === Code.CANCELLED)) throw err;
       }
     })();
-    await join_(b, [payments], [paymentsIdentity]);
+    await b.join([payments], [paymentsIdentity]);
     await b.send({
       message: {
         case: "catalogUpdate",
