@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { splitHostPort } from "@isthmus/proto";
 import type { Registry } from "prom-client";
 
 export interface HealthSource {
@@ -15,11 +16,12 @@ export async function startHealthServer(
   health: HealthSource,
   registry: Registry,
 ): Promise<{ address: string; close(): Promise<void> }> {
-  const i = address.lastIndexOf(":");
-  const host = i <= 0 ? "0.0.0.0" : address.slice(0, i).replace(/^\[|\]$/g, "");
-  const port = Number(address.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
+  // A bare port ("9090") listens on every address, as ":9090" does.
+  const split = splitHostPort(address.includes(":") ? address : `:${address}`);
+  if (split === undefined)
     throw new Error(`invalid listen address "${address}": expected host:port`);
+  const host = split.host === "" ? "0.0.0.0" : split.host;
+  const { port } = split;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {

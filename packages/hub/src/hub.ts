@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { type Logger, silentLogger } from "@isthmus/logging";
 import type { CertifiedKey } from "@isthmus/pki";
 import { createPolicyEngine, type PolicyEngine } from "@isthmus/policy";
-import { Code, Decision, GrpcError, shutdown } from "@isthmus/proto";
+import { Code, Decision, GrpcError, shutdown, splitHostPort } from "@isthmus/proto";
 import type { Etcd3 } from "etcd3";
 import { createAuth } from "./auth.js";
 import { createCatalogQueue } from "./catalog-queue.js";
@@ -295,8 +295,7 @@ function electionOf(store: Store, config: HubConfig): ElectionOptions | undefine
 
 /** The host of a "host:port" address, for the self-issued certificate. */
 function hostOf(address: string | undefined): string | undefined {
-  if (address === undefined || address === "") return undefined;
-  return address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  return address === undefined ? undefined : splitHostPort(address)?.host || undefined;
 }
 
 /** Prepares the data dir, then opens the store, the registry and the hub CA. */

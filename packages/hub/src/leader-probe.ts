@@ -11,6 +11,7 @@
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { errorField, type Logger } from "@isthmus/logging";
+import { splitHostPort } from "@isthmus/proto";
 
 /** The leader to watch: its advertised address ("host:port") and its election lease. */
 export interface ProbeTarget {
@@ -36,15 +37,6 @@ export interface LeaderProbeOptions {
   retryMs?: number;
 }
 
-/** "host:port" and "[v6]:port" into connect options; undefined when it is neither. */
-function endpointOf(address: string): { host: string; port: number } | undefined {
-  const colon = address.lastIndexOf(":");
-  const port = Number(address.slice(colon + 1));
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65_535) return undefined;
-  return { host, port };
-}
-
 export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
   const confirmMs = options.confirmMs ?? 50;
   const retryMs = options.retryMs ?? 1_000;
@@ -54,7 +46,9 @@ export function createLeaderProbe(options: LeaderProbeOptions): LeaderProbe {
   let current: ProbeTarget | undefined;
 
   const start = (target: ProbeTarget): (() => void) => {
-    const endpoint = endpointOf(target.address);
+    // Nothing to dial without a host and a port.
+    const split = splitHostPort(target.address);
+    const endpoint = split !== undefined && split.host !== "" && split.port > 0 ? split : undefined;
     let stopped = false;
     let socket: Socket | undefined;
     let timer: NodeJS.Timeout | undefined;

@@ -13,6 +13,7 @@ import {
   insecureServerCredentials,
   listen,
   serverCredentials,
+  splitHostPort,
 } from "@isthmus/proto";
 import { createAdminHandlers } from "./admin-service.js";
 import { createAgentHandlers } from "./agent-service.js";
@@ -125,18 +126,14 @@ export async function serveMetrics(
   ready: () => { ready: boolean; detail: string },
 ): Promise<{ http: HttpServer | undefined; port: number }> {
   if (address === "") return { http: undefined, port: 0 };
+  const split = splitHostPort(address);
+  if (split === undefined) throw new Error(`metricsListen: "${address}" is not host:port`);
+  const host = split.host === "" ? "0.0.0.0" : split.host;
   const http = serveHttp(metrics, ready);
-  const [host, p] = splitHostPort(address);
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);
-    http.listen(p, host, () => resolve());
+    http.listen(split.port, host, () => resolve());
   });
   const bound = http.address();
   return { http, port: typeof bound === "object" && bound !== null ? bound.port : 0 };
-}
-
-function splitHostPort(address: string): [string, number] {
-  const i = address.lastIndexOf(":");
-  const host = address.slice(0, i).replace(/^\[|\]$/g, "");
-  return [host === "" ? "0.0.0.0" : host, Number(address.slice(i + 1))];
 }

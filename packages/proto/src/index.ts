@@ -9,6 +9,7 @@ export * from "./gen/isthmus/v1/policy_pb.js";
 export * from "./grpc.js";
 export * from "./grpc-client.js";
 export { forEachMessage } from "./grpc-streams.js";
+export * from "./host-port.js";
 export * from "./intent-names.js";
 export * from "./leader-hint.js";
 export * from "./server.js";

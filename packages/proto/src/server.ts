@@ -5,6 +5,7 @@
 // hands them to grpc-js through its connection injector.
 import { createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { splitHostPort } from "./host-port.js";
 
 const MiB = 1024 * 1024;
 
@@ -103,14 +104,11 @@ interface Listener {
 /** The TCP servers `listen` opened per grpc-js server, closed by `shutdown`. */
 const listeners = new WeakMap<grpc.Server, Listener[]>();
 
-function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  if (i < 0) throw new Error(`listen: address "${address}" is not host:port`);
-  const host = address.slice(0, i).replace(/^\[|\]$/g, "");
-  const port = Number(address.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`listen: address "${address}": port must be 0-65535`);
-  return { host: host === "" ? "0.0.0.0" : host, port };
+function listenAddress(address: string): { host: string; port: number } {
+  if (!address.includes(":")) throw new Error(`listen: address "${address}" is not host:port`);
+  const split = splitHostPort(address);
+  if (split === undefined) throw new Error(`listen: address "${address}": port must be 0-65535`);
+  return { host: split.host === "" ? "0.0.0.0" : split.host, port: split.port };
 }
 
 /**
@@ -123,7 +121,7 @@ export async function listen(
   credentials: grpc.ServerCredentials,
   limits: ConnectionLimits = {},
 ): Promise<number> {
-  const { host, port } = splitHostPort(address);
+  const { host, port } = listenAddress(address);
   const maxConnections = limits.maxConnections ?? 10_000;
   const perAddress = limits.maxConnectionsPerAddress ?? 64;
   const handshakeTimeoutMs = limits.handshakeTimeoutMs ?? 10_000;
