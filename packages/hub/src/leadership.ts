@@ -83,6 +83,9 @@ export function soleLeadership(self: LeaderInfo): Leadership {
   };
 }
 
+/** A campaign's lease: etcd3 keeps it private, and its keepalives and id are needed here. */
+const leaseOf = (c: Campaign) => (c as unknown as { lease: Lease }).lease;
+
 function parseInfo(value: string | undefined): LeaderInfo | undefined {
   if (value === undefined) return undefined;
   try {
@@ -185,7 +188,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
     campaign = c;
     // Every acknowledged keepalive extends the lease by the TTL from the moment it was sent;
     // keepalives are answered in order on their stream.
-    const lease = (c as unknown as { lease: Lease }).lease;
+    const lease = leaseOf(c);
     const fired: number[] = [];
     lease.on("keepaliveFired", () => fired.push(performance.now()));
     lease.on("keepaliveSucceeded", () => {
@@ -239,7 +242,7 @@ export function startLeadership(options: LeadershipOptions): Leadership {
         const other = next !== undefined && next.id !== options.self.id;
         probe.watch(other ? { address: peerOf(next), lease: first!.lease } : undefined);
         if (first !== undefined && !other && !elected && c !== undefined && c === campaign) {
-          const ours = await (c as unknown as { lease: Lease }).lease.grant();
+          const ours = await leaseOf(c).grant();
           if (ours === first.lease) becomeLeader(c, performance.now());
         }
         if (next?.id === leader?.id && next?.address === leader?.address) return;
